@@ -1,0 +1,216 @@
+//! Outbound channel adapters.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BoxError;
+use crate::ids::{ContactId, OutboxMessageId, WorkspaceId};
+use crate::model::{Channel, OutboxMessage};
+
+/// One message as an adapter sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// The outbox id. Adapters MUST pass it to the provider as idempotency key where
+    /// the provider supports one.
+    pub id: OutboxMessageId,
+    /// Sending workspace.
+    pub workspace_id: WorkspaceId,
+    /// Channel.
+    pub channel: Channel,
+    /// Channel-specific address.
+    pub recipient: String,
+    /// The contact, if known.
+    pub contact_id: Option<ContactId>,
+    /// Subject, for channels that have one.
+    pub subject: Option<String>,
+    /// Body to send (an approver's edit, when there was one).
+    pub body: String,
+    /// Adapter-specific extras (template ids, variables, ...).
+    pub metadata: serde_json::Value,
+}
+
+impl OutboundMessage {
+    /// The adapter view of an outbox message.
+    #[must_use]
+    pub fn from_outbox(message: &OutboxMessage) -> Self {
+        Self {
+            id: message.id,
+            workspace_id: message.workspace_id,
+            channel: message.channel,
+            recipient: message.recipient.clone(),
+            contact_id: message.contact_id,
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            metadata: message.metadata.clone(),
+        }
+    }
+
+    /// The idempotency key to hand to the provider: the outbox id as text.
+    #[must_use]
+    pub fn idempotency_key(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// What the provider answered on success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendReceipt {
+    /// The provider's message id, if it returns one.
+    pub provider_message_id: Option<String>,
+    /// When the provider accepted the message.
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// The coarse class of a [`ChannelError`]: what the dispatcher does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChannelErrorKind {
+    /// Try again later (with backoff).
+    Retryable,
+    /// Try again after the provider's `retry_after`.
+    RateLimited,
+    /// Do not retry; fail the message.
+    Permanent,
+    /// Do not retry; fail and suppress the address.
+    InvalidRecipient,
+    /// Credentials are wrong or lack permission; retrying will not help until fixed.
+    Auth,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// A transient failure: timeout, connection reset, 5xx.
+    #[error("transient failure from {provider}: {reason}")]
+    Retryable {
+        /// Provider name.
+        provider: &'static str,
+        /// What happened (never contains credentials or message content).
+        reason: String,
+        /// How long the provider asked us to wait, if it said.
+        retry_after: Option<Duration>,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The provider throttled us (HTTP 429 and the like).
+    #[error("rate limited by {provider}")]
+    RateLimited {
+        /// Provider name.
+        provider: &'static str,
+        /// How long to wait, from `Retry-After` or rate-limit headers.
+        retry_after: Option<Duration>,
+    },
+    /// The provider rejected the message for good (validation, policy, content).
+    #[error("{provider} rejected the message: {reason}")]
+    Permanent {
+        /// Provider name.
+        provider: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The address cannot receive messages (unknown user, invalid number).
+    #[error("{provider} reports an invalid recipient: {reason}")]
+    InvalidRecipient {
+        /// Provider name.
+        provider: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Credentials missing, invalid or without permission.
+    #[error("{provider} refused our credentials: {reason}")]
+    Auth {
+        /// Provider name.
+        provider: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ChannelError {
+    /// The error's class.
+    #[must_use]
+    pub fn kind(&self) -> ChannelErrorKind {
+        match self {
+            Self::Retryable { .. } => ChannelErrorKind::Retryable,
+            Self::RateLimited { .. } => ChannelErrorKind::RateLimited,
+            Self::Permanent { .. } => ChannelErrorKind::Permanent,
+            Self::InvalidRecipient { .. } => ChannelErrorKind::InvalidRecipient,
+            Self::Auth { .. } => ChannelErrorKind::Auth,
+        }
+    }
+
+    /// Whether sending again later may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. } | Self::RateLimited { .. })
+    }
+
+    /// How long the provider asked us to wait, if it said.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Retryable { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the address should be suppressed.
+    #[must_use]
+    pub fn suppresses_recipient(&self) -> bool {
+        matches!(self, Self::InvalidRecipient { .. })
+    }
+}
+
+/// Sends messages on one channel through one provider.
+///
+/// # Contract
+/// - `send` MUST forward [`OutboundMessage::idempotency_key`] to the provider where the
+///   provider supports idempotency, so a retried send is not delivered twice.
+/// - Errors MUST be classified: 429 → `RateLimited` (with `retry_after` from the
+///   response), 5xx/timeouts → `Retryable`, other 4xx → `Permanent`, `InvalidRecipient`
+///   or `Auth`.
+/// - MUST NOT log credentials, and SHOULD NOT log message bodies or raw addresses.
+///
+/// # Implementing
+/// Run the adapter conformance kit (`testkit` feature) against your adapter.
+#[async_trait]
+pub trait ChannelAdapter: Send + Sync + Debug + 'static {
+    /// The channel this adapter sends on.
+    fn channel(&self) -> Channel;
+
+    /// A short provider name for logs and errors, e.g. `"resend"`.
+    fn provider(&self) -> &'static str;
+
+    /// Sends one message.
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_errors_classify_themselves() {
+        let limited = ChannelError::RateLimited {
+            provider: "x",
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert!(limited.is_retryable());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
+        let invalid = ChannelError::InvalidRecipient {
+            provider: "x",
+            reason: "unknown number".into(),
+        };
+        assert!(!invalid.is_retryable());
+        assert!(invalid.suppresses_recipient());
+        assert_eq!(invalid.kind(), ChannelErrorKind::InvalidRecipient);
+    }
+}

@@ -1,0 +1,37 @@
+//! The domain model: entities every engine and store shares.
+//!
+//! Entities are plain data with public fields, a validating constructor
+//! (`create`/`new`) and a `validate` method that stores call on every write. Every
+//! entity carries its [`WorkspaceId`](crate::ids::WorkspaceId); mutable entities carry a
+//! `version` for compare-and-set updates.
+
+mod activity;
+mod anomaly;
+mod approval;
+mod channel;
+mod compliance;
+mod contact;
+mod deal;
+mod event;
+mod intake;
+mod job;
+mod lease;
+mod outbox;
+mod sequence;
+
+pub use activity::{Activity, ActivityKind};
+pub use anomaly::{Actor, Anomaly, AnomalyStatus, AuditEntry, Severity};
+pub use approval::{ApprovalItem, ApprovalRule, ApprovalStatus, RuleConditions};
+pub use channel::Channel;
+pub use compliance::{Consent, ConsentStatus, Suppression, SuppressionReason, normalize_address};
+pub use contact::{Account, Contact, NewAccount, NewContact, parse_time_zone};
+pub use deal::{Deal, NewDeal, Pipeline, Stage, StageOutcome};
+pub use event::{Event, NewEvent};
+pub use intake::{Fingerprint, IntakeRecord, IntakeSource, IntakeStatus, RowError};
+pub use job::{Job, JobStatus};
+pub use lease::{Lease, LeaseGrant};
+pub use outbox::{OutboxMessage, OutboxStatus};
+pub use sequence::{
+    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStep, StepDelay,
+    Template,
+};

@@ -1,0 +1,225 @@
+//! Outreach sequences and enrollments.
+
+use chrono::{DateTime, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ValidationError, require_non_blank};
+use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use crate::model::Channel;
+use crate::text_enum::text_enum;
+
+/// How long to wait after the previous step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "unit", content = "amount")]
+pub enum StepDelay {
+    /// Wall-clock hours.
+    Hours(u32),
+    /// Business days (Monday to Friday) in the contact's time zone.
+    BusinessDays(u32),
+}
+
+/// Local hours and weekdays in which a step may be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendWindow {
+    /// First allowed hour (0 to 23), inclusive.
+    pub start_hour: u8,
+    /// Hour the window closes (1 to 24), exclusive.
+    pub end_hour: u8,
+    /// Allowed weekdays.
+    pub weekdays: Vec<Weekday>,
+}
+
+/// A step's message template with `{{merge_field}}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Subject line, for channels that have one.
+    pub subject: Option<String>,
+    /// Body.
+    pub body: String,
+}
+
+/// One step of a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequenceStep {
+    /// Channel.
+    pub channel: Channel,
+    /// Template.
+    pub template: Template,
+    /// Delay after the previous step (or after enrolling, for the first).
+    pub delay: StepDelay,
+    /// Send window; `None` means any time.
+    pub window: Option<SendWindow>,
+    /// Whether this step always needs a human's approval.
+    pub requires_approval: bool,
+}
+
+text_enum! {
+    /// What happens to running enrollments when a sequence is edited.
+    pub enum InFlightPolicy {
+        /// Running enrollments finish on the version they started on.
+        KeepVersion = "keep_version",
+        /// Running enrollments continue on the new version.
+        Migrate = "migrate",
+    }
+}
+
+/// A named, ordered list of steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Id.
+    pub id: SequenceId,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// Display name.
+    pub name: String,
+    /// Steps in order; at least one.
+    pub steps: Vec<SequenceStep>,
+    /// Policy for running enrollments when edited.
+    pub in_flight_policy: InFlightPolicy,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Optimistic-concurrency version; also the definition version enrollments record.
+    pub version: i64,
+}
+
+impl Sequence {
+    /// A version-1 sequence.
+    pub fn create(
+        workspace_id: WorkspaceId,
+        name: impl Into<String>,
+        steps: Vec<SequenceStep>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
+        let sequence = Self {
+            id: SequenceId::new(),
+            workspace_id,
+            name: name.into().trim().to_owned(),
+            steps,
+            in_flight_policy: InFlightPolicy::KeepVersion,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        sequence.validate()?;
+        Ok(sequence)
+    }
+
+    /// A name, at least one step, non-empty bodies and sane windows.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        require_non_blank("sequence.name", &self.name)?;
+        if self.steps.is_empty() {
+            return Err(ValidationError::new(
+                "sequence.steps",
+                "needs at least one step",
+            ));
+        }
+        for step in &self.steps {
+            require_non_blank("step.template.body", &step.template.body)?;
+            if let Some(w) = &step.window
+                && (w.start_hour >= w.end_hour || w.end_hour > 24 || w.weekdays.is_empty())
+            {
+                return Err(ValidationError::new(
+                    "step.window",
+                    "needs start_hour < end_hour <= 24 and at least one weekday",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+text_enum! {
+    /// The states of an enrollment.
+    pub enum EnrollmentState {
+        /// Created, not yet started.
+        Pending = "pending",
+        /// Running, between steps.
+        Active = "active",
+        /// A step is due or queued to send.
+        StepPending = "step_pending",
+        /// A step was sent; waiting for the next delay.
+        StepSent = "step_sent",
+        /// The contact replied; no further steps.
+        Replied = "replied",
+        /// All steps sent with no response.
+        NoResponse = "no_response",
+        /// Finished (meeting booked or sequence completed).
+        Completed = "completed",
+        /// Paused (out of office, by hand); resumes later.
+        Paused = "paused",
+        /// The address bounced.
+        Bounced = "bounced",
+        /// The contact unsubscribed.
+        Unsubscribed = "unsubscribed",
+        /// Stopped by an error.
+        Failed = "failed",
+    }
+}
+
+impl EnrollmentState {
+    /// Whether the enrollment still holds the contact in the sequence (blocks a second
+    /// enrollment in the same sequence).
+    #[must_use]
+    pub const fn is_running(&self) -> bool {
+        matches!(
+            self,
+            Self::Pending | Self::Active | Self::StepPending | Self::StepSent | Self::Paused
+        )
+    }
+}
+
+/// One contact's run through one sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// Id.
+    pub id: EnrollmentId,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// The sequence.
+    pub sequence_id: SequenceId,
+    /// The sequence version the enrollment follows.
+    pub sequence_version: i64,
+    /// The contact.
+    pub contact_id: ContactId,
+    /// State.
+    pub state: EnrollmentState,
+    /// Index of the next step to run (0-based).
+    pub current_step: i32,
+    /// When the runner should look at it next; `None` when nothing is due.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Optimistic-concurrency version.
+    pub version: i64,
+}
+
+impl Enrollment {
+    /// A pending enrollment of `contact_id` in version `sequence_version` of a sequence,
+    /// due at `now`.
+    #[must_use]
+    pub fn new(
+        workspace_id: WorkspaceId,
+        sequence_id: SequenceId,
+        sequence_version: i64,
+        contact_id: ContactId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: EnrollmentId::new(),
+            workspace_id,
+            sequence_id,
+            sequence_version,
+            contact_id,
+            state: EnrollmentState::Pending,
+            current_step: 0,
+            next_run_at: Some(now),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+}

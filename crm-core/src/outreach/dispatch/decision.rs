@@ -1,0 +1,440 @@
+//! The dispatcher's decisions as pure functions: what a provider error leads to,
+//! what the approval policy is asked, whether an enrollment still wants its message,
+//! when the next step is due, and which anomalies pause a channel.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use super::backoff::backoff_delay;
+use super::config::max_delay;
+use crate::approval::ApprovalRequest;
+use crate::channel::{ChannelError, ChannelErrorKind};
+use crate::model::{
+    Anomaly, Channel, Enrollment, EnrollmentState, OutboxMessage, Sequence, Severity, StepDelay,
+};
+use crate::outreach::schedule::{apply_delay, next_allowed};
+
+/// Open, error-severity anomalies whose rule starts with this prefix (for example
+/// `send_health.bounce_rate`) pause their channel in workspaces that enable
+/// [`pause_channel_on_error_anomaly`](crate::outreach::settings::WorkspaceSettings::pause_channel_on_error_anomaly).
+pub const SEND_HEALTH_RULE_PREFIX: &str = "send_health";
+
+/// Metadata key: a boolean, whether the step demands a human regardless of rules.
+pub const META_REQUIRES_APPROVAL: &str = "requires_approval";
+/// Metadata key: a number from 0.0 to 1.0, the drafting confidence.
+pub const META_CONFIDENCE: &str = "confidence";
+/// Metadata key: a string, the template identity for streak rules.
+pub const META_TEMPLATE_KEY: &str = "template_key";
+/// Metadata key: any JSON, shown to the approver as the item's context.
+pub const META_CONTEXT: &str = "context";
+
+/// How failed sends are retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts before a retryable failure becomes a dead letter.
+    pub max_attempts: u32,
+    /// First backoff ceiling.
+    pub backoff_base: Duration,
+    /// Largest backoff.
+    pub backoff_cap: Duration,
+}
+
+/// What to do with a message whose send failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureAction {
+    /// Put it back, due `after` from now; the attempt counts.
+    Retry {
+        /// The wait.
+        after: Duration,
+        /// Stored as `last_error`.
+        reason: String,
+    },
+    /// Retries are exhausted.
+    DeadLetter {
+        /// The final reason.
+        reason: String,
+    },
+    /// Fail for good; with `suppress`, the address is added to the suppression list.
+    Fail {
+        /// The final reason.
+        reason: String,
+        /// Whether the recipient is suppressed.
+        suppress: bool,
+    },
+}
+
+/// The action for `error` on a message claimed for its `attempts`-th attempt (the
+/// claim counted, so the first attempt is 1). Retryable and rate-limited errors wait
+/// the provider's `retry_after` when given (capped at a year), else a jittered backoff
+/// (`fraction` is the random pick); at `max_attempts` they dead-letter instead.
+/// Permanent, auth and unknown errors fail; an invalid recipient fails and suppresses.
+#[must_use]
+pub fn on_channel_error(
+    error: &ChannelError,
+    attempts: i32,
+    policy: &RetryPolicy,
+    fraction: f64,
+) -> FailureAction {
+    let reason = error.to_string();
+    match error.kind() {
+        ChannelErrorKind::Retryable | ChannelErrorKind::RateLimited => {
+            let attempts = u32::try_from(attempts).unwrap_or(0);
+            if attempts >= policy.max_attempts {
+                return FailureAction::DeadLetter {
+                    reason: format!("gave up after {attempts} attempts: {reason}"),
+                };
+            }
+            let after = match error.retry_after() {
+                Some(wait) => Duration::from_std(wait)
+                    .unwrap_or_else(|_| max_delay())
+                    .min(max_delay()),
+                None => backoff_delay(
+                    policy.backoff_base,
+                    policy.backoff_cap,
+                    attempts.max(1),
+                    fraction,
+                ),
+            };
+            FailureAction::Retry { after, reason }
+        }
+        ChannelErrorKind::InvalidRecipient => FailureAction::Fail {
+            reason,
+            suppress: true,
+        },
+        _ => FailureAction::Fail {
+            reason,
+            suppress: false,
+        },
+    }
+}
+
+/// The error used when no adapter serves a channel: retryable, so fixing the
+/// configuration within the retry budget rescues the message.
+#[must_use]
+pub(super) fn missing_adapter(channel: Channel) -> ChannelError {
+    ChannelError::Retryable {
+        provider: "dispatcher",
+        reason: format!("no adapter registered for channel {channel}"),
+        retry_after: None,
+        source: None,
+    }
+}
+
+/// `now + delay`, saturating instead of overflowing.
+#[must_use]
+pub(super) fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(delay.max(Duration::zero()))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A confidence from metadata: a finite number from 0.0 to 1.0, else `None`.
+#[must_use]
+pub fn confidence_of(message: &OutboxMessage) -> Option<f64> {
+    message
+        .metadata
+        .get(META_CONFIDENCE)
+        .and_then(Value::as_f64)
+        .filter(|c| (0.0..=1.0).contains(c))
+}
+
+/// The template key from metadata, if it is a non-blank string.
+#[must_use]
+pub fn template_key_of(message: &OutboxMessage) -> Option<String> {
+    message
+        .metadata
+        .get(META_TEMPLATE_KEY)
+        .and_then(Value::as_str)
+        .filter(|k| !k.trim().is_empty())
+        .map(str::to_owned)
+}
+
+/// The approver's context from metadata (`Null` when absent).
+#[must_use]
+pub fn context_of(message: &OutboxMessage) -> Value {
+    message
+        .metadata
+        .get(META_CONTEXT)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// What the approval policy is asked about `message` at `now`; anything missing or
+/// malformed in the metadata reads as absent (or `false`).
+#[must_use]
+pub fn approval_request(message: &OutboxMessage, now: DateTime<Utc>) -> ApprovalRequest {
+    ApprovalRequest {
+        step_requires_approval: message
+            .metadata
+            .get(META_REQUIRES_APPROVAL)
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        confidence: confidence_of(message),
+        template_key: template_key_of(message),
+        message: message.clone(),
+        now,
+    }
+}
+
+/// Why the message of `step` must not go out for `enrollment`, or `None` when the
+/// enrollment still waits for exactly this step (`StepPending` at `step`).
+#[must_use]
+pub fn enrollment_block(enrollment: &Enrollment, step: Option<i32>) -> Option<String> {
+    if enrollment.state != EnrollmentState::StepPending {
+        return Some(format!("enrollment is {}", enrollment.state));
+    }
+    match step {
+        Some(step) if step == enrollment.current_step => None,
+        Some(step) => Some(format!(
+            "enrollment is at step {} but the message is for step {step}",
+            enrollment.current_step
+        )),
+        None => Some("message of an enrollment has no step index".to_owned()),
+    }
+}
+
+/// When the enrollment is due next after `step` of `sequence` was sent at `sent_at`:
+/// the next step's delay, moved into its send window, in `tz`; after the last step,
+/// `sent_at` plus the last step's delay (the reply wait). `None` if `step` is not a
+/// step of the sequence.
+#[must_use]
+pub fn next_due(
+    sequence: &Sequence,
+    step: i32,
+    tz: Tz,
+    sent_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let index = usize::try_from(step).ok()?;
+    let current = sequence.steps.get(index)?;
+    Some(match sequence.steps.get(index.saturating_add(1)) {
+        Some(next) => next_allowed(
+            next.window.as_ref(),
+            tz,
+            apply_delay(next.delay, tz, sent_at),
+        ),
+        None => apply_delay(current.delay, tz, sent_at),
+    })
+}
+
+/// Whether [`next_due`] for `step` depends on the time zone (a business-day delay or a
+/// send window); when it does not, the contact's zone need not be read.
+#[must_use]
+pub fn next_due_needs_time_zone(sequence: &Sequence, step: i32) -> bool {
+    let Ok(index) = usize::try_from(step) else {
+        return false;
+    };
+    let zoned = |s: &crate::model::SequenceStep| matches!(s.delay, StepDelay::BusinessDays(_));
+    match sequence.steps.get(index.saturating_add(1)) {
+        Some(next) => next.window.is_some() || zoned(next),
+        None => sequence.steps.get(index).is_some_and(zoned),
+    }
+}
+
+/// Whether `anomaly` pauses `channel`: open, error severity, about that channel, and
+/// raised by a rule starting with [`SEND_HEALTH_RULE_PREFIX`].
+#[must_use]
+pub fn pauses_channel(anomaly: &Anomaly, channel: Channel) -> bool {
+    anomaly.status.is_open()
+        && anomaly.severity == Severity::Error
+        && anomaly.channel == Some(channel)
+        && anomaly.rule.starts_with(SEND_HEALTH_RULE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ContactId, SequenceId, WorkspaceId};
+    use crate::model::{SendWindow, SequenceStep, Template};
+    use chrono::{TimeZone, Weekday};
+    use serde_json::json;
+    use std::time::Duration as StdDuration;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::seconds(10),
+            backoff_cap: Duration::seconds(60),
+        }
+    }
+
+    fn retryable(retry_after: Option<StdDuration>) -> ChannelError {
+        ChannelError::Retryable {
+            provider: "p",
+            reason: "timeout".into(),
+            retry_after,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn retryable_errors_back_off_then_dead_letter() {
+        match on_channel_error(&retryable(None), 2, &policy(), 1.0) {
+            FailureAction::Retry { after, .. } => assert_eq!(after, Duration::seconds(20)),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert!(matches!(
+            on_channel_error(&retryable(None), 3, &policy(), 0.5),
+            FailureAction::DeadLetter { reason } if reason.contains("timeout")
+        ));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let limited = ChannelError::RateLimited {
+            provider: "p",
+            retry_after: Some(StdDuration::from_secs(90)),
+        };
+        assert!(matches!(
+            on_channel_error(&limited, 1, &policy(), 0.0),
+            FailureAction::Retry { after, .. } if after == Duration::seconds(90)
+        ));
+        let absurd = retryable(Some(StdDuration::from_secs(u64::MAX)));
+        assert!(matches!(
+            on_channel_error(&absurd, 1, &policy(), 0.0),
+            FailureAction::Retry { after, .. } if after == max_delay()
+        ));
+    }
+
+    #[test]
+    fn permanent_auth_and_invalid_recipient_fail() {
+        let invalid = ChannelError::InvalidRecipient {
+            provider: "p",
+            reason: "unknown".into(),
+        };
+        assert!(matches!(
+            on_channel_error(&invalid, 1, &policy(), 0.0),
+            FailureAction::Fail { suppress: true, .. }
+        ));
+        let auth = ChannelError::Auth {
+            provider: "p",
+            reason: "bad key".into(),
+        };
+        assert!(matches!(
+            on_channel_error(&auth, 1, &policy(), 0.0),
+            FailureAction::Fail {
+                suppress: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn approval_requests_read_the_metadata_leniently() {
+        let message = OutboxMessage::new(
+            WorkspaceId::new(),
+            Channel::Email,
+            "a@b.c",
+            "Hi",
+            "k",
+            now(),
+        )
+        .unwrap()
+        .with_metadata(
+            json!({ "requires_approval": true, "confidence": 0.8, "template_key": "intro" }),
+        );
+        let request = approval_request(&message, now());
+        assert!(request.step_requires_approval);
+        assert_eq!(request.confidence, Some(0.8));
+        assert_eq!(request.template_key.as_deref(), Some("intro"));
+        let odd = message.with_metadata(json!({ "requires_approval": "yes", "confidence": 3 }));
+        let request = approval_request(&odd, now());
+        assert!(!request.step_requires_approval);
+        assert_eq!(request.confidence, None);
+        assert_eq!(request.template_key, None);
+    }
+
+    fn step(delay: StepDelay, window: Option<SendWindow>) -> SequenceStep {
+        SequenceStep {
+            channel: Channel::Email,
+            template: Template {
+                subject: None,
+                body: "Hi".into(),
+            },
+            delay,
+            window,
+            requires_approval: false,
+        }
+    }
+
+    #[test]
+    fn next_due_uses_the_next_step_or_the_reply_wait() {
+        let window = SendWindow {
+            start_hour: 9,
+            end_hour: 17,
+            weekdays: vec![Weekday::Mon, Weekday::Tue],
+        };
+        let steps = vec![
+            step(StepDelay::Hours(0), None),
+            step(StepDelay::Hours(20), Some(window)),
+            step(StepDelay::Hours(72), None),
+        ];
+        let seq = Sequence::create(WorkspaceId::new(), "s", steps, now()).unwrap();
+        // Monday 09:00 + 20 h = Tuesday 05:00 UTC, moved to the window's 09:00.
+        assert_eq!(
+            next_due(&seq, 0, Tz::UTC, now()),
+            Some(Utc.with_ymd_and_hms(2026, 1, 6, 9, 0, 0).unwrap())
+        );
+        assert_eq!(
+            next_due(&seq, 2, Tz::UTC, now()),
+            Some(now() + Duration::hours(72))
+        );
+        assert_eq!(next_due(&seq, 3, Tz::UTC, now()), None);
+        assert!(next_due_needs_time_zone(&seq, 0), "step 1 has a window");
+        assert!(!next_due_needs_time_zone(&seq, 1));
+        assert!(!next_due_needs_time_zone(&seq, 2));
+        assert_eq!(next_due(&seq, -1, Tz::UTC, now()), None);
+    }
+
+    #[test]
+    fn only_a_step_pending_enrollment_at_the_step_lets_the_message_go() {
+        let mut e = Enrollment::new(
+            WorkspaceId::new(),
+            SequenceId::new(),
+            1,
+            ContactId::new(),
+            now(),
+        );
+        assert_eq!(
+            enrollment_block(&e, Some(0)).as_deref(),
+            Some("enrollment is pending")
+        );
+        e.state = EnrollmentState::StepPending;
+        assert_eq!(enrollment_block(&e, Some(0)), None);
+        assert!(enrollment_block(&e, Some(1)).is_some());
+        assert!(enrollment_block(&e, None).is_some());
+    }
+
+    #[test]
+    fn only_open_error_send_health_anomalies_of_the_channel_pause_it() {
+        let mut a = Anomaly::new(
+            WorkspaceId::new(),
+            "send_health.bounce_rate",
+            Severity::Error,
+            "k",
+            "bounces",
+            now(),
+        )
+        .unwrap();
+        a.channel = Some(Channel::Email);
+        assert!(pauses_channel(&a, Channel::Email));
+        assert!(!pauses_channel(&a, Channel::Sms));
+        a.severity = Severity::Warning;
+        assert!(!pauses_channel(&a, Channel::Email));
+        a.severity = Severity::Error;
+        a.rule = "failure_rate".into();
+        assert!(!pauses_channel(&a, Channel::Email));
+    }
+
+    #[test]
+    fn later_saturates() {
+        assert_eq!(
+            later(DateTime::<Utc>::MAX_UTC, Duration::days(1)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(later(now(), Duration::seconds(-5)), now());
+    }
+}

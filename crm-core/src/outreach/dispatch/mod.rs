@@ -1,0 +1,371 @@
+//! The outbox dispatcher: the single path every outbound message takes.
+//!
+//! One [`Dispatcher::dispatch_batch`] claims up to a batch of due messages across all
+//! workspaces under a lease and takes each one through:
+//!
+//! 1. **Pre-checks.** A message without a contact fails (every send records a
+//!    timeline activity about its contact, atomically with the status). A message
+//!    claimed more often than the attempt budget (its leases kept expiring) is
+//!    dead-lettered. A message of an enrollment that is no longer `StepPending` at
+//!    its step is cancelled ("enrollment is replied").
+//! 2. **Approval.** An existing approval item decides: approved sends its
+//!    [`body_to_send`](crate::model::ApprovalItem::body_to_send), pending holds the
+//!    message, rejected or expired cancels it. Without an item the
+//!    [`ApprovalPolicy`] is asked (metadata keys [`META_REQUIRES_APPROVAL`],
+//!    [`META_CONFIDENCE`], [`META_TEMPLATE_KEY`], [`META_CONTEXT`]): auto-approval
+//!    stores an approved item naming the rule (the audit trail) and sends; "a human
+//!    decides" stores a pending item, holds the message and tells the [`Notifier`];
+//!    rejection cancels.
+//! 3. **Consent and suppression, at send time.** A suppression of the address, or
+//!    withdrawn consent of the contact for the channel, cancels the message even if it
+//!    arrived after the message was enqueued.
+//! 4. **Allowlist** (dry-run too): a recipient not on the workspace's allowlist
+//!    cancels the message.
+//! 5. **Channel pause.** An open error-severity anomaly of the channel whose rule starts
+//!    with [`SEND_HEALTH_RULE_PREFIX`] postpones the message by the pause delay, when
+//!    the workspace enables `pause_channel_on_error_anomaly`.
+//! 6. **Quota.** The workspace's daily cap for the channel (`send:<channel>`, per
+//!    local day of the workspace's default time zone) is consumed atomically, once per
+//!    workspace and channel for all the batch's messages that passed stages 1 to 5
+//!    (falling back to what is left of the cap). Messages beyond the cap are postponed
+//!    to the start of the next local day with their attempt given back, not failed.
+//! 7. **Send** through the channel's adapter, or the [`DryRunChannel`] when dry-run is
+//!    forced by the configuration, by `CRM_DRY_RUN=1` (read once at construction) or
+//!    by the workspace settings. The outbox id is the idempotency key. Success marks
+//!    the message sent, records a `MessageSent` activity and moves the enrollment to
+//!    its next step in one atomic store call. Errors are classified by
+//!    [`on_channel_error`]: retry with jittered exponential backoff or the provider's
+//!    `retry_after` until the attempt budget is spent, then dead letter; permanent and
+//!    auth errors fail; an invalid recipient fails and suppresses the address.
+//!
+//! A store or policy error on one message never fails the batch and never panics: it
+//! is logged (ids only) and the message's lease is left to expire, so the message is
+//! reaped and claimed again. Quota and pause postponements and approval holds give the
+//! claim's attempt back.
+//!
+//! A batch runs in three phases: stages 1 to 5 for every message (up to `concurrency`
+//! at once), the quota per workspace and channel, then the sends (up to `concurrency`
+//! at once). Per batch, each workspace's settings (and open anomalies, when needed) are
+//! read once and sequence definitions are cached, so the per-message path reads only
+//! what it must: the approval item, suppression and consent (together), and for
+//! enrollment messages the enrollment (and the contact when its time zone matters).
+//! A quota unit is spent for every message cleared to send, whatever the provider
+//! answers (a failed send is not refunded).
+
+mod backoff;
+mod config;
+mod decision;
+mod dry_run;
+mod pipeline;
+mod registry;
+mod report;
+mod send;
+mod stub;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
+pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
+pub use decision::{
+    FailureAction, META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY,
+    RetryPolicy, SEND_HEALTH_RULE_PREFIX, approval_request, confidence_of, context_of,
+    enrollment_block, next_due, next_due_needs_time_zone, on_channel_error, pauses_channel,
+    template_key_of,
+};
+pub use dry_run::{DryRunChannel, DryRunRecord};
+pub use registry::ChannelRegistry;
+pub use report::{DispatchError, DispatchReport, Outcome};
+pub use stub::{StubChannel, StubFailure};
+
+use pipeline::Gated;
+
+use crate::approval::{ApprovalPolicy, ManualApproval, Notifier};
+use crate::clock::Clock;
+use crate::ids::{SequenceId, WorkspaceId};
+use crate::model::{Channel, OutboxMessage, Sequence};
+use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
+use crate::store::{Claim, DynStore, Page, Scope};
+
+/// The outbox dispatcher. See the [module docs](self) for the path a message takes.
+///
+/// Several dispatchers (in one process or many) may run against one store: claims are
+/// atomic and leases fenced, so each message is handed to an adapter by one dispatcher
+/// at a time. `Dispatcher` is `Send + Sync`; share it in an `Arc` or run several.
+pub struct Dispatcher {
+    store: Arc<DynStore>,
+    clock: Arc<dyn Clock>,
+    settings: Arc<dyn SettingsProvider>,
+    channels: ChannelRegistry,
+    policy: Arc<dyn ApprovalPolicy>,
+    notifier: Option<Arc<dyn Notifier>>,
+    dry_run: DryRunChannel,
+    config: DispatcherConfig,
+    forced_dry_run: bool,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("store", &self.store.backend_name())
+            .field("channels", &self.channels)
+            .field("policy", &self.policy)
+            .field("notifier", &self.notifier.is_some())
+            .field("forced_dry_run", &self.forced_dry_run)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher with the [`ManualApproval`] policy, no notifier and a
+    /// [`DryRunChannel`] timed by `clock`. Reads [`DRY_RUN_ENV`] now, once, if the
+    /// configuration says so.
+    #[must_use]
+    pub fn new(
+        store: Arc<DynStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+        channels: ChannelRegistry,
+        config: DispatcherConfig,
+    ) -> Self {
+        let env =
+            config.reads_env() && env_forces_dry_run(std::env::var(DRY_RUN_ENV).ok().as_deref());
+        let forced_dry_run = config.dry_run() || env;
+        if forced_dry_run {
+            tracing::info!(by_env = env, "outbox dispatcher runs in dry-run");
+        }
+        Self {
+            dry_run: DryRunChannel::new(Channel::Email).with_clock(clock.clone()),
+            store,
+            clock,
+            settings,
+            channels,
+            policy: Arc::new(ManualApproval),
+            notifier: None,
+            config,
+            forced_dry_run,
+        }
+    }
+
+    /// Uses `policy` for messages without an approval item.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<dyn ApprovalPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Tells `notifier` about every approval item the dispatcher creates.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Records dry-run sends in `dry_run` (for example one shared with the host).
+    #[must_use]
+    pub fn with_dry_run_channel(mut self, dry_run: DryRunChannel) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// The adapter that records dry-run sends.
+    #[must_use]
+    pub fn dry_run_channel(&self) -> &DryRunChannel {
+        &self.dry_run
+    }
+
+    /// Whether dry-run is forced for every workspace (configuration or environment).
+    #[must_use]
+    pub fn forces_dry_run(&self) -> bool {
+        self.forced_dry_run
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &DispatcherConfig {
+        &self.config
+    }
+
+    /// Claims up to `batch_size` due messages across every workspace and processes
+    /// them, up to `concurrency` at once. Errors on single messages are counted in the
+    /// report, never returned; only a failed claim is an error.
+    pub async fn dispatch_batch(&self) -> Result<DispatchReport, DispatchError> {
+        let now = self.clock.now();
+        let claim = Claim::new(
+            Scope::All,
+            self.config.worker(),
+            now,
+            self.config.lease_ttl(),
+            self.config.batch_size(),
+        );
+        let messages = self
+            .store
+            .claim_outbox(&claim)
+            .await
+            .map_err(DispatchError::Claim)?;
+        let mut report = DispatchReport {
+            claimed: u64::try_from(messages.len()).unwrap_or(u64::MAX),
+            ..DispatchReport::default()
+        };
+        if messages.is_empty() {
+            return Ok(report);
+        }
+        let batch = self.prepare(&messages).await;
+        let batch = &batch;
+        let concurrency = self.config.concurrency();
+        let mut ready = Vec::new();
+        // Futures are built up front: a stream holding the closures would not be `Send`
+        // (the closures' lifetimes are not general enough for the compiler).
+        let gates: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, message)| async move { (i, self.gate(batch, message).await) })
+            .collect();
+        let mut gated = futures::stream::iter(gates).buffer_unordered(concurrency);
+        while let Some((i, gated)) = gated.next().await {
+            match gated {
+                Gated::Done(outcome) => report.record(outcome),
+                Gated::Ready(cleared) => ready.push((i, *cleared)),
+            }
+        }
+        drop(gated);
+        ready.sort_by_key(|(i, _)| *i);
+        let allotted = self
+            .allot(ready.into_iter().map(|(_, r)| r).collect(), now)
+            .await;
+        for outcome in allotted.outcomes {
+            report.record(outcome);
+        }
+        let sends: Vec<_> = allotted
+            .go
+            .into_iter()
+            .map(|cleared| self.deliver(cleared))
+            .collect();
+        let mut sends = futures::stream::iter(sends).buffer_unordered(concurrency);
+        while let Some(outcome) = sends.next().await {
+            report.record(outcome);
+        }
+        tracing::debug!(?report, worker = self.config.worker(), "outbox batch done");
+        Ok(report)
+    }
+
+    /// Returns every expired lease (by the dispatcher's clock) to the queue; returns
+    /// how many.
+    pub async fn reap_expired_leases(&self) -> Result<u64, DispatchError> {
+        self.store
+            .reap_outbox_leases(Scope::All, self.clock.now())
+            .await
+            .map_err(DispatchError::Reap)
+    }
+
+    /// Dispatches batches until `shutdown` is `true` (or its sender is dropped). A
+    /// batch that claims nothing, or fails, is followed by the idle sleep, which
+    /// shutdown interrupts. A batch in progress is always finished before returning.
+    /// Expired leases are reaped every `reap_interval` of the dispatcher's clock.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_reap: Option<DateTime<Utc>> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Some(interval) = self.config.reap_interval() {
+                let now = self.clock.now();
+                if last_reap.is_none_or(|at| now - at >= interval) {
+                    last_reap = Some(now);
+                    match self.reap_expired_leases().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(reaped = n, "expired outbox leases returned"),
+                        Err(e) => tracing::warn!(error = %e, "reaping outbox leases failed"),
+                    }
+                }
+            }
+            let idle = match self.dispatch_batch().await {
+                Ok(report) => report.claimed == 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, retryable = e.is_retryable(), "outbox claim failed");
+                    true
+                }
+            };
+            if idle {
+                let sleep = self.config.idle_sleep().to_std().unwrap_or_default();
+                let stop = Box::pin(shutdown.changed());
+                let nap = Box::pin(tokio::time::sleep(sleep));
+                if let futures::future::Either::Left((Err(_), _)) =
+                    futures::future::select(stop, nap).await
+                {
+                    return; // the sender is gone: nobody can ask us to go on
+                }
+            }
+        }
+    }
+
+    /// Reads what every message of the batch shares: per workspace its settings and,
+    /// when it pauses channels on anomalies, the channels paused now.
+    async fn prepare(&self, messages: &[OutboxMessage]) -> Batch {
+        let mut ids: Vec<WorkspaceId> = messages.iter().map(|m| m.workspace_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let loaded = futures::future::join_all(ids.iter().map(|&ws| self.load_workspace(ws))).await;
+        Batch {
+            workspaces: ids.into_iter().zip(loaded).collect(),
+            sequences: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn load_workspace(&self, workspace_id: WorkspaceId) -> Option<Arc<WorkspaceState>> {
+        let settings = self.settings.settings(workspace_id).await;
+        let mut paused = Vec::new();
+        if settings.pause_channel_on_error_anomaly {
+            match self
+                .store
+                .list_anomalies(workspace_id, true, Page::first(Page::<()>::MAX_LIMIT))
+                .await
+            {
+                Ok(anomalies) => {
+                    paused = Channel::ALL
+                        .iter()
+                        .copied()
+                        .filter(|&c| anomalies.iter().any(|a| pauses_channel(a, c)))
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        workspace_id = %workspace_id,
+                        error = %e,
+                        "reading anomalies failed; the workspace's messages are left to expire"
+                    );
+                    return None;
+                }
+            }
+        }
+        let dry_run = self.forced_dry_run || settings.dry_run;
+        Some(Arc::new(WorkspaceState {
+            settings,
+            paused,
+            dry_run,
+        }))
+    }
+}
+
+/// What the messages of one workspace share within a batch.
+#[derive(Debug)]
+struct WorkspaceState {
+    settings: WorkspaceSettings,
+    paused: Vec<Channel>,
+    dry_run: bool,
+}
+
+/// Per-batch state shared by the messages being processed.
+#[derive(Debug)]
+struct Batch {
+    /// `None`: the workspace's state could not be read.
+    workspaces: HashMap<WorkspaceId, Option<Arc<WorkspaceState>>>,
+    /// Sequence definitions by (id, version), read at most once per batch.
+    sequences: Mutex<HashMap<(SequenceId, i64), Arc<Sequence>>>,
+}

@@ -1,0 +1,63 @@
+//! [`ChannelRegistry`]: which adapter sends each channel.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::channel::ChannelAdapter;
+use crate::model::Channel;
+
+/// The adapters of a dispatcher, one per [`Channel`].
+///
+/// A message on a channel without an adapter is retried with backoff and finally
+/// dead-lettered with the reason (so a configuration fixed in time rescues it); in
+/// dry-run no adapter is needed.
+#[derive(Clone, Default)]
+pub struct ChannelRegistry {
+    adapters: BTreeMap<Channel, Arc<dyn ChannelAdapter>>,
+}
+
+impl ChannelRegistry {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `adapter` for the channel it reports
+    /// ([`ChannelAdapter::channel`]), replacing any earlier one.
+    #[must_use]
+    pub fn with(mut self, adapter: Arc<dyn ChannelAdapter>) -> Self {
+        self.insert(adapter);
+        self
+    }
+
+    /// Registers `adapter` for its channel and returns the adapter it replaced.
+    pub fn insert(&mut self, adapter: Arc<dyn ChannelAdapter>) -> Option<Arc<dyn ChannelAdapter>> {
+        self.adapters.insert(adapter.channel(), adapter)
+    }
+
+    /// The adapter of `channel`, if one is registered.
+    #[must_use]
+    pub fn get(&self, channel: Channel) -> Option<&Arc<dyn ChannelAdapter>> {
+        self.adapters.get(&channel)
+    }
+
+    /// The channels that have an adapter, in order.
+    pub fn channels(&self) -> impl Iterator<Item = Channel> + '_ {
+        self.adapters.keys().copied()
+    }
+}
+
+impl fmt::Debug for ChannelRegistry {
+    /// Lists channels and provider names only: adapters may hold credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.adapters
+                    .iter()
+                    .map(|(channel, adapter)| (channel.as_str(), adapter.provider())),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,264 @@
+//! The send forecast: what the runner would send for a workspace over the next days,
+//! and why anything is held back. Read-only: it changes no state.
+//!
+//! [`Forecast::forecast`] walks every running enrollment through its remaining steps,
+//! in time order across the workspace, the way the runner and the dispatcher would:
+//!
+//! - a step is due after its delay; outside its send window it moves to the next
+//!   opening ([`HoldReason::Window`]);
+//! - a contact at the daily touch limit moves to its next local day
+//!   ([`HoldReason::TouchLimit`]); manual tasks do not touch the contact;
+//! - a channel at its daily cap moves to the next day in the workspace's time zone
+//!   ([`HoldReason::Quota`]); today's usage is read from the quota counter
+//!   `send:<channel>` of the workspace's local day, and every planned send counts;
+//! - a step whose address is suppressed or whose consent is withdrawn is held
+//!   ([`HoldReason::Suppression`]), and so is one that cannot be built: no address,
+//!   a missing merge field, a step gone after a migration ([`HoldReason::Conflict`]);
+//! - a message already queued and waiting for a person is held
+//!   ([`HoldReason::Approval`]); a planned step that will need a person's approval
+//!   says so with `needs_approval` (the step's flag; the workspace's approval policy
+//!   decides at dispatch time and may require it for every step);
+//! - a paused enrollment without a resume time is held ([`HoldReason::Paused`]).
+//!
+//! A planned send lists the reasons it was postponed; a step postponed past the
+//! horizon is reported held with the last reason and the time it would be looked at.
+//! After a planned send the next step is assumed due after its delay from that time,
+//! as if the dispatcher sent at once.
+
+mod sim;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::DynStore;
+use crate::error::StoreError;
+use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use crate::model::{Channel, Contact, SuppressionReason};
+use crate::outreach::enroll::all_enrollments;
+use crate::outreach::runner::{Definitions, MergeValues};
+use crate::outreach::settings::SettingsProvider;
+use crate::store::{EnrollmentFilter, QuotaKey};
+
+use sim::Sim;
+
+/// The longest horizon, in days.
+pub const MAX_FORECAST_DAYS: u32 = 366;
+
+/// A bound on simulation steps, so a pathological workspace cannot spin.
+const MAX_EVENTS: usize = 500_000;
+
+/// The daily send quota counter of `channel` for `day`, as the forecast reads it.
+#[must_use]
+pub fn send_quota_key(channel: Channel, day: NaiveDate) -> QuotaKey {
+    QuotaKey::new(format!("send:{}", channel.as_str()), day)
+}
+
+/// Why a step is postponed or held back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HoldReason {
+    /// Outside the step's send window.
+    Window,
+    /// The channel's daily cap is used up.
+    Quota {
+        /// The channel.
+        channel: Channel,
+        /// Its daily cap.
+        cap: u32,
+    },
+    /// The contact reached its daily touch limit.
+    TouchLimit {
+        /// The limit.
+        limit: u32,
+    },
+    /// Waiting for a person's approval.
+    Approval,
+    /// The address is suppressed (`Some(reason)`) or consent is withdrawn (`None`).
+    Suppression {
+        /// Why the address is suppressed.
+        reason: Option<SuppressionReason>,
+    },
+    /// The step cannot be built or would conflict: no address, a missing merge field,
+    /// a step that no longer exists.
+    Conflict {
+        /// What is wrong (field names, never values).
+        detail: String,
+    },
+    /// Paused with no resume time.
+    Paused,
+}
+
+/// What would happen to one step.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ForecastOutcome {
+    /// The runner would queue it at `at`.
+    Planned {
+        /// When it falls due by its delay (or its queued message's `not_before`).
+        due_at: DateTime<Utc>,
+        /// When it would be queued.
+        at: DateTime<Utc>,
+        /// Whether a person must approve it (the step's flag).
+        needs_approval: bool,
+        /// Why it goes later than `due_at`, in order.
+        postponed_by: Vec<HoldReason>,
+    },
+    /// It would not go out within the horizon.
+    HeldBack {
+        /// Why.
+        reason: HoldReason,
+        /// When it falls due, if known.
+        due_at: Option<DateTime<Utc>>,
+        /// When it would next be looked at (postponed past the horizon), if known.
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+/// One step of one enrollment in the forecast.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ForecastEntry {
+    /// The enrollment.
+    pub enrollment_id: EnrollmentId,
+    /// Its contact.
+    pub contact_id: ContactId,
+    /// Its sequence.
+    pub sequence_id: SequenceId,
+    /// The step index (0-based).
+    pub step: i32,
+    /// The step's channel.
+    pub channel: Channel,
+    /// Planned or held back.
+    pub outcome: ForecastOutcome,
+}
+
+/// Why a forecast failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForecastError {
+    /// The store failed.
+    #[error("forecast store call failed")]
+    Store(#[from] StoreError),
+}
+
+impl ForecastError {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Computes send forecasts.
+#[derive(Debug, Clone)]
+pub struct Forecast {
+    store: Arc<DynStore>,
+    settings: Arc<dyn SettingsProvider>,
+    enforce_touch_limit: bool,
+    merge_values: Option<Arc<dyn MergeValues>>,
+}
+
+impl Forecast {
+    /// A forecast over `store` with the workspaces' `settings`, applying the touch limit
+    /// as the default runner does.
+    #[must_use]
+    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+        Self {
+            store,
+            settings,
+            enforce_touch_limit: true,
+            merge_values: None,
+        }
+    }
+
+    /// The `extra.*` merge values the runner uses (see
+    /// [`Runner::with_merge_values`](crate::outreach::runner::Runner::with_merge_values)).
+    #[must_use]
+    pub fn with_merge_values(mut self, values: Arc<dyn MergeValues>) -> Self {
+        self.merge_values = Some(values);
+        self
+    }
+
+    /// Whether to apply the touch limit (match the runner's configuration).
+    #[must_use]
+    pub fn with_touch_limit(mut self, on: bool) -> Self {
+        self.enforce_touch_limit = on;
+        self
+    }
+
+    /// What the runner would send in `workspace_id` from `now` for `days` days (at most
+    /// [`MAX_FORECAST_DAYS`]), in the order it would meet the steps. Writes nothing.
+    pub async fn forecast(
+        &self,
+        workspace_id: WorkspaceId,
+        days: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ForecastEntry>, ForecastError> {
+        let settings = self.settings.settings(workspace_id).await;
+        let horizon = now + Duration::days(i64::from(days.min(MAX_FORECAST_DAYS)));
+        let mut sim = Sim {
+            store: &*self.store,
+            settings,
+            workspace_id,
+            now,
+            horizon,
+            touch_limit: self.enforce_touch_limit,
+            merge_values: self.merge_values.as_ref(),
+            quota_used: HashMap::new(),
+            touches: HashMap::new(),
+            compliance: HashMap::new(),
+            accounts: HashMap::new(),
+            entries: Vec::new(),
+        };
+        let queued = sim.queued_messages().await?;
+        let filter = EnrollmentFilter {
+            running_only: true,
+            ..EnrollmentFilter::default()
+        };
+        let running = all_enrollments(&*self.store, workspace_id, &filter).await?;
+        let mut definitions = Definitions::new(&*self.store, workspace_id);
+        let mut contacts: HashMap<ContactId, Arc<Contact>> = HashMap::new();
+        let mut walkers = Vec::new();
+        let mut heap = BinaryHeap::new();
+        for enrollment in running {
+            let sequence = definitions.for_enrollment(&enrollment).await?;
+            let contact = match contacts.get(&enrollment.contact_id) {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let c = Arc::new(
+                        self.store
+                            .get_contact(workspace_id, enrollment.contact_id)
+                            .await?,
+                    );
+                    contacts.insert(c.id, Arc::clone(&c));
+                    c
+                }
+            };
+            let message = queued.get(&enrollment.id).cloned();
+            if let Some(w) = sim.start(enrollment, sequence, contact, message) {
+                heap.push(Reverse((w.at, walkers.len())));
+                walkers.push(w);
+            }
+        }
+        let mut events = 0;
+        while let Some(Reverse((at, i))) = heap.pop() {
+            events += 1;
+            let Some(w) = walkers.get_mut(i) else {
+                continue;
+            };
+            if events > MAX_EVENTS {
+                break;
+            }
+            w.at = at;
+            if sim.visit(w).await? {
+                heap.push(Reverse((w.at, i)));
+            }
+        }
+        Ok(sim.entries)
+    }
+}

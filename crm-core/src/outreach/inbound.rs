@@ -1,0 +1,272 @@
+//! What inbound events do to enrollments, suppressions and consent.
+//!
+//! [`InboundHandler::handle`] finds the contact (through the outbox message the
+//! provider id names, else by the sender's address on the channel), then:
+//!
+//! | event | enrollments of the contact | also |
+//! |---|---|---|
+//! | `Reply` | `Replied` (queued messages cancelled) | `ReplyReceived` activity; account-level stop |
+//! | `MeetingBooked` | `Completed` under [`MeetingBookedPolicy::Complete`], else unchanged | `MeetingBooked` activity |
+//! | `Bounced` (permanent) | `Bounced` | address suppressed (`Bounced`) |
+//! | `Complained` | `Unsubscribed` | address suppressed (`Complained`), consent withdrawn |
+//! | `Unsubscribed` | `Unsubscribed` | address suppressed (`Unsubscribed`), consent withdrawn |
+//! | `OutOfOffice` | `Paused` until the start of the return day in the contact's time zone, or `now + out_of_office_pause` | |
+//!
+//! Other events (delivery reports, opens, soft bounces, ...) are
+//! [`InboundOutcome::Ignored`] here. Suppression and consent are written first, even
+//! when no contact or enrollment matches, so an opt-out is never lost.
+//!
+//! **Account-level stop.** With
+//! [`WorkspaceSettings::account_level_stop`](crate::outreach::settings::WorkspaceSettings::account_level_stop),
+//! a reply also stops the running enrollments of the other contacts of the same account
+//! in the sequences the replying contact was in. They did not reply, so they end as
+//! `Completed` (through the state machine's `MeetingBooked` row: running to completed,
+//! queued messages cancelled), and an audit entry `outreach.account_stop` records the
+//! real reason.
+//!
+//! **Idempotent.** Handling the same event twice is harmless: suppressions are
+//! idempotent, consent is withdrawn only if it is not already, an ended enrollment is
+//! left as it is, and the activity is not recorded again when an equal one exists.
+
+mod job;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::DynStore;
+use crate::error::StoreError;
+use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
+use crate::inbound::InboundEvent;
+use crate::model::{ActivityKind, Channel, SuppressionReason};
+use crate::outreach::enrollment::EnrollmentEvent;
+use crate::outreach::runner::{Definitions, contact_time_zone};
+use crate::outreach::schedule::start_of_next_day;
+use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
+
+use job::{Job, fingerprint};
+
+/// Why an inbound event could not be handled. Handling it again is safe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboundError {
+    /// The store failed.
+    #[error("inbound handling store call failed")]
+    Store(#[from] StoreError),
+    /// An enrollment kept changing under the handler; try again.
+    #[error("enrollment {enrollment_id} kept changing; try again")]
+    Contended {
+        /// The enrollment.
+        enrollment_id: EnrollmentId,
+    },
+}
+
+impl InboundError {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Contended { .. } => true,
+        }
+    }
+}
+
+/// What handling an event changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct InboundApplied {
+    /// The contact the event was matched to, if any.
+    pub contact_id: Option<ContactId>,
+    /// Enrollments of the contact this event moved.
+    pub changed: Vec<EnrollmentId>,
+    /// Enrollments it did not move (already ended, already paused).
+    pub unchanged: Vec<EnrollmentId>,
+    /// Other contacts' enrollments stopped by the account-level stop.
+    pub account_stopped: Vec<EnrollmentId>,
+    /// Outbox messages cancelled on the way.
+    pub cancelled_messages: Vec<OutboxMessageId>,
+    /// Whether a suppression was created (false if it existed already).
+    pub suppressed: bool,
+    /// Whether consent was withdrawn (false if it was already).
+    pub consent_withdrawn: bool,
+    /// Whether an activity was recorded (false if an equal one existed).
+    pub activity_recorded: bool,
+}
+
+/// The result of [`InboundHandler::handle`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum InboundOutcome {
+    /// The event was applied (see the fields for what changed).
+    Handled(InboundApplied),
+    /// The handler does not act on this kind of event.
+    Ignored,
+}
+
+/// Applies inbound events to enrollments.
+#[derive(Debug, Clone)]
+pub struct InboundHandler {
+    store: Arc<DynStore>,
+    settings: Arc<dyn SettingsProvider>,
+}
+
+impl InboundHandler {
+    /// A handler over `store` with the workspaces' `settings`.
+    #[must_use]
+    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+        Self { store, settings }
+    }
+
+    /// Applies `event` in `workspace_id` (see the module docs).
+    pub async fn handle(
+        &self,
+        workspace_id: WorkspaceId,
+        event: &InboundEvent,
+        now: DateTime<Utc>,
+    ) -> Result<InboundOutcome, InboundError> {
+        let settings = self.settings.settings(workspace_id).await;
+        let mut job = Job {
+            store: &*self.store,
+            settings,
+            workspace_id,
+            now,
+            definitions: Definitions::new(&*self.store, workspace_id),
+            out: InboundApplied::default(),
+        };
+        match event {
+            InboundEvent::Reply {
+                channel,
+                from,
+                text,
+                in_reply_to,
+            } => {
+                let (contact, enrollment) = job
+                    .resolve(*channel, in_reply_to.as_deref(), Some(from))
+                    .await?;
+                let Some(contact) = contact else {
+                    return Ok(job.done());
+                };
+                let fingerprint = fingerprint(&[
+                    channel.as_str(),
+                    in_reply_to.as_deref().unwrap_or(""),
+                    text.as_deref().unwrap_or(""),
+                ]);
+                let details = json!({ "channel": channel, "in_reply_to": in_reply_to, "fingerprint": fingerprint });
+                job.activity(
+                    &contact,
+                    ActivityKind::ReplyReceived,
+                    "Replied",
+                    Some(*channel),
+                    details,
+                )
+                .await?;
+                let replied = job
+                    .transition_contact(
+                        &contact,
+                        enrollment,
+                        &EnrollmentEvent::Replied,
+                        "contact replied",
+                    )
+                    .await?;
+                if job.settings.account_level_stop {
+                    job.account_stop(&contact, &replied).await?;
+                }
+            }
+            InboundEvent::MeetingBooked {
+                email,
+                starts_at,
+                booking_id,
+            } => {
+                let (contact, _) = job.resolve(Channel::Email, None, Some(email)).await?;
+                let Some(contact) = contact else {
+                    return Ok(job.done());
+                };
+                let key = booking_id
+                    .clone()
+                    .or_else(|| starts_at.map(|t| t.to_rfc3339()))
+                    .unwrap_or_default();
+                let details = json!({ "booking_id": booking_id, "starts_at": starts_at, "fingerprint": fingerprint(&["meeting", &key]) });
+                job.activity(
+                    &contact,
+                    ActivityKind::MeetingBooked,
+                    "Meeting booked",
+                    None,
+                    details,
+                )
+                .await?;
+                if job.settings.meeting_booked == MeetingBookedPolicy::Complete {
+                    job.transition_contact(
+                        &contact,
+                        None,
+                        &EnrollmentEvent::MeetingBooked,
+                        "meeting booked",
+                    )
+                    .await?;
+                }
+            }
+            InboundEvent::Bounced {
+                channel,
+                provider_message_id,
+                address,
+                permanent,
+            } => {
+                if !permanent {
+                    return Ok(InboundOutcome::Ignored);
+                }
+                job.suppress(*channel, address, SuppressionReason::Bounced)
+                    .await?;
+                let (contact, enrollment) = job
+                    .resolve(*channel, provider_message_id.as_deref(), Some(address))
+                    .await?;
+                if let Some(contact) = contact {
+                    job.transition_contact(
+                        &contact,
+                        enrollment,
+                        &EnrollmentEvent::Bounced,
+                        "address bounced",
+                    )
+                    .await?;
+                }
+            }
+            InboundEvent::Complained {
+                channel,
+                provider_message_id,
+                address,
+            } => {
+                job.opt_out(
+                    *channel,
+                    provider_message_id.as_deref(),
+                    address,
+                    SuppressionReason::Complained,
+                )
+                .await?;
+            }
+            InboundEvent::Unsubscribed { channel, address } => {
+                job.opt_out(*channel, None, address, SuppressionReason::Unsubscribed)
+                    .await?;
+            }
+            InboundEvent::OutOfOffice {
+                channel,
+                address,
+                return_on,
+            } => {
+                let (contact, _) = job.resolve(*channel, None, Some(address)).await?;
+                let Some(contact) = contact else {
+                    return Ok(job.done());
+                };
+                let tz = contact_time_zone(&contact, &job.settings);
+                let until = return_on
+                    .and_then(|day| day.pred_opt())
+                    .map(|eve| start_of_next_day(tz, eve))
+                    .unwrap_or_else(|| now + job.settings.out_of_office_pause);
+                let event = EnrollmentEvent::OutOfOffice { until };
+                job.transition_contact(&contact, None, &event, "contact out of office")
+                    .await?;
+            }
+            _ => return Ok(InboundOutcome::Ignored),
+        }
+        Ok(job.done())
+    }
+}

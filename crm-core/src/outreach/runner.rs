@@ -1,0 +1,392 @@
+//! The sequence runner: moves due enrollments along their sequences.
+//!
+//! [`Runner::tick`] asks the store which workspaces have due enrollments, then works on
+//! up to [`RunnerConfig::parallelism`] of them at once. For each workspace it first
+//! takes the named lease [`RUNNER_LEASE`]: a runner in another process holding it makes
+//! this one skip the workspace for this tick. Under the lease it lists the due
+//! enrollments and, for each, applies the pure state machine
+//! ([`transition`](crate::outreach::enrollment::transition)):
+//!
+//! | enrollment | the runner |
+//! |---|---|
+//! | `Pending` | `Start`, first step due after its delay, inside its window |
+//! | `Paused` with a due resume time | `Resume` now |
+//! | `StepSent` after the last step | `Exhausted` (ends as `NoResponse`) |
+//! | `Active`/`StepSent`, outside the step's send window | `Postpone` to the next opening |
+//! | the same, contact at its daily touch limit | `Postpone` to the next local day's opening |
+//! | the same, otherwise | renders the step and `StepDue`: one outbox message |
+//!
+//! After `Start` or `Resume` the same enrollment is looked at again in the same tick, so
+//! a step due at once is queued at once.
+//!
+//! # Writes and crash safety
+//! Every change is one change-set of
+//! [`SequenceStore::advance_enrollment`](crate::store::SequenceStore::advance_enrollment),
+//! compare-and-set on the version read: the new state and the rendered message are stored together or
+//! not at all. The message's idempotency key is
+//! [`step_idempotency_key`](crate::outreach::enrollment::step_idempotency_key) of the
+//! enrollment as read, so a runner that crashes and re-reads the same row produces the
+//! same key and the store returns the message already queued instead of a second one.
+//! A version conflict means another actor (a reply, another runner) moved the
+//! enrollment first; the runner leaves it.
+//!
+//! # A step that cannot be rendered
+//! A missing merge field is never sent as a blank. The state machine has no event
+//! "rendering failed" outside `StepPending`, so the runner parks the enrollment: `Pause`
+//! with no resume time (nothing is lost; a person fixes the contact and resumes it),
+//! plus an audit entry (`outreach.render_failed`, with the step and the field name,
+//! never the text). A step on a channel the contact has no address for is parked the
+//! same way (`outreach.no_address`), and so is an enrollment whose step no longer exists
+//! after a migration (`outreach.step_missing`).
+//!
+//! # Messages
+//! A queued message carries the rendered subject and body, the contact's address for
+//! the channel (`contact:<id>` for a manual task), `not_before` = now, and metadata
+//! `{"requires_approval", "template_key": "<sequence>:<version>:<step>", "sequence_id",
+//! "sequence_version", "context": {"sequence", "step", "steps", "channel"}}` (the
+//! context is shown to an approver; it holds no contact data). `extra.*` merge
+//! values come from the host's [`MergeValues`] ([`Runner::with_merge_values`]). It is `Pending`; the dispatcher's approval policy, consent,
+//! suppression and quota checks decide when it really goes out.
+//!
+//! # Limits
+//! The touch limit counts `MessageSent` activities since the start of the contact's
+//! local day; messages queued but not yet sent do not count (the dispatcher's quotas
+//! do). Channel quotas are the dispatcher's. A workspace pass handles at most
+//! [`RunnerConfig::batch_size`] enrollments and must finish within
+//! [`RunnerConfig::lease_ttl`]; an overrun is still safe (every write is
+//! compare-and-set) but another runner may then work on the workspace too.
+
+mod pass;
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+
+use crate::DynStore;
+use crate::error::{StoreError, ValidationError};
+use crate::ids::{EnrollmentId, WorkspaceId};
+use crate::outreach::enrollment::TransitionError;
+use crate::outreach::settings::SettingsProvider;
+
+pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
+pub use support::{MergeValues, StaticMergeValues, contact_address};
+
+/// The name of the per-workspace lease a runner holds while working on a workspace.
+pub const RUNNER_LEASE: &str = "outreach.runner";
+
+/// How a [`Runner`] works.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunnerConfig {
+    /// This runner's name as lease holder. Must be unique per runner instance: two
+    /// runners with the same name share leases. The default is random.
+    pub holder: String,
+    /// How many workspaces are worked on at once (default 4).
+    pub parallelism: usize,
+    /// How long a workspace lease lasts (default 5 minutes); a pass must finish sooner.
+    pub lease_ttl: Duration,
+    /// At most this many due enrollments per workspace and tick (default 200, at most
+    /// 1000).
+    pub batch_size: u32,
+    /// At most this many workspaces per tick (default 1000, at most 1000).
+    pub max_workspaces: u32,
+    /// Whether the daily touch limit postpones steps (default on).
+    pub enforce_touch_limit: bool,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            holder: format!("outreach-runner-{}", uuid::Uuid::now_v7().simple()),
+            parallelism: 4,
+            lease_ttl: Duration::minutes(5),
+            batch_size: 200,
+            max_workspaces: 1000,
+            enforce_touch_limit: true,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// Sets the holder name.
+    #[must_use]
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// Sets how many workspaces are worked on at once.
+    #[must_use]
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Sets the lease length.
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Sets the per-workspace batch size.
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: u32) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets the most workspaces per tick.
+    #[must_use]
+    pub fn with_max_workspaces(mut self, max: u32) -> Self {
+        self.max_workspaces = max;
+        self
+    }
+
+    /// Turns the touch limit on or off.
+    #[must_use]
+    pub fn with_touch_limit(mut self, on: bool) -> Self {
+        self.enforce_touch_limit = on;
+        self
+    }
+
+    /// A holder name, parallelism at least 1, a positive lease, limits of 1 to 1000.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.holder.trim().is_empty() {
+            return Err(ValidationError::new("runner.holder", "must not be empty"));
+        }
+        if self.parallelism == 0 {
+            return Err(ValidationError::new(
+                "runner.parallelism",
+                "must be at least 1",
+            ));
+        }
+        if self.lease_ttl <= Duration::zero() {
+            return Err(ValidationError::new("runner.lease_ttl", "must be positive"));
+        }
+        crate::store::validate_limit(self.batch_size)?;
+        crate::store::validate_limit(self.max_workspaces)
+    }
+}
+
+/// Why the runner failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The store failed.
+    #[error("outreach runner store call failed")]
+    Store(#[from] StoreError),
+    /// The configuration is invalid.
+    #[error("invalid runner configuration")]
+    Config(#[source] ValidationError),
+    /// A due enrollment was in a state no runner event fits (a store returned a row
+    /// that is not due).
+    #[error("enrollment does not accept the runner's event")]
+    Transition(#[from] TransitionError),
+}
+
+impl RunnerError {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Config(_) | Self::Transition(_) => false,
+        }
+    }
+}
+
+/// One enrollment the runner could not handle; the others went on.
+#[derive(Debug)]
+pub struct EnrollmentFailure {
+    /// The enrollment.
+    pub enrollment_id: EnrollmentId,
+    /// Why.
+    pub error: RunnerError,
+}
+
+/// What one pass over a workspace did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct TenantReport {
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// Due enrollments listed.
+    pub due: usize,
+    /// Pending enrollments started.
+    pub started: usize,
+    /// Paused enrollments resumed.
+    pub resumed: usize,
+    /// Messages newly queued.
+    pub enqueued: usize,
+    /// Steps whose message already existed under the same key (a re-run after a
+    /// crash): the existing message was kept, no duplicate was made.
+    pub reused: usize,
+    /// Steps postponed (send window or touch limit).
+    pub postponed: usize,
+    /// Enrollments ended as `NoResponse`.
+    pub exhausted: usize,
+    /// Enrollments paused because a step could not be built (see the module docs).
+    pub parked: usize,
+    /// Enrollments another actor changed first (left alone).
+    pub superseded: usize,
+    /// Enrollments that failed; the pass went on with the others.
+    pub failed: Vec<EnrollmentFailure>,
+}
+
+/// A workspace whose pass failed as a whole (its lease or its listing).
+#[derive(Debug)]
+pub struct TenantFailure {
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// Why.
+    pub error: RunnerError,
+}
+
+/// What one tick did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct TickReport {
+    /// Workspaces worked on.
+    pub tenants: Vec<TenantReport>,
+    /// Workspaces skipped because another runner holds their lease.
+    pub skipped: Vec<WorkspaceId>,
+    /// Workspaces whose pass failed.
+    pub failed: Vec<TenantFailure>,
+}
+
+impl TickReport {
+    /// Messages newly queued across workspaces.
+    #[must_use]
+    pub fn enqueued(&self) -> usize {
+        self.tenants.iter().map(|t| t.enqueued).sum()
+    }
+
+    /// The report of `workspace_id`, if it was worked on.
+    #[must_use]
+    pub fn tenant(&self, workspace_id: WorkspaceId) -> Option<&TenantReport> {
+        self.tenants.iter().find(|t| t.workspace_id == workspace_id)
+    }
+}
+
+/// The sequence runner. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    store: Arc<DynStore>,
+    settings: Arc<dyn SettingsProvider>,
+    config: RunnerConfig,
+    merge_values: Option<Arc<dyn MergeValues>>,
+}
+
+impl Runner {
+    /// A runner over `store` with the workspaces' `settings`.
+    pub fn new(
+        store: Arc<DynStore>,
+        settings: Arc<dyn SettingsProvider>,
+        config: RunnerConfig,
+    ) -> Result<Self, RunnerError> {
+        config.validate().map_err(RunnerError::Config)?;
+        Ok(Self {
+            store,
+            settings,
+            config,
+            merge_values: None,
+        })
+    }
+
+    /// Supplies `extra.*` merge values (without it, a template using one parks the
+    /// enrollment as a missing field).
+    #[must_use]
+    pub fn with_merge_values(mut self, values: Arc<dyn MergeValues>) -> Self {
+        self.merge_values = Some(values);
+        self
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// Works on every workspace with due enrollments, up to `parallelism` at once.
+    ///
+    /// Fails only if the workspaces cannot be listed; a workspace or an enrollment that
+    /// fails is reported in the [`TickReport`] and the others go on.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, RunnerError> {
+        let workspaces = self
+            .store
+            .list_workspaces_with_due_enrollments(now, self.config.max_workspaces)
+            .await?;
+        let outcomes: Vec<_> = futures::stream::iter(workspaces)
+            .map(|ws| async move { (ws, self.run_workspace(ws, now).await) })
+            .buffer_unordered(self.config.parallelism.max(1))
+            .collect()
+            .await;
+        let mut report = TickReport::default();
+        for (workspace_id, outcome) in outcomes {
+            match outcome {
+                Ok(Some(tenant)) => report.tenants.push(tenant),
+                Ok(None) => report.skipped.push(workspace_id),
+                Err(error) => {
+                    tracing::warn!(%workspace_id, error = %error, "outreach runner: workspace pass failed");
+                    report.failed.push(TenantFailure {
+                        workspace_id,
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// One pass over one workspace under its lease; `None` when another runner holds
+    /// the lease. The lease is released when the pass ends.
+    pub async fn run_workspace(
+        &self,
+        workspace_id: WorkspaceId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TenantReport>, RunnerError> {
+        let Some(grant) = self
+            .store
+            .try_acquire_lease(
+                workspace_id,
+                RUNNER_LEASE,
+                &self.config.holder,
+                self.config.lease_ttl,
+                now,
+            )
+            .await?
+        else {
+            tracing::debug!(%workspace_id, "outreach runner: lease held elsewhere, skipping");
+            return Ok(None);
+        };
+        let result = self.pass(workspace_id, now).await;
+        if let Err(error) = self.store.release_lease(&grant).await {
+            tracing::warn!(%workspace_id, error = %error, "outreach runner: lease release failed; it expires on its own");
+        }
+        result.map(Some)
+    }
+
+    async fn pass(
+        &self,
+        workspace_id: WorkspaceId,
+        now: DateTime<Utc>,
+    ) -> Result<TenantReport, RunnerError> {
+        let settings = self.settings.settings(workspace_id).await;
+        let due = self
+            .store
+            .list_due_enrollments(workspace_id, now, self.config.batch_size)
+            .await?;
+        let pass = pass::Pass::new(
+            &*self.store,
+            &self.config,
+            self.merge_values.as_ref(),
+            settings,
+            workspace_id,
+            now,
+        );
+        Ok(pass.run(due).await)
+    }
+}

@@ -1,0 +1,398 @@
+//! One pass over one workspace's due enrollments.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use std::sync::Arc;
+
+use super::support::{
+    Definitions, MergeValues, contact_address, contact_time_zone, extra_values,
+    manual_task_recipient, step_count, touches_today,
+};
+use super::{EnrollmentFailure, RunnerConfig, RunnerError, TenantReport};
+use crate::DynStore;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::WorkspaceId;
+use crate::model::{
+    Account, Actor, AuditEntry, Channel, Contact, Enrollment, EnrollmentState, OutboxMessage,
+    Sequence, SequenceStep,
+};
+use crate::outreach::enrollment::{Effect, EnrollmentEvent, step_idempotency_key, transition};
+use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
+use crate::outreach::settings::WorkspaceSettings;
+use crate::outreach::template::{MergeContext, TemplateError, render};
+use crate::store::{EnrollmentAdvanced, EnrollmentChange};
+
+/// How often one enrollment is looked at in one pass: start, resume, then its step.
+const MAX_ROUNDS: usize = 3;
+
+/// What to do after one event.
+enum Next {
+    /// Look at the enrollment again (it was started or resumed).
+    Again(Enrollment),
+    /// Done for this tick.
+    Done,
+}
+
+/// Which counter an applied change feeds.
+#[derive(Clone, Copy)]
+enum Count {
+    Started,
+    Resumed,
+    Postponed,
+    Exhausted,
+    Parked,
+    Enqueued,
+}
+
+/// A step the runner could not build, and how it is recorded.
+struct Problem {
+    action: &'static str,
+    details: serde_json::Value,
+}
+
+pub(super) struct Pass<'a> {
+    store: &'a DynStore,
+    config: &'a RunnerConfig,
+    merge_values: Option<&'a Arc<dyn MergeValues>>,
+    settings: WorkspaceSettings,
+    workspace_id: WorkspaceId,
+    now: DateTime<Utc>,
+    definitions: Definitions<'a>,
+    report: TenantReport,
+}
+
+impl<'a> Pass<'a> {
+    pub(super) fn new(
+        store: &'a DynStore,
+        config: &'a RunnerConfig,
+        merge_values: Option<&'a Arc<dyn MergeValues>>,
+        settings: WorkspaceSettings,
+        workspace_id: WorkspaceId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            merge_values,
+            settings,
+            workspace_id,
+            now,
+            definitions: Definitions::new(store, workspace_id),
+            report: TenantReport {
+                workspace_id,
+                ..TenantReport::default()
+            },
+        }
+    }
+
+    pub(super) async fn run(mut self, due: Vec<Enrollment>) -> TenantReport {
+        self.report.due = due.len();
+        for enrollment in due {
+            let enrollment_id = enrollment.id;
+            if let Err(error) = self.drive(enrollment).await {
+                tracing::warn!(
+                    workspace_id = %self.workspace_id,
+                    %enrollment_id,
+                    error = %error,
+                    "outreach runner: enrollment failed"
+                );
+                self.report.failed.push(EnrollmentFailure {
+                    enrollment_id,
+                    error,
+                });
+            }
+        }
+        self.report
+    }
+
+    async fn drive(&mut self, mut enrollment: Enrollment) -> Result<(), RunnerError> {
+        for _ in 0..MAX_ROUNDS {
+            let due = enrollment.state.is_running()
+                && enrollment.next_run_at.is_some_and(|at| at <= self.now);
+            if !due {
+                break;
+            }
+            match self.step(&enrollment).await? {
+                Next::Again(next) => enrollment = next,
+                Next::Done => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, e: &Enrollment) -> Result<Next, RunnerError> {
+        let sequence = self.definitions.for_enrollment(e).await?;
+        let contact = self
+            .store
+            .get_contact(self.workspace_id, e.contact_id)
+            .await?;
+        let tz = contact_time_zone(&contact, &self.settings);
+        let n = step_count(&sequence);
+        let now = self.now;
+        let current = usize::try_from(e.current_step)
+            .ok()
+            .and_then(|k| sequence.steps.get(k));
+
+        match (e.state, current) {
+            (EnrollmentState::Pending, _) => {
+                let first_due = match sequence.steps.first() {
+                    Some(step) => next_allowed(
+                        step.window.as_ref(),
+                        tz,
+                        apply_delay(step.delay, tz, e.created_at),
+                    ),
+                    None => now,
+                };
+                let event = EnrollmentEvent::Start { first_due };
+                self.apply(e, n, &event, None, Count::Started).await
+            }
+            (EnrollmentState::Paused, _) => {
+                let event = EnrollmentEvent::Resume { at: now };
+                self.apply(e, n, &event, None, Count::Resumed).await
+            }
+            (EnrollmentState::StepSent, None) if e.current_step >= n => {
+                self.apply(e, n, &EnrollmentEvent::Exhausted, None, Count::Exhausted)
+                    .await
+            }
+            (EnrollmentState::Active | EnrollmentState::StepSent, None) => {
+                let problem = Problem {
+                    action: "outreach.step_missing",
+                    details: json!({ "step": e.current_step, "steps": n }),
+                };
+                self.park(e, n, problem).await
+            }
+            (EnrollmentState::Active | EnrollmentState::StepSent, Some(step)) => {
+                self.due_step(e, &sequence, step, &contact, tz).await
+            }
+            // Not due for the runner (StepPending waits for the dispatcher).
+            _ => Ok(Next::Done),
+        }
+    }
+
+    /// A running enrollment whose current step is due: postpone, park or queue it.
+    async fn due_step(
+        &mut self,
+        e: &Enrollment,
+        sequence: &Sequence,
+        step: &SequenceStep,
+        contact: &Contact,
+        tz: Tz,
+    ) -> Result<Next, RunnerError> {
+        let n = step_count(sequence);
+        let now = self.now;
+        let allowed = next_allowed(step.window.as_ref(), tz, now);
+        if allowed > now {
+            let event = EnrollmentEvent::Postpone { until: allowed };
+            return self.apply(e, n, &event, None, Count::Postponed).await;
+        }
+        if self.config.enforce_touch_limit && step.channel != Channel::ManualTask {
+            let limit = u64::from(self.settings.daily_touch_limit);
+            let sent = touches_today(self.store, self.workspace_id, contact.id, tz, now).await?;
+            if sent >= limit {
+                let tomorrow = start_of_next_day(tz, local_day(tz, now));
+                let until = next_allowed(step.window.as_ref(), tz, tomorrow);
+                let event = EnrollmentEvent::Postpone { until };
+                return self.apply(e, n, &event, None, Count::Postponed).await;
+            }
+        }
+        let message = match self.build_message(e, sequence, step, contact).await? {
+            Ok(message) => message,
+            Err(problem) => return self.park(e, n, problem).await,
+        };
+        let event = EnrollmentEvent::StepDue {
+            step: e.current_step,
+        };
+        self.apply(e, n, &event, Some(message), Count::Enqueued)
+            .await
+    }
+
+    /// Renders the step into an outbox message, or says why it cannot be.
+    async fn build_message(
+        &self,
+        e: &Enrollment,
+        sequence: &Sequence,
+        step: &SequenceStep,
+        contact: &Contact,
+    ) -> Result<Result<OutboxMessage, Problem>, RunnerError> {
+        let recipient = match (step.channel, contact_address(contact, step.channel)) {
+            (Channel::ManualTask, _) => manual_task_recipient(contact.id),
+            (_, Some(address)) => address,
+            (channel, None) => {
+                return Ok(Err(Problem {
+                    action: "outreach.no_address",
+                    details: json!({ "step": e.current_step, "channel": channel }),
+                }));
+            }
+        };
+        let account = self.account(contact).await?;
+        let extra = extra_values(self.merge_values, self.workspace_id, contact).await;
+        let ctx = MergeContext::new(contact, account.as_ref()).with_extra(&extra);
+        let rendered = render(&step.template.body, &ctx).and_then(|body| {
+            let subject = step
+                .template
+                .subject
+                .as_deref()
+                .map(|s| render(s, &ctx))
+                .transpose()?;
+            Ok((subject, body))
+        });
+        let (subject, body) = match rendered {
+            Ok(parts) => parts,
+            Err(error) => return Ok(Err(render_problem(e.current_step, &error))),
+        };
+        let key = step_idempotency_key(e, e.current_step);
+        let metadata = json!({
+            "requires_approval": step.requires_approval,
+            "template_key": format!("{}:{}:{}", sequence.id, sequence.version, e.current_step),
+            "sequence_id": sequence.id,
+            "sequence_version": sequence.version,
+            "context": {
+                "sequence": sequence.name,
+                "step": e.current_step + 1,
+                "steps": sequence.steps.len(),
+                "channel": step.channel,
+            },
+        });
+        let message = OutboxMessage::new(
+            self.workspace_id,
+            step.channel,
+            recipient,
+            body,
+            key,
+            self.now,
+        );
+        let message = match message {
+            Ok(m) => m,
+            // A template that renders to blank text: treat like a missing field.
+            Err(invalid) => {
+                return Ok(Err(Problem {
+                    action: "outreach.render_failed",
+                    details: json!({ "step": e.current_step, "error": "invalid_message", "field": invalid.field() }),
+                }));
+            }
+        };
+        let mut message = message
+            .with_enrollment(e.id, e.current_step)
+            .with_contact(contact.id)
+            .with_metadata(metadata);
+        message.subject = subject;
+        Ok(Ok(message))
+    }
+
+    async fn account(&self, contact: &Contact) -> Result<Option<Account>, StoreError> {
+        let Some(account_id) = contact.account_id else {
+            return Ok(None);
+        };
+        match self.store.get_account(self.workspace_id, account_id).await {
+            Ok(account) => Ok(Some(account)),
+            Err(e) if e.kind() == StoreErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pauses the enrollment without a resume time and records why in the audit trail.
+    async fn park(
+        &mut self,
+        e: &Enrollment,
+        n: i32,
+        problem: Problem,
+    ) -> Result<Next, RunnerError> {
+        let event = EnrollmentEvent::Pause { until: None };
+        let applied = self.apply(e, n, &event, None, Count::Parked).await?;
+        if matches!(applied, Next::Again(_)) {
+            let entry = AuditEntry::new(
+                self.workspace_id,
+                Actor::System,
+                problem.action,
+                e.id.to_string(),
+                problem.details,
+                self.now,
+            )
+            .map_err(StoreError::from)?;
+            self.store.append_audit(&entry).await?;
+            tracing::info!(
+                workspace_id = %self.workspace_id,
+                enrollment_id = %e.id,
+                action = problem.action,
+                "outreach runner: enrollment paused"
+            );
+        }
+        // A parked enrollment is not looked at again in this tick.
+        Ok(Next::Done)
+    }
+
+    /// Applies `event` with compare-and-set on the version read. Returns `Again` with
+    /// the stored row when it was applied, `Done` when another actor got there first.
+    async fn apply(
+        &mut self,
+        e: &Enrollment,
+        n: i32,
+        event: &EnrollmentEvent,
+        enqueue: Option<OutboxMessage>,
+        count: Count,
+    ) -> Result<Next, RunnerError> {
+        let t = transition(e, n, event)?;
+        let wants_enqueue = t
+            .effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::EnqueueStep { .. }));
+        let cancel_queued = t
+            .effects
+            .contains(&Effect::CancelQueuedMessages)
+            .then(|| "outreach runner paused the enrollment".to_owned());
+        let change = EnrollmentChange {
+            enrollment: t.applied_to(e, self.now),
+            enqueue: if wants_enqueue { enqueue } else { None },
+            cancel_queued,
+            now: self.now,
+        };
+        match self.store.advance_enrollment(&change).await {
+            Ok(advanced) => {
+                self.count(count, &advanced);
+                Ok(Next::Again(advanced.enrollment))
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    StoreErrorKind::VersionConflict
+                        | StoreErrorKind::NotFound
+                        | StoreErrorKind::Conflict
+                ) =>
+            {
+                self.report.superseded += 1;
+                Ok(Next::Done)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn count(&mut self, count: Count, advanced: &EnrollmentAdvanced) {
+        let r = &mut self.report;
+        match count {
+            Count::Started => r.started += 1,
+            Count::Resumed => r.resumed += 1,
+            Count::Postponed => r.postponed += 1,
+            Count::Exhausted => r.exhausted += 1,
+            Count::Parked => r.parked += 1,
+            Count::Enqueued => match &advanced.enqueued {
+                Some(inserted) if inserted.created => r.enqueued += 1,
+                Some(_) => r.reused += 1,
+                None => {}
+            },
+        }
+    }
+}
+
+fn render_problem(step: i32, error: &TemplateError) -> Problem {
+    let (kind, field) = match error {
+        TemplateError::MissingField { field } => ("missing_field", Some(field.as_str())),
+        TemplateError::UnknownField { field } => ("unknown_field", Some(field.as_str())),
+        TemplateError::Malformed { .. } => ("malformed", None),
+    };
+    Problem {
+        action: "outreach.render_failed",
+        details: json!({ "step": step, "error": kind, "field": field }),
+    }
+}

@@ -1,0 +1,240 @@
+//! When a step may go out: delays (hours or business days) and send windows in the
+//! contact's local time.
+//!
+//! Everything here is a pure function of its arguments; "now" is always passed in.
+
+use chrono::{
+    DateTime, Datelike, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
+    Utc, Weekday,
+};
+use chrono_tz::Tz;
+
+use crate::model::{SendWindow, StepDelay};
+
+fn is_business_day(day: Weekday) -> bool {
+    !matches!(day, Weekday::Sat | Weekday::Sun)
+}
+
+/// Maps a local wall-clock time to an instant. In a DST gap (the time does not exist)
+/// the first instant after the gap is used; in an overlap, the earlier one.
+fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+        LocalResult::None => {
+            // Real-world gaps are at most two hours, so hourly probes step past them.
+            let mut probe = local;
+            for _ in 0..4 {
+                probe += Duration::hours(1);
+                if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+                    return t.with_timezone(&Utc);
+                }
+            }
+            Utc.from_utc_datetime(&local)
+        }
+    }
+}
+
+/// The instant `delay` after `from`. Business days skip Saturday and Sunday in `tz` and
+/// keep the local time of day.
+#[must_use]
+pub fn apply_delay(delay: StepDelay, tz: Tz, from: DateTime<Utc>) -> DateTime<Utc> {
+    match delay {
+        StepDelay::Hours(hours) => from + Duration::hours(i64::from(hours)),
+        StepDelay::BusinessDays(days) => {
+            let local = from.with_timezone(&tz).naive_local();
+            let mut date = local.date();
+            let mut left = days;
+            while left > 0 {
+                date = date.checked_add_days(Days::new(1)).unwrap_or(date);
+                if is_business_day(date.weekday()) {
+                    left -= 1;
+                }
+            }
+            local_to_utc(tz, date.and_time(local.time()))
+        }
+    }
+}
+
+/// The earliest instant at or after `at` that lies inside `window` in `tz`; `at` itself
+/// when there is no window. A window always has at least one weekday (checked by
+/// [`Sequence::validate`](crate::model::Sequence::validate)), so an answer exists within a week.
+#[must_use]
+pub fn next_allowed(window: Option<&SendWindow>, tz: Tz, at: DateTime<Utc>) -> DateTime<Utc> {
+    let Some(window) = window else { return at };
+    let inside = |t: DateTime<Utc>| {
+        let local = t.with_timezone(&tz).naive_local();
+        let hour = local.hour_u8();
+        window.weekdays.contains(&local.weekday())
+            && hour >= window.start_hour
+            && hour < window.end_hour
+    };
+    if inside(at) {
+        return at;
+    }
+    let local = at.with_timezone(&tz).naive_local();
+    let start = NaiveTime::from_hms_opt(u32::from(window.start_hour.min(23)), 0, 0)
+        .unwrap_or(NaiveTime::MIN);
+    // The opening of each of the next eight local days, skipping openings already past
+    // and those a DST gap pushes out of the window.
+    (0..=8u64)
+        .filter_map(|offset| local.date().checked_add_days(Days::new(offset)))
+        .map(|date| local_to_utc(tz, date.and_time(start)))
+        .find(|&candidate| candidate > at && inside(candidate))
+        .unwrap_or(at)
+}
+
+trait HourU8 {
+    fn hour_u8(&self) -> u8;
+}
+
+impl HourU8 for NaiveDateTime {
+    fn hour_u8(&self) -> u8 {
+        use chrono::Timelike;
+        u8::try_from(self.hour()).unwrap_or(0)
+    }
+}
+
+/// The local calendar day of `at` in `tz`, the period of daily quotas and touch limits.
+#[must_use]
+pub fn local_day(tz: Tz, at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&tz).date_naive()
+}
+
+/// The instant the local day after `day` begins in `tz`.
+#[must_use]
+pub fn start_of_next_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    let next = day.checked_add_days(Days::new(1)).unwrap_or(day);
+    local_to_utc(tz, next.and_time(NaiveTime::MIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::{America::New_York, Europe::Berlin};
+    use proptest::prelude::*;
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    fn office_hours() -> SendWindow {
+        SendWindow {
+            start_hour: 9,
+            end_hour: 17,
+            weekdays: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
+        }
+    }
+
+    #[test]
+    fn inside_the_window_sends_now() {
+        // Tuesday 2026-01-06 10:30 in Berlin is 09:30 UTC.
+        let at = utc(2026, 1, 6, 9, 30);
+        assert_eq!(next_allowed(Some(&office_hours()), Berlin, at), at);
+        assert_eq!(next_allowed(None, Berlin, at), at);
+    }
+
+    #[test]
+    fn before_and_after_the_window_moves_to_the_next_opening() {
+        // 06:00 Berlin → 09:00 Berlin the same day (08:00 UTC).
+        assert_eq!(
+            next_allowed(Some(&office_hours()), Berlin, utc(2026, 1, 6, 5, 0)),
+            utc(2026, 1, 6, 8, 0)
+        );
+        // 18:00 Berlin on Friday → Monday 09:00 Berlin.
+        assert_eq!(
+            next_allowed(Some(&office_hours()), Berlin, utc(2026, 1, 9, 17, 0)),
+            utc(2026, 1, 12, 8, 0)
+        );
+        // The same instant is still Friday afternoon in New York: inside the window.
+        let at = utc(2026, 1, 9, 17, 0);
+        assert_eq!(next_allowed(Some(&office_hours()), New_York, at), at);
+    }
+
+    #[test]
+    fn business_days_skip_weekends_and_keep_the_local_time() {
+        // Friday 10:00 Berlin + 1 business day = Monday 10:00 Berlin.
+        assert_eq!(
+            apply_delay(StepDelay::BusinessDays(1), Berlin, utc(2026, 1, 9, 9, 0)),
+            utc(2026, 1, 12, 9, 0)
+        );
+        assert_eq!(
+            apply_delay(StepDelay::BusinessDays(5), Berlin, utc(2026, 1, 5, 9, 0)),
+            utc(2026, 1, 12, 9, 0)
+        );
+        assert_eq!(
+            apply_delay(StepDelay::Hours(36), Berlin, utc(2026, 1, 5, 9, 0)),
+            utc(2026, 1, 6, 21, 0)
+        );
+    }
+
+    #[test]
+    fn dst_gaps_resolve_to_the_first_real_instant() {
+        // 2026-03-29 02:30 does not exist in Berlin (clocks jump 02:00 → 03:00).
+        let window = SendWindow {
+            start_hour: 2,
+            end_hour: 5,
+            weekdays: vec![Weekday::Sun],
+        };
+        let at = utc(2026, 3, 28, 23, 0); // Sunday 00:00 Berlin (CET)
+        let next = next_allowed(Some(&window), Berlin, at);
+        assert_eq!(next, utc(2026, 3, 29, 1, 0)); // 03:00 CEST
+    }
+
+    #[test]
+    fn a_window_lost_to_a_dst_gap_moves_to_the_next_week() {
+        // The only allowed hour, Sunday 02:00-03:00, does not exist on 2026-03-29.
+        let window = SendWindow {
+            start_hour: 2,
+            end_hour: 3,
+            weekdays: vec![Weekday::Sun],
+        };
+        let next = next_allowed(Some(&window), Berlin, utc(2026, 3, 28, 23, 0));
+        assert_eq!(next, utc(2026, 4, 5, 0, 0)); // 02:00 CEST a week later
+    }
+
+    #[test]
+    fn daily_periods_follow_the_local_calendar() {
+        let late = utc(2026, 1, 6, 23, 30); // 00:30 on Wednesday in Berlin
+        assert_eq!(
+            local_day(Berlin, late),
+            NaiveDate::from_ymd_opt(2026, 1, 7).unwrap()
+        );
+        assert_eq!(
+            start_of_next_day(Berlin, NaiveDate::from_ymd_opt(2026, 1, 7).unwrap()),
+            utc(2026, 1, 7, 23, 0)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn next_allowed_is_never_earlier_and_always_inside(secs in 0i64..(5 * 365 * 86_400), start in 0u8..23, len in 1u8..12, days in 1u8..128) {
+            let end = (start + len).min(24);
+            let weekdays: Vec<Weekday> = (0..7).filter(|i| days & (1 << i) != 0).map(|i| Weekday::try_from(i as u8).unwrap()).collect();
+            prop_assume!(!weekdays.is_empty());
+            let window = SendWindow { start_hour: start, end_hour: end, weekdays };
+            let at = utc(2026, 1, 1, 0, 0) + Duration::seconds(secs);
+            let next = next_allowed(Some(&window), Berlin, at);
+            prop_assert!(next >= at);
+            prop_assert!(next - at <= Duration::days(8));
+            let local = next.with_timezone(&Berlin);
+            prop_assert!(window.weekdays.contains(&local.weekday()));
+            use chrono::Timelike;
+            let hour = u8::try_from(local.hour()).unwrap();
+            prop_assert!(hour >= start && hour < end, "hour {hour} outside {start}..{end}");
+        }
+
+        #[test]
+        fn business_day_delays_land_on_business_days(secs in 0i64..(2 * 365 * 86_400), n in 1u32..30) {
+            let from = utc(2026, 1, 5, 9, 0) + Duration::seconds(secs);
+            let to = apply_delay(StepDelay::BusinessDays(n), Berlin, from);
+            prop_assert!(to > from);
+            prop_assert!(is_business_day(to.with_timezone(&Berlin).weekday()));
+        }
+    }
+}

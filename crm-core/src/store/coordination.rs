@@ -1,0 +1,103 @@
+//! Quotas, named leases and anomalies: state that coordinates engines.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::error::StoreError;
+use crate::ids::{AnomalyId, WorkspaceId};
+use crate::model::{Anomaly, LeaseGrant};
+use crate::store::{Inserted, Page, QuotaDecision, QuotaKey};
+
+/// Atomic counters with a cap, per workspace, counter and period.
+///
+/// # Contract
+/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore).
+#[async_trait]
+pub trait QuotaStore: Send + Sync + Debug {
+    /// Consumes `amount` (at least 1, else `Invalid`) units of `key` if the total stays
+    /// at or under `cap`; otherwise consumes nothing and answers `Exhausted`. MUST be
+    /// atomic: however many callers race, the total never passes `cap`.
+    async fn try_consume_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &QuotaKey,
+        cap: u32,
+        amount: u32,
+    ) -> Result<QuotaDecision, StoreError>;
+
+    /// Units used of `key` (0 if never consumed).
+    async fn quota_usage(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &QuotaKey,
+    ) -> Result<u32, StoreError>;
+}
+
+/// Named, expiring, fenced leases, for example "the sequence runner of workspace W".
+///
+/// # Contract
+/// A lease is identified by (workspace, name). At most one holder holds it at a time.
+/// Its token starts at 1 and grows by one each time it is acquired while not held by
+/// the acquirer: after another holder, after an expiry taken over, or after a release
+/// (even by the same holder). Re-acquiring or renewing a lease one still holds, expired
+/// or not, keeps the token.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + Debug {
+    /// Takes the lease for `holder` until `now + ttl` if it is free, expired (at or
+    /// before `now`), or already held by `holder` (then it is extended and keeps its
+    /// token). Returns `None` while another holder's lease is unexpired. Atomic.
+    /// `ttl` must be positive and `name`/`holder` non-blank (`Invalid`).
+    async fn try_acquire_lease(
+        &self,
+        workspace_id: WorkspaceId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LeaseGrant>, StoreError>;
+
+    /// Extends a held lease to `now + ttl`. `LeaseLost` if the stored holder or token
+    /// differs from `grant`'s.
+    async fn renew_lease(
+        &self,
+        grant: &LeaseGrant,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseGrant, StoreError>;
+
+    /// Releases a held lease so the next acquirer need not wait for expiry. Returns
+    /// `false` (and changes nothing) if `grant` no longer holds it.
+    async fn release_lease(&self, grant: &LeaseGrant) -> Result<bool, StoreError>;
+}
+
+/// Detected anomalies.
+///
+/// # Contract
+/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore).
+#[async_trait]
+pub trait AnomalyStore: Send + Sync + Debug {
+    /// Records an anomaly (`version` 1, status `Active`). Deduplicated while open: if an
+    /// `Active` or `Acknowledged` anomaly with the same `dedup_key` exists in the
+    /// workspace, it is returned unchanged with `created: false`. Atomic.
+    async fn raise_anomaly(&self, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreError>;
+
+    /// The anomaly, or `NotFound`.
+    async fn get_anomaly(
+        &self,
+        workspace_id: WorkspaceId,
+        id: AnomalyId,
+    ) -> Result<Anomaly, StoreError>;
+
+    /// Compare-and-set update (acknowledge, resolve).
+    async fn update_anomaly(&self, anomaly: &Anomaly) -> Result<Anomaly, StoreError>;
+
+    /// Anomalies of the workspace, only open ones if `open_only`, ascending by id.
+    async fn list_anomalies(
+        &self,
+        workspace_id: WorkspaceId,
+        open_only: bool,
+        page: Page<AnomalyId>,
+    ) -> Result<Vec<Anomaly>, StoreError>;
+}

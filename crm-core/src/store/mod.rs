@@ -1,0 +1,121 @@
+//! The persistence boundary.
+//!
+//! [`Store`] is an umbrella over focused repository traits, implemented for every type
+//! that implements them all. An engine asks only for the repository it uses, for
+//! example `Arc<dyn OutboxStore>`; a host holds one `Arc<DynStore>` and upcasts.
+//!
+//! # Contract shared by every repository
+//! - Every method is scoped to a workspace: it never reads, returns or changes a row of
+//!   another workspace. A row of another workspace looks exactly like a missing row.
+//! - Each method is atomic on its own. There is no generic transaction; operations that
+//!   must change several rows together are single methods (for example
+//!   [`OutboxStore::mark_outbox_sent`]).
+//! - Versioned rows are written with compare-and-set: `update_*` succeeds only if the
+//!   caller's `version` is the stored one, and stores `version + 1`.
+//! - Inputs are validated; bad input is `StoreError::Invalid`, never a panic. Every
+//!   insert of a versioned row requires `version == 1`; every `limit` is 1 to 1000.
+//! - Lease-checked methods (claims of jobs and outbox messages) answer `NotFound` for a
+//!   row that does not exist in the workspace, and `LeaseLost` for a row that exists
+//!   but is not held with the given token. Fencing tokens start at 1 with the first
+//!   claim and grow by one with every later claim of the same row; every method that
+//!   ends a claim (complete, retry, dead-letter, release, reschedule, mark sent, finish,
+//!   reap) clears the lease but keeps the token.
+//! - Timestamps are kept to the microsecond (PostgreSQL's precision); a backend MAY
+//!   truncate finer parts. The engine's [`Clock`](crate::Clock)s tick in whole
+//!   microseconds, so rows written with their time read back unchanged.
+//!
+//! # Implementing
+//! Run the conformance suite from the `testkit` feature against your backend; it is the
+//! executable form of these contracts.
+
+mod compliance;
+mod coordination;
+mod crm;
+mod intake;
+mod outbox;
+mod query;
+mod queue;
+mod sequences;
+
+pub use compliance::{AuditStore, ComplianceStore};
+pub use coordination::{AnomalyStore, LeaseStore, QuotaStore};
+pub use crm::{AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore};
+pub use intake::IntakeStore;
+pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
+pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
+pub use queue::{EventStore, JobStore};
+pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+
+/// Every repository in one object: what a host holds as `Arc<DynStore>`.
+///
+/// Implemented automatically for any type implementing all repository traits.
+pub trait Store:
+    ContactStore
+    + AccountStore
+    + DealStore
+    + ActivityStore
+    + ComplianceStore
+    + AuditStore
+    + IntakeStore
+    + SequenceStore
+    + OutboxStore
+    + ApprovalStore
+    + EventStore
+    + JobStore
+    + QuotaStore
+    + LeaseStore
+    + AnomalyStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// The backend's name, for errors and logs (`"memory"`, `"postgres"`).
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Names a backend for [`Store::backend_name`]; implement it once per store type.
+pub trait NamedBackend {
+    /// The backend's name.
+    const NAME: &'static str;
+}
+
+impl<T> Store for T
+where
+    T: NamedBackend
+        + ContactStore
+        + AccountStore
+        + DealStore
+        + ActivityStore
+        + ComplianceStore
+        + AuditStore
+        + IntakeStore
+        + SequenceStore
+        + OutboxStore
+        + ApprovalStore
+        + EventStore
+        + JobStore
+        + QuotaStore
+        + LeaseStore
+        + AnomalyStore
+        + Send
+        + Sync
+        + 'static,
+{
+    fn backend_name(&self) -> &'static str {
+        T::NAME
+    }
+}
+
+/// The dynamically dispatched store a host holds as `Arc<DynStore>`.
+pub type DynStore = dyn Store;
+
+// Compile-time guards: these traits must stay dyn-compatible.
+#[allow(dead_code)]
+fn _assert_dyn_compatible(
+    _: &DynStore,
+    _: &dyn ContactStore,
+    _: &dyn OutboxStore,
+    _: &dyn JobStore,
+    _: &dyn LeaseStore,
+) {
+}

@@ -1,0 +1,126 @@
+//! Durable jobs and the event log.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreError;
+use crate::ids::{EventId, JobId, WorkspaceId};
+use crate::model::{Event, Job, JobStatus, NewEvent};
+use crate::store::{Claim, Inserted, Page, Scope};
+
+/// The append-only event log.
+///
+/// # Contract
+/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore). Events are never
+/// changed. Positions strictly increase in commit order of appends within one store.
+#[async_trait]
+pub trait EventStore: Send + Sync + Debug {
+    /// Appends an event. Idempotent on (workspace, `idempotency_key`): a duplicate
+    /// returns the existing event unchanged with `created: false`, atomically under
+    /// concurrent appends. A reused id with a different key is `Conflict`.
+    async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError>;
+
+    /// Appends an event and enqueues the jobs it triggers, atomically: when the event is
+    /// created, every job is enqueued with it (each idempotent on its key, as by
+    /// [`JobStore::enqueue_job`]); when the event already existed (same idempotency key),
+    /// nothing is enqueued and `created` is `false`. Every job must belong to the
+    /// event's workspace and carry an idempotency key (`Invalid`), so a retried append
+    /// never doubles work.
+    async fn append_event_with_jobs(
+        &self,
+        event: &NewEvent,
+        jobs: &[Job],
+    ) -> Result<Inserted<Event>, StoreError>;
+
+    /// The event, or `NotFound`.
+    async fn get_event(&self, workspace_id: WorkspaceId, id: EventId) -> Result<Event, StoreError>;
+
+    /// Events in `scope` with a position greater than `after_position`, ascending by
+    /// position, at most `limit`. Feeds consumers that remember the last position seen.
+    async fn list_events(
+        &self,
+        scope: Scope,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+}
+
+/// The durable job queue.
+///
+/// # Contract
+/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore). Lease-checked
+/// methods return `LeaseLost` unless the job is `Running` with exactly the given fencing
+/// token; the token, not the clock, decides.
+#[async_trait]
+pub trait JobStore: Send + Sync + Debug {
+    /// Enqueues a `Queued` job. With an idempotency key it is idempotent on
+    /// (workspace, key): an existing job with the key is returned unchanged with
+    /// `created: false`. A reused id is `Conflict`.
+    async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError>;
+
+    /// The job, or `NotFound`.
+    async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError>;
+
+    /// Jobs of the workspace, optionally with one status, ascending by id.
+    async fn list_jobs(
+        &self,
+        workspace_id: WorkspaceId,
+        status: Option<JobStatus>,
+        page: Page<JobId>,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Claims up to `claim.limit` `Queued` jobs with `run_at <= claim.now` in
+    /// `claim.scope` and of `claim.kinds` (all kinds when empty), earliest `run_at`
+    /// first (ties by id). Each becomes `Running` with a lease owned by `claim.worker`
+    /// until `now + lease_ttl`, a fencing token one greater than its previous one, and
+    /// `attempts + 1`. MUST be atomic: concurrent claimers never receive the same job.
+    async fn claim_jobs(&self, claim: &Claim) -> Result<Vec<Job>, StoreError>;
+
+    /// Marks a running job `Succeeded`. Lease-checked.
+    async fn complete_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Records a failed attempt. If `attempts < max_attempts` the job goes back to
+    /// `Queued` at `retry_at`; otherwise it goes `Dead`. `error` is stored in
+    /// `last_error` either way. Lease-checked.
+    async fn retry_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError>;
+
+    /// Moves a running job to `Dead` with `reason` (a permanent failure). Lease-checked.
+    async fn dead_letter_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Gives a running job back unprocessed (graceful shutdown): `Queued`, due at `now`,
+    /// and the claim's attempt is not counted. Lease-checked.
+    async fn release_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Every `Running` job in `scope` whose lease expired at or before `now` goes back to
+    /// `Queued` (due at `now`), or `Dead` with reason "lease expired" when it has no
+    /// attempts left. Returns how many were reaped, requeued and dead together.
+    async fn reap_expired_jobs(&self, scope: Scope, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,10 @@
+//! Engine scenarios run against a real store: the same cases on every backend.
+//!
+//! Each area exports a macro that expands to one named `#[tokio::test]` per case, taking
+//! the same `fresh_store` path as
+//! [`store_conformance_tests!`](crate::store_conformance_tests).
+
+pub mod approvals;
+pub mod dispatch;
+pub mod jobs;
+pub mod runner;
