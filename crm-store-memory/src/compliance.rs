@@ -1,0 +1,184 @@
+//! Consent ledger, suppression list and audit trail.
+
+use async_trait::async_trait;
+use crm_core::StoreError;
+use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
+use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
+use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
+
+use crate::table::{Table, Unique, cloned, require_text};
+use crate::{MemoryStore, Tables};
+
+/// (channel or all channels, normalised address).
+type SuppressionKey = (Option<Channel>, String);
+
+/// The compliance tables.
+#[derive(Default)]
+pub(crate) struct ComplianceTables {
+    consents: Table<Consent>,
+    suppressions: Table<Suppression>,
+    suppression_keys: Unique<SuppressionKey, SuppressionId>,
+    audit: Table<AuditEntry>,
+}
+
+impl ComplianceTables {
+    pub(crate) fn sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("consents", self.consents.len()),
+            ("suppressions", self.suppressions.len()),
+            ("audit", self.audit.len()),
+        ]);
+    }
+
+    fn suppression(&self, ws: WorkspaceId, key: &SuppressionKey) -> Option<&Suppression> {
+        self.suppression_keys
+            .get(ws, key)
+            .and_then(|id| self.suppressions.get(ws, id))
+    }
+}
+
+fn record_consent(t: &mut Tables, consent: &Consent) -> Result<Consent, StoreError> {
+    require_text("consent.source", &consent.source)?;
+    t.compliance.consents.ensure_vacant(consent)?;
+    t.crm
+        .contacts
+        .ensure_ref(consent.workspace_id, Some(consent.contact_id))?;
+    Ok(t.compliance.consents.put(consent.clone()).clone())
+}
+
+fn add_suppression(
+    t: &mut Tables,
+    suppression: &Suppression,
+) -> Result<Inserted<Suppression>, StoreError> {
+    let mut row = suppression.clone();
+    row.address = normalize_address(&row.address);
+    require_text("suppression.address", &row.address)?;
+    let ws = row.workspace_id;
+    let key = (row.channel, row.address.clone());
+    let c = &mut t.compliance;
+    // Like `INSERT ... ON CONFLICT (workspace, channel, address) DO NOTHING`: an equal
+    // entry wins over an id clash.
+    if let Some(existing) = c.suppression(ws, &key) {
+        return Ok(Inserted {
+            value: existing.clone(),
+            created: false,
+        });
+    }
+    c.suppressions.ensure_vacant(&row)?;
+    c.suppression_keys.replace(ws, None, Some(key), row.id);
+    Ok(Inserted {
+        value: c.suppressions.put(row).clone(),
+        created: true,
+    })
+}
+
+fn remove_suppression(
+    t: &mut Tables,
+    ws: WorkspaceId,
+    channel: Option<Channel>,
+    address: &str,
+) -> bool {
+    let key = (channel, normalize_address(address));
+    let c = &mut t.compliance;
+    let Some(id) = c.suppression_keys.get(ws, &key) else {
+        return false;
+    };
+    c.suppression_keys.replace(ws, Some(key), None, id);
+    c.suppressions.remove(ws, id).is_some()
+}
+
+#[async_trait]
+impl ComplianceStore for MemoryStore {
+    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
+        self.with(|t| record_consent(t, consent))
+    }
+
+    async fn current_consent(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        channel: Channel,
+    ) -> Result<Option<Consent>, StoreError> {
+        self.with(|t| {
+            Ok(t.compliance
+                .consents
+                .rows(workspace_id)
+                .filter(|c| c.contact_id == contact_id && c.channel == channel)
+                .max_by_key(|c| (c.recorded_at, c.id))
+                .cloned())
+        })
+    }
+
+    async fn add_suppression(
+        &self,
+        suppression: &Suppression,
+    ) -> Result<Inserted<Suppression>, StoreError> {
+        self.with(|t| add_suppression(t, suppression))
+    }
+
+    async fn find_suppression(
+        &self,
+        workspace_id: WorkspaceId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = normalize_address(address);
+        self.with(|t| {
+            let c = &t.compliance;
+            let all = (None, address);
+            let found = match c.suppression(workspace_id, &all) {
+                Some(row) => Some(row),
+                None => c.suppression(workspace_id, &(Some(channel), all.1)),
+            };
+            Ok(found.cloned())
+        })
+    }
+
+    async fn remove_suppression(
+        &self,
+        workspace_id: WorkspaceId,
+        channel: Option<Channel>,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|t| remove_suppression(t, workspace_id, channel, address)))
+    }
+
+    async fn list_suppressions(
+        &self,
+        workspace_id: WorkspaceId,
+        page: Page<SuppressionId>,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        self.with(|t| {
+            cloned(
+                t.compliance
+                    .suppressions
+                    .page(workspace_id, &page, |_| true),
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
+        require_text("audit.action", &entry.action)?;
+        require_text("audit.subject", &entry.subject)?;
+        self.with(|t| {
+            t.compliance.audit.ensure_vacant(entry)?;
+            Ok(t.compliance.audit.put(entry.clone()).clone())
+        })
+    }
+
+    async fn list_audit(
+        &self,
+        workspace_id: WorkspaceId,
+        subject: Option<&str>,
+        page: Page<AuditEntryId>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|t| {
+            cloned(t.compliance.audit.page(workspace_id, &page, |e| {
+                subject.is_none_or(|s| e.subject == s)
+            }))
+        })
+    }
+}

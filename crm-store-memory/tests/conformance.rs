@@ -1,0 +1,5 @@
+//! The shared store conformance suite, run against the memory store.
+async fn fresh_store() -> crm_store_memory::MemoryStore {
+    crm_store_memory::MemoryStore::new()
+}
+crm_core::store_conformance_tests!(fresh_store);
