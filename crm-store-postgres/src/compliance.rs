@@ -1,0 +1,232 @@
+//! The consent ledger, the suppression list and the audit trail.
+
+use async_trait::async_trait;
+use crm_core::StoreError;
+use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
+use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
+use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
+
+use crate::PostgresStore;
+use crate::error::{Ref, db, db_refs, require_non_blank};
+use crate::rows::{AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, entities};
+
+const CONSENT: &str = "consent";
+const SUPPRESSION: &str = "suppression";
+const AUDIT: &str = "audit_entry";
+
+/// How often `add_suppression` retries when the entry it collided with was removed
+/// before it could be read.
+const IDEMPOTENT_RETRIES: usize = 3;
+
+#[async_trait]
+impl ComplianceStore for PostgresStore {
+    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
+        require_non_blank("consent.source", &consent.source)?;
+        let refs = [Ref::new(
+            "consents_contact_fk",
+            "contact",
+            Some(consent.contact_id.as_uuid()),
+        )];
+        sqlx::query_as::<_, ConsentRow>(
+            "INSERT INTO consents (workspace_id, id, contact_id, channel, status, source,
+                 recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        )
+        .bind(consent.workspace_id.as_uuid())
+        .bind(consent.id.as_uuid())
+        .bind(consent.contact_id.as_uuid())
+        .bind(consent.channel.as_str())
+        .bind(consent.status.as_str())
+        .bind(consent.source.clone())
+        .bind(consent.recorded_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_refs(CONSENT, &refs))?
+        .into_entity()
+    }
+
+    async fn current_consent(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        channel: Channel,
+    ) -> Result<Option<Consent>, StoreError> {
+        sqlx::query_as::<_, ConsentRow>(
+            "SELECT * FROM consents
+             WHERE workspace_id = $1 AND contact_id = $2 AND channel = $3
+             ORDER BY recorded_at DESC, id DESC LIMIT 1",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(contact_id.as_uuid())
+        .bind(channel.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(CONSENT))?
+        .map(IntoEntity::into_entity)
+        .transpose()
+    }
+
+    async fn add_suppression(
+        &self,
+        suppression: &Suppression,
+    ) -> Result<Inserted<Suppression>, StoreError> {
+        let address = normalize_address(&suppression.address);
+        require_non_blank("suppression.address", &address)?;
+        let channel = suppression.channel.map(|c| c.as_str());
+        for _ in 0..IDEMPOTENT_RETRIES {
+            let inserted = sqlx::query_as::<_, SuppressionRow>(
+                "INSERT INTO suppressions (workspace_id, id, channel, address, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (workspace_id, (coalesce(channel, '*')), address) DO NOTHING
+                 RETURNING *",
+            )
+            .bind(suppression.workspace_id.as_uuid())
+            .bind(suppression.id.as_uuid())
+            .bind(channel)
+            .bind(address.as_str())
+            .bind(suppression.reason.as_str())
+            .bind(suppression.created_at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(SUPPRESSION))?;
+            if let Some(row) = inserted {
+                return Ok(Inserted {
+                    value: row.into_entity()?,
+                    created: true,
+                });
+            }
+            let existing = sqlx::query_as::<_, SuppressionRow>(
+                "SELECT * FROM suppressions
+                 WHERE workspace_id = $1 AND coalesce(channel, '*') = coalesce($2, '*')
+                   AND address = $3",
+            )
+            .bind(suppression.workspace_id.as_uuid())
+            .bind(channel)
+            .bind(address.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(SUPPRESSION))?;
+            if let Some(row) = existing {
+                return Ok(Inserted {
+                    value: row.into_entity()?,
+                    created: false,
+                });
+            }
+            // The colliding entry was removed in between: try again.
+        }
+        Err(StoreError::conflict(
+            SUPPRESSION,
+            "the entry changed concurrently; try again",
+        ))
+    }
+
+    async fn find_suppression(
+        &self,
+        workspace_id: WorkspaceId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        // The all-channel entry (channel IS NULL) wins over the channel's own.
+        sqlx::query_as::<_, SuppressionRow>(
+            "SELECT * FROM suppressions
+             WHERE workspace_id = $1 AND address = $2 AND (channel IS NULL OR channel = $3)
+             ORDER BY (channel IS NULL) DESC LIMIT 1",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(normalize_address(address))
+        .bind(channel.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(SUPPRESSION))?
+        .map(IntoEntity::into_entity)
+        .transpose()
+    }
+
+    async fn remove_suppression(
+        &self,
+        workspace_id: WorkspaceId,
+        channel: Option<Channel>,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM suppressions
+             WHERE workspace_id = $1 AND coalesce(channel, '*') = coalesce($2, '*')
+               AND address = $3",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(channel.map(|c| c.as_str()))
+        .bind(normalize_address(address))
+        .execute(&self.pool)
+        .await
+        .map_err(db(SUPPRESSION))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_suppressions(
+        &self,
+        workspace_id: WorkspaceId,
+        page: Page<SuppressionId>,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        page.validate()?;
+        let rows = sqlx::query_as::<_, SuppressionRow>(
+            "SELECT * FROM suppressions WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2)
+             ORDER BY id LIMIT $3",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(SUPPRESSION))?;
+        entities(rows)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
+        require_non_blank("audit.action", &entry.action)?;
+        require_non_blank("audit.subject", &entry.subject)?;
+        let (actor_type, actor_id) = actor_columns(&entry.actor);
+        sqlx::query_as::<_, AuditRow>(
+            "INSERT INTO audit_entries (workspace_id, id, actor_type, actor_id, action, subject,
+                 details, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        )
+        .bind(entry.workspace_id.as_uuid())
+        .bind(entry.id.as_uuid())
+        .bind(actor_type)
+        .bind(actor_id)
+        .bind(entry.action.clone())
+        .bind(entry.subject.clone())
+        .bind(entry.details.clone())
+        .bind(entry.at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db(AUDIT))?
+        .into_entity()
+    }
+
+    async fn list_audit(
+        &self,
+        workspace_id: WorkspaceId,
+        subject: Option<&str>,
+        page: Page<AuditEntryId>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        page.validate()?;
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM audit_entries
+             WHERE workspace_id = $1 AND ($2::text IS NULL OR subject = $2)
+               AND ($3::uuid IS NULL OR id > $3)
+             ORDER BY id LIMIT $4",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(subject)
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(AUDIT))?;
+        entities(rows)
+    }
+}

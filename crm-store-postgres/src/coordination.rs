@@ -1,0 +1,346 @@
+//! Quotas, named leases and anomalies.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use crm_core::StoreError;
+use crm_core::ids::{AnomalyId, WorkspaceId};
+use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
+use crm_core::store::{
+    AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
+};
+
+use crate::PostgresStore;
+use crate::error::{backend, cas_miss, db, invalid, require_non_blank, require_version_one};
+use crate::rows::{AnomalyRow, IntoEntity, entities};
+
+const QUOTA: &str = "quota";
+const LEASE: &str = "lease";
+const ANOMALY: &str = "anomaly";
+
+const ANOMALY_VERSION: &str = "SELECT version FROM anomalies WHERE workspace_id = $1 AND id = $2";
+
+/// How often `raise_anomaly` retries when the open anomaly it collided with was
+/// resolved before it could be read.
+const DEDUP_RETRIES: usize = 3;
+
+/// Consumes `$4` units if the total stays at or under `$5`, in one statement: the row
+/// lock of the upsert orders racing callers, and the `WHERE` re-checks the cap against
+/// the latest total. A first consumption larger than the cap inserts nothing.
+const CONSUME: &str = "
+    INSERT INTO quota_counters AS q (workspace_id, counter, period, used)
+    SELECT $1, $2, $3, $4 WHERE $4 <= $5
+    ON CONFLICT (workspace_id, counter, period)
+    DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $5
+    RETURNING used";
+
+/// Takes the lease if it is free (released), expired, or held by the same holder. The
+/// token grows by one when the lease changes hands and stays for the same holder.
+const ACQUIRE: &str = "
+    INSERT INTO leases AS l (workspace_id, name, holder, token, expires_at)
+    VALUES ($1, $2, $3, 1, $4)
+    ON CONFLICT (workspace_id, name) DO UPDATE
+    SET token = CASE WHEN l.holder = EXCLUDED.holder THEN l.token ELSE l.token + 1 END,
+        holder = EXCLUDED.holder,
+        expires_at = EXCLUDED.expires_at
+    WHERE l.holder IS NULL OR l.expires_at <= $5 OR l.holder = EXCLUDED.holder
+    RETURNING token, expires_at";
+
+fn require_positive(ttl: Duration) -> Result<(), StoreError> {
+    if ttl <= Duration::zero() {
+        Err(invalid("ttl", "must be positive"))
+    } else {
+        Ok(())
+    }
+}
+
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>, StoreError> {
+    require_positive(ttl)?;
+    now.checked_add_signed(ttl)
+        .ok_or_else(|| invalid("ttl", "is too long"))
+}
+
+fn to_u32(used: i64) -> Result<u32, StoreError> {
+    u32::try_from(used).map_err(backend)
+}
+
+#[async_trait]
+impl QuotaStore for PostgresStore {
+    async fn try_consume_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &QuotaKey,
+        cap: u32,
+        amount: u32,
+    ) -> Result<QuotaDecision, StoreError> {
+        if amount == 0 {
+            return Err(invalid("amount", "must be at least 1"));
+        }
+        let granted = sqlx::query_scalar::<_, i64>(CONSUME)
+            .bind(workspace_id.as_uuid())
+            .bind(key.counter.as_str())
+            .bind(key.period)
+            .bind(i64::from(amount))
+            .bind(i64::from(cap))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(QUOTA))?;
+        match granted {
+            Some(used) => {
+                let used = to_u32(used)?;
+                Ok(QuotaDecision::Granted {
+                    used,
+                    remaining: cap.saturating_sub(used),
+                })
+            }
+            None => Ok(QuotaDecision::Exhausted {
+                used: self.quota_usage(workspace_id, key).await?,
+                cap,
+            }),
+        }
+    }
+
+    async fn quota_usage(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &QuotaKey,
+    ) -> Result<u32, StoreError> {
+        let used = sqlx::query_scalar::<_, i64>(
+            "SELECT used FROM quota_counters
+             WHERE workspace_id = $1 AND counter = $2 AND period = $3",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(key.counter.as_str())
+        .bind(key.period)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(QUOTA))?;
+        to_u32(used.unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn try_acquire_lease(
+        &self,
+        workspace_id: WorkspaceId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LeaseGrant>, StoreError> {
+        require_non_blank("lease.name", name)?;
+        require_non_blank("lease.holder", holder)?;
+        let expires_at = expiry(now, ttl)?;
+        let taken = sqlx::query_as::<_, (i64, DateTime<Utc>)>(ACQUIRE)
+            .bind(workspace_id.as_uuid())
+            .bind(name)
+            .bind(holder)
+            .bind(expires_at)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(LEASE))?;
+        Ok(taken.map(|(token, expires_at)| LeaseGrant {
+            workspace_id,
+            name: name.to_owned(),
+            holder: holder.to_owned(),
+            token,
+            expires_at,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        grant: &LeaseGrant,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseGrant, StoreError> {
+        let expires_at = expiry(now, ttl)?;
+        let renewed = sqlx::query_scalar::<_, DateTime<Utc>>(
+            "UPDATE leases SET expires_at = $5
+             WHERE workspace_id = $1 AND name = $2 AND holder = $3 AND token = $4
+             RETURNING expires_at",
+        )
+        .bind(grant.workspace_id.as_uuid())
+        .bind(grant.name.as_str())
+        .bind(grant.holder.as_str())
+        .bind(grant.token)
+        .bind(expires_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(LEASE))?;
+        match renewed {
+            Some(expires_at) => Ok(LeaseGrant {
+                expires_at,
+                ..grant.clone()
+            }),
+            None => Err(StoreError::lease_lost(LEASE, &grant.name)),
+        }
+    }
+
+    async fn release_lease(&self, grant: &LeaseGrant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leases SET holder = NULL
+             WHERE workspace_id = $1 AND name = $2 AND holder = $3 AND token = $4",
+        )
+        .bind(grant.workspace_id.as_uuid())
+        .bind(grant.name.as_str())
+        .bind(grant.holder.as_str())
+        .bind(grant.token)
+        .execute(&self.pool)
+        .await
+        .map_err(db(LEASE))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl AnomalyStore for PostgresStore {
+    async fn raise_anomaly(&self, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreError> {
+        anomaly.validate()?;
+        require_version_one(anomaly.version)?;
+        if anomaly.status != AnomalyStatus::Active {
+            return Err(invalid("anomaly.status", "a new anomaly must be active"));
+        }
+        for _ in 0..DEDUP_RETRIES {
+            let inserted = sqlx::query_as::<_, AnomalyRow>(
+                "INSERT INTO anomalies (workspace_id, id, rule, channel, severity, status,
+                     dedup_key, summary, details, detected_at, acknowledged_by, resolved_at,
+                     updated_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (workspace_id, dedup_key)
+                     WHERE status IN ('active', 'acknowledged')
+                 DO NOTHING
+                 RETURNING *",
+            )
+            .bind(anomaly.workspace_id.as_uuid())
+            .bind(anomaly.id.as_uuid())
+            .bind(anomaly.rule.clone())
+            .bind(anomaly.channel.map(|c| c.as_str()))
+            .bind(anomaly.severity.as_str())
+            .bind(anomaly.status.as_str())
+            .bind(anomaly.dedup_key.clone())
+            .bind(anomaly.summary.clone())
+            .bind(anomaly.details.clone())
+            .bind(anomaly.detected_at)
+            .bind(anomaly.acknowledged_by.map(|id| id.as_uuid()))
+            .bind(anomaly.resolved_at)
+            .bind(anomaly.updated_at)
+            .bind(anomaly.version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(ANOMALY))?;
+            if let Some(row) = inserted {
+                return Ok(Inserted {
+                    value: row.into_entity()?,
+                    created: true,
+                });
+            }
+            let open = sqlx::query_as::<_, AnomalyRow>(
+                "SELECT * FROM anomalies
+                 WHERE workspace_id = $1 AND dedup_key = $2
+                   AND status IN ('active', 'acknowledged')",
+            )
+            .bind(anomaly.workspace_id.as_uuid())
+            .bind(anomaly.dedup_key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(ANOMALY))?;
+            if let Some(row) = open {
+                return Ok(Inserted {
+                    value: row.into_entity()?,
+                    created: false,
+                });
+            }
+            // The open anomaly was resolved in between: try again.
+        }
+        Err(StoreError::conflict(
+            ANOMALY,
+            "the open anomaly with this key changed concurrently; try again",
+        ))
+    }
+
+    async fn get_anomaly(
+        &self,
+        workspace_id: WorkspaceId,
+        id: AnomalyId,
+    ) -> Result<Anomaly, StoreError> {
+        sqlx::query_as::<_, AnomalyRow>(
+            "SELECT * FROM anomalies WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(ANOMALY))?
+        .ok_or_else(|| StoreError::not_found(ANOMALY, id))?
+        .into_entity()
+    }
+
+    async fn update_anomaly(&self, anomaly: &Anomaly) -> Result<Anomaly, StoreError> {
+        anomaly.validate()?;
+        let row = sqlx::query_as::<_, AnomalyRow>(
+            "UPDATE anomalies
+             SET rule = $3, channel = $4, severity = $5, status = $6, dedup_key = $7,
+                 summary = $8, details = $9, acknowledged_by = $10, resolved_at = $11,
+                 updated_at = $12, version = version + 1
+             WHERE workspace_id = $1 AND id = $2 AND version = $13
+             RETURNING *",
+        )
+        .bind(anomaly.workspace_id.as_uuid())
+        .bind(anomaly.id.as_uuid())
+        .bind(anomaly.rule.clone())
+        .bind(anomaly.channel.map(|c| c.as_str()))
+        .bind(anomaly.severity.as_str())
+        .bind(anomaly.status.as_str())
+        .bind(anomaly.dedup_key.clone())
+        .bind(anomaly.summary.clone())
+        .bind(anomaly.details.clone())
+        .bind(anomaly.acknowledged_by.map(|id| id.as_uuid()))
+        .bind(anomaly.resolved_at)
+        .bind(anomaly.updated_at)
+        .bind(anomaly.version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(ANOMALY))?;
+        match row {
+            Some(row) => row.into_entity(),
+            None => {
+                let (ws, id) = (anomaly.workspace_id, anomaly.id.as_uuid());
+                Err(cas_miss(
+                    &self.pool,
+                    ANOMALY_VERSION,
+                    ANOMALY,
+                    ws,
+                    id,
+                    anomaly.version,
+                )
+                .await)
+            }
+        }
+    }
+
+    async fn list_anomalies(
+        &self,
+        workspace_id: WorkspaceId,
+        open_only: bool,
+        page: Page<AnomalyId>,
+    ) -> Result<Vec<Anomaly>, StoreError> {
+        page.validate()?;
+        let rows = sqlx::query_as::<_, AnomalyRow>(
+            "SELECT * FROM anomalies
+             WHERE workspace_id = $1
+               AND (NOT $2 OR status IN ('active', 'acknowledged'))
+               AND ($3::uuid IS NULL OR id > $3)
+             ORDER BY id LIMIT $4",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(open_only)
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(ANOMALY))?;
+        entities(rows)
+    }
+}

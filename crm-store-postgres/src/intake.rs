@@ -1,0 +1,184 @@
+//! The intake buffer, deduplicated by fingerprint.
+
+use async_trait::async_trait;
+use crm_core::StoreError;
+use crm_core::ids::{IntakeRecordId, WorkspaceId};
+use crm_core::model::{IntakeRecord, IntakeStatus};
+use crm_core::store::{IntakeStore, Page};
+
+use crate::PostgresStore;
+use crate::error::{Ref, cas_miss, db, db_refs, invalid, require_version_one};
+use crate::rows::{IntakeRow, IntoEntity, entities, to_json};
+
+const INTAKE: &str = "intake_record";
+
+/// How often `insert_intake` retries when the row it collided with stopped being live
+/// (pending or processed) before the duplicate could point at it.
+const DEDUP_RETRIES: usize = 3;
+
+/// Stores the row as given, unless a live row (pending or processed) already has its
+/// fingerprint: the partial unique index `intake_records_fingerprint_key` arbitrates.
+const INSERT_LIVE: &str = "
+    INSERT INTO intake_records (workspace_id, id, source, source_ref, line, raw, fingerprint,
+        status, duplicate_of, errors, contact_id, received_at, updated_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    ON CONFLICT (workspace_id, fingerprint) WHERE status IN ('pending', 'processed')
+    DO NOTHING
+    RETURNING *";
+
+/// Stores the row as a duplicate of the live row with its fingerprint, in one
+/// statement; no row comes back if there is no live row any more.
+const INSERT_DUPLICATE: &str = "
+    INSERT INTO intake_records (workspace_id, id, source, source_ref, line, raw, fingerprint,
+        status, duplicate_of, errors, contact_id, received_at, updated_at, version)
+    SELECT $1, $2, $3, $4, $5, $6, $7, 'duplicate', live.id, $10, $11, $12, $13, $14
+    FROM intake_records live
+    WHERE live.workspace_id = $1 AND live.fingerprint = $7
+      AND live.status IN ('pending', 'processed')
+    LIMIT 1
+    RETURNING *";
+
+const INTAKE_VERSION: &str =
+    "SELECT version FROM intake_records WHERE workspace_id = $1 AND id = $2";
+
+type PgQueryAs<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, IntakeRow, sqlx::postgres::PgArguments>;
+
+fn bind_record<'q>(q: PgQueryAs<'q>, r: &IntakeRecord) -> Result<PgQueryAs<'q>, StoreError> {
+    let line = r
+        .line
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| invalid("intake.line", "is too large"))?;
+    Ok(q.bind(r.workspace_id.as_uuid())
+        .bind(r.id.as_uuid())
+        .bind(r.source.as_str())
+        .bind(r.source_ref.clone())
+        .bind(line)
+        .bind(r.raw.clone())
+        .bind(r.fingerprint.as_ref().map(|f| f.as_str().to_owned()))
+        .bind(r.status.as_str())
+        .bind(r.duplicate_of.map(|id| id.as_uuid()))
+        .bind(to_json("intake.errors", &r.errors)?)
+        .bind(r.contact_id.map(|id| id.as_uuid()))
+        .bind(r.received_at)
+        .bind(r.updated_at)
+        .bind(r.version))
+}
+
+fn refs(r: &IntakeRecord) -> [Ref; 2] {
+    [
+        Ref::new(
+            "intake_records_duplicate_fk",
+            INTAKE,
+            r.duplicate_of.map(|id| id.as_uuid()),
+        ),
+        Ref::new(
+            "intake_records_contact_fk",
+            "contact",
+            r.contact_id.map(|id| id.as_uuid()),
+        ),
+    ]
+}
+
+#[async_trait]
+impl IntakeStore for PostgresStore {
+    async fn insert_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
+        record.validate()?;
+        require_version_one(record.version)?;
+        if !matches!(record.status, IntakeStatus::Pending | IntakeStatus::Invalid) {
+            return Err(invalid(
+                "intake.status",
+                "a new row must be pending or invalid",
+            ));
+        }
+        let refs = refs(record);
+        for _ in 0..DEDUP_RETRIES {
+            let row = bind_record(sqlx::query_as(INSERT_LIVE), record)?
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_refs(INTAKE, &refs))?;
+            if let Some(row) = row {
+                return row.into_entity();
+            }
+            // A live row holds the fingerprint (ON CONFLICT waited for it to commit):
+            // store this one as its duplicate.
+            let row = bind_record(sqlx::query_as(INSERT_DUPLICATE), record)?
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_refs(INTAKE, &refs))?;
+            if let Some(row) = row {
+                return row.into_entity();
+            }
+        }
+        Err(StoreError::conflict(
+            INTAKE,
+            "the row with this fingerprint changed concurrently; try again",
+        ))
+    }
+
+    async fn get_intake(
+        &self,
+        workspace_id: WorkspaceId,
+        id: IntakeRecordId,
+    ) -> Result<IntakeRecord, StoreError> {
+        sqlx::query_as::<_, IntakeRow>(
+            "SELECT * FROM intake_records WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(INTAKE))?
+        .ok_or_else(|| StoreError::not_found(INTAKE, id))?
+        .into_entity()
+    }
+
+    async fn update_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
+        record.validate()?;
+        let row = bind_record(
+            sqlx::query_as(
+                "UPDATE intake_records SET source = $3, source_ref = $4, line = $5, raw = $6,
+                     fingerprint = $7, status = $8, duplicate_of = $9, errors = $10,
+                     contact_id = $11, updated_at = $13, version = version + 1
+                 WHERE workspace_id = $1 AND id = $2 AND version = $14
+                  
+                 RETURNING *",
+            ),
+            record,
+        )?
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_refs(INTAKE, &refs(record)))?;
+        match row {
+            Some(row) => row.into_entity(),
+            None => {
+                let (ws, id) = (record.workspace_id, record.id.as_uuid());
+                Err(cas_miss(&self.pool, INTAKE_VERSION, INTAKE, ws, id, record.version).await)
+            }
+        }
+    }
+
+    async fn list_intake(
+        &self,
+        workspace_id: WorkspaceId,
+        status: Option<IntakeStatus>,
+        page: Page<IntakeRecordId>,
+    ) -> Result<Vec<IntakeRecord>, StoreError> {
+        page.validate()?;
+        let rows = sqlx::query_as::<_, IntakeRow>(
+            "SELECT * FROM intake_records
+             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
+               AND ($3::uuid IS NULL OR id > $3)
+             ORDER BY id LIMIT $4",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(status.map(|s| s.as_str()))
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(INTAKE))?;
+        entities(rows)
+    }
+}

@@ -1,0 +1,461 @@
+//! The event log and the durable job queue.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use crm_core::StoreError;
+use crm_core::ids::{EventId, JobId, WorkspaceId};
+use crm_core::model::{Event, Job, JobStatus, NewEvent};
+use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
+
+use sqlx::PgConnection;
+
+use crate::PostgresStore;
+use crate::error::{db, invalid, lease_miss};
+use crate::rows::{EventRow, IntoEntity, JobRow, entities};
+
+const EVENT: &str = "event";
+const JOB: &str = "job";
+
+/// Serializes appends within the store's schema for the rest of the transaction, so
+/// positions (taken from the identity sequence) increase in commit order: a reader
+/// that saw position N never later finds a new event below N.
+const LOCK_EVENT_LOG: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))";
+
+const APPEND_EVENT: &str = "
+    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+        occurred_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+    RETURNING *";
+
+const JOB_EXISTS: &str = "SELECT 1::bigint FROM jobs WHERE workspace_id = $1 AND id = $2";
+
+/// The claim: lock due queued jobs of the wanted kinds (skipping rows another claimer
+/// holds), earliest first, and lease them in the same statement.
+macro_rules! claim_jobs_sql {
+    ($scope:literal) => {
+        concat!(
+            "UPDATE jobs j
+             SET status = 'running', lease_owner = $1, lease_token = j.lease_token + 1,
+                 lease_expires_at = $2, attempts = j.attempts + 1, updated_at = $3
+             FROM (SELECT workspace_id, id FROM jobs
+                   WHERE status = 'queued' AND run_at <= $3
+                     AND (cardinality($5::text[]) = 0 OR kind = ANY($5)) ",
+            $scope,
+            " ORDER BY run_at, id LIMIT $4
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE j.workspace_id = c.workspace_id AND j.id = c.id
+             RETURNING j.*"
+        )
+    };
+}
+const CLAIM_ALL: &str = claim_jobs_sql!("AND $6::uuid IS NULL");
+const CLAIM_WORKSPACE: &str = claim_jobs_sql!("AND workspace_id = $6");
+
+/// Lease-checked job updates share this condition: `$1` workspace, `$2` id, `$3` token.
+macro_rules! leased_job_sql {
+    ($set:literal) => {
+        concat!(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, ",
+            $set,
+            " WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND lease_token = $3
+             RETURNING *"
+        )
+    };
+}
+const COMPLETE_JOB: &str = leased_job_sql!("status = 'succeeded', updated_at = $4");
+const RETRY_JOB: &str = leased_job_sql!(
+    "status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
+     run_at = CASE WHEN attempts < max_attempts THEN $4 ELSE run_at END,
+     last_error = $5"
+);
+const DEAD_LETTER_JOB: &str = leased_job_sql!("status = 'dead', last_error = $4, updated_at = $5");
+const RELEASE_JOB: &str = leased_job_sql!(
+    "status = 'queued', run_at = $4, attempts = greatest(attempts - 1, 0), updated_at = $4"
+);
+
+/// Enqueues a batch of new jobs in one statement, one array per column, each job
+/// idempotent on its key as in `enqueue_job` (a key repeated within the batch keeps
+/// its first job).
+const ENQUEUE_JOB_BATCH: &str = "
+    INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status, attempts,
+        max_attempts, run_at, lease_owner, lease_token, lease_expires_at, last_error,
+        created_at, updated_at)
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[],
+        $6::text[], $7::int4[], $8::int4[], $9::timestamptz[], $10::text[], $11::int8[],
+        $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[])
+    ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+    DO NOTHING";
+
+type PgQueryAs<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>;
+
+/// An event row and whether this call created it.
+struct Appended {
+    value: EventRow,
+    created: bool,
+}
+
+/// Appends `event` within `tx`, holding the event-log lock until `tx` ends so positions
+/// follow commit order; an existing event of the same key is returned instead.
+async fn append_locked(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended, StoreError> {
+    sqlx::query(LOCK_EVENT_LOG)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(EVENT))?;
+    let inserted = sqlx::query_as::<_, EventRow>(APPEND_EVENT)
+        .bind(event.workspace_id.as_uuid())
+        .bind(event.id.as_uuid())
+        .bind(event.kind.clone())
+        .bind(event.subject.clone())
+        .bind(event.payload.clone())
+        .bind(event.idempotency_key.clone())
+        .bind(event.occurred_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db(EVENT))?;
+    if let Some(value) = inserted {
+        return Ok(Appended {
+            value,
+            created: true,
+        });
+    }
+    let value = sqlx::query_as::<_, EventRow>(
+        "SELECT * FROM events WHERE workspace_id = $1 AND idempotency_key = $2",
+    )
+    .bind(event.workspace_id.as_uuid())
+    .bind(event.idempotency_key.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db(EVENT))?;
+    Ok(Appended {
+        value,
+        created: false,
+    })
+}
+
+/// The rules of a job being enqueued: `Job::validate`, and queued.
+fn validate_new_job(job: &Job) -> Result<(), StoreError> {
+    job.validate()?;
+    if job.status == JobStatus::Queued {
+        Ok(())
+    } else {
+        Err(invalid("job.status", "a new job must be queued"))
+    }
+}
+
+/// Binds `jobs` as the column arrays of [`ENQUEUE_JOB_BATCH`].
+fn bind_job_batch<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    jobs: &[Job],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn column<T>(jobs: &[Job], f: impl Fn(&Job) -> T) -> Vec<T> {
+        jobs.iter().map(f).collect()
+    }
+    q.bind(column(jobs, |j| j.workspace_id.as_uuid()))
+        .bind(column(jobs, |j| j.id.as_uuid()))
+        .bind(column(jobs, |j| j.kind.clone()))
+        .bind(column(jobs, |j| j.payload.clone()))
+        .bind(column(jobs, |j| j.idempotency_key.clone()))
+        .bind(column(jobs, |j| j.status.as_str()))
+        .bind(column(jobs, |j| j.attempts))
+        .bind(column(jobs, |j| j.max_attempts))
+        .bind(column(jobs, |j| j.run_at))
+        .bind(column(jobs, |j| j.lease.as_ref().map(|l| l.owner.clone())))
+        .bind(column(jobs, |j| j.lease.as_ref().map_or(0, |l| l.token)))
+        .bind(column(jobs, |j| j.lease.as_ref().map(|l| l.expires_at)))
+        .bind(column(jobs, |j| j.last_error.clone()))
+        .bind(column(jobs, |j| j.created_at))
+        .bind(column(jobs, |j| j.updated_at))
+}
+
+impl PostgresStore {
+    /// Runs a lease-checked job update; no row back means `NotFound` or `LeaseLost`.
+    async fn leased_job(
+        &self,
+        q: PgQueryAs<'_>,
+        workspace_id: WorkspaceId,
+        id: JobId,
+    ) -> Result<Job, StoreError> {
+        match q.fetch_optional(&self.pool).await.map_err(db(JOB))? {
+            Some(row) => row.into_entity(),
+            None => Err(lease_miss(&self.pool, JOB_EXISTS, JOB, workspace_id, id.as_uuid()).await),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError> {
+        event.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
+        let appended = append_locked(&mut tx, event).await?;
+        tx.commit().await.map_err(db(EVENT))?;
+        Ok(Inserted {
+            value: appended.value.into_entity()?,
+            created: appended.created,
+        })
+    }
+
+    async fn append_event_with_jobs(
+        &self,
+        event: &NewEvent,
+        jobs: &[Job],
+    ) -> Result<Inserted<Event>, StoreError> {
+        event.validate()?;
+        for job in jobs {
+            validate_new_job(job)?;
+            if job.workspace_id != event.workspace_id {
+                return Err(invalid("job.workspace_id", "must be the event's workspace"));
+            }
+            if job.idempotency_key.is_none() {
+                return Err(invalid(
+                    "job.idempotency_key",
+                    "a job enqueued with an event needs one, so a retried append adds none",
+                ));
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
+        let appended = append_locked(&mut tx, event).await?;
+        if appended.created && !jobs.is_empty() {
+            bind_job_batch(sqlx::query(ENQUEUE_JOB_BATCH), jobs)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(JOB))?;
+        }
+        tx.commit().await.map_err(db(EVENT))?;
+        Ok(Inserted {
+            value: appended.value.into_entity()?,
+            created: appended.created,
+        })
+    }
+
+    async fn get_event(&self, workspace_id: WorkspaceId, id: EventId) -> Result<Event, StoreError> {
+        sqlx::query_as::<_, EventRow>("SELECT * FROM events WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(EVENT))?
+            .ok_or_else(|| StoreError::not_found(EVENT, id))?
+            .into_entity()
+    }
+
+    async fn list_events(
+        &self,
+        scope: Scope,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        validate_limit(limit)?;
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT * FROM events
+             WHERE position > $1 AND ($2::uuid IS NULL OR workspace_id = $2)
+             ORDER BY position LIMIT $3",
+        )
+        .bind(after_position)
+        .bind(scope.workspace().map(|ws| ws.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(EVENT))?;
+        entities(rows)
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError> {
+        validate_new_job(job)?;
+        let lease = job.lease.as_ref();
+        let inserted = sqlx::query_as::<_, JobRow>(
+            "INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status,
+                 attempts, max_attempts, run_at, lease_owner, lease_token, lease_expires_at,
+                 last_error, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+             DO NOTHING
+             RETURNING *",
+        )
+        .bind(job.workspace_id.as_uuid())
+        .bind(job.id.as_uuid())
+        .bind(job.kind.clone())
+        .bind(job.payload.clone())
+        .bind(job.idempotency_key.clone())
+        .bind(job.status.as_str())
+        .bind(job.attempts)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(lease.map(|l| l.owner.clone()))
+        .bind(lease.map_or(0, |l| l.token))
+        .bind(lease.map(|l| l.expires_at))
+        .bind(job.last_error.clone())
+        .bind(job.created_at)
+        .bind(job.updated_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        if let Some(row) = inserted {
+            return Ok(Inserted {
+                value: row.into_entity()?,
+                created: true,
+            });
+        }
+        // Only a key can make the insert do nothing; jobs are never deleted, so the job
+        // holding it is still there.
+        let existing = sqlx::query_as::<_, JobRow>(
+            "SELECT * FROM jobs WHERE workspace_id = $1 AND idempotency_key = $2",
+        )
+        .bind(job.workspace_id.as_uuid())
+        .bind(job.idempotency_key.as_deref())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        Ok(Inserted {
+            value: existing.into_entity()?,
+            created: false,
+        })
+    }
+
+    async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(JOB))?
+            .ok_or_else(|| StoreError::not_found(JOB, id))?
+            .into_entity()
+    }
+
+    async fn list_jobs(
+        &self,
+        workspace_id: WorkspaceId,
+        status: Option<JobStatus>,
+        page: Page<JobId>,
+    ) -> Result<Vec<Job>, StoreError> {
+        page.validate()?;
+        let rows = sqlx::query_as::<_, JobRow>(
+            "SELECT * FROM jobs
+             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
+               AND ($3::uuid IS NULL OR id > $3)
+             ORDER BY id LIMIT $4",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(status.map(|s| s.as_str()))
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        entities(rows)
+    }
+
+    async fn claim_jobs(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
+        claim.validate()?;
+        let expires_at = claim
+            .now
+            .checked_add_signed(claim.lease_ttl)
+            .ok_or_else(|| invalid("claim.lease_ttl", "is too long"))?;
+        let sql = match claim.scope {
+            Scope::All => CLAIM_ALL,
+            Scope::Workspace(_) => CLAIM_WORKSPACE,
+        };
+        let rows = sqlx::query_as::<_, JobRow>(sql)
+            .bind(claim.worker.as_str())
+            .bind(expires_at)
+            .bind(claim.now)
+            .bind(i64::from(claim.limit))
+            .bind(claim.kinds.clone())
+            .bind(claim.scope.workspace().map(|ws| ws.as_uuid()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(JOB))?;
+        let mut claimed = entities(rows)?;
+        claimed.sort_by_key(|j| (j.run_at, j.id));
+        Ok(claimed)
+    }
+
+    async fn complete_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(COMPLETE_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn retry_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(RETRY_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(retry_at)
+            .bind(error.to_owned());
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn dead_letter_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(DEAD_LETTER_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(reason.to_owned())
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn release_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(RELEASE_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn reap_expired_jobs(&self, scope: Scope, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs
+             SET status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
+                 run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END,
+                 last_error = CASE WHEN attempts < max_attempts THEN last_error
+                                   ELSE 'lease expired' END,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+             WHERE status = 'running' AND lease_expires_at <= $1
+               AND ($2::uuid IS NULL OR workspace_id = $2)",
+        )
+        .bind(now)
+        .bind(scope.workspace().map(|ws| ws.as_uuid()))
+        .execute(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        Ok(done.rows_affected())
+    }
+}

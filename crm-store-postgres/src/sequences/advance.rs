@@ -1,0 +1,136 @@
+//! The enrollment change-set ([`EnrollmentChange`]): one transaction whose first
+//! statement is the compare-and-set on the enrollment, so a stale change takes no lock
+//! on any other row and leaves nothing behind.
+
+use crm_core::StoreError;
+use crm_core::ids::OutboxMessageId;
+use crm_core::store::{EnrollmentAdvanced, EnrollmentChange};
+use uuid::Uuid;
+
+use super::{ENROLLMENT, ENROLLMENT_VERSION, bind_enrollment, enrollment_refs};
+use crate::PostgresStore;
+use crate::error::{cas_miss, db, db_refs, invalid, require_min_version, require_version_one};
+use crate::outbox::insert_outbox;
+use crate::rows::{EnrollmentRow, IntoEntity};
+
+/// The compare-and-set: `$1`..`$11` as `bind_enrollment` binds them, `$12` the
+/// change's time.
+const ADVANCE: &str = "
+    UPDATE enrollments SET sequence_id = $3, sequence_version = $4, contact_id = $5,
+        state = $6, current_step = $7, next_run_at = $8, updated_at = $12,
+        version = version + 1
+    WHERE workspace_id = $1 AND id = $2 AND version = $11
+    RETURNING *";
+
+/// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`) and
+/// rejects their pending approval items, in one statement.
+const CANCEL_QUEUED: &str = "
+    WITH cancelled AS (
+        UPDATE outbox_messages
+        SET status = 'cancelled', last_error = $3, updated_at = $4, version = version + 1
+        WHERE workspace_id = $1 AND enrollment_id = $2
+          AND status IN ('pending', 'awaiting_approval')
+        RETURNING id
+    ), rejected AS (
+        UPDATE approval_items
+        SET status = 'rejected', reason = $3, decided_at = $4, updated_at = $4,
+            version = version + 1
+        WHERE workspace_id = $1 AND status = 'pending'
+          AND outbox_message_id IN (SELECT id FROM cancelled)
+    )
+    SELECT id FROM cancelled ORDER BY id";
+
+/// The checks made before touching the database: `Invalid` for a change that sets both
+/// `enqueue` and `cancel_queued`, a message of another workspace or enrollment, or a
+/// message or version that `enqueue_outbox` / `update_enrollment` would refuse.
+pub(super) fn validate(change: &EnrollmentChange) -> Result<(), StoreError> {
+    let EnrollmentChange {
+        enrollment,
+        enqueue,
+        cancel_queued,
+        now: _,
+    } = change;
+    if enqueue.is_some() && cancel_queued.is_some() {
+        return Err(invalid(
+            "change",
+            "enqueue and cancel_queued cannot both be set",
+        ));
+    }
+    require_min_version(enrollment.version)?;
+    if let Some(message) = enqueue {
+        if message.workspace_id != enrollment.workspace_id {
+            return Err(invalid(
+                "change.enqueue.workspace_id",
+                "must be the enrollment's workspace",
+            ));
+        }
+        if message.enrollment_id != Some(enrollment.id) {
+            return Err(invalid(
+                "change.enqueue.enrollment_id",
+                "must be the enrollment's id",
+            ));
+        }
+        message.validate()?;
+        require_version_one(message.version)?;
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Applies a validated change in one transaction: the compare-and-set first (no
+    /// row: roll back, then tell `NotFound` from `VersionConflict`), then the
+    /// cancellation or the idempotent enqueue, then commit. Any error rolls it all back.
+    pub(super) async fn advance(
+        &self,
+        change: &EnrollmentChange,
+    ) -> Result<EnrollmentAdvanced, StoreError> {
+        let EnrollmentChange {
+            enrollment: e,
+            enqueue,
+            cancel_queued,
+            now,
+        } = change;
+        let mut tx = self.pool.begin().await.map_err(db(ENROLLMENT))?;
+        let row = bind_enrollment(sqlx::query_as::<_, EnrollmentRow>(ADVANCE), e)
+            .bind(*now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_refs(ENROLLMENT, &enrollment_refs(e)))?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db(ENROLLMENT))?;
+            let (ws, id) = (e.workspace_id, e.id.as_uuid());
+            return Err(cas_miss(
+                &self.pool,
+                ENROLLMENT_VERSION,
+                ENROLLMENT,
+                ws,
+                id,
+                e.version,
+            )
+            .await);
+        };
+        let enrollment = row.into_entity()?;
+        let mut cancelled = Vec::new();
+        if let Some(reason) = cancel_queued {
+            let ids = sqlx::query_scalar::<_, Uuid>(CANCEL_QUEUED)
+                .bind(e.workspace_id.as_uuid())
+                .bind(e.id.as_uuid())
+                .bind(reason.as_str())
+                .bind(*now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(ENROLLMENT))?;
+            cancelled = ids.into_iter().map(OutboxMessageId::from_uuid).collect();
+        }
+        let enqueued = match enqueue {
+            Some(message) => Some(insert_outbox(&mut tx, message).await?),
+            None => None,
+        };
+        tx.commit().await.map_err(db(ENROLLMENT))?;
+        Ok(EnrollmentAdvanced {
+            enrollment,
+            enqueued,
+            cancelled,
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! The outreach engine scenarios from crm-core's testkit, run on this store.
+
+async fn fresh_store() -> crm_store_postgres::PostgresStore {
+    crm_store_postgres::testing::fresh_store().await
+}
+
+crm_core::dispatch_conformance_tests!(fresh_store);
+crm_core::approval_conformance_tests!(fresh_store);
+crm_core::runner_conformance_tests!(fresh_store);
+crm_core::jobs_conformance_tests!(fresh_store);
