@@ -10,7 +10,7 @@ use crm_core::model::Channel;
 
 #[tokio::test]
 async fn records_instead_of_sending() {
-    let dry = DryRunChannel::with_clock(Channel::WhatsApp, clock());
+    let dry = DryRunChannel::new(Channel::WhatsApp).with_clock(clock());
     assert!(dry.is_empty());
     let first = message(Channel::WhatsApp, "+4915112345678");
     let second = message(Channel::WhatsApp, "+4915112345679");

@@ -41,9 +41,9 @@ impl ApprovalTables {
         self.items.put(row).clone()
     }
 
-    /// Rejects the `Pending` items of `messages` with `reason`, decided at `now` (part
+    /// Withdraws the `Pending` items of `messages` with `reason` at `now` (part
     /// of cancelling an enrollment's queued messages).
-    pub(crate) fn reject_pending(
+    pub(crate) fn withdraw_pending(
         &mut self,
         ws: WorkspaceId,
         messages: &[OutboxMessageId],
@@ -58,7 +58,7 @@ impl ApprovalTables {
             .cloned()
             .collect();
         for mut item in pending {
-            item.status = ApprovalStatus::Rejected;
+            item.status = ApprovalStatus::Withdrawn;
             item.reason = Some(reason.to_owned());
             item.decided_at = Some(now);
             item.updated_at = now;

@@ -155,7 +155,7 @@ pub(crate) fn cancel_queued(
         m.version += 1;
         cancelled.push(o.put(row).id);
     }
-    o.approvals.reject_pending(ws, &cancelled, reason, now);
+    o.approvals.withdraw_pending(ws, &cancelled, reason, now);
     cancelled
 }
 

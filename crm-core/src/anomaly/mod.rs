@@ -6,7 +6,7 @@
 //! | [`FAILURE_RATE`] | `SendFailed` / (`MessageSent` + `SendFailed`) per channel, last hour | rate > 20 % with at least 10 attempts | Error |
 //! | [`BOUNCE_SPIKE`] | `Bounced` / `MessageSent` per channel, last 24 h vs the 7 days before | rate > 5 % and > 2 x the baseline, with at least 20 sends | Error |
 //! | [`LOW_CONFIDENCE`] | confidence of approval items created in the last 24 h | average < 0.6 over at least 5 items | Warning |
-//! | [`QUOTA_EXHAUSTED`] | today's `send:<channel>` quota usage vs the daily cap | usage >= cap (a zero cap is "channel off", not exhausted) | Warning |
+//! | [`QUOTA_EXHAUSTED`] | the workspace's local day's `send:<channel>` quota usage vs the daily cap | usage >= cap (a zero cap is "channel off", not exhausted) | Warning |
 //!
 //! Thresholds live in [`AnomalyThresholds`]. Each finding is raised with the dedup key
 //! `"{rule}:{channel}"` (or `"{rule}"`), so while it is open (active or acknowledged)
@@ -26,7 +26,7 @@ pub use rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
 };
-pub use scanner::{AnomalyError, AnomalyScanHandler, AnomalyScanner, send_quota_key};
+pub use scanner::{AnomalyError, AnomalyScanHandler, AnomalyScanner};
 
 /// Rule: too many sends failed on a channel in the last hour.
 pub const FAILURE_RATE: &str = "failure_rate";

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::DynStore;
-use crate::anomaly::SEND_HEALTH_RULES;
 use crate::anomaly::rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
@@ -17,18 +16,13 @@ use crate::anomaly::rules::{
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{AnomalyId, UserId, WorkspaceId};
 use crate::jobs::{JobContext, JobError, JobHandler, SYSTEM_WORKSPACE};
-use crate::model::{ActivityKind, Anomaly, AnomalyStatus, ApprovalItem, Channel, Job, Severity};
+use crate::model::{ActivityKind, Anomaly, AnomalyStatus, ApprovalItem, Channel, Job};
+use crate::outreach::dispatch::pauses_channel;
 use crate::outreach::settings::SettingsProvider;
-use crate::store::{ActivityFilter, Inserted, Page, QuotaKey};
+use crate::store::{ActivityFilter, Inserted, Page};
 
 /// Compare-and-set rounds before giving up on a busy anomaly.
 const MAX_CAS_ATTEMPTS: usize = 3;
-
-/// The quota counter of sends on `channel` on `now`'s UTC day: `send:<channel>`.
-#[must_use]
-pub fn send_quota_key(channel: Channel, now: DateTime<Utc>) -> QuotaKey {
-    QuotaKey::new(format!("send:{channel}"), now.date_naive())
-}
 
 /// Why acknowledging or resolving an anomaly failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +123,7 @@ impl AnomalyScanner {
 
             let used = self
                 .store
-                .quota_usage(workspace_id, &send_quota_key(channel, now))
+                .quota_usage(workspace_id, &settings.send_quota_key(channel, now))
                 .await?;
             findings.extend(quota_exhausted(
                 channel,
@@ -232,11 +226,11 @@ impl AnomalyScanner {
         {
             return Ok(false);
         }
-        Ok(self.open_anomalies(workspace_id).await?.iter().any(|a| {
-            a.severity == Severity::Error
-                && a.channel == Some(channel)
-                && SEND_HEALTH_RULES.contains(&a.rule.as_str())
-        }))
+        Ok(self
+            .open_anomalies(workspace_id)
+            .await?
+            .iter()
+            .any(|a| pauses_channel(a, channel)))
     }
 
     /// Every open anomaly of the workspace, ascending by id.

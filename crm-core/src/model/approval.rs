@@ -19,6 +19,10 @@ text_enum! {
         Rejected = "rejected",
         /// Not decided within its time to live.
         Expired = "expired",
+        /// No longer needs a decision: its enrollment stopped and its message was
+        /// cancelled (the reason says why). Nobody judged the draft, so it does not
+        /// end a template's clean streak.
+        Withdrawn = "withdrawn",
     }
 }
 

@@ -31,7 +31,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::DynStore;
 use crate::error::StoreError;
@@ -40,7 +40,7 @@ use crate::model::{Channel, Contact, SuppressionReason};
 use crate::outreach::enroll::all_enrollments;
 use crate::outreach::runner::{Definitions, MergeValues};
 use crate::outreach::settings::SettingsProvider;
-use crate::store::{EnrollmentFilter, QuotaKey};
+use crate::store::EnrollmentFilter;
 
 use sim::Sim;
 
@@ -49,12 +49,6 @@ pub const MAX_FORECAST_DAYS: u32 = 366;
 
 /// A bound on simulation steps, so a pathological workspace cannot spin.
 const MAX_EVENTS: usize = 500_000;
-
-/// The daily send quota counter of `channel` for `day`, as the forecast reads it.
-#[must_use]
-pub fn send_quota_key(channel: Channel, day: NaiveDate) -> QuotaKey {
-    QuotaKey::new(format!("send:{}", channel.as_str()), day)
-}
 
 /// Why a step is postponed or held back.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use chrono::Duration;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::WorkspaceId;
 use crate::model::{Channel, normalize_address};
+use crate::store::QuotaKey;
 
 /// What to do when a contact is already running another sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +120,24 @@ impl Default for WorkspaceSettings {
     }
 }
 
+/// The daily send quota counter of `channel` for the local `day`: `send:<channel>`.
+/// The dispatcher consumes it, the forecast and the anomaly scanner read it.
+#[must_use]
+pub fn send_quota_key(channel: Channel, day: NaiveDate) -> QuotaKey {
+    QuotaKey::new(format!("send:{}", channel.as_str()), day)
+}
+
 impl WorkspaceSettings {
+    /// The send quota counter of `channel` for the day `now` falls on in the
+    /// workspace's default time zone, so "daily" means the workspace's day.
+    #[must_use]
+    pub fn send_quota_key(&self, channel: Channel, now: DateTime<Utc>) -> QuotaKey {
+        send_quota_key(
+            channel,
+            now.with_timezone(&self.default_time_zone).date_naive(),
+        )
+    }
+
     /// The daily cap for `channel`.
     #[must_use]
     pub fn daily_cap(&self, channel: Channel) -> u32 {

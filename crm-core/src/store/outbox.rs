@@ -186,7 +186,7 @@ pub trait ApprovalStore: Send + Sync + Debug {
     /// How many times in a row the template was approved without edits: among items
     /// with this `template_key` that are `Approved` or `Rejected`, newest decision first
     /// (`decided_at`, then id), the number of approved items with no `edited_body`
-    /// before the first rejected or edited one. Expired and pending items do not count.
+    /// before the first rejected or edited one. Expired, withdrawn and pending items do not count.
     async fn clean_approval_streak(
         &self,
         workspace_id: WorkspaceId,

@@ -20,7 +20,7 @@ pub struct EnrollmentChange {
     /// A message to enqueue (idempotent on its key), for example the step just rendered.
     pub enqueue: Option<OutboxMessage>,
     /// When set, every `Pending` or `AwaitingApproval` message of this enrollment is
-    /// `Cancelled` with this reason, and their `Pending` approval items are `Rejected`
+    /// `Cancelled` with this reason, and their `Pending` approval items are `Withdrawn`
     /// with it.
     pub cancel_queued: Option<String>,
     /// The time of the change (`updated_at` of everything it touches).

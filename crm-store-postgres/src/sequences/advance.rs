@@ -23,7 +23,7 @@ const ADVANCE: &str = "
     RETURNING *";
 
 /// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`) and
-/// rejects their pending approval items, in one statement.
+/// withdraws their pending approval items, in one statement.
 const CANCEL_QUEUED: &str = "
     WITH cancelled AS (
         UPDATE outbox_messages
@@ -31,9 +31,9 @@ const CANCEL_QUEUED: &str = "
         WHERE workspace_id = $1 AND enrollment_id = $2
           AND status IN ('pending', 'awaiting_approval')
         RETURNING id
-    ), rejected AS (
+    ), withdrawn AS (
         UPDATE approval_items
-        SET status = 'rejected', reason = $3, decided_at = $4, updated_at = $4,
+        SET status = 'withdrawn', reason = $3, decided_at = $4, updated_at = $4,
             version = version + 1
         WHERE workspace_id = $1 AND status = 'pending'
           AND outbox_message_id IN (SELECT id FROM cancelled)

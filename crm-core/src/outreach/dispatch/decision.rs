@@ -15,11 +15,6 @@ use crate::model::{
 };
 use crate::outreach::schedule::{apply_delay, next_allowed};
 
-/// Open, error-severity anomalies whose rule starts with this prefix (for example
-/// `send_health.bounce_rate`) pause their channel in workspaces that enable
-/// [`pause_channel_on_error_anomaly`](crate::outreach::settings::WorkspaceSettings::pause_channel_on_error_anomaly).
-pub const SEND_HEALTH_RULE_PREFIX: &str = "send_health";
-
 /// Metadata key: a boolean, whether the step demands a human regardless of rules.
 pub const META_REQUIRES_APPROVAL: &str = "requires_approval";
 /// Metadata key: a number from 0.0 to 1.0, the drafting confidence.
@@ -231,13 +226,13 @@ pub fn next_due_needs_time_zone(sequence: &Sequence, step: i32) -> bool {
 }
 
 /// Whether `anomaly` pauses `channel`: open, error severity, about that channel, and
-/// raised by a rule starting with [`SEND_HEALTH_RULE_PREFIX`].
+/// raised by one of the [`SEND_HEALTH_RULES`](crate::anomaly::SEND_HEALTH_RULES).
 #[must_use]
 pub fn pauses_channel(anomaly: &Anomaly, channel: Channel) -> bool {
     anomaly.status.is_open()
         && anomaly.severity == Severity::Error
         && anomaly.channel == Some(channel)
-        && anomaly.rule.starts_with(SEND_HEALTH_RULE_PREFIX)
+        && crate::anomaly::SEND_HEALTH_RULES.contains(&anomaly.rule.as_str())
 }
 
 #[cfg(test)]
@@ -412,7 +407,7 @@ mod tests {
     fn only_open_error_send_health_anomalies_of_the_channel_pause_it() {
         let mut a = Anomaly::new(
             WorkspaceId::new(),
-            "send_health.bounce_rate",
+            crate::anomaly::BOUNCE_SPIKE,
             Severity::Error,
             "k",
             "bounces",

@@ -21,8 +21,9 @@
 //!    arrived after the message was enqueued.
 //! 4. **Allowlist** (dry-run too): a recipient not on the workspace's allowlist
 //!    cancels the message.
-//! 5. **Channel pause.** An open error-severity anomaly of the channel whose rule starts
-//!    with [`SEND_HEALTH_RULE_PREFIX`] postpones the message by the pause delay, when
+//! 5. **Channel pause.** An open error-severity anomaly of the channel raised by one of
+//!    the [`SEND_HEALTH_RULES`](crate::anomaly::SEND_HEALTH_RULES) postpones the
+//!    message by the pause delay, when
 //!    the workspace enables `pause_channel_on_error_anomaly`.
 //! 6. **Quota.** The workspace's daily cap for the channel (`send:<channel>`, per
 //!    local day of the workspace's default time zone) is consumed atomically, once per
@@ -74,9 +75,8 @@ pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
 pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
 pub use decision::{
     FailureAction, META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY,
-    RetryPolicy, SEND_HEALTH_RULE_PREFIX, approval_request, confidence_of, context_of,
-    enrollment_block, next_due, next_due_needs_time_zone, on_channel_error, pauses_channel,
-    template_key_of,
+    RetryPolicy, approval_request, confidence_of, context_of, enrollment_block, next_due,
+    next_due_needs_time_zone, on_channel_error, pauses_channel, template_key_of,
 };
 pub use dry_run::{DryRunChannel, DryRunRecord};
 pub use registry::ChannelRegistry;

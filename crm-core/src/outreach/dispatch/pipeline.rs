@@ -298,6 +298,10 @@ impl<'a> Job<'a> {
                 None => "approval rejected".to_owned(),
             },
             ApprovalStatus::Expired => "approval expired".to_owned(),
+            ApprovalStatus::Withdrawn => match &item.reason {
+                Some(why) => format!("approval withdrawn: {why}"),
+                None => "approval withdrawn".to_owned(),
+            },
         };
         self.finish(OutboxStatus::Cancelled, &reason).await.map(Err)
     }

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::ids::{ContactId, WorkspaceId};
 use crate::model::{Activity, ActivityKind, Channel, OutboxStatus, Suppression, SuppressionReason};
 use crate::outreach::schedule::{local_day, start_of_next_day};
-use crate::store::{QuotaDecision, QuotaKey, Reschedule, SentRecord};
+use crate::store::{QuotaDecision, Reschedule, SentRecord};
 
 /// How many times a contended quota grab is tried before the rest waits a day.
 const QUOTA_TRIES: usize = 16;
@@ -103,10 +103,7 @@ impl Dispatcher {
             return Ok(0);
         };
         let settings = &first.job.ws.settings;
-        let key = QuotaKey::new(
-            format!("send:{channel}"),
-            local_day(settings.default_time_zone, now),
-        );
+        let key = settings.send_quota_key(channel, now);
         let cap = settings.daily_cap(channel);
         let mut want = u32::try_from(group.len()).unwrap_or(u32::MAX);
         for _ in 0..QUOTA_TRIES {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::{ForecastEntry, ForecastOutcome, HoldReason, send_quota_key};
+use super::{ForecastEntry, ForecastOutcome, HoldReason};
 use crate::DynStore;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, WorkspaceId};
@@ -19,6 +19,7 @@ use crate::outreach::runner::{
 };
 use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
+use crate::outreach::settings::send_quota_key;
 use crate::outreach::template::{MergeContext, render};
 use crate::store::Page;
 

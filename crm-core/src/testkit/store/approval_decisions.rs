@@ -40,7 +40,7 @@ pub async fn approval_find_for_outbox(store: &DynStore) {
 
 /// clean_approval_streak: newest decision first (decided_at, id) up to a rejected or edited one.
 pub async fn approval_clean_streak_newest_first(store: &DynStore) {
-    use ApprovalStatus::{Approved, Expired, Pending, Rejected};
+    use ApprovalStatus::{Approved, Expired, Pending, Rejected, Withdrawn};
     let ws = WorkspaceId::new();
     let key = unique("template");
     let streak = |key: String| async move {
@@ -54,6 +54,7 @@ pub async fn approval_clean_streak_newest_first(store: &DynStore) {
     decided_approval(store, ws, &key, Approved, at(5), false).await;
     decided_approval(store, ws, &key, Pending, at(6), false).await;
     decided_approval(store, ws, &key, Expired, at(7), false).await;
+    decided_approval(store, ws, &key, Withdrawn, at(7), false).await;
     decided_approval(store, ws, &unique("other"), Rejected, at(8), false).await;
     decided_approval(store, WorkspaceId::new(), &key, Rejected, at(8), false).await;
     // Inserted last (greatest ids) but decided earlier than the clean approvals.

@@ -322,8 +322,8 @@ pub async fn advance_enrollment_cancels_only_its_queued_messages(store: &DynStor
             rejected.reason.as_deref(),
             rejected.version
         ),
-        (ApprovalStatus::Rejected, Some("contact replied"), 2),
-        "the pending item of a cancelled message is Rejected with the reason"
+        (ApprovalStatus::Withdrawn, Some("contact replied"), 2),
+        "the pending item of a cancelled message is Withdrawn with the reason"
     );
     assert_eq!(
         ok(store.get_approval(ws, expired[0].id).await, "get"),

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Harness, RecordingNotifier, RejectAll, config, once};
 use crate::DynStore;
+use crate::anomaly::BOUNCE_SPIKE;
 use crate::approval::ManualApproval;
 use crate::clock::Clock;
 use crate::ids::UserId;
@@ -16,7 +17,6 @@ use crate::model::{
     OutboxMessage, OutboxStatus, Sequence, SequenceStep, Severity, StepDelay, Suppression,
     SuppressionReason, Template,
 };
-use crate::outreach::dispatch::SEND_HEALTH_RULE_PREFIX;
 use crate::outreach::settings::WorkspaceSettings;
 use crate::testkit::store::fixtures::{base, new_enrollment, new_message, ok};
 
@@ -271,9 +271,9 @@ pub async fn dispatch_paused_channel_postpones(store: Arc<DynStore>) {
     let message = h.enqueue().await;
     let mut anomaly = Anomaly::new(
         h.ws,
-        format!("{SEND_HEALTH_RULE_PREFIX}.bounce_rate"),
+        BOUNCE_SPIKE,
         Severity::Error,
-        "send_health:email",
+        "bounce_spike:email",
         "Bounce rate above 10 %",
         base(),
     )

@@ -12,7 +12,7 @@ use super::{clock, test_config};
 use crate::DynStore;
 use crate::anomaly::{
     AnomalyError, AnomalyScanHandler, AnomalyScanner, BOUNCE_SPIKE, FAILURE_RATE, LOW_CONFIDENCE,
-    QUOTA_EXHAUSTED, send_quota_key,
+    QUOTA_EXHAUSTED,
 };
 use crate::ids::{AnomalyId, UserId, WorkspaceId};
 use crate::jobs::{
@@ -181,13 +181,14 @@ pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynSto
     assert_eq!(anomaly.dedup_key, "bounce_spike:email");
 }
 
-/// Today's `send:<channel>` usage at the workspace's daily cap raises a Warning.
+/// The workspace's local day's `send:<channel>` usage (the counter the dispatcher
+/// consumes) at the workspace's daily cap raises a Warning.
 pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     let now = base();
     let settings = WorkspaceSettings::default().with_daily_cap(Channel::Sms, 3);
+    let key = settings.send_quota_key(Channel::Sms, now);
     let scanner = AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::new(settings)));
-    let key = send_quota_key(Channel::Sms, now);
     ok(store.try_consume_quota(ws, &key, 3, 2).await, "consume");
     assert!(
         ok(scanner.scan(ws, now).await, "scan").is_empty(),
