@@ -8,11 +8,31 @@ use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
 
 use crate::PostgresStore;
 use crate::error::{Ref, db, db_refs, require_non_blank};
-use crate::rows::{AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, entities};
+use crate::rows::{
+    AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, aligned, entities,
+};
 
 const CONSENT: &str = "consent";
 const SUPPRESSION: &str = "suppression";
 const AUDIT: &str = "audit_entry";
+
+/// The current consent of each `(contact, channel)` key, by position.
+const CURRENT_CONSENTS: &str = "
+    SELECT DISTINCT ON (t.batch_ord) t.batch_ord, c.*
+    FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS t(contact_id, channel, batch_ord)
+    JOIN consents c
+      ON c.workspace_id = $1 AND c.contact_id = t.contact_id AND c.channel = t.channel
+    ORDER BY t.batch_ord, c.recorded_at DESC, c.id DESC";
+
+/// The blocking suppression of each `(channel, address)` target, by position; the
+/// all-channel entry wins as in `find_suppression`.
+const FIND_SUPPRESSIONS: &str = "
+    SELECT DISTINCT ON (t.batch_ord) t.batch_ord, s.*
+    FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(channel, address, batch_ord)
+    JOIN suppressions s
+      ON s.workspace_id = $1 AND s.address = t.address
+     AND (s.channel IS NULL OR s.channel = t.channel)
+    ORDER BY t.batch_ord, (s.channel IS NULL) DESC";
 
 /// How often `add_suppression` retries when the entry it collided with was removed
 /// before it could be read.
@@ -64,6 +84,28 @@ impl ComplianceStore for PostgresStore {
         .map_err(db(CONSENT))?
         .map(IntoEntity::into_entity)
         .transpose()
+    }
+
+    async fn current_consents(
+        &self,
+        workspace_id: WorkspaceId,
+        keys: &[(ContactId, Channel)],
+    ) -> Result<Vec<Option<Consent>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (contacts, channels): (Vec<_>, Vec<_>) = keys
+            .iter()
+            .map(|(c, ch)| (c.as_uuid(), ch.as_str()))
+            .unzip();
+        let rows = sqlx::query(CURRENT_CONSENTS)
+            .bind(workspace_id.as_uuid())
+            .bind(contacts)
+            .bind(channels)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(CONSENT))?;
+        aligned::<ConsentRow>(&rows, keys.len())
     }
 
     async fn add_suppression(
@@ -140,6 +182,28 @@ impl ComplianceStore for PostgresStore {
         .map_err(db(SUPPRESSION))?
         .map(IntoEntity::into_entity)
         .transpose()
+    }
+
+    async fn find_suppressions(
+        &self,
+        workspace_id: WorkspaceId,
+        targets: &[(Channel, &str)],
+    ) -> Result<Vec<Option<Suppression>>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (channels, addresses): (Vec<_>, Vec<_>) = targets
+            .iter()
+            .map(|&(ch, address)| (ch.as_str(), normalize_address(address)))
+            .unzip();
+        let rows = sqlx::query(FIND_SUPPRESSIONS)
+            .bind(workspace_id.as_uuid())
+            .bind(channels)
+            .bind(addresses)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(SUPPRESSION))?;
+        aligned::<SuppressionRow>(&rows, targets.len())
     }
 
     async fn remove_suppression(

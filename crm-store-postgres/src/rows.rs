@@ -43,6 +43,34 @@ pub(crate) fn entities<R: IntoEntity>(rows: Vec<R>) -> Result<Vec<R::Entity>, St
     rows.into_iter().map(IntoEntity::into_entity).collect()
 }
 
+/// The column a batched lookup adds to each row: the 1-based position of the key it
+/// answers (`unnest(...) WITH ORDINALITY`).
+pub(crate) const BATCH_ORD: &str = "batch_ord";
+
+/// Aligns the rows of a batched lookup with its `len` keys: one answer per key, in
+/// order, `None` where no row answered.
+pub(crate) fn aligned<R>(
+    rows: &[sqlx::postgres::PgRow],
+    len: usize,
+) -> Result<Vec<Option<R::Entity>>, StoreError>
+where
+    R: IntoEntity + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    use sqlx::Row;
+    let mut out: Vec<Option<R::Entity>> = std::iter::repeat_with(|| None).take(len).collect();
+    for row in rows {
+        let ord: i64 = row.try_get(BATCH_ORD).map_err(|e| corrupt(BATCH_ORD, e))?;
+        let slot = usize::try_from(ord)
+            .ok()
+            .and_then(|o| o.checked_sub(1))
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| corrupt(BATCH_ORD, format!("position {ord} out of range")))?;
+        let entity = R::from_row(row).map_err(|e| corrupt(BATCH_ORD, e))?;
+        *slot = Some(entity.into_entity()?);
+    }
+    Ok(out)
+}
+
 /// Encodes a value as JSON for a jsonb column.
 pub(crate) fn to_json<T: Serialize>(field: &'static str, value: &T) -> Result<Value, StoreError> {
     serde_json::to_value(value).map_err(|e| invalid(field, e.to_string()))

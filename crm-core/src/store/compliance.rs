@@ -28,6 +28,24 @@ pub trait ComplianceStore: Send + Sync + Debug {
         channel: Channel,
     ) -> Result<Option<Consent>, StoreError>;
 
+    /// [`current_consent`](Self::current_consent) for many `(contact, channel)` pairs
+    /// at once: one answer per pair, in order. A backend should answer in one round
+    /// trip (the default asks one by one).
+    async fn current_consents(
+        &self,
+        workspace_id: WorkspaceId,
+        keys: &[(ContactId, Channel)],
+    ) -> Result<Vec<Option<Consent>>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for &(contact_id, channel) in keys {
+            found.push(
+                self.current_consent(workspace_id, contact_id, channel)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
     /// Adds a suppression. Idempotent on (workspace, channel, normalised address): if an
     /// equal entry exists it is returned unchanged with `created: false`. The address
     /// MUST be normalised with [`normalize_address`](crate::model::normalize_address)
@@ -46,6 +64,24 @@ pub trait ComplianceStore: Send + Sync + Debug {
         channel: Channel,
         address: &str,
     ) -> Result<Option<Suppression>, StoreError>;
+
+    /// [`find_suppression`](Self::find_suppression) for many `(channel, address)`
+    /// pairs at once: one answer per pair, in order. The dispatcher checks a whole batch
+    /// with it; a backend should answer in one round trip (the default asks one by one).
+    async fn find_suppressions(
+        &self,
+        workspace_id: WorkspaceId,
+        targets: &[(Channel, &str)],
+    ) -> Result<Vec<Option<Suppression>>, StoreError> {
+        let mut found = Vec::with_capacity(targets.len());
+        for &(channel, address) in targets {
+            found.push(
+                self.find_suppression(workspace_id, channel, address)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
 
     /// Removes the entry for exactly (channel, normalised address); `true` if one existed.
     async fn remove_suppression(

@@ -183,6 +183,21 @@ pub trait ApprovalStore: Send + Sync + Debug {
         outbox_message_id: OutboxMessageId,
     ) -> Result<Option<ApprovalItem>, StoreError>;
 
+    /// [`find_approval_for_outbox`](Self::find_approval_for_outbox) for many messages
+    /// at once: one answer per id, in order. A backend should answer in one round trip
+    /// (the default asks one by one).
+    async fn find_approvals_for_outbox(
+        &self,
+        workspace_id: WorkspaceId,
+        outbox_message_ids: &[OutboxMessageId],
+    ) -> Result<Vec<Option<ApprovalItem>>, StoreError> {
+        let mut found = Vec::with_capacity(outbox_message_ids.len());
+        for &id in outbox_message_ids {
+            found.push(self.find_approval_for_outbox(workspace_id, id).await?);
+        }
+        Ok(found)
+    }
+
     /// How many times in a row the template was approved without edits: among items
     /// with this `template_key` that are `Approved` or `Rejected`, newest decision first
     /// (`decided_at`, then id), the number of approved items with no `edited_body`

@@ -13,7 +13,7 @@ use crate::PostgresStore;
 use crate::error::{
     Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, require_version_one,
 };
-use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, entities, opt_u32, to_json};
+use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
 
 const APPROVAL: &str = "approval_item";
 const RULE: &str = "approval_rule";
@@ -21,6 +21,13 @@ const RULE: &str = "approval_rule";
 const APPROVAL_VERSION: &str =
     "SELECT version FROM approval_items WHERE workspace_id = $1 AND id = $2";
 const RULE_VERSION: &str = "SELECT version FROM approval_rules WHERE workspace_id = $1 AND id = $2";
+
+/// The item of each outbox message, by position (`approval_items_outbox_key`).
+const APPROVALS_FOR_OUTBOX: &str = "
+    SELECT t.batch_ord, a.*
+    FROM unnest($2::uuid[]) WITH ORDINALITY AS t(outbox_message_id, batch_ord)
+    JOIN approval_items a
+      ON a.workspace_id = $1 AND a.outbox_message_id = t.outbox_message_id";
 
 const INSERT_APPROVAL: &str = "
     INSERT INTO approval_items (workspace_id, id, outbox_message_id, channel, status,
@@ -198,6 +205,24 @@ impl ApprovalStore for PostgresStore {
         .map_err(db(APPROVAL))?
         .map(IntoEntity::into_entity)
         .transpose()
+    }
+
+    async fn find_approvals_for_outbox(
+        &self,
+        workspace_id: WorkspaceId,
+        outbox_message_ids: &[OutboxMessageId],
+    ) -> Result<Vec<Option<ApprovalItem>>, StoreError> {
+        if outbox_message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<_> = outbox_message_ids.iter().map(|id| id.as_uuid()).collect();
+        let rows = sqlx::query(APPROVALS_FOR_OUTBOX)
+            .bind(workspace_id.as_uuid())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(APPROVAL))?;
+        aligned::<ApprovalRow>(&rows, outbox_message_ids.len())
     }
 
     async fn clean_approval_streak(

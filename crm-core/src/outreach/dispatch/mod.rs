@@ -58,6 +58,7 @@ mod config;
 mod decision;
 mod dry_run;
 mod pipeline;
+mod prefetch;
 mod registry;
 mod report;
 mod send;
@@ -84,10 +85,11 @@ pub use report::{DispatchError, DispatchReport, Outcome};
 pub use stub::{StubChannel, StubFailure};
 
 use pipeline::Gated;
+use prefetch::{Prefetched, prefetch};
 
 use crate::approval::{ApprovalPolicy, ManualApproval, Notifier};
 use crate::clock::Clock;
-use crate::ids::{SequenceId, WorkspaceId};
+use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
 use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
 use crate::store::{Claim, DynStore, Page, Scope};
@@ -311,10 +313,15 @@ impl Dispatcher {
         let mut ids: Vec<WorkspaceId> = messages.iter().map(|m| m.workspace_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let loaded = futures::future::join_all(ids.iter().map(|&ws| self.load_workspace(ws))).await;
+        let (loaded, prefetched) = futures::future::join(
+            futures::future::join_all(ids.iter().map(|&ws| self.load_workspace(ws))),
+            prefetch(&*self.store, messages),
+        )
+        .await;
         Batch {
             workspaces: ids.into_iter().zip(loaded).collect(),
             sequences: Mutex::new(HashMap::new()),
+            prefetched,
         }
     }
 
@@ -368,4 +375,6 @@ struct Batch {
     workspaces: HashMap<WorkspaceId, Option<Arc<WorkspaceState>>>,
     /// Sequence definitions by (id, version), read at most once per batch.
     sequences: Mutex<HashMap<(SequenceId, i64), Arc<Sequence>>>,
+    /// The gates' reads, done for the whole batch; a message missing here reads its own.
+    prefetched: HashMap<OutboxMessageId, Prefetched>,
 }

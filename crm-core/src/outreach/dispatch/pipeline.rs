@@ -227,7 +227,11 @@ impl<'a> Job<'a> {
     async fn approval(&self) -> Step<Result<Option<String>, Outcome>> {
         let m = self.message;
         let store = &self.d.store;
-        if let Some(item) = store.find_approval_for_outbox(m.workspace_id, m.id).await? {
+        let found = match self.batch.prefetched.get(&m.id) {
+            Some(read) => read.approval.clone(),
+            None => store.find_approval_for_outbox(m.workspace_id, m.id).await?,
+        };
+        if let Some(item) = found {
             return self.follow(&item).await;
         }
         let request = approval_request(m, self.now);
@@ -330,11 +334,16 @@ impl<'a> Job<'a> {
     async fn compliance(&self, contact_id: ContactId) -> Step<Option<String>> {
         let m = self.message;
         let store = &self.d.store;
-        let (suppression, consent) = futures::future::try_join(
-            store.find_suppression(m.workspace_id, m.channel, &m.recipient),
-            store.current_consent(m.workspace_id, contact_id, m.channel),
-        )
-        .await?;
+        let (suppression, consent) = match self.batch.prefetched.get(&m.id) {
+            Some(read) => (read.suppression.clone(), read.consent.clone()),
+            None => {
+                futures::future::try_join(
+                    store.find_suppression(m.workspace_id, m.channel, &m.recipient),
+                    store.current_consent(m.workspace_id, contact_id, m.channel),
+                )
+                .await?
+            }
+        };
         if let Some(s) = suppression {
             return Ok(Some(format!("recipient is suppressed ({})", s.reason)));
         }

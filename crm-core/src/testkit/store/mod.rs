@@ -14,6 +14,7 @@ pub mod fixtures;
 
 mod approval_decisions;
 mod approvals;
+mod batch_reads;
 mod compliance;
 mod concurrency;
 mod contact_lookup;
@@ -33,6 +34,7 @@ mod sequences;
 
 pub use approval_decisions::*;
 pub use approvals::*;
+pub use batch_reads::*;
 pub use compliance::*;
 pub use concurrency::*;
 pub use contact_lookup::*;
@@ -151,6 +153,7 @@ macro_rules! __store_cases {
             suppression_idempotent_and_normalised
             suppression_find_channel_and_all_channels
             suppression_remove_exact_entry
+            batched_gate_reads_answer_each_key_in_order
             audit_append_and_list
             // intake
             intake_round_trip_and_rules
