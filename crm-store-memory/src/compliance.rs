@@ -124,13 +124,31 @@ impl ComplianceStore for MemoryStore {
     ) -> Result<Option<Suppression>, StoreError> {
         let address = normalize_address(address);
         self.with(|t| {
-            let c = &t.compliance;
-            let all = (None, address);
-            let found = match c.suppression(workspace_id, &all) {
-                Some(row) => Some(row),
-                None => c.suppression(workspace_id, &(Some(channel), all.1)),
-            };
-            Ok(found.cloned())
+            Ok(blocking_suppression(
+                &t.compliance,
+                workspace_id,
+                channel,
+                address,
+            ))
+        })
+    }
+
+    async fn find_suppressions(
+        &self,
+        workspace_id: WorkspaceId,
+        targets: &[(Channel, &str)],
+    ) -> Result<Vec<Option<Suppression>>, StoreError> {
+        let normalized: Vec<_> = targets
+            .iter()
+            .map(|&(channel, address)| (channel, normalize_address(address)))
+            .collect();
+        self.with(|t| {
+            Ok(normalized
+                .into_iter()
+                .map(|(channel, address)| {
+                    blocking_suppression(&t.compliance, workspace_id, channel, address)
+                })
+                .collect())
         })
     }
 
@@ -180,5 +198,22 @@ impl AuditStore for MemoryStore {
                 subject.is_none_or(|s| e.subject == s)
             }))
         })
+    }
+}
+
+/// The suppression blocking the normalised `address` on `channel`; the all-channel
+/// entry wins.
+fn blocking_suppression(
+    c: &ComplianceTables,
+    workspace_id: WorkspaceId,
+    channel: Channel,
+    address: String,
+) -> Option<Suppression> {
+    let all = (None, address);
+    match c.suppression(workspace_id, &all) {
+        Some(row) => Some(row.clone()),
+        None => c
+            .suppression(workspace_id, &(Some(channel), all.1))
+            .cloned(),
     }
 }

@@ -35,20 +35,25 @@ impl OutboxTables {
     /// must have been checked.
     fn put(&mut self, row: Fenced<OutboxMessage>) -> OutboxMessage {
         let (ws, id) = (row.row.workspace_id, row.row.id);
-        let old_key = match self.messages.get(ws, id) {
-            Some(old) => {
-                if old.row.status == OutboxStatus::Pending {
-                    self.due.remove(&(old.row.not_before, id, ws));
-                }
-                Some(old.row.idempotency_key.clone())
+        let mut key_changed = true;
+        let mut old_key = None;
+        if let Some(old) = self.messages.get(ws, id) {
+            if old.row.status == OutboxStatus::Pending {
+                self.due.remove(&(old.row.not_before, id, ws));
             }
-            None => None,
-        };
+            // Most writes (claims, sends) keep the key: skip re-indexing it.
+            key_changed = old.row.idempotency_key != row.row.idempotency_key;
+            if key_changed {
+                old_key = Some(old.row.idempotency_key.clone());
+            }
+        }
         if row.row.status == OutboxStatus::Pending {
             self.due.insert((row.row.not_before, id, ws));
         }
-        self.keys
-            .replace(ws, old_key, Some(row.row.idempotency_key.clone()), id);
+        if key_changed {
+            self.keys
+                .replace(ws, old_key, Some(row.row.idempotency_key.clone()), id);
+        }
         self.messages.put(row).row.clone()
     }
 
