@@ -420,8 +420,13 @@ mod tests {
         a.severity = Severity::Warning;
         assert!(!pauses_channel(&a, Channel::Email));
         a.severity = Severity::Error;
-        a.rule = "failure_rate".into();
-        assert!(!pauses_channel(&a, Channel::Email));
+        a.rule = crate::anomaly::FAILURE_RATE.into();
+        assert!(pauses_channel(&a, Channel::Email), "every send-health rule");
+        a.rule = crate::anomaly::LOW_CONFIDENCE.into();
+        assert!(!pauses_channel(&a, Channel::Email), "not a send-health rule");
+        a.rule = crate::anomaly::FAILURE_RATE.into();
+        a.status = crate::model::AnomalyStatus::Resolved;
+        assert!(!pauses_channel(&a, Channel::Email), "resolved");
     }
 
     #[test]
