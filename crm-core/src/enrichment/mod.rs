@@ -21,5 +21,7 @@ pub use cache::CachePolicy;
 pub use error::EnricherError;
 pub use provider::*;
 pub use rate_limit::{RateLimit, RateLimiter};
-pub use service::{BULK_CONFIRMATION_THRESHOLD, BulkConfirmation, Enriched, Enricher, Source};
+pub use service::{
+    BULK_CONFIRMATION_THRESHOLD, BulkConfirmation, Enriched, Enricher, SocialLinks, Source,
+};
 pub use waterfall::{Attempt, AttemptResult, Waterfall};

@@ -23,7 +23,8 @@ const ALL_KINDS: &[LookupKind] = &[
 /// What a [`ScriptedProvider`] answers for one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Script {
-    /// `Found` with data naming the provider (contact title, company name).
+    /// `Found` with data naming the provider (contact title and LinkedIn URL, company
+    /// name).
     Hit,
     /// `NotFound`.
     Miss,
@@ -178,6 +179,7 @@ impl EnrichmentProvider for ScriptedProvider {
     ) -> Result<Lookup<ContactData>, EnrichmentError> {
         self.answer(LookupKind::Contact, || ContactData {
             title: Some(self.name.to_owned()),
+            linkedin_url: Some(format!("https://www.linkedin.com/in/{}", self.name)),
             ..Default::default()
         })
     }

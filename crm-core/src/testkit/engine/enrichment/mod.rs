@@ -6,9 +6,11 @@
 //! it checks. Cases create their own random workspaces.
 
 mod budget;
+mod social;
 mod waterfall;
 
 pub use budget::*;
+pub use social::*;
 pub use waterfall::*;
 
 use std::sync::Arc;
@@ -112,6 +114,7 @@ macro_rules! __enrichment_cases {
             waterfall_asks_in_order_and_stops_at_first_hit
             waterfall_moves_past_failures
             cache_serves_until_each_ttl_expires
+            social_links_outlive_contact_data
             usage_and_cost_recorded_per_lookup
             rate_limited_provider_is_skipped_until_its_window
             bulk_over_100_needs_confirmation

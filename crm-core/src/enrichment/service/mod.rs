@@ -25,7 +25,13 @@ use crate::enrichment::{
 use crate::ids::WorkspaceId;
 use crate::model::NewEvent;
 use crate::money::{Currency, Money};
-use crate::store::{CachedEnrichment, DynStore, EnrichmentUsage, SpendTotals, month_of};
+use crate::store::{
+    CachedEnrichment, DynStore, EnrichmentDataType, EnrichmentUsage, SpendTotals, month_of,
+};
+
+mod social;
+
+pub use social::SocialLinks;
 
 /// The largest bulk run that needs no [`BulkConfirmation`].
 pub const BULK_CONFIRMATION_THRESHOLD: usize = 100;
@@ -375,17 +381,18 @@ impl Enricher {
                     .await?;
                 spent = totals.after;
             }
-            let Some(payload) = found else {
-                attempts.push(Attempt {
-                    provider: name,
-                    result: AttemptResult::Miss,
-                });
-                continue;
+            let result = if found.is_some() {
+                AttemptResult::Hit
+            } else {
+                AttemptResult::Miss
             };
             attempts.push(Attempt {
                 provider: name,
-                result: AttemptResult::Hit,
+                result,
             });
+            let (true, Some(payload)) = (result.stops(), found) else {
+                continue;
+            };
             let entry = CachedEnrichment {
                 workspace_id,
                 data_type,
@@ -395,6 +402,9 @@ impl Enricher {
                 fetched_at: now,
             };
             self.store.put_cached_enrichment(&entry).await?;
+            if data_type == EnrichmentDataType::Contact {
+                self.cache_social_links(&entry).await?;
+            }
             return Ok(Enriched {
                 data: Some(payload),
                 source: Source::Provider(name),
