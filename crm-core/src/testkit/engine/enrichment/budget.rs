@@ -191,3 +191,40 @@ pub async fn concurrent_lookups_fire_each_alert_once(store: Arc<DynStore>) {
         "each threshold fired exactly once under concurrency"
     );
 }
+
+/// A provider priced in another currency than the budget is refused before it is
+/// asked (its cost could not be counted against the budget).
+pub async fn provider_in_another_currency_is_refused(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let log = CallLog::new();
+    let usd = crate::money::Money::new(10, crate::money::Currency::new("USD").expect("USD"))
+        .expect("money");
+    let provider = Arc::new(
+        crate::testkit::enrichment::ScriptedProvider::new("dollar", &log)
+            .answering(LookupKind::Contact, Script::Hit)
+            .costing(usd),
+    );
+    let waterfall = crate::enrichment::Waterfall::new().then(LookupKind::Contact, provider);
+    let clock = clock();
+    let enricher = enricher(&store, &clock, waterfall).with_budget(ws, BudgetPolicy::new(eur(100)));
+    let err = enricher
+        .enrich_contact(ws, &query())
+        .await
+        .expect_err("currency mismatch");
+    assert!(
+        matches!(
+            err,
+            EnricherError::CurrencyMismatch {
+                provider: "dollar",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(log.calls().is_empty(), "the provider was not asked");
+    let other = enricher
+        .enrich_contact(WorkspaceId::new(), &query())
+        .await
+        .expect("a workspace without a budget records the provider's currency");
+    assert_eq!(other.source, Source::Provider("dollar"));
+}

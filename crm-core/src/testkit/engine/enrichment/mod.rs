@@ -123,6 +123,7 @@ macro_rules! __enrichment_cases {
             budget_pauses_at_100_percent_until_next_month
             budget_pause_can_be_turned_off
             concurrent_lookups_fire_each_alert_once
+            provider_in_another_currency_is_refused
         }
     };
 }
