@@ -155,8 +155,11 @@ impl Request<'_> {
 /// anyone; otherwise the providers of the [`Waterfall`] for the lookup's kind are asked
 /// in order until the first hit, skipping those over their rate limit
 /// ([`RateLimiter`]). Every answered provider call (hit or miss) is recorded as usage
-/// with its cost, atomically added to the month's spend; a hit is cached. Failed calls
-/// cost nothing and are not recorded. Budget alerts fire as events
+/// with its cost, atomically added to the month's spend; a hit is cached. Misses are
+/// not cached (a provider may learn the subject later), so asking again asks the
+/// waterfall again. Failed calls cost nothing and are not recorded; the waterfall moves
+/// past them, and only when every provider failed does the lookup fail
+/// ([`EnricherError::ProvidersFailed`]). Budget alerts fire as events
 /// ([`BudgetPolicy`]); with the pause on, a lookup that would ask a provider once the
 /// month's spend has reached the budget answers [`EnricherError::BudgetExhausted`]
 /// (cache hits are still served). Spend is checked before each provider call and
