@@ -73,6 +73,7 @@ mod approval;
 mod compliance;
 mod coordination;
 mod crm;
+mod enrichment;
 mod intake;
 mod outbox;
 mod queue;
@@ -131,6 +132,7 @@ struct Tables {
     outbox: outbox::OutboxTables,
     queue: queue::QueueTables,
     coordination: coordination::CoordinationTables,
+    enrichment: enrichment::EnrichmentTables,
 }
 
 impl Tables {
@@ -144,6 +146,7 @@ impl Tables {
         self.outbox.sizes(&mut sizes);
         self.queue.sizes(&mut sizes);
         self.coordination.sizes(&mut sizes);
+        self.enrichment.sizes(&mut sizes);
         sizes
     }
 }

@@ -50,6 +50,7 @@ mod compliance;
 mod config;
 mod coordination;
 mod crm;
+mod enrichment;
 mod error;
 mod intake;
 mod outbox;

@@ -31,6 +31,7 @@
 mod compliance;
 mod coordination;
 mod crm;
+mod enrichment;
 mod intake;
 mod outbox;
 mod query;
@@ -40,6 +41,10 @@ mod sequences;
 pub use compliance::{AuditStore, ComplianceStore};
 pub use coordination::{AnomalyStore, LeaseStore, QuotaStore};
 pub use crm::{AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore};
+pub use enrichment::{
+    CachedEnrichment, EnrichmentDataType, EnrichmentStore, EnrichmentUsage, SpendTotals, month_of,
+    validate_month,
+};
 pub use intake::IntakeStore;
 pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
@@ -65,6 +70,7 @@ pub trait Store:
     + QuotaStore
     + LeaseStore
     + AnomalyStore
+    + EnrichmentStore
     + Send
     + Sync
     + 'static
@@ -97,6 +103,7 @@ where
         + QuotaStore
         + LeaseStore
         + AnomalyStore
+        + EnrichmentStore
         + Send
         + Sync
         + 'static,
@@ -117,5 +124,6 @@ fn _assert_dyn_compatible(
     _: &dyn OutboxStore,
     _: &dyn JobStore,
     _: &dyn LeaseStore,
+    _: &dyn EnrichmentStore,
 ) {
 }

@@ -18,6 +18,7 @@
 
 pub mod adapter;
 pub mod engine;
+pub mod enrichment;
 pub mod store;
 
 #[doc(hidden)]

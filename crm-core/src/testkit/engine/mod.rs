@@ -6,5 +6,6 @@
 
 pub mod approvals;
 pub mod dispatch;
+pub mod enrichment;
 pub mod jobs;
 pub mod runner;

@@ -21,6 +21,7 @@ mod contact_lookup;
 mod coordination;
 mod crm;
 mod deals;
+mod enrichment;
 mod event_jobs;
 mod events;
 mod intake;
@@ -41,6 +42,7 @@ pub use contact_lookup::*;
 pub use coordination::*;
 pub use crm::*;
 pub use deals::*;
+pub use enrichment::*;
 pub use event_jobs::*;
 pub use events::*;
 pub use intake::*;
@@ -246,6 +248,11 @@ macro_rules! __store_cases {
             event_append_with_jobs_enqueues_once
             event_append_with_jobs_validates_every_job
             concurrent_event_append_with_jobs_enqueues_once
+            // enrichment: cache, usage and monthly spend
+            enrichment_cache_round_trip_and_overwrite
+            enrichment_tenant_isolation
+            enrichment_usage_accumulates_spend_per_month
+            concurrent_enrichment_spend_never_double_counts
         }
     };
 }

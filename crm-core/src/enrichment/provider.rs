@@ -1,4 +1,4 @@
-//! Enrichment providers: look up data about a contact or a company.
+//! The provider seam: look up data about a contact or a company.
 
 use std::fmt::Debug;
 use std::time::Duration;
