@@ -35,6 +35,7 @@ mod intake;
 mod outbox;
 mod query;
 mod queue;
+mod scoring;
 mod sequences;
 
 pub use compliance::{AuditStore, ComplianceStore};
@@ -44,6 +45,7 @@ pub use intake::IntakeStore;
 pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};
+pub use scoring::ScoringStore;
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
@@ -65,6 +67,7 @@ pub trait Store:
     + QuotaStore
     + LeaseStore
     + AnomalyStore
+    + ScoringStore
     + Send
     + Sync
     + 'static
@@ -97,6 +100,7 @@ where
         + QuotaStore
         + LeaseStore
         + AnomalyStore
+        + ScoringStore
         + Send
         + Sync
         + 'static,
