@@ -76,6 +76,7 @@ mod crm;
 mod intake;
 mod outbox;
 mod queue;
+mod scoring;
 mod sequences;
 mod table;
 
@@ -131,6 +132,7 @@ struct Tables {
     outbox: outbox::OutboxTables,
     queue: queue::QueueTables,
     coordination: coordination::CoordinationTables,
+    scoring: scoring::ScoringTables,
 }
 
 impl Tables {
@@ -144,6 +146,7 @@ impl Tables {
         self.outbox.sizes(&mut sizes);
         self.queue.sizes(&mut sizes);
         self.coordination.sizes(&mut sizes);
+        self.scoring.sizes(&mut sizes);
         sizes
     }
 }

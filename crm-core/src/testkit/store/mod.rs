@@ -29,6 +29,7 @@ mod outbox;
 mod outbox_leases;
 mod outbox_send;
 mod outreach;
+mod scoring;
 mod sequences;
 
 pub use approval_decisions::*;
@@ -48,6 +49,7 @@ pub use outbox::*;
 pub use outbox_leases::*;
 pub use outbox_send::*;
 pub use outreach::*;
+pub use scoring::*;
 pub use sequences::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
@@ -243,6 +245,13 @@ macro_rules! __store_cases {
             event_append_with_jobs_enqueues_once
             event_append_with_jobs_validates_every_job
             concurrent_event_append_with_jobs_enqueues_once
+            // scoring: models, scores, inputs
+            scoring_model_versions_compare_and_set
+            contact_scores_batch_upsert
+            score_override_survives_recompute
+            scores_list_by_tier_pages
+            scores_tenant_isolation
+            scoring_inputs_match_the_reference
         }
     };
 }
