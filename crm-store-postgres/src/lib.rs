@@ -55,6 +55,7 @@ mod intake;
 mod outbox;
 mod queue;
 mod rows;
+mod scoring;
 mod sequences;
 #[doc(hidden)]
 pub mod testing;
