@@ -8,3 +8,4 @@ pub mod approvals;
 pub mod dispatch;
 pub mod jobs;
 pub mod runner;
+pub mod scoring;
