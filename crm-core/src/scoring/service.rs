@@ -197,13 +197,18 @@ impl Scorer {
 
     /// Rescores every contact of the workspace with the current model, in pages of
     /// 1000 (one batched write per page). Used after a model change and by the
-    /// nightly decay run.
+    /// nightly decay run. A workspace without a model scores nothing (so a scheduled
+    /// decay run before the first model is not a failure).
     pub async fn rescore_all(
         &self,
         workspace_id: WorkspaceId,
         trigger: &str,
     ) -> Result<RescoreReport, ScoringError> {
-        let model = self.model(workspace_id).await?;
+        let model = match self.model(workspace_id).await {
+            Ok(model) => model,
+            Err(ScoringError::NoModel { .. }) => return Ok(RescoreReport::default()),
+            Err(err) => return Err(err),
+        };
         let now = self.clock.now();
         let since = Self::activity_since(&model, now);
         let mut report = RescoreReport::default();
