@@ -252,6 +252,7 @@ macro_rules! __store_cases {
             scores_list_by_tier_pages
             scores_tenant_isolation
             scoring_inputs_match_the_reference
+            concurrent_model_saves_one_version_wins
         }
     };
 }

@@ -469,3 +469,35 @@ pub async fn scoring_inputs_match_the_reference(store: &DynStore) {
         "another workspace's contacts are invisible"
     );
 }
+
+/// Concurrent saves of the same next version: exactly one wins, the others get
+/// `VersionConflict`, and the stored model is the winner's.
+pub async fn concurrent_model_saves_one_version_wins(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    ok(
+        store.save_scoring_model(&scoring_model(ws)).await,
+        "save v1",
+    );
+    let outcomes = super::fixtures::race(8, |i| async move {
+        let mut v2 = scoring_model(ws).next_version(at(1));
+        v2.thresholds.warm = u8::try_from(10 + i).expect("small");
+        store.save_scoring_model(&v2).await
+    })
+    .await;
+    let winners: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one save of version 2 wins");
+    for outcome in &outcomes {
+        if let Err(err) = outcome {
+            assert_eq!(
+                err.kind(),
+                Kind::VersionConflict,
+                "losers see a version conflict"
+            );
+        }
+    }
+    assert_eq!(
+        ok(store.current_scoring_model(ws).await, "current").as_ref(),
+        Some(winners[0]),
+        "the winner's model is stored"
+    );
+}
