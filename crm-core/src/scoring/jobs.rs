@@ -115,3 +115,54 @@ impl JobHandler for RescoreAllHandler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    fn event(payload: Value) -> NewEvent {
+        NewEvent::new(
+            WorkspaceId::new(),
+            "contact.created",
+            "subject-id",
+            payload,
+            "k",
+            DateTime::UNIX_EPOCH,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn payload_prefers_the_events_contact_id_over_its_subject() {
+        let c = ContactId::new();
+        assert_eq!(
+            rescore_payload(&event(json!({ "contact_id": c })))["contact_id"],
+            json!(c)
+        );
+        assert_eq!(
+            rescore_payload(&event(json!({ "contact_id": null })))["contact_id"],
+            json!("subject-id")
+        );
+    }
+
+    #[test]
+    fn every_trigger_is_routed() {
+        let routes = scoring_routes(EventRoutes::new());
+        for kind in RESCORE_TRIGGERS {
+            assert_eq!(
+                routes.job_kinds(kind).collect::<Vec<_>>(),
+                [RESCORE_CONTACT]
+            );
+        }
+        assert_eq!(routes.job_kinds("deal.won").count(), 0);
+    }
+
+    #[test]
+    fn the_nightly_decay_is_a_daily_bulk_rescore() {
+        let ws = WorkspaceId::new();
+        let job = nightly_decay(ws).unwrap();
+        assert_eq!(job.kind(), RESCORE_ALL);
+        assert_eq!(job.workspace_id(), ws);
+    }
+}

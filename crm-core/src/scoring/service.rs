@@ -33,6 +33,8 @@ pub const RESCORE_ALL: &str = "scoring.rescore_all";
 pub const RESCORE_CONTACT: &str = "scoring.rescore_contact";
 /// Audit action of a manual override.
 pub const OVERRIDE_ACTION: &str = "score.override";
+/// Audit action of clearing a manual override.
+pub const CLEAR_OVERRIDE_ACTION: &str = "score.override_cleared";
 
 /// How many contacts a bulk rescore reads and writes per batch.
 const BATCH: u32 = 1000;
@@ -376,6 +378,56 @@ impl Scorer {
         let trigger = format!("override:{}", entry.id);
         self.emit(workspace_id, &written, total, model.version, &trigger)
             .await?;
+        Ok(written)
+    }
+
+    /// Clears a manual override so the computed score is in force again. Like setting
+    /// one, it needs a reason, is audited (`score.override_cleared`) and emits tier
+    /// events when the effective tier changes.
+    pub async fn clear_override(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        reason: &str,
+        actor: Actor,
+    ) -> Result<ScoreWritten, ScoringError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ValidationError::new("score.override.reason", "must not be empty").into());
+        }
+        let now = self.clock.now();
+        let written = self
+            .store
+            .set_score_override(workspace_id, contact_id, None)
+            .await
+            .map_err(store("clear the score override"))?;
+        let entry = AuditEntry::new(
+            workspace_id,
+            actor,
+            CLEAR_OVERRIDE_ACTION,
+            contact_id.to_string(),
+            json!({
+                "tier": written.current,
+                "previous_tier": written.previous,
+                "reason": reason,
+            }),
+            now,
+        )?;
+        self.store
+            .append_audit(&entry)
+            .await
+            .map_err(store("audit the cleared override"))?;
+        if TierChange::detect(written.previous, written.current).is_some() {
+            let score = self
+                .store
+                .get_contact_score(workspace_id, contact_id)
+                .await
+                .map_err(store("read the score"))?;
+            let (total, version) = score.map_or((0, 0), |s| (s.total, s.model_version));
+            let trigger = format!("override:{}", entry.id);
+            self.emit(workspace_id, &written, total, version, &trigger)
+                .await?;
+        }
         Ok(written)
     }
 }

@@ -291,6 +291,29 @@ pub async fn override_needs_a_reason_and_is_audited(store: Arc<DynStore>) {
         Tier::SalesReady,
         "recomputation keeps the override"
     );
+    let blank = w.scorer.clear_override(w.ws, c, "", Actor::System).await;
+    assert!(
+        matches!(blank, Err(ScoringError::Invalid(_))),
+        "clearing needs a reason too"
+    );
+    let cleared = w
+        .scorer
+        .clear_override(w.ws, c, "LOI withdrawn", Actor::System)
+        .await
+        .expect("clear");
+    assert_eq!(
+        (cleared.previous, cleared.current),
+        (Some(Tier::SalesReady), Tier::Cold)
+    );
+    let audit = ok(
+        w.store
+            .list_audit(w.ws, Some(&c.to_string()), Page::first(10))
+            .await,
+        "list audit",
+    );
+    assert_eq!(audit.len(), 2, "clearing is audited");
+    let last = events(&w, CONTACT_SCORED).await;
+    assert_eq!(last.last().expect("event").payload["tier"], json!("cold"));
 }
 
 /// A score computed under version 1 is explained by version 1 after the model moved on.
