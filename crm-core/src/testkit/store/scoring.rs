@@ -211,6 +211,20 @@ pub async fn contact_scores_batch_upsert(store: &DynStore) {
         Kind::Invalid,
         "a batch has 1 to 1000 rows",
     );
+    let too_many: Vec<ContactScore> = (0..1001)
+        .map(|_| score(ws, ContactId::new(), Tier::Cold, 0))
+        .collect();
+    expect_err(
+        store.upsert_contact_scores(ws, &too_many).await,
+        Kind::Invalid,
+        "a batch has at most 1000 rows",
+    );
+    let ids: Vec<ContactId> = too_many.iter().map(|s| s.contact_id).collect();
+    expect_err(
+        store.scoring_inputs_for(ws, &ids, base()).await,
+        Kind::Invalid,
+        "inputs are read for at most 1000 contacts at once",
+    );
     let mut over = score(ws, b.id, Tier::Hot, 80);
     over.total = 101;
     expect_err(
