@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod model;
 pub mod money;
 pub mod outreach;
+pub mod scoring;
 pub mod secret;
 pub mod store;
 mod text_enum;

@@ -26,7 +26,7 @@ pub(crate) struct CrmTables {
     account_domains: Unique<String, AccountId>,
     pipelines: Table<Pipeline>,
     pub(crate) deals: Table<Deal>,
-    activities: Table<Activity>,
+    pub(crate) activities: Table<Activity>,
 }
 
 impl CrmTables {

@@ -77,6 +77,7 @@ mod enrichment;
 mod intake;
 mod outbox;
 mod queue;
+mod scoring;
 mod sequences;
 mod table;
 
@@ -133,6 +134,7 @@ struct Tables {
     queue: queue::QueueTables,
     coordination: coordination::CoordinationTables,
     enrichment: enrichment::EnrichmentTables,
+    scoring: scoring::ScoringTables,
 }
 
 impl Tables {
@@ -147,6 +149,7 @@ impl Tables {
         self.queue.sizes(&mut sizes);
         self.coordination.sizes(&mut sizes);
         self.enrichment.sizes(&mut sizes);
+        self.scoring.sizes(&mut sizes);
         sizes
     }
 }

@@ -56,6 +56,7 @@ mod intake;
 mod outbox;
 mod queue;
 mod rows;
+mod scoring;
 mod sequences;
 #[doc(hidden)]
 pub mod testing;

@@ -36,6 +36,7 @@ mod intake;
 mod outbox;
 mod query;
 mod queue;
+mod scoring;
 mod sequences;
 
 pub use compliance::{AuditStore, ComplianceStore};
@@ -49,6 +50,7 @@ pub use intake::IntakeStore;
 pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};
+pub use scoring::ScoringStore;
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
@@ -71,6 +73,7 @@ pub trait Store:
     + LeaseStore
     + AnomalyStore
     + EnrichmentStore
+    + ScoringStore
     + Send
     + Sync
     + 'static
@@ -104,6 +107,7 @@ where
         + LeaseStore
         + AnomalyStore
         + EnrichmentStore
+        + ScoringStore
         + Send
         + Sync
         + 'static,

@@ -9,3 +9,4 @@ pub mod dispatch;
 pub mod enrichment;
 pub mod jobs;
 pub mod runner;
+pub mod scoring;

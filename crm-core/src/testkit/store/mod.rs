@@ -31,6 +31,7 @@ mod outbox;
 mod outbox_leases;
 mod outbox_send;
 mod outreach;
+mod scoring;
 mod sequences;
 
 pub use approval_decisions::*;
@@ -52,6 +53,7 @@ pub use outbox::*;
 pub use outbox_leases::*;
 pub use outbox_send::*;
 pub use outreach::*;
+pub use scoring::*;
 pub use sequences::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
@@ -253,6 +255,14 @@ macro_rules! __store_cases {
             enrichment_tenant_isolation
             enrichment_usage_accumulates_spend_per_month
             concurrent_enrichment_spend_never_double_counts
+            // scoring: models, scores, inputs
+            scoring_model_versions_compare_and_set
+            contact_scores_batch_upsert
+            score_override_survives_recompute
+            scores_list_by_tier_pages
+            scores_tenant_isolation
+            scoring_inputs_match_the_reference
+            concurrent_model_saves_one_version_wins
         }
     };
 }

@@ -1,0 +1,433 @@
+//! The scoring service: load inputs, score, write scores with the model version,
+//! append tier events, handle manual overrides and bulk rescoring.
+//!
+//! # Ordering and failure
+//! Scores are written first, then the tier events are appended with idempotency keys
+//! built from the contact and the trigger (`"contact.scored:{contact}:{trigger}"`), so a
+//! retried trigger never doubles an event. A crash between the score write and the
+//! event append loses that event (the retry sees no tier change); closing that window
+//! needs a store method that writes scores and events together, which is not built yet.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::error::{StoreError, StoreErrorKind, ValidationError};
+use crate::ids::{ContactId, WorkspaceId};
+use crate::model::{Actor, AuditEntry, Job, NewEvent};
+use crate::scoring::inputs::ScoringInput;
+use crate::scoring::model::ScoringModel;
+use crate::scoring::record::{ContactScore, ScoreOverride, ScoreWritten};
+use crate::scoring::score::explain;
+use crate::scoring::tier::{CONTACT_SCORED, LEAD_QUALIFIED, TierChange};
+use crate::store::{DynStore, Page};
+
+/// Event kind appended when a workspace's scoring model changes.
+pub const MODEL_CHANGED: &str = "scoring.model_changed";
+/// Job kind: rescore every contact of the job's workspace (bulk recalculation after a
+/// model change, and the nightly decay run).
+pub const RESCORE_ALL: &str = "scoring.rescore_all";
+/// Job kind: rescore the contact named in the payload's `contact_id`.
+pub const RESCORE_CONTACT: &str = "scoring.rescore_contact";
+/// Audit action of a manual override.
+pub const OVERRIDE_ACTION: &str = "score.override";
+/// Audit action of clearing a manual override.
+pub const CLEAR_OVERRIDE_ACTION: &str = "score.override_cleared";
+
+/// How many contacts a bulk rescore reads and writes per batch.
+const BATCH: u32 = 1000;
+
+/// Why a scoring operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScoringError {
+    /// The workspace has no scoring model yet (permanent until one is saved).
+    #[error("workspace {workspace_id} has no scoring model")]
+    NoModel {
+        /// The workspace.
+        workspace_id: WorkspaceId,
+    },
+    /// The input was rejected (permanent).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A store call failed; see [`ScoringError::is_retryable`].
+    #[error("scoring could not {operation}")]
+    Store {
+        /// What the scorer was doing.
+        operation: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl ScoringError {
+    /// Whether trying again may succeed: an unavailable store or a lost race on a
+    /// versioned row. Everything else is permanent.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store { source, .. } => {
+                source.is_retryable() || source.kind() == StoreErrorKind::VersionConflict
+            }
+            Self::NoModel { .. } | Self::Invalid(_) => false,
+        }
+    }
+}
+
+fn store(operation: &'static str) -> impl Fn(StoreError) -> ScoringError {
+    move |source| ScoringError::Store { operation, source }
+}
+
+/// What a rescoring run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RescoreReport {
+    /// Contacts scored.
+    pub scored: u64,
+    /// Contacts whose effective tier changed (`contact.scored` events).
+    pub tier_changes: u64,
+    /// Contacts that reached `Hot` or above (`lead.qualified` events).
+    pub qualified: u64,
+}
+
+/// The scoring service over a store and a clock.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    store: Arc<DynStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Scorer {
+    /// A scorer over `store`, reading time from `clock`.
+    #[must_use]
+    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// Saves a new model version (compare-and-set, see
+    /// [`ScoringStore::save_scoring_model`](crate::store::ScoringStore::save_scoring_model))
+    /// and triggers the bulk recalculation: appends `scoring.model_changed` with a
+    /// [`RESCORE_ALL`] job, both keyed by the version so a retry enqueues it once. If
+    /// the append fails after the save, call [`request_rescore`](Self::request_rescore)
+    /// with the saved version.
+    pub async fn save_model(&self, model: &ScoringModel) -> Result<ScoringModel, ScoringError> {
+        let saved = self
+            .store
+            .save_scoring_model(model)
+            .await
+            .map_err(store("save the scoring model"))?;
+        self.request_rescore(saved.workspace_id, saved.version)
+            .await?;
+        Ok(saved)
+    }
+
+    /// Appends `scoring.model_changed` for `version` with its [`RESCORE_ALL`] job;
+    /// idempotent per (workspace, version).
+    pub async fn request_rescore(
+        &self,
+        workspace_id: WorkspaceId,
+        version: i64,
+    ) -> Result<(), ScoringError> {
+        let now = self.clock.now();
+        let event = NewEvent::new(
+            workspace_id,
+            MODEL_CHANGED,
+            format!("scoring_model:{version}"),
+            json!({ "model_version": version }),
+            format!("{MODEL_CHANGED}:{version}"),
+            now,
+        )?;
+        let job = Job::new(
+            workspace_id,
+            RESCORE_ALL,
+            json!({ "reason": "model_changed", "model_version": version }),
+            now,
+        )?
+        .with_idempotency_key(format!("{RESCORE_ALL}:model:{version}"));
+        self.store
+            .append_event_with_jobs(&event, &[job])
+            .await
+            .map_err(store("request a bulk rescore"))?;
+        Ok(())
+    }
+
+    async fn model(&self, workspace_id: WorkspaceId) -> Result<ScoringModel, ScoringError> {
+        self.store
+            .current_scoring_model(workspace_id)
+            .await
+            .map_err(store("load the scoring model"))?
+            .ok_or(ScoringError::NoModel { workspace_id })
+    }
+
+    /// Activity before this instant scores nothing under `model` at `now`: older than
+    /// every behavioral decay. Intent signals do not decay, so a model with intent
+    /// factors reads all activity (from the Unix epoch).
+    #[must_use]
+    pub fn activity_since(model: &ScoringModel, now: DateTime<Utc>) -> DateTime<Utc> {
+        if model.intent.is_empty() {
+            now - Duration::days(i64::from(model.max_decay_days()))
+        } else {
+            DateTime::UNIX_EPOCH
+        }
+    }
+
+    /// Rescores the given contacts (at most 1000) with the current model; contacts
+    /// missing from the workspace are skipped. `trigger` names what caused the run
+    /// (an event or job id) and goes into the events' idempotency keys. A workspace
+    /// without a model scores nothing and returns an empty report.
+    pub async fn rescore_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_ids: &[ContactId],
+        trigger: &str,
+    ) -> Result<RescoreReport, ScoringError> {
+        let model = match self.model(workspace_id).await {
+            Ok(model) => model,
+            Err(ScoringError::NoModel { .. }) => return Ok(RescoreReport::default()),
+            Err(err) => return Err(err),
+        };
+        let now = self.clock.now();
+        let inputs = self
+            .store
+            .scoring_inputs_for(workspace_id, contact_ids, Self::activity_since(&model, now))
+            .await
+            .map_err(store("load scoring inputs"))?;
+        self.score_batch(&model, &inputs, now, trigger).await
+    }
+
+    /// Rescores every contact of the workspace with the current model, in pages of
+    /// 1000 (one batched write per page). Used after a model change and by the
+    /// nightly decay run. A workspace without a model scores nothing (so a scheduled
+    /// decay run before the first model is not a failure).
+    pub async fn rescore_all(
+        &self,
+        workspace_id: WorkspaceId,
+        trigger: &str,
+    ) -> Result<RescoreReport, ScoringError> {
+        let model = match self.model(workspace_id).await {
+            Ok(model) => model,
+            Err(ScoringError::NoModel { .. }) => return Ok(RescoreReport::default()),
+            Err(err) => return Err(err),
+        };
+        let now = self.clock.now();
+        let since = Self::activity_since(&model, now);
+        let mut report = RescoreReport::default();
+        let mut page = Page::first(BATCH);
+        loop {
+            let inputs = self
+                .store
+                .list_scoring_inputs(workspace_id, since, page)
+                .await
+                .map_err(store("page scoring inputs"))?;
+            let Some(last) = inputs.last().map(|i| i.contact_id) else {
+                break;
+            };
+            let batch = self.score_batch(&model, &inputs, now, trigger).await?;
+            report.scored += batch.scored;
+            report.tier_changes += batch.tier_changes;
+            report.qualified += batch.qualified;
+            if inputs.len() < BATCH as usize {
+                break;
+            }
+            page = Page::after(last, BATCH);
+        }
+        Ok(report)
+    }
+
+    async fn score_batch(
+        &self,
+        model: &ScoringModel,
+        inputs: &[ScoringInput],
+        now: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<RescoreReport, ScoringError> {
+        if inputs.is_empty() {
+            return Ok(RescoreReport::default());
+        }
+        let scores: Vec<ContactScore> = inputs
+            .iter()
+            .map(|input| {
+                ContactScore::computed(
+                    model.workspace_id,
+                    input.contact_id,
+                    explain(model, input, now),
+                    model.version,
+                    now,
+                )
+            })
+            .collect();
+        let written = self
+            .store
+            .upsert_contact_scores(model.workspace_id, &scores)
+            .await
+            .map_err(store("write scores"))?;
+        let mut report = RescoreReport {
+            scored: written.len() as u64,
+            ..RescoreReport::default()
+        };
+        for (w, score) in written.iter().zip(&scores) {
+            let (changed, qualified) = self
+                .emit(model.workspace_id, w, score.total, model.version, trigger)
+                .await?;
+            report.tier_changes += u64::from(changed);
+            report.qualified += u64::from(qualified);
+        }
+        Ok(report)
+    }
+
+    /// Appends `contact.scored` (and `lead.qualified` when the lead qualifies) for a
+    /// tier change. Returns (changed, qualified).
+    async fn emit(
+        &self,
+        workspace_id: WorkspaceId,
+        written: &ScoreWritten,
+        total: u8,
+        model_version: i64,
+        trigger: &str,
+    ) -> Result<(bool, bool), ScoringError> {
+        let Some(change) = TierChange::detect(written.previous, written.current) else {
+            return Ok((false, false));
+        };
+        let now = self.clock.now();
+        let contact = written.contact_id;
+        let payload = json!({
+            "contact_id": contact,
+            "previous_tier": change.previous,
+            "tier": change.current,
+            "total": total,
+            "model_version": model_version,
+        });
+        let scored = NewEvent::new(
+            workspace_id,
+            CONTACT_SCORED,
+            contact.to_string(),
+            payload.clone(),
+            format!("{CONTACT_SCORED}:{contact}:{trigger}"),
+            now,
+        )?;
+        self.store
+            .append_event(&scored)
+            .await
+            .map_err(store("append contact.scored"))?;
+        let qualified = change.qualifies();
+        if qualified {
+            let event = NewEvent::new(
+                workspace_id,
+                LEAD_QUALIFIED,
+                contact.to_string(),
+                payload,
+                format!("{LEAD_QUALIFIED}:{contact}:{trigger}"),
+                now,
+            )?;
+            self.store
+                .append_event(&event)
+                .await
+                .map_err(store("append lead.qualified"))?;
+        }
+        Ok((true, qualified))
+    }
+
+    /// Sets a manual override of a scored contact's total. The reason is required;
+    /// the override is audited (`score.override`, with the reason and the tiers) and a
+    /// tier change emits events like a computed one. The tier comes from the current
+    /// model's thresholds. `NotFound` (inside [`ScoringError::Store`]) if the contact
+    /// was never scored.
+    pub async fn override_score(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        total: u8,
+        reason: &str,
+        actor: Actor,
+    ) -> Result<ScoreWritten, ScoringError> {
+        let model = self.model(workspace_id).await?;
+        let now = self.clock.now();
+        let manual = ScoreOverride {
+            total,
+            tier: model.thresholds.tier(total.min(100)),
+            reason: reason.trim().to_owned(),
+            actor: actor.clone(),
+            at: now,
+        };
+        manual.validate()?;
+        let written = self
+            .store
+            .set_score_override(workspace_id, contact_id, Some(&manual))
+            .await
+            .map_err(store("set the score override"))?;
+        let entry = AuditEntry::new(
+            workspace_id,
+            actor,
+            OVERRIDE_ACTION,
+            contact_id.to_string(),
+            json!({
+                "total": total,
+                "tier": manual.tier,
+                "previous_tier": written.previous,
+                "reason": manual.reason,
+                "model_version": model.version,
+            }),
+            now,
+        )?;
+        self.store
+            .append_audit(&entry)
+            .await
+            .map_err(store("audit the score override"))?;
+        let trigger = format!("override:{}", entry.id);
+        self.emit(workspace_id, &written, total, model.version, &trigger)
+            .await?;
+        Ok(written)
+    }
+
+    /// Clears a manual override so the computed score is in force again. Like setting
+    /// one, it needs a reason, is audited (`score.override_cleared`) and emits tier
+    /// events when the effective tier changes.
+    pub async fn clear_override(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        reason: &str,
+        actor: Actor,
+    ) -> Result<ScoreWritten, ScoringError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ValidationError::new("score.override.reason", "must not be empty").into());
+        }
+        let now = self.clock.now();
+        let written = self
+            .store
+            .set_score_override(workspace_id, contact_id, None)
+            .await
+            .map_err(store("clear the score override"))?;
+        let entry = AuditEntry::new(
+            workspace_id,
+            actor,
+            CLEAR_OVERRIDE_ACTION,
+            contact_id.to_string(),
+            json!({
+                "tier": written.current,
+                "previous_tier": written.previous,
+                "reason": reason,
+            }),
+            now,
+        )?;
+        self.store
+            .append_audit(&entry)
+            .await
+            .map_err(store("audit the cleared override"))?;
+        if TierChange::detect(written.previous, written.current).is_some() {
+            let score = self
+                .store
+                .get_contact_score(workspace_id, contact_id)
+                .await
+                .map_err(store("read the score"))?;
+            let (total, version) = score.map_or((0, 0), |s| (s.total, s.model_version));
+            let trigger = format!("override:{}", entry.id);
+            self.emit(workspace_id, &written, total, version, &trigger)
+                .await?;
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,360 @@
+//! Scoring models, contact scores (batched upserts with `UNNEST`) and paged scoring
+//! inputs.
+
+mod inputs;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use crm_core::ids::{ContactId, WorkspaceId};
+use crm_core::scoring::{
+    ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
+};
+use crm_core::store::{Page, ScoringStore, validate_limit};
+use crm_core::{StoreError, ValidationError};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::error::{Ref, backend, corrupt, db, db_refs, parse_text};
+
+const MODEL: &str = "scoring_model";
+const SCORE: &str = "contact_score";
+
+/// `contact_scores`.
+#[derive(Debug, sqlx::FromRow)]
+struct ScoreRow {
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    total: i16,
+    tier: String,
+    breakdown: Value,
+    model_version: i64,
+    computed_at: DateTime<Utc>,
+    manual_override: Option<Value>,
+}
+
+impl ScoreRow {
+    fn into_score(self) -> Result<ContactScore, StoreError> {
+        Ok(ContactScore {
+            workspace_id: WorkspaceId::from_uuid(self.workspace_id),
+            contact_id: ContactId::from_uuid(self.contact_id),
+            total: u8::try_from(self.total).map_err(|e| corrupt("contact_scores.total", e))?,
+            tier: parse_text(&self.tier)?,
+            breakdown: serde_json::from_value(self.breakdown)
+                .map_err(|e| corrupt("contact_scores.breakdown", e))?,
+            model_version: self.model_version,
+            computed_at: self.computed_at,
+            manual_override: self
+                .manual_override
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("contact_scores.manual_override", e))?,
+        })
+    }
+}
+
+/// A row of an upsert's answer: the effective tier before and after.
+#[derive(Debug, sqlx::FromRow)]
+struct WrittenRow {
+    contact_id: Uuid,
+    previous: Option<String>,
+    current: String,
+}
+
+impl WrittenRow {
+    fn into_written(self) -> Result<ScoreWritten, StoreError> {
+        Ok(ScoreWritten {
+            contact_id: ContactId::from_uuid(self.contact_id),
+            previous: self.previous.as_deref().map(parse_text).transpose()?,
+            current: parse_text(&self.current)?,
+        })
+    }
+}
+
+fn model_from(definition: Value) -> Result<ScoringModel, StoreError> {
+    serde_json::from_value(definition).map_err(|e| corrupt("scoring_models.definition", e))
+}
+
+/// The rules every batch keeps, checked before anything is written.
+fn validate_batch(ws: WorkspaceId, scores: &[ContactScore]) -> Result<(), StoreError> {
+    validate_limit(u32::try_from(scores.len()).unwrap_or(u32::MAX))?;
+    let mut seen = HashSet::with_capacity(scores.len());
+    for s in scores {
+        s.validate()?;
+        if s.workspace_id != ws {
+            return Err(ValidationError::new(
+                "score.workspace_id",
+                "must be the batch's workspace",
+            )
+            .into());
+        }
+        if !seen.insert(s.contact_id) {
+            return Err(
+                ValidationError::new("score.contact_id", "appears twice in the batch").into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+// One statement for the whole batch: the rows arrive as parallel arrays (UNNEST), the
+// old effective tiers are read from the statement's snapshot (a locking read would not
+// see rows this statement updates), and an existing manual override is kept because
+// the update never touches it. Two writers racing on one contact may both report the
+// same previous tier, so both may emit a tier event (a known, documented limit).
+const UPSERT_SCORES: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($2::uuid[], $3::smallint[], $4::text[], $5::jsonb[], $6::bigint[],
+                         $7::timestamptz[])
+        WITH ORDINALITY AS t(contact_id, total, tier, breakdown, model_version, computed_at, ord)
+), old AS (
+    SELECT s.contact_id, s.effective_tier
+    FROM contact_scores s JOIN input i ON s.contact_id = i.contact_id
+    WHERE s.workspace_id = $1
+), up AS (
+    INSERT INTO contact_scores (workspace_id, contact_id, total, tier, breakdown,
+        model_version, computed_at)
+    SELECT $1, contact_id, total, tier, breakdown, model_version, computed_at FROM input
+    ON CONFLICT (workspace_id, contact_id) DO UPDATE SET
+        total = EXCLUDED.total,
+        tier = EXCLUDED.tier,
+        breakdown = EXCLUDED.breakdown,
+        model_version = EXCLUDED.model_version,
+        computed_at = EXCLUDED.computed_at
+    RETURNING contact_id, effective_tier
+)
+SELECT up.contact_id, old.effective_tier AS previous, up.effective_tier AS current
+FROM up JOIN input i ON i.contact_id = up.contact_id
+LEFT JOIN old ON old.contact_id = up.contact_id
+ORDER BY i.ord";
+
+#[async_trait]
+impl ScoringStore for PostgresStore {
+    async fn save_scoring_model(&self, model: &ScoringModel) -> Result<ScoringModel, StoreError> {
+        model.validate()?;
+        let definition = serde_json::to_value(model).map_err(backend)?;
+        // Compare-and-set in one statement: the insert happens only when the version is
+        // the current one + 1; a concurrent save of the same version loses on the key.
+        let saved = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO scoring_models (workspace_id, version, definition, created_at)
+             SELECT $1, $2, $3, $4
+             WHERE $2 = coalesce((SELECT max(version) FROM scoring_models
+                                  WHERE workspace_id = $1), 0) + 1
+             ON CONFLICT (workspace_id, version) DO NOTHING
+             RETURNING version",
+        )
+        .bind(model.workspace_id.as_uuid())
+        .bind(model.version)
+        .bind(definition)
+        .bind(model.created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(MODEL))?;
+        if saved.is_some() {
+            return Ok(model.clone());
+        }
+        let actual = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT max(version) FROM scoring_models WHERE workspace_id = $1",
+        )
+        .bind(model.workspace_id.as_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db(MODEL))?
+        .unwrap_or(0);
+        Err(StoreError::VersionConflict {
+            entity: MODEL,
+            id: model.workspace_id.to_string(),
+            expected: model.version - 1,
+            actual,
+        })
+    }
+
+    async fn current_scoring_model(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<Option<ScoringModel>, StoreError> {
+        sqlx::query_scalar::<_, Value>(
+            "SELECT definition FROM scoring_models WHERE workspace_id = $1
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workspace_id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(MODEL))?
+        .map(model_from)
+        .transpose()
+    }
+
+    async fn get_scoring_model(
+        &self,
+        workspace_id: WorkspaceId,
+        version: i64,
+    ) -> Result<ScoringModel, StoreError> {
+        sqlx::query_scalar::<_, Value>(
+            "SELECT definition FROM scoring_models WHERE workspace_id = $1 AND version = $2",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(MODEL))?
+        .map(model_from)
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found(MODEL, version))
+    }
+
+    async fn upsert_contact_scores(
+        &self,
+        workspace_id: WorkspaceId,
+        scores: &[ContactScore],
+    ) -> Result<Vec<ScoreWritten>, StoreError> {
+        validate_batch(workspace_id, scores)?;
+        let n = scores.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut totals = Vec::with_capacity(n);
+        let mut tiers = Vec::with_capacity(n);
+        let mut breakdowns = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        for s in scores {
+            ids.push(s.contact_id.as_uuid());
+            totals.push(i16::from(s.total));
+            tiers.push(s.tier.as_str());
+            breakdowns.push(serde_json::to_value(&s.breakdown).map_err(backend)?);
+            versions.push(s.model_version);
+            times.push(s.computed_at);
+        }
+        let refs = [Ref::new("contact_scores_contact_fk", "contact", None)];
+        sqlx::query_as::<_, WrittenRow>(UPSERT_SCORES)
+            .bind(workspace_id.as_uuid())
+            .bind(ids)
+            .bind(totals)
+            .bind(tiers)
+            .bind(breakdowns)
+            .bind(versions)
+            .bind(times)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_refs(SCORE, &refs))?
+            .into_iter()
+            .map(WrittenRow::into_written)
+            .collect()
+    }
+
+    async fn get_contact_score(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+    ) -> Result<Option<ContactScore>, StoreError> {
+        sqlx::query_as::<_, ScoreRow>(
+            "SELECT workspace_id, contact_id, total, tier, breakdown, model_version,
+                    computed_at, manual_override
+             FROM contact_scores WHERE workspace_id = $1 AND contact_id = $2",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(contact_id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(SCORE))?
+        .map(ScoreRow::into_score)
+        .transpose()
+    }
+
+    async fn set_score_override(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+        manual_override: Option<&ScoreOverride>,
+    ) -> Result<ScoreWritten, StoreError> {
+        if let Some(m) = manual_override {
+            m.validate()?;
+        }
+        let value = manual_override
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(backend)?;
+        // The old effective tier comes from the statement's snapshot.
+        sqlx::query_as::<_, WrittenRow>(
+            "WITH old AS (
+                 SELECT contact_id, effective_tier FROM contact_scores
+                 WHERE workspace_id = $1 AND contact_id = $2
+             ), up AS (
+                 UPDATE contact_scores s SET manual_override = $3
+                 FROM old WHERE s.workspace_id = $1 AND s.contact_id = old.contact_id
+                 RETURNING s.contact_id, s.effective_tier
+             )
+             SELECT up.contact_id, old.effective_tier AS previous, up.effective_tier AS current
+             FROM up JOIN old ON old.contact_id = up.contact_id",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(contact_id.as_uuid())
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(SCORE))?
+        .ok_or_else(|| StoreError::not_found(SCORE, contact_id))?
+        .into_written()
+    }
+
+    async fn list_scores_by_tier(
+        &self,
+        workspace_id: WorkspaceId,
+        tier: Tier,
+        page: Page<ContactId>,
+    ) -> Result<Vec<ContactScore>, StoreError> {
+        page.validate()?;
+        sqlx::query_as::<_, ScoreRow>(
+            "SELECT workspace_id, contact_id, total, tier, breakdown, model_version,
+                    computed_at, manual_override
+             FROM contact_scores
+             WHERE workspace_id = $1 AND effective_tier = $2
+               AND ($3::uuid IS NULL OR contact_id > $3)
+             ORDER BY contact_id LIMIT $4",
+        )
+        .bind(workspace_id.as_uuid())
+        .bind(tier.as_str())
+        .bind(page.after.map(|id| id.as_uuid()))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(SCORE))?
+        .into_iter()
+        .map(ScoreRow::into_score)
+        .collect()
+    }
+
+    async fn list_scoring_inputs(
+        &self,
+        workspace_id: WorkspaceId,
+        since: DateTime<Utc>,
+        page: Page<ContactId>,
+    ) -> Result<Vec<ScoringInput>, StoreError> {
+        page.validate()?;
+        inputs::load(
+            &self.pool,
+            workspace_id,
+            since,
+            page.after,
+            None,
+            page.limit,
+        )
+        .await
+    }
+
+    async fn scoring_inputs_for(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_ids: &[ContactId],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ScoringInput>, StoreError> {
+        let n = u32::try_from(contact_ids.len()).unwrap_or(u32::MAX);
+        validate_limit(n.max(1))?;
+        if contact_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = contact_ids.iter().map(|c| c.as_uuid()).collect();
+        inputs::load(&self.pool, workspace_id, since, None, Some(ids), n).await
+    }
+}
