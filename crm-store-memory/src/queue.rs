@@ -146,6 +146,30 @@ fn append_event(t: &mut Tables, event: &NewEvent) -> Result<Inserted<Event>, Sto
     }
 }
 
+/// Appends a batch all or none: every event is checked (against the log and against
+/// the batch's earlier events) before the first is stored.
+fn append_events(t: &mut Tables, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
+    let mut new_keys: HashSet<(WorkspaceId, &str)> = HashSet::new();
+    let mut new_ids: HashSet<(WorkspaceId, EventId)> = HashSet::new();
+    for event in events {
+        if let Append::New = check_append(t, event)? {
+            let ws = event.workspace_id;
+            if new_keys.insert((ws, event.idempotency_key.as_str()))
+                && !new_ids.insert((ws, event.id))
+            {
+                return Err(StoreError::conflict(
+                    EventId::ENTITY,
+                    format!(
+                        "id {} is used twice in the batch with different keys",
+                        event.id
+                    ),
+                ));
+            }
+        }
+    }
+    events.iter().map(|event| append_event(t, event)).collect()
+}
+
 /// The rules of [`JobStore::enqueue_job`] that need no stored row.
 fn validate_job(job: &Job) -> Result<(), StoreError> {
     job.validate()?;
@@ -317,6 +341,10 @@ fn reap_jobs(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
 impl EventStore for MemoryStore {
     async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError> {
         self.with(|t| append_event(t, event))
+    }
+
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
+        self.with(|t| append_events(t, events))
     }
 
     async fn append_event_with_jobs(

@@ -1,5 +1,7 @@
 //! The event log and the durable job queue.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
@@ -28,6 +30,22 @@ const APPEND_EVENT: &str = "
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
     RETURNING *";
+
+/// A batch of events in one statement; rows whose key already exists (or repeats an
+/// earlier row of the batch) are skipped.
+const APPEND_EVENTS: &str = "
+    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+        occurred_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[],
+        $6::text[], $7::timestamptz[])
+    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+    RETURNING *";
+
+/// The stored events of (workspace, key) pairs.
+const EVENTS_BY_KEY: &str = "
+    SELECT e.* FROM events e
+    JOIN unnest($1::uuid[], $2::text[]) AS k(workspace_id, idempotency_key)
+      ON e.workspace_id = k.workspace_id AND e.idempotency_key = k.idempotency_key";
 
 const JOB_EXISTS: &str = "SELECT 1::bigint FROM jobs WHERE workspace_id = $1 AND id = $2";
 
@@ -195,6 +213,97 @@ impl EventStore for PostgresStore {
             value: appended.value.into_entity()?,
             created: appended.created,
         })
+    }
+
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        for event in events {
+            event.validate()?;
+        }
+        let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
+        sqlx::query(LOCK_EVENT_LOG)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(EVENT))?;
+        let created = sqlx::query_as::<_, EventRow>(APPEND_EVENTS)
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.workspace_id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.id.as_uuid()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.subject.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.idempotency_key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(EVENT))?;
+        let mut stored: HashMap<(WorkspaceId, String), Event> = HashMap::new();
+        // Keys this statement created; each answers `created: true` once, at its first
+        // occurrence in the batch.
+        let mut fresh: HashSet<(WorkspaceId, String)> = HashSet::new();
+        for row in created {
+            let event = row.into_entity()?;
+            let key = (event.workspace_id, event.idempotency_key.clone());
+            fresh.insert(key.clone());
+            stored.insert(key, event);
+        }
+        let missing: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| !stored.contains_key(&(e.workspace_id, e.idempotency_key.clone())))
+            .collect();
+        if !missing.is_empty() {
+            let rows = sqlx::query_as::<_, EventRow>(EVENTS_BY_KEY)
+                .bind(
+                    missing
+                        .iter()
+                        .map(|e| e.workspace_id.as_uuid())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    missing
+                        .iter()
+                        .map(|e| e.idempotency_key.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(EVENT))?;
+            for row in rows {
+                let event = row.into_entity()?;
+                stored.insert((event.workspace_id, event.idempotency_key.clone()), event);
+            }
+        }
+        tx.commit().await.map_err(db(EVENT))?;
+        events
+            .iter()
+            .map(|e| {
+                let key = (e.workspace_id, e.idempotency_key.clone());
+                let value = stored
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| invalid("events", "an appended event could not be read back"))?;
+                Ok(Inserted {
+                    created: fresh.remove(&key),
+                    value,
+                })
+            })
+            .collect()
     }
 
     async fn append_event_with_jobs(

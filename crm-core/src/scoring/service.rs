@@ -267,13 +267,22 @@ impl Scorer {
             scored: written.len() as u64,
             ..RescoreReport::default()
         };
+        // The page's tier events go to the log in one append.
+        let mut events = Vec::new();
         for (w, score) in written.iter().zip(&scores) {
-            let (changed, qualified) = self
-                .emit(model.workspace_id, w, score.total, model.version, trigger)
-                .await?;
-            report.tier_changes += u64::from(changed);
+            let Some((tier_events, qualified)) =
+                self.tier_events(model.workspace_id, w, score.total, model.version, trigger)?
+            else {
+                continue;
+            };
+            report.tier_changes += 1;
             report.qualified += u64::from(qualified);
+            events.extend(tier_events);
         }
+        self.store
+            .append_events(&events)
+            .await
+            .map_err(store("append tier events"))?;
         Ok(report)
     }
 
@@ -287,8 +296,30 @@ impl Scorer {
         model_version: i64,
         trigger: &str,
     ) -> Result<(bool, bool), ScoringError> {
-        let Some(change) = TierChange::detect(written.previous, written.current) else {
+        let Some((events, qualified)) =
+            self.tier_events(workspace_id, written, total, model_version, trigger)?
+        else {
             return Ok((false, false));
+        };
+        self.store
+            .append_events(&events)
+            .await
+            .map_err(store("append tier events"))?;
+        Ok((true, qualified))
+    }
+
+    /// The events of a tier change: `contact.scored`, then `lead.qualified` when the
+    /// lead qualifies (the flag says so); `None` when the tier stayed.
+    fn tier_events(
+        &self,
+        workspace_id: WorkspaceId,
+        written: &ScoreWritten,
+        total: u8,
+        model_version: i64,
+        trigger: &str,
+    ) -> Result<Option<(Vec<NewEvent>, bool)>, ScoringError> {
+        let Some(change) = TierChange::detect(written.previous, written.current) else {
+            return Ok(None);
         };
         let now = self.clock.now();
         let contact = written.contact_id;
@@ -299,34 +330,26 @@ impl Scorer {
             "total": total,
             "model_version": model_version,
         });
-        let scored = NewEvent::new(
+        let qualified = change.qualifies();
+        let mut events = vec![NewEvent::new(
             workspace_id,
             CONTACT_SCORED,
             contact.to_string(),
             payload.clone(),
             format!("{CONTACT_SCORED}:{contact}:{trigger}"),
             now,
-        )?;
-        self.store
-            .append_event(&scored)
-            .await
-            .map_err(store("append contact.scored"))?;
-        let qualified = change.qualifies();
+        )?];
         if qualified {
-            let event = NewEvent::new(
+            events.push(NewEvent::new(
                 workspace_id,
                 LEAD_QUALIFIED,
                 contact.to_string(),
                 payload,
                 format!("{LEAD_QUALIFIED}:{contact}:{trigger}"),
                 now,
-            )?;
-            self.store
-                .append_event(&event)
-                .await
-                .map_err(store("append lead.qualified"))?;
+            )?);
         }
-        Ok((true, qualified))
+        Ok(Some((events, qualified)))
     }
 
     /// Sets a manual override of a scored contact's total. The reason is required;

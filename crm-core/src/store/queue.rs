@@ -22,6 +22,19 @@ pub trait EventStore: Send + Sync + Debug {
     /// concurrent appends. A reused id with a different key is `Conflict`.
     async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError>;
 
+    /// [`append_event`](Self::append_event) for many events, all or none: one answer
+    /// per event, in order. Within the batch, as across calls, a repeated idempotency
+    /// key creates the event once (its first occurrence) and answers the others with
+    /// it, `created: false`. A backend should append in one round trip (the default
+    /// appends one by one and so is not all-or-none; override it where the backend can).
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
+        let mut appended = Vec::with_capacity(events.len());
+        for event in events {
+            appended.push(self.append_event(event).await?);
+        }
+        Ok(appended)
+    }
+
     /// Appends an event and enqueues the jobs it triggers, atomically: when the event is
     /// created, every job is enqueued with it (each idempotent on its key, as by
     /// [`JobStore::enqueue_job`]); when the event already existed (same idempotency key),

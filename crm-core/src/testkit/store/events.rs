@@ -194,3 +194,68 @@ pub async fn event_tenant_isolation_and_scope_all(store: &DynStore) {
         "Scope::All lists every workspace's events in position order"
     );
 }
+
+/// append_events: one answer per event in order; a key already in the log or repeated
+/// within the batch is answered with the stored event and `created: false`; positions
+/// follow the batch order; a refused batch stores none of its events.
+pub async fn event_append_batch_in_order_and_all_or_none(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let before = append(store, ws).await;
+    let first = new_event(ws, &unique("batch"));
+    let second = new_event(ws, &unique("batch"));
+    let again = new_event(ws, &before.idempotency_key);
+    let repeat = new_event(ws, &first.idempotency_key);
+    let batch = [first.clone(), again, second.clone(), repeat];
+    let answers = ok(store.append_events(&batch).await, "append_events");
+    let created: Vec<bool> = answers.iter().map(|a| a.created).collect();
+    assert_eq!(
+        created,
+        [true, false, true, false],
+        "created once per new key, at its first occurrence"
+    );
+    assert_eq!(
+        answers[0].value,
+        Event::from_new(first, answers[0].value.position)
+    );
+    assert_eq!(
+        answers[1].value, before,
+        "an existing key answers the stored event"
+    );
+    assert_eq!(
+        answers[2].value,
+        Event::from_new(second, answers[2].value.position)
+    );
+    assert_eq!(
+        answers[3].value, answers[0].value,
+        "a key repeated in the batch answers its first occurrence"
+    );
+    assert!(
+        before.position < answers[0].value.position
+            && answers[0].value.position < answers[2].value.position,
+        "positions follow the batch order"
+    );
+    let retried = ok(store.append_events(&batch).await, "append_events again");
+    assert!(
+        retried.iter().all(|a| !a.created),
+        "a retried batch creates nothing"
+    );
+    assert!(
+        ok(store.append_events(&[]).await, "empty batch").is_empty(),
+        "an empty batch answers nothing"
+    );
+
+    // An id reused with another key refuses the whole batch.
+    let fresh = new_event(ws, &unique("batch"));
+    let mut clash = new_event(ws, &unique("batch"));
+    clash.id = before.id;
+    expect_err(
+        store.append_events(&[fresh.clone(), clash]).await,
+        Kind::Conflict,
+        "append_events with a reused id",
+    );
+    expect_err(
+        store.get_event(ws, fresh.id).await,
+        Kind::NotFound,
+        "nothing of a refused batch is stored",
+    );
+}

@@ -205,6 +205,7 @@ macro_rules! __store_cases {
             job_claim_and_reap_across_all_workspaces
             job_tenant_isolation
             // events
+            event_append_batch_in_order_and_all_or_none
             event_append_round_trip
             event_append_is_idempotent
             event_tenant_isolation_and_scope_all
