@@ -52,6 +52,7 @@ mod coordination;
 mod crm;
 mod error;
 mod intake;
+mod intake_batch;
 mod outbox;
 mod queue;
 mod rows;

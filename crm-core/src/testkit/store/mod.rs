@@ -23,6 +23,7 @@ mod deals;
 mod event_jobs;
 mod events;
 mod intake;
+mod intake_batch;
 mod job_lifecycle;
 mod jobs;
 mod outbox;
@@ -42,6 +43,7 @@ pub use deals::*;
 pub use event_jobs::*;
 pub use events::*;
 pub use intake::*;
+pub use intake_batch::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
 pub use outbox::*;
@@ -157,6 +159,9 @@ macro_rules! __store_cases {
             intake_fingerprint_dedup
             intake_update_and_list
             intake_tenant_isolation
+            intake_batch_dedups_by_fingerprint
+            intake_batch_is_all_or_nothing
+            field_provenance_round_trip_and_isolation
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation
