@@ -8,3 +8,4 @@ crm_core::dispatch_conformance_tests!(fresh_store);
 crm_core::approval_conformance_tests!(fresh_store);
 crm_core::runner_conformance_tests!(fresh_store);
 crm_core::jobs_conformance_tests!(fresh_store);
+crm_core::intake_conformance_tests!(fresh_store);

@@ -6,5 +6,6 @@
 
 pub mod approvals;
 pub mod dispatch;
+pub mod intake;
 pub mod jobs;
 pub mod runner;
