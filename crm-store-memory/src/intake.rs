@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashSet};
 
-use crm_core::ids::{ContactId, IntakeRecordId, WorkspaceId};
-use crm_core::model::{FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
+use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeStore, Page};
 use crm_core::{StoreError, ValidationError};
 
@@ -227,6 +227,21 @@ impl IntakeStore for MemoryStore {
                 .take_while(|((ws, c, _), _)| *ws == workspace_id && *c == contact_id)
                 .map(|(_, row)| row.clone())
                 .collect())
+        })
+    }
+
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError> {
+        self.with(|t| {
+            cloned(
+                t.crm
+                    .contacts
+                    .page(workspace_id, &page, |c| c.account_id == Some(account_id)),
+            )
         })
     }
 }

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use crm_core::StoreError;
-use crm_core::ids::{ContactId, IntakeRecordId, WorkspaceId};
-use crm_core::model::{FieldProvenance, IntakeRecord, IntakeStatus};
+use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeStore, Page};
 
 use crate::PostgresStore;
@@ -204,5 +204,14 @@ impl IntakeStore for PostgresStore {
         contact_id: ContactId,
     ) -> Result<Vec<FieldProvenance>, StoreError> {
         crate::intake_batch::list_provenance(&self.pool, workspace_id, contact_id).await
+    }
+
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError> {
+        crate::intake_batch::list_account_contacts(&self.pool, workspace_id, account_id, page).await
     }
 }

@@ -4,13 +4,15 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
-use crm_core::ids::{ContactId, IntakeRecordId, WorkspaceId};
-use crm_core::model::{FieldProvenance, IntakeRecord, IntakeStatus};
+use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::{Ref, db, db_refs, invalid, parse_text, require_version_one};
-use crate::rows::{IntakeRow, IntoEntity};
+use crm_core::store::Page;
+
+use crate::rows::{ContactRow, IntakeRow, IntoEntity, entities};
 
 const INTAKE: &str = "intake_record";
 const PROVENANCE: &str = "contact_field_provenance";
@@ -299,4 +301,28 @@ pub(crate) async fn list_provenance(
             })
         })
         .collect()
+}
+
+/// See [`IntakeStore::list_account_contacts`](crm_core::store::IntakeStore); served by
+/// the partial index `contacts_account_idx`.
+pub(crate) async fn list_account_contacts(
+    pool: &PgPool,
+    workspace_id: WorkspaceId,
+    account_id: AccountId,
+    page: Page<ContactId>,
+) -> Result<Vec<Contact>, StoreError> {
+    page.validate()?;
+    let rows = sqlx::query_as::<_, ContactRow>(
+        "SELECT * FROM contacts
+         WHERE workspace_id = $1 AND account_id = $2 AND ($3::uuid IS NULL OR id > $3)
+         ORDER BY id LIMIT $4",
+    )
+    .bind(workspace_id.as_uuid())
+    .bind(account_id.as_uuid())
+    .bind(page.after.map(|id| id.as_uuid()))
+    .bind(i64::from(page.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db("contact"))?;
+    entities(rows)
 }

@@ -19,8 +19,14 @@ use crate::intake::prepare::prepare;
 use crate::intake::resolve::{IdentityMatch, MatchRules, resolve_identity};
 use crate::intake::source::{RawRow, payload_row};
 use crate::jobs::{JobContext, JobError, JobHandler};
-use crate::model::{Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent};
-use crate::store::DynStore;
+use crate::model::{
+    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent,
+};
+use crate::store::{DynStore, Page};
+
+/// At most this many contacts of an account are compared by fuzzy rules; bounds the
+/// work per row in very large accounts.
+pub const MAX_CANDIDATES: u32 = 1000;
 
 /// The job kind that processes a batch of pending intake rows.
 pub const PROCESS_JOB: &str = "intake.process";
@@ -264,11 +270,14 @@ impl IntakeService {
             }
             None => None,
         };
+        let candidates = self
+            .candidates(workspace_id, by_email.is_none(), account.as_ref())
+            .await?;
         let matched = resolve_identity(
             &normalized,
             by_email.as_ref(),
             account.as_ref(),
-            &[],
+            &candidates,
             &self.rules,
         );
         let account_id = account.map(|a| a.id);
@@ -317,6 +326,27 @@ impl IntakeService {
         done.updated_at = now;
         self.store.update_intake(&done).await?;
         Ok(outcome)
+    }
+
+    /// Fuzzy-match candidates: the first [`MAX_CANDIDATES`] contacts of the account the
+    /// row's domain named (none when the email already matched or no account did).
+    async fn candidates(
+        &self,
+        workspace_id: WorkspaceId,
+        needed: bool,
+        account: Option<&Account>,
+    ) -> Result<Vec<(Contact, Option<String>)>, IntakeError> {
+        let (true, Some(account), false) = (needed, account, self.rules.fuzzy.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let contacts = self
+            .store
+            .list_account_contacts(workspace_id, account.id, Page::first(MAX_CANDIDATES))
+            .await?;
+        Ok(contacts
+            .into_iter()
+            .map(|c| (c, Some(account.name.clone())))
+            .collect())
     }
 
     /// Creates the contact of a row, with the row's id as the contact id; if a previous

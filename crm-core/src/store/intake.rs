@@ -5,8 +5,8 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
-use crate::model::{FieldProvenance, IntakeRecord, IntakeStatus};
+use crate::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crate::store::Page;
 
 /// Raw rows waiting to become contacts.
@@ -77,4 +77,15 @@ pub trait IntakeStore: Send + Sync + Debug {
         workspace_id: WorkspaceId,
         contact_id: ContactId,
     ) -> Result<Vec<FieldProvenance>, StoreError>;
+
+    /// Contacts of one account, ascending by id: the candidates fuzzy identity rules
+    /// compare an intake row against once its domain named the account. Empty for an
+    /// unknown account. (Kept on this trait so the intake change stays additive; it
+    /// reads contacts only.)
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError>;
 }

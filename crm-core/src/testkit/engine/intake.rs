@@ -34,6 +34,7 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; processing_creates_then_merges_with_provenance);
             $crate::__intake_case!($make; process_job_is_idempotent);
             $crate::__intake_case!($make; payload_import_matches_account_by_domain);
+            $crate::__intake_case!($make; fuzzy_rule_merges_a_similar_name_in_the_account);
         }
     };
 }
@@ -363,4 +364,62 @@ pub async fn payload_import_matches_account_by_domain(store: Arc<DynStore>) {
             .await,
     );
     assert_eq!(bad.invalid, 1, "a non-object payload is kept as invalid");
+}
+
+/// A row without a known email whose domain names an account merges into the
+/// account's contact with a near-identical name (default fuzzy rule), filling the
+/// email; a clearly different name in the same account becomes a new contact.
+pub async fn fuzzy_rule_merges_a_similar_name_in_the_account(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let domain = format!("{}.io", unique("acme"));
+    let account = ok(
+        store.insert_account(&new_account(ws, &domain)).await,
+        "insert_account",
+    );
+    let mut jon = crate::testkit::store::fixtures::new_contact(ws, "x@example.com");
+    jon.email = None;
+    jon.phone = Some(crate::address::PhoneNumber::parse("+4930901820").expect("phone"));
+    jon.first_name = "Jonathan".into();
+    jon.last_name = "Smith".into();
+    jon.account_id = Some(account.id);
+    let jon = ok(store.insert_contact(&jon).await, "insert_contact");
+    let svc = service(&store);
+    let manifest = Manifest::standard();
+    let csv = format!("email,name\njon@{domain},Jonathon Smith\ngrace@{domain},Grace Hopper\n");
+    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
+    ok_intake(
+        svc.import(ws, IntakeSource::Csv, "leads.csv", &manifest, rows)
+            .await,
+    );
+    let pending = ok(
+        store
+            .list_intake(ws, Some(IntakeStatus::Pending), Page::first(10))
+            .await,
+        "list",
+    );
+    assert_eq!(pending.len(), 2);
+    let outcome = ok_intake(svc.process(ws, pending[0].id, &manifest).await);
+    let ProcessOutcome::Merged {
+        contact_id,
+        preview,
+    } = outcome
+    else {
+        panic!("a near-identical name in the domain's account merges, got {outcome:?}");
+    };
+    assert_eq!(contact_id, jon.id);
+    assert!(
+        preview.changes.iter().any(|c| c.field == "email"),
+        "the email is filled"
+    );
+    let outcome = ok_intake(svc.process(ws, pending[1].id, &manifest).await);
+    assert!(
+        matches!(outcome, ProcessOutcome::Created { .. }),
+        "another name in the account is another person, got {outcome:?}"
+    );
+    let merged = ok(store.get_contact(ws, jon.id).await, "get_contact");
+    assert_eq!(
+        merged.first_name, "Jonathan",
+        "fuzzy merges never overwrite"
+    );
+    assert!(merged.email.is_some());
 }

@@ -8,7 +8,10 @@ use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::{FieldProvenance, IntakeSource, IntakeStatus, RowError};
 use crate::store::Page;
 
-use super::fixtures::{at, contact, expect_err, fingerprint, new_intake, ok, unique};
+use super::fixtures::{
+    at, contact, expect_err, fingerprint, new_account, new_contact, new_intake, ok, unique,
+    unique_domain, unique_email,
+};
 
 fn reason() -> RowError {
     RowError {
@@ -245,5 +248,53 @@ pub async fn field_provenance_round_trip_and_isolation(store: &DynStore) {
         ok(store.list_field_provenance(ws, c.id).await, "list").len(),
         2,
         "refused writes change nothing"
+    );
+}
+
+/// list_account_contacts returns the account's contacts only, ascending by id and
+/// paged; another workspace (or an unknown account) sees none.
+pub async fn account_contacts_are_scoped(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let account = ok(
+        store
+            .insert_account(&new_account(ws, &unique_domain()))
+            .await,
+        "insert_account",
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut c = new_contact(ws, &unique_email());
+        c.account_id = Some(account.id);
+        ids.push(ok(store.insert_contact(&c).await, "insert_contact").id);
+    }
+    contact(store, ws).await; // not in the account
+    ids.sort();
+    let first = ok(
+        store
+            .list_account_contacts(ws, account.id, Page::first(2))
+            .await,
+        "list_account_contacts",
+    );
+    assert_eq!(
+        first.iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[..2].to_vec(),
+        "ascending by id, limited"
+    );
+    let rest = ok(
+        store
+            .list_account_contacts(ws, account.id, Page::after(ids[1], 10))
+            .await,
+        "list_account_contacts, next page",
+    );
+    assert_eq!(rest.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert!(
+        ok(
+            store
+                .list_account_contacts(WorkspaceId::new(), account.id, Page::first(10))
+                .await,
+            "list elsewhere",
+        )
+        .is_empty(),
+        "another workspace sees none"
     );
 }

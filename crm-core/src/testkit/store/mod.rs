@@ -162,6 +162,7 @@ macro_rules! __store_cases {
             intake_batch_dedups_by_fingerprint
             intake_batch_is_all_or_nothing
             field_provenance_round_trip_and_isolation
+            account_contacts_are_scoped
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation
