@@ -54,6 +54,10 @@ pub trait IntakeStore: Send + Sync + Debug {
     /// (`Invalid` / `Conflict`) and stores nothing. At most 1000 rows (`Invalid`); an
     /// empty batch returns an empty list. Backends SHOULD write a batch in one round
     /// trip (PostgreSQL: one `INSERT ... SELECT FROM UNNEST(...)` statement).
+    /// Concurrent batches with shared fingerprints MUST leave one pending row per
+    /// fingerprint. A backend that cannot settle such a race after a few attempts
+    /// answers `Conflict` (the rows it settled stay stored; re-insert only the rows that
+    /// `get_intake` does not find); a deadlock between batches is `Unavailable`.
     async fn insert_intake_batch(
         &self,
         workspace_id: WorkspaceId,

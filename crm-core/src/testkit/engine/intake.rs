@@ -35,6 +35,7 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; process_job_is_idempotent);
             $crate::__intake_case!($make; payload_import_matches_account_by_domain);
             $crate::__intake_case!($make; fuzzy_rule_merges_a_similar_name_in_the_account);
+            $crate::__intake_case!($make; large_import_streams_in_batches);
         }
     };
 }
@@ -422,4 +423,77 @@ pub async fn fuzzy_rule_merges_a_similar_name_in_the_account(store: Arc<DynStore
         "fuzzy merges never overwrite"
     );
     assert!(merged.email.is_some());
+}
+
+/// Rows produced lazily, so the whole file never exists in memory.
+#[derive(Debug)]
+struct GeneratedCsv {
+    next: usize,
+    rows: usize,
+    pending: Vec<u8>,
+}
+
+impl std::io::Read for GeneratedCsv {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            if self.next == 0 {
+                self.pending.extend_from_slice(b"email,name\n");
+            } else if self.next <= self.rows {
+                // Every 10th row repeats the previous address: a duplicate.
+                let n = if self.next % 10 == 0 {
+                    self.next - 1
+                } else {
+                    self.next
+                };
+                self.pending
+                    .extend_from_slice(format!("user{n}@bulk.example,User {n}\n").as_bytes());
+            } else {
+                return Ok(0);
+            }
+            self.next += 1;
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+/// A 3,000-row import streamed from a reader is written in batches of at most 1,000
+/// rows (one processing job per batch) and counts every row exactly once.
+pub async fn large_import_streams_in_batches(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let svc = service(&store).with_batch_size(1000);
+    let input = GeneratedCsv {
+        next: 0,
+        rows: 3000,
+        pending: Vec::new(),
+    };
+    let rows = ok_intake(crate::intake::CsvRows::new(input));
+    let report = ok_intake(
+        svc.import(
+            ws,
+            IntakeSource::Csv,
+            "bulk.csv",
+            &Manifest::standard(),
+            rows,
+        )
+        .await,
+    );
+    assert_eq!(report.rows, 3000);
+    assert_eq!(
+        (report.pending, report.duplicates, report.invalid),
+        (2700, 300, 0)
+    );
+    assert_eq!(report.jobs, 3, "one job per batch of 1000");
+    let jobs = ok(
+        store.list_jobs(ws, None, Page::first(10)).await,
+        "list_jobs",
+    );
+    let ids_per_job: Vec<usize> = jobs
+        .iter()
+        .map(|j| j.payload["intake_ids"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(ids_per_job.iter().sum::<usize>(), 2700);
+    assert!(ids_per_job.iter().all(|n| *n <= 1000));
 }

@@ -9,7 +9,7 @@ use crate::model::{FieldProvenance, IntakeSource, IntakeStatus, RowError};
 use crate::store::Page;
 
 use super::fixtures::{
-    at, contact, expect_err, fingerprint, new_account, new_contact, new_intake, ok, unique,
+    at, contact, expect_err, fingerprint, new_account, new_contact, new_intake, ok, race, unique,
     unique_domain, unique_email,
 };
 
@@ -297,4 +297,45 @@ pub async fn account_contacts_are_scoped(store: &DynStore) {
         .is_empty(),
         "another workspace sees none"
     );
+}
+
+/// Concurrent batches sharing fingerprints leave exactly one pending row per
+/// fingerprint; every other row is a duplicate of it, and no row is lost.
+pub async fn concurrent_intake_batches_keep_one_pending(store: &DynStore) {
+    const BATCHES: usize = 8;
+    let ws = WorkspaceId::new();
+    let prints: Vec<_> = (0..5)
+        .map(|i| fingerprint(&unique(&format!("p{i}"))))
+        .collect();
+    let prints = &prints;
+    let stored = race(BATCHES, |_| async move {
+        let batch: Vec<_> = prints
+            .iter()
+            .map(|p| new_intake(ws, Some(p.clone())))
+            .collect();
+        ok(
+            store.insert_intake_batch(ws, &batch).await,
+            "insert_intake_batch",
+        )
+    })
+    .await;
+    let all: Vec<_> = stored.into_iter().flatten().collect();
+    assert_eq!(all.len(), BATCHES * prints.len(), "no row is lost");
+    for p in prints {
+        let same: Vec<_> = all
+            .iter()
+            .filter(|r| r.fingerprint.as_ref() == Some(p))
+            .collect();
+        let pending: Vec<_> = same
+            .iter()
+            .filter(|r| r.status == IntakeStatus::Pending)
+            .collect();
+        assert_eq!(pending.len(), 1, "one pending row per fingerprint");
+        let first = pending[0].id;
+        assert!(
+            same.iter()
+                .all(|r| r.id == first || r.duplicate_of == Some(first)),
+            "every other row is a duplicate of the pending one"
+        );
+    }
 }

@@ -163,6 +163,7 @@ macro_rules! __store_cases {
             intake_batch_is_all_or_nothing
             field_provenance_round_trip_and_isolation
             account_contacts_are_scoped
+            concurrent_intake_batches_keep_one_pending
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation
