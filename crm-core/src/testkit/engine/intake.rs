@@ -440,7 +440,7 @@ impl std::io::Read for GeneratedCsv {
                 self.pending.extend_from_slice(b"email,name\n");
             } else if self.next <= self.rows {
                 // Every 10th row repeats the previous address: a duplicate.
-                let n = if self.next % 10 == 0 {
+                let n = if self.next.is_multiple_of(10) {
                     self.next - 1
                 } else {
                     self.next
