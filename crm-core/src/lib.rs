@@ -9,6 +9,7 @@ pub mod enrichment;
 pub mod error;
 pub mod ids;
 pub mod inbound;
+pub mod intake;
 pub mod jobs;
 pub mod model;
 pub mod money;

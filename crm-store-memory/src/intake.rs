@@ -1,8 +1,10 @@
 //! The intake buffer.
 
 use async_trait::async_trait;
-use crm_core::ids::{IntakeRecordId, WorkspaceId};
-use crm_core::model::{Fingerprint, IntakeRecord, IntakeStatus};
+use std::collections::{BTreeMap, HashSet};
+
+use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeStore, Page};
 use crm_core::{StoreError, ValidationError};
 
@@ -16,6 +18,8 @@ pub(crate) struct IntakeTables {
     /// Fingerprint -> the one row with it that is neither a duplicate nor invalid
     /// (a partial unique index in SQL).
     primaries: Unique<Fingerprint, IntakeRecordId>,
+    /// (workspace, contact, field) -> where the field's value came from.
+    provenance: BTreeMap<(WorkspaceId, ContactId, String), FieldProvenance>,
 }
 
 impl IntakeTables {
@@ -37,6 +41,90 @@ fn primary_key(row: &IntakeRecord) -> Option<Fingerprint> {
         IntakeStatus::Pending | IntakeStatus::Processed => row.fingerprint.clone(),
         IntakeStatus::Duplicate | IntakeStatus::Invalid => None,
     }
+}
+
+/// The checks `insert_intake` makes before writing anything.
+fn check_new(t: &Tables, record: &IntakeRecord) -> Result<(), StoreError> {
+    record.validate()?;
+    require_first_version(record.version)?;
+    if !matches!(record.status, IntakeStatus::Pending | IntakeStatus::Invalid) {
+        return Err(
+            ValidationError::new("intake.status", "a new row must be pending or invalid").into(),
+        );
+    }
+    t.intake.records.ensure_vacant(record)?;
+    t.crm
+        .contacts
+        .ensure_ref(record.workspace_id, record.contact_id)
+}
+
+/// Largest batch `insert_intake_batch` accepts.
+const MAX_BATCH: usize = 1000;
+
+fn insert_intake_batch(
+    t: &mut Tables,
+    workspace_id: WorkspaceId,
+    records: &[IntakeRecord],
+) -> Result<Vec<IntakeRecord>, StoreError> {
+    if records.len() > MAX_BATCH {
+        return Err(ValidationError::new("intake.batch", "at most 1000 rows").into());
+    }
+    // Validate the whole batch first, so a bad row stores nothing (as one SQL statement).
+    let mut ids = HashSet::with_capacity(records.len());
+    for record in records {
+        if record.workspace_id != workspace_id {
+            return Err(ValidationError::new(
+                "intake.workspace_id",
+                "every row must belong to the batch's workspace",
+            )
+            .into());
+        }
+        check_new(t, record)?;
+        if record.contact_id.is_some() || record.duplicate_of.is_some() {
+            return Err(ValidationError::new(
+                "intake.contact_id",
+                "a batched row cannot carry a contact or duplicate link yet",
+            )
+            .into());
+        }
+        if !ids.insert(record.id) {
+            return Err(StoreError::conflict(
+                "intake_record",
+                "id repeated in the batch",
+            ));
+        }
+    }
+    records.iter().map(|r| insert_intake(t, r)).collect()
+}
+
+fn upsert_field_provenance(
+    t: &mut Tables,
+    workspace_id: WorkspaceId,
+    rows: &[FieldProvenance],
+) -> Result<(), StoreError> {
+    for row in rows {
+        row.validate()?;
+        if row.workspace_id != workspace_id {
+            return Err(ValidationError::new(
+                "provenance.workspace_id",
+                "every row must belong to the batch's workspace",
+            )
+            .into());
+        }
+        t.crm
+            .contacts
+            .ensure_ref(workspace_id, Some(row.contact_id))?;
+        t.intake
+            .records
+            .ensure_ref(workspace_id, Some(row.intake_id))?;
+    }
+    for row in rows {
+        t.intake.provenance.insert(
+            (workspace_id, row.contact_id, row.field.clone()),
+            row.clone(),
+        );
+    }
+    Ok(())
 }
 
 fn insert_intake(t: &mut Tables, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
@@ -108,6 +196,52 @@ impl IntakeStore for MemoryStore {
             cloned(t.intake.records.page(workspace_id, &page, |r| {
                 status.is_none_or(|s| r.status == s)
             }))
+        })
+    }
+
+    async fn insert_intake_batch(
+        &self,
+        workspace_id: WorkspaceId,
+        records: &[IntakeRecord],
+    ) -> Result<Vec<IntakeRecord>, StoreError> {
+        self.with(|t| insert_intake_batch(t, workspace_id, records))
+    }
+
+    async fn upsert_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        rows: &[FieldProvenance],
+    ) -> Result<(), StoreError> {
+        self.with(|t| upsert_field_provenance(t, workspace_id, rows))
+    }
+
+    async fn list_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+    ) -> Result<Vec<FieldProvenance>, StoreError> {
+        self.with(|t| {
+            Ok(t.intake
+                .provenance
+                .range((workspace_id, contact_id, String::new())..)
+                .take_while(|((ws, c, _), _)| *ws == workspace_id && *c == contact_id)
+                .map(|(_, row)| row.clone())
+                .collect())
+        })
+    }
+
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError> {
+        self.with(|t| {
+            cloned(
+                t.crm
+                    .contacts
+                    .page(workspace_id, &page, |c| c.account_id == Some(account_id)),
+            )
         })
     }
 }

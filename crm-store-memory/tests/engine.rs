@@ -10,3 +10,4 @@ crm_core::runner_conformance_tests!(fresh_store);
 crm_core::jobs_conformance_tests!(fresh_store);
 crm_core::enrichment_conformance_tests!(fresh_store);
 crm_core::scoring_conformance_tests!(fresh_store);
+crm_core::intake_conformance_tests!(fresh_store);

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use crm_core::StoreError;
-use crm_core::ids::{IntakeRecordId, WorkspaceId};
-use crm_core::model::{IntakeRecord, IntakeStatus};
+use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeStore, Page};
 
 use crate::PostgresStore;
@@ -180,5 +180,38 @@ impl IntakeStore for PostgresStore {
         .await
         .map_err(db(INTAKE))?;
         entities(rows)
+    }
+
+    async fn insert_intake_batch(
+        &self,
+        workspace_id: WorkspaceId,
+        records: &[IntakeRecord],
+    ) -> Result<Vec<IntakeRecord>, StoreError> {
+        crate::intake_batch::insert_batch(&self.pool, workspace_id, records).await
+    }
+
+    async fn upsert_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        rows: &[FieldProvenance],
+    ) -> Result<(), StoreError> {
+        crate::intake_batch::upsert_provenance(&self.pool, workspace_id, rows).await
+    }
+
+    async fn list_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+    ) -> Result<Vec<FieldProvenance>, StoreError> {
+        crate::intake_batch::list_provenance(&self.pool, workspace_id, contact_id).await
+    }
+
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError> {
+        crate::intake_batch::list_account_contacts(&self.pool, workspace_id, account_id, page).await
     }
 }

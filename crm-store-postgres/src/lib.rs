@@ -53,6 +53,7 @@ mod crm;
 mod enrichment;
 mod error;
 mod intake;
+mod intake_batch;
 mod outbox;
 mod queue;
 mod rows;

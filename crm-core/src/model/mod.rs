@@ -17,6 +17,7 @@ mod intake;
 mod job;
 mod lease;
 mod outbox;
+mod provenance;
 mod sequence;
 
 pub use activity::{Activity, ActivityKind};
@@ -31,6 +32,7 @@ pub use intake::{Fingerprint, IntakeRecord, IntakeSource, IntakeStatus, RowError
 pub use job::{Job, JobStatus};
 pub use lease::{Lease, LeaseGrant};
 pub use outbox::{OutboxMessage, OutboxStatus};
+pub use provenance::FieldProvenance;
 pub use sequence::{
     Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStep, StepDelay,
     Template,

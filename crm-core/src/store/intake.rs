@@ -5,8 +5,8 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::ids::{IntakeRecordId, WorkspaceId};
-use crate::model::{IntakeRecord, IntakeStatus};
+use crate::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crate::store::Page;
 
 /// Raw rows waiting to become contacts.
@@ -42,4 +42,54 @@ pub trait IntakeStore: Send + Sync + Debug {
         status: Option<IntakeStatus>,
         page: Page<IntakeRecordId>,
     ) -> Result<Vec<IntakeRecord>, StoreError>;
+
+    /// Stores a batch of rows of one workspace, with the rules of
+    /// [`insert_intake`](Self::insert_intake) applied row by row in slice order: the
+    /// first `Pending` row of a fingerprint (in the store or earlier in the batch) stays
+    /// `Pending`, later ones are stored `Duplicate` of it. Returns the rows as stored, in
+    /// input order, so the caller sees which were duplicates.
+    ///
+    /// Every row must belong to `workspace_id` (`Invalid`). The batch is validated
+    /// before anything is written; an invalid row or a reused id fails the whole batch
+    /// (`Invalid` / `Conflict`) and stores nothing. At most 1000 rows (`Invalid`); an
+    /// empty batch returns an empty list. Backends SHOULD write a batch in one round
+    /// trip (PostgreSQL: one `INSERT ... SELECT FROM UNNEST(...)` statement).
+    /// Concurrent batches with shared fingerprints MUST leave one pending row per
+    /// fingerprint. A backend that cannot settle such a race after a few attempts
+    /// answers `Conflict` (the rows it settled stay stored; re-insert only the rows that
+    /// `get_intake` does not find); a deadlock between batches is `Unavailable`.
+    async fn insert_intake_batch(
+        &self,
+        workspace_id: WorkspaceId,
+        records: &[IntakeRecord],
+    ) -> Result<Vec<IntakeRecord>, StoreError>;
+
+    /// Records where contact fields came from: one row per (workspace, contact, field),
+    /// replaced by a later write of the same field (upsert). Idempotent. Every row must
+    /// belong to `workspace_id` and be valid (`Invalid`); a contact or intake row that
+    /// does not exist in the workspace is `InvalidReference`. Atomic for the batch.
+    async fn upsert_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        rows: &[FieldProvenance],
+    ) -> Result<(), StoreError>;
+
+    /// The provenance rows of one contact, ascending by field name; empty for an
+    /// unknown contact.
+    async fn list_field_provenance(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+    ) -> Result<Vec<FieldProvenance>, StoreError>;
+
+    /// Contacts of one account, ascending by id: the candidates fuzzy identity rules
+    /// compare an intake row against once its domain named the account. Empty for an
+    /// unknown account. (Kept on this trait so the intake change stays additive; it
+    /// reads contacts only.)
+    async fn list_account_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        page: Page<ContactId>,
+    ) -> Result<Vec<Contact>, StoreError>;
 }

@@ -423,7 +423,10 @@ mod tests {
         a.rule = crate::anomaly::FAILURE_RATE.into();
         assert!(pauses_channel(&a, Channel::Email), "every send-health rule");
         a.rule = crate::anomaly::LOW_CONFIDENCE.into();
-        assert!(!pauses_channel(&a, Channel::Email), "not a send-health rule");
+        assert!(
+            !pauses_channel(&a, Channel::Email),
+            "not a send-health rule"
+        );
         a.rule = crate::anomaly::FAILURE_RATE.into();
         a.status = crate::model::AnomalyStatus::Resolved;
         assert!(!pauses_channel(&a, Channel::Email), "resolved");

@@ -25,6 +25,7 @@ mod enrichment;
 mod event_jobs;
 mod events;
 mod intake;
+mod intake_batch;
 mod job_lifecycle;
 mod jobs;
 mod outbox;
@@ -47,6 +48,7 @@ pub use enrichment::*;
 pub use event_jobs::*;
 pub use events::*;
 pub use intake::*;
+pub use intake_batch::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
 pub use outbox::*;
@@ -164,6 +166,11 @@ macro_rules! __store_cases {
             intake_fingerprint_dedup
             intake_update_and_list
             intake_tenant_isolation
+            intake_batch_dedups_by_fingerprint
+            intake_batch_is_all_or_nothing
+            field_provenance_round_trip_and_isolation
+            account_contacts_are_scoped
+            concurrent_intake_batches_keep_one_pending
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation

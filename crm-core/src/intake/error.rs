@@ -1,0 +1,53 @@
+//! Errors of intake imports and processing.
+
+use crate::error::{StoreError, ValidationError};
+
+/// Why an import or a processing step failed as a whole. Problems of single rows are
+/// not errors: they are kept on the row ([`RowError`](crate::model::RowError)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntakeError {
+    /// The CSV input could not be read at `line` (I/O or a broken header).
+    #[error("CSV input unreadable at line {line}")]
+    Csv {
+        /// 1-based line where reading stopped.
+        line: u64,
+        /// The reader's error.
+        #[source]
+        source: csv::Error,
+    },
+    /// The CSV input has no header line.
+    #[error("CSV input has no header line")]
+    EmptyHeader,
+    /// A value the caller passed is invalid (blank source name, batch size 0).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A concurrent import or job changed the rows this step depends on (for example
+    /// another row created a contact with the same email); running it again resolves.
+    #[error("intake {entity} changed concurrently; retry")]
+    Contended {
+        /// What changed.
+        entity: &'static str,
+    },
+    /// The store failed; retry when [`IntakeError::is_retryable`] says so.
+    #[error("intake store operation failed")]
+    Store(#[from] StoreError),
+}
+
+impl IntakeError {
+    pub(crate) fn csv(line: u64, source: csv::Error) -> Self {
+        Self::Csv { line, source }
+    }
+
+    /// Whether the same call may succeed later (an unavailable store). Input problems
+    /// are permanent.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Csv { source, .. } => source.is_io_error(),
+            Self::Contended { .. } => true,
+            Self::EmptyHeader | Self::Invalid(_) => false,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Intake: raw rows from CSV files, forms and webhooks become contacts.
+//!
+//! The flow, pure parts first:
+//! 1. [`source`] reads raw rows ([`CsvRows`] streams any `std::io::Read`;
+//!    [`payload_row`] takes a form or webhook JSON object).
+//! 2. [`prepare`] maps a raw row through a [`Manifest`], normalises it and computes its
+//!    [`Fingerprint`](crate::model::Fingerprint); a row that does not map or normalise
+//!    becomes an `Invalid` intake record with per-row errors (line, column, reason).
+//!    Nothing is dropped: the raw row is stored untouched either way.
+//! 3. [`service::IntakeService::import`] writes prepared rows in bounded batches with
+//!    [`IntakeStore::insert_intake_batch`](crate::store::IntakeStore::insert_intake_batch),
+//!    which records duplicates by fingerprint, and enqueues one `intake.process` job per
+//!    batch of pending rows.
+//! 4. The job ([`service::ProcessIntakeJob`]) resolves identity ([`resolve`]: exact
+//!    email, then domain to account, then fuzzy rules), builds a merge preview
+//!    ([`merge`]) with per-field provenance, writes the contact, its provenance and a
+//!    `contact.created` / `contact.merged` event keyed by the intake row, and marks the
+//!    row processed. Each step is idempotent, so a re-run job changes nothing twice.
+
+mod error;
+pub mod manifest;
+pub mod merge;
+pub mod normalize;
+pub mod prepare;
+pub mod resolve;
+pub mod service;
+pub mod source;
+
+pub use error::IntakeError;
+pub use manifest::{ColumnMapping, Field, Manifest, MappedRow, Transform};
+pub use merge::{FieldChange, MergePreview, preview_merge};
+pub use normalize::{NormalizeOptions, NormalizedRow, normalize};
+pub use prepare::{Prepared, prepare};
+pub use resolve::{FuzzyRule, IdentityMatch, MatchRules, resolve_identity};
+pub use service::{ImportReport, IntakeService, PROCESS_JOB, ProcessIntakeJob};
+pub use source::{CsvRows, RawRow, payload_row};

@@ -1,0 +1,454 @@
+//! The intake service: imports rows in bounded batches and processes pending rows into
+//! contacts, as jobs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::error::{StoreErrorKind, ValidationError};
+use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
+use crate::intake::IntakeError;
+use crate::intake::manifest::Manifest;
+use crate::intake::merge::{MergePreview, apply_merge, event_key, preview_merge};
+use crate::intake::normalize::{NormalizeOptions, NormalizedRow, normalize};
+use crate::intake::prepare::prepare;
+use crate::intake::resolve::{IdentityMatch, MatchRules, resolve_identity};
+use crate::intake::source::{RawRow, payload_row};
+use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::model::{
+    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent,
+};
+use crate::store::{DynStore, Page};
+
+/// At most this many contacts of an account are compared by fuzzy rules; bounds the
+/// work per row in very large accounts.
+pub const MAX_CANDIDATES: u32 = 1000;
+
+/// The job kind that processes a batch of pending intake rows.
+pub const PROCESS_JOB: &str = "intake.process";
+
+/// Counts of one import. `pending + duplicates + invalid == rows`: nothing is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportReport {
+    /// Rows read.
+    pub rows: u64,
+    /// Rows stored pending (new fingerprints, or rows without one).
+    pub pending: u64,
+    /// Rows stored as duplicates of an earlier fingerprint.
+    pub duplicates: u64,
+    /// Rows stored invalid, with their reasons.
+    pub invalid: u64,
+    /// Processing jobs enqueued (one per batch with pending rows).
+    pub jobs: u64,
+}
+
+/// What processing one intake row did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ProcessOutcome {
+    /// A new contact was created.
+    Created {
+        /// The contact.
+        contact_id: ContactId,
+    },
+    /// The row was merged into an existing contact.
+    Merged {
+        /// The contact.
+        contact_id: ContactId,
+        /// What the merge set, and the conflicts it left alone.
+        preview: MergePreview,
+    },
+    /// The row was not pending (already processed, a duplicate or invalid): nothing
+    /// done. This is what a re-run job sees.
+    Skipped {
+        /// The row's status.
+        status: IntakeStatus,
+    },
+    /// The row no longer maps or normalises under the job's manifest; it was marked
+    /// invalid with the reasons.
+    Invalid,
+}
+
+/// The payload of a [`PROCESS_JOB`] job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessPayload {
+    /// The rows to process.
+    pub intake_ids: Vec<IntakeRecordId>,
+    /// The manifest the rows were imported with (rows are stored raw).
+    pub manifest: Manifest,
+}
+
+/// Imports and processes intake rows against a store.
+///
+/// Configuration: [`NormalizeOptions`] (phone default region), [`MatchRules`] (fuzzy
+/// rules) and the batch size (rows per store write and per job, 1 to 1000; memory use
+/// of an import is bounded by one batch).
+#[derive(Debug, Clone)]
+pub struct IntakeService {
+    store: Arc<DynStore>,
+    clock: Arc<dyn Clock>,
+    options: NormalizeOptions,
+    rules: MatchRules,
+    batch_size: usize,
+}
+
+impl IntakeService {
+    /// A service with default options, rules and batches of 500 rows.
+    #[must_use]
+    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            options: NormalizeOptions::default(),
+            rules: MatchRules::default(),
+            batch_size: 500,
+        }
+    }
+
+    /// Sets the normalisation options.
+    #[must_use]
+    pub fn with_options(mut self, options: NormalizeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the identity-matching rules.
+    #[must_use]
+    pub fn with_rules(mut self, rules: MatchRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Sets the batch size, clamped to 1..=1000.
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.clamp(1, 1000);
+        self
+    }
+
+    /// Imports `rows` (from [`CsvRows`](crate::intake::CsvRows) or payloads) into the
+    /// intake buffer in batches, and enqueues one processing job per batch with pending
+    /// rows (idempotency key from the batch's first row id). Stops at the first read or
+    /// store error; rows of earlier batches stay stored.
+    pub async fn import<I>(
+        &self,
+        workspace_id: WorkspaceId,
+        source: IntakeSource,
+        source_ref: &str,
+        manifest: &Manifest,
+        rows: I,
+    ) -> Result<ImportReport, IntakeError>
+    where
+        I: IntoIterator<Item = Result<RawRow, IntakeError>>,
+    {
+        let mut report = ImportReport::default();
+        let mut batch = Vec::with_capacity(self.batch_size);
+        for row in rows {
+            let prepared = prepare(
+                workspace_id,
+                source,
+                source_ref,
+                row?,
+                manifest,
+                &self.options,
+                self.clock.now(),
+            )?;
+            batch.push(prepared.record);
+            if batch.len() >= self.batch_size {
+                self.flush(workspace_id, manifest, &mut batch, &mut report)
+                    .await?;
+            }
+        }
+        self.flush(workspace_id, manifest, &mut batch, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Imports one form or webhook payload (see [`payload_row`]).
+    pub async fn import_payload(
+        &self,
+        workspace_id: WorkspaceId,
+        source: IntakeSource,
+        source_ref: &str,
+        manifest: &Manifest,
+        payload: &serde_json::Value,
+    ) -> Result<ImportReport, IntakeError> {
+        let row = payload_row(payload);
+        self.import(workspace_id, source, source_ref, manifest, [Ok(row)])
+            .await
+    }
+
+    async fn flush(
+        &self,
+        workspace_id: WorkspaceId,
+        manifest: &Manifest,
+        batch: &mut Vec<IntakeRecord>,
+        report: &mut ImportReport,
+    ) -> Result<(), IntakeError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let stored = self.store.insert_intake_batch(workspace_id, batch).await?;
+        batch.clear();
+        let mut pending = Vec::new();
+        for r in &stored {
+            report.rows += 1;
+            match r.status {
+                IntakeStatus::Duplicate => report.duplicates += 1,
+                IntakeStatus::Invalid => report.invalid += 1,
+                _ => {
+                    report.pending += 1;
+                    pending.push(r.id);
+                }
+            }
+        }
+        if let Some(first) = pending.first().copied() {
+            let payload = ProcessPayload {
+                intake_ids: pending,
+                manifest: manifest.clone(),
+            };
+            let payload = serde_json::to_value(&payload)
+                .map_err(|e| ValidationError::new("intake.manifest", e.to_string()))?;
+            let job = Job::new(workspace_id, PROCESS_JOB, payload, self.clock.now())?
+                .with_idempotency_key(format!("{PROCESS_JOB}:{first}"));
+            self.store.enqueue_job(&job).await?;
+            report.jobs += 1;
+        }
+        Ok(())
+    }
+
+    /// Processes one pending row: normalise, resolve identity, create or merge the
+    /// contact with per-field provenance, emit `contact.created` / `contact.merged`
+    /// (idempotency key `intake:{row id}`), mark the row processed.
+    ///
+    /// Idempotent: a new contact takes the intake row's id as its own, so a re-run
+    /// after a crash finds it instead of creating a second one; provenance is an upsert
+    /// and the event is keyed by the row. A row that is not pending is skipped.
+    pub async fn process(
+        &self,
+        workspace_id: WorkspaceId,
+        id: IntakeRecordId,
+        manifest: &Manifest,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let record = self.store.get_intake(workspace_id, id).await?;
+        if record.status != IntakeStatus::Pending {
+            return Ok(ProcessOutcome::Skipped {
+                status: record.status,
+            });
+        }
+        let now = self.clock.now();
+        let row = payload_row(&record.raw);
+        let normalized = manifest
+            .apply(&row.columns, record.line)
+            .and_then(|mapped| normalize(&mapped, &self.options, record.line));
+        let normalized = match normalized {
+            Ok(n) => n,
+            Err(errors) => {
+                let mut invalid = record.invalid(errors);
+                invalid.updated_at = now;
+                self.store.update_intake(&invalid).await?;
+                return Ok(ProcessOutcome::Invalid);
+            }
+        };
+        let by_email = match &normalized.email {
+            Some(email) => {
+                self.store
+                    .find_contact_by_email(workspace_id, email)
+                    .await?
+            }
+            None => None,
+        };
+        let account = match &normalized.domain {
+            Some(domain) => {
+                self.store
+                    .find_account_by_domain(workspace_id, domain)
+                    .await?
+            }
+            None => None,
+        };
+        let candidates = self
+            .candidates(workspace_id, by_email.is_none(), account.as_ref())
+            .await?;
+        let matched = resolve_identity(
+            &normalized,
+            by_email.as_ref(),
+            account.as_ref(),
+            &candidates,
+            &self.rules,
+        );
+        let account_id = account.map(|a| a.id);
+        let (contact, preview, kind, outcome) = match matched.contact_id() {
+            Some(contact_id) => {
+                let existing = self.store.get_contact(workspace_id, contact_id).await?;
+                let preview = preview_merge(Some(&existing), &normalized, account_id);
+                let merged = apply_merge(existing, &preview, now)?;
+                let contact = if preview.is_empty() {
+                    merged
+                } else {
+                    self.store.update_contact(&merged).await?
+                };
+                let outcome = ProcessOutcome::Merged {
+                    contact_id,
+                    preview: preview.clone(),
+                };
+                (contact, preview, "contact.merged", outcome)
+            }
+            None => {
+                let preview = preview_merge(None, &normalized, account_id);
+                let contact = self
+                    .create_contact(&record, &normalized, account_id, now)
+                    .await?;
+                let outcome = ProcessOutcome::Created {
+                    contact_id: contact.id,
+                };
+                (contact, preview, "contact.created", outcome)
+            }
+        };
+        self.store
+            .upsert_field_provenance(workspace_id, &preview.provenance(&contact, &record, now))
+            .await?;
+        let event = NewEvent::new(
+            workspace_id,
+            kind,
+            contact.id.to_string(),
+            event_payload(&record, &contact, &matched, &preview),
+            event_key(record.id),
+            now,
+        )?;
+        self.store.append_event(&event).await?;
+        let mut done = record;
+        done.status = IntakeStatus::Processed;
+        done.contact_id = Some(contact.id);
+        done.updated_at = now;
+        self.store.update_intake(&done).await?;
+        Ok(outcome)
+    }
+
+    /// Fuzzy-match candidates: the first [`MAX_CANDIDATES`] contacts of the account the
+    /// row's domain named (none when the email already matched or no account did).
+    async fn candidates(
+        &self,
+        workspace_id: WorkspaceId,
+        needed: bool,
+        account: Option<&Account>,
+    ) -> Result<Vec<(Contact, Option<String>)>, IntakeError> {
+        let (true, Some(account), false) = (needed, account, self.rules.fuzzy.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let contacts = self
+            .store
+            .list_account_contacts(workspace_id, account.id, Page::first(MAX_CANDIDATES))
+            .await?;
+        Ok(contacts
+            .into_iter()
+            .map(|c| (c, Some(account.name.clone())))
+            .collect())
+    }
+
+    /// Creates the contact of a row, with the row's id as the contact id; if a previous
+    /// attempt already created it, returns that one.
+    async fn create_contact(
+        &self,
+        record: &IntakeRecord,
+        row: &NormalizedRow,
+        account_id: Option<crate::ids::AccountId>,
+        now: DateTime<Utc>,
+    ) -> Result<Contact, IntakeError> {
+        let mut contact = Contact::create(
+            record.workspace_id,
+            NewContact {
+                first_name: row.first_name.clone().unwrap_or_default(),
+                last_name: row.last_name.clone().unwrap_or_default(),
+                email: row.email.as_ref().map(|e| e.as_str().to_owned()),
+                phone: row.phone.as_ref().map(|p| p.as_str().to_owned()),
+                title: row.title.clone(),
+                account_id,
+                linkedin_url: row.linkedin_url.clone(),
+                custom_fields: row.custom.clone(),
+                ..NewContact::default()
+            },
+            now,
+        )?;
+        contact.id = ContactId::from_uuid(record.id.as_uuid());
+        match self.store.insert_contact(&contact).await {
+            Ok(c) => Ok(c),
+            Err(e) if e.kind() == StoreErrorKind::Conflict => {
+                match self
+                    .store
+                    .get_contact(record.workspace_id, contact.id)
+                    .await
+                {
+                    Ok(c) => Ok(c),
+                    // Another row created a contact with this email meanwhile: retry
+                    // the job, which then merges.
+                    Err(_) => Err(IntakeError::Contended { entity: "contact" }),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The event payload: ids and field names only, never contact values (PII).
+fn event_payload(
+    record: &IntakeRecord,
+    contact: &Contact,
+    matched: &IdentityMatch,
+    preview: &MergePreview,
+) -> serde_json::Value {
+    let names = |changes: &[crate::intake::merge::FieldChange]| {
+        changes.iter().map(|c| c.field.clone()).collect::<Vec<_>>()
+    };
+    let matched_by = match matched {
+        IdentityMatch::Email { .. } => "email",
+        IdentityMatch::Fuzzy { .. } => "fuzzy",
+        IdentityMatch::New { .. } => "new",
+    };
+    json!({
+        "contact_id": contact.id,
+        "intake_id": record.id,
+        "source": record.source.as_str(),
+        "matched_by": matched_by,
+        "fields": names(&preview.changes),
+        "conflicts": names(&preview.conflicts),
+    })
+}
+
+/// The [`PROCESS_JOB`] handler: processes every row of the payload in order.
+#[derive(Debug, Clone)]
+pub struct ProcessIntakeJob {
+    service: Arc<IntakeService>,
+}
+
+impl ProcessIntakeJob {
+    /// A handler running `service`.
+    #[must_use]
+    pub fn new(service: Arc<IntakeService>) -> Self {
+        Self { service }
+    }
+}
+
+#[async_trait]
+impl JobHandler for ProcessIntakeJob {
+    async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
+        let payload: ProcessPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::permanent(format!("malformed intake.process payload: {e}")))?;
+        for id in payload.intake_ids {
+            match self
+                .service
+                .process(job.workspace_id, id, &payload.manifest)
+                .await
+            {
+                Ok(_) => {}
+                Err(IntakeError::Store(e)) => return Err(e.into()),
+                Err(e) if e.is_retryable() => return Err(JobError::retryable(e.to_string())),
+                Err(e) => return Err(JobError::permanent(format!("intake row {id}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}

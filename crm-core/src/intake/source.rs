@@ -1,0 +1,241 @@
+//! Raw rows from the three sources: CSV (any `std::io::Read`, streamed row by row),
+//! form payloads and webhook payloads (JSON objects).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde_json::{Map, Value};
+
+use crate::intake::IntakeError;
+use crate::model::RowError;
+
+/// One row as received, before mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    /// 1-based line in the source file (CSV only).
+    pub line: Option<u64>,
+    /// The row exactly as received, stored untouched in the intake buffer. For CSV a
+    /// JSON object of header -> text (cells past the header under `"_extra"`); for
+    /// payloads the payload itself.
+    pub raw: Value,
+    /// Column (or dotted payload path) -> text, what the manifest maps.
+    pub columns: BTreeMap<String, String>,
+    /// Problems found while reading the row; a row with any is stored `Invalid`.
+    pub errors: Vec<RowError>,
+}
+
+/// Streams a CSV file row by row: memory stays bounded by one row, whatever the size
+/// of the input. Rows with the wrong number of cells or cells that are not UTF-8 are
+/// returned with row errors, never skipped.
+#[derive(Debug)]
+pub struct CsvRows<R: Read> {
+    reader: csv::Reader<R>,
+    headers: Vec<String>,
+    record: csv::ByteRecord,
+}
+
+impl<R: Read> CsvRows<R> {
+    /// Reads the header line. A missing or unreadable header is
+    /// [`IntakeError::Csv`]: without headers no row can be mapped.
+    pub fn new(input: R) -> Result<Self, IntakeError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(input);
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| IntakeError::csv(1, e))?
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .collect::<Vec<_>>();
+        if headers.iter().all(String::is_empty) {
+            return Err(IntakeError::EmptyHeader);
+        }
+        Ok(Self {
+            reader,
+            headers,
+            record: csv::ByteRecord::new(),
+        })
+    }
+
+    /// The header names, trimmed.
+    #[must_use]
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    fn current_row(&self) -> RawRow {
+        let line = self.record.position().map(csv::Position::line);
+        let mut errors = Vec::new();
+        let mut raw = Map::new();
+        let mut columns = BTreeMap::new();
+        if self.record.len() != self.headers.len() {
+            errors.push(RowError {
+                line,
+                column: None,
+                reason: format!(
+                    "expected {} cells, found {}",
+                    self.headers.len(),
+                    self.record.len()
+                ),
+            });
+        }
+        let mut extra = Vec::new();
+        for (i, cell) in self.record.iter().enumerate() {
+            let text = match std::str::from_utf8(cell) {
+                Ok(text) => text.to_owned(),
+                Err(_) => {
+                    errors.push(RowError {
+                        line,
+                        column: self.headers.get(i).cloned(),
+                        reason: "is not valid UTF-8".into(),
+                    });
+                    String::from_utf8_lossy(cell).into_owned()
+                }
+            };
+            match self.headers.get(i) {
+                Some(header) => {
+                    raw.insert(header.clone(), Value::String(text.clone()));
+                    columns.insert(header.clone(), text);
+                }
+                None => extra.push(Value::String(text)),
+            }
+        }
+        if !extra.is_empty() {
+            raw.insert("_extra".into(), Value::Array(extra));
+        }
+        RawRow {
+            line,
+            raw: Value::Object(raw),
+            columns,
+            errors,
+        }
+    }
+}
+
+impl<R: Read> Iterator for CsvRows<R> {
+    type Item = Result<RawRow, IntakeError>;
+
+    /// The next row; `Err` only when the input itself cannot be read (I/O).
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => Some(Ok(self.current_row())),
+            Ok(false) => None,
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                Some(Err(IntakeError::csv(line, e)))
+            }
+        }
+    }
+}
+
+/// A form or webhook payload as a raw row. Object members become columns by dotted
+/// path (`{"contact": {"email": ..}}` -> `contact.email`); scalars are kept as text,
+/// arrays are not mapped. A payload that is not an object is kept with a row error.
+#[must_use]
+pub fn payload_row(payload: &Value) -> RawRow {
+    let mut columns = BTreeMap::new();
+    let mut errors = Vec::new();
+    match payload {
+        Value::Object(map) => flatten("", map, &mut columns, 0),
+        _ => errors.push(RowError {
+            line: None,
+            column: None,
+            reason: "payload is not a JSON object".into(),
+        }),
+    }
+    RawRow {
+        line: None,
+        raw: payload.clone(),
+        columns,
+        errors,
+    }
+}
+
+/// Nesting deeper than this is not mapped (it is still kept in `raw`).
+const MAX_DEPTH: usize = 8;
+
+fn flatten(
+    prefix: &str,
+    map: &Map<String, Value>,
+    out: &mut BTreeMap<String, String>,
+    depth: usize,
+) {
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::String(s) => {
+                out.insert(path, s.clone());
+            }
+            Value::Number(n) => {
+                out.insert(path, n.to_string());
+            }
+            Value::Bool(b) => {
+                out.insert(path, b.to_string());
+            }
+            Value::Object(inner) if depth < MAX_DEPTH => flatten(&path, inner, out, depth + 1),
+            Value::Object(_) | Value::Array(_) | Value::Null => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_keep_bad_rows_with_line_and_reason() {
+        let data = b"email,first_name\nada@acme.io,Ada\nonly-one-cell\nbob@x.io,\xff\xfe\n";
+        let rows: Vec<_> = CsvRows::new(&data[..])
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 3, "no row is dropped");
+        assert!(rows[0].errors.is_empty());
+        assert_eq!(rows[0].line, Some(2));
+        assert_eq!(rows[0].columns["first_name"], "Ada");
+        assert_eq!(rows[1].errors[0].line, Some(3));
+        assert_eq!(rows[1].errors[0].reason, "expected 2 cells, found 1");
+        assert_eq!(rows[2].errors[0].column.as_deref(), Some("first_name"));
+        assert_eq!(
+            rows[2].raw["email"], "bob@x.io",
+            "raw keeps what was readable"
+        );
+    }
+
+    #[test]
+    fn extra_cells_are_kept_in_raw() {
+        let data = "email\na@b.io,surplus\n";
+        let row = CsvRows::new(data.as_bytes())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.raw["_extra"][0], "surplus");
+        assert_eq!(row.errors.len(), 1);
+    }
+
+    #[test]
+    fn payloads_flatten_by_dotted_path() {
+        let p = serde_json::json!({"contact": {"email": "a@b.io", "age": 3}, "tags": ["x"]});
+        let row = payload_row(&p);
+        assert_eq!(row.columns["contact.email"], "a@b.io");
+        assert_eq!(row.columns["contact.age"], "3");
+        assert!(!row.columns.contains_key("tags"));
+        assert_eq!(row.raw, p);
+        let bad = payload_row(&serde_json::json!([1, 2]));
+        assert_eq!(bad.errors.len(), 1);
+    }
+
+    #[test]
+    fn a_file_without_header_is_an_error() {
+        assert!(matches!(
+            CsvRows::new(&b""[..]),
+            Err(IntakeError::EmptyHeader)
+        ));
+    }
+}
