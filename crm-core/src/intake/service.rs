@@ -146,25 +146,35 @@ impl IntakeService {
         I: IntoIterator<Item = Result<RawRow, IntakeError>>,
     {
         let mut report = ImportReport::default();
-        let mut batch = Vec::with_capacity(self.batch_size);
-        for row in rows {
-            let prepared = prepare(
-                workspace_id,
-                source,
-                source_ref,
-                row?,
-                manifest,
-                &self.options,
-                self.clock.now(),
-            )?;
-            batch.push(prepared.record);
-            if batch.len() >= self.batch_size {
-                self.flush(workspace_id, manifest, &mut batch, &mut report)
-                    .await?;
+        let mut rows = rows.into_iter();
+        let next = |rows: &mut I::IntoIter| -> Result<Vec<IntakeRecord>, IntakeError> {
+            let mut batch = Vec::with_capacity(self.batch_size);
+            for row in rows.by_ref().take(self.batch_size) {
+                let prepared = prepare(
+                    workspace_id,
+                    source,
+                    source_ref,
+                    row?,
+                    manifest,
+                    &self.options,
+                    self.clock.now(),
+                )?;
+                batch.push(prepared.record);
             }
+            Ok(batch)
+        };
+        let mut batch = next(&mut rows)?;
+        // While a batch is on its way to the store, the next one is read and prepared:
+        // the insert is sent on the first poll, the CPU work runs meanwhile.
+        while !batch.is_empty() {
+            let (flushed, following) = futures::future::join(
+                self.flush(workspace_id, manifest, &mut batch, &mut report),
+                async { next(&mut rows) },
+            )
+            .await;
+            flushed?;
+            batch = following?;
         }
-        self.flush(workspace_id, manifest, &mut batch, &mut report)
-            .await?;
         Ok(report)
     }
 
