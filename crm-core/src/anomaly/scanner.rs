@@ -212,7 +212,7 @@ impl AnomalyScanner {
 
     /// Whether sends on `channel` are paused for `workspace_id`: the workspace's
     /// `pause_channel_on_error_anomaly` is on and an open (active or acknowledged)
-    /// Error-severity anomaly of a [`SEND_HEALTH_RULES`] rule names the channel.
+    /// Error-severity anomaly of a [`SEND_HEALTH_RULES`](crate::anomaly::SEND_HEALTH_RULES) rule names the channel.
     pub async fn is_channel_paused(
         &self,
         workspace_id: WorkspaceId,

@@ -3,7 +3,7 @@
 //! The flow, pure parts first:
 //! 1. [`source`] reads raw rows ([`CsvRows`] streams any `std::io::Read`;
 //!    [`payload_row`] takes a form or webhook JSON object).
-//! 2. [`prepare`] maps a raw row through a [`Manifest`], normalises it and computes its
+//! 2. [`prepare()`] maps a raw row through a [`Manifest`], normalises it and computes its
 //!    [`Fingerprint`](crate::model::Fingerprint); a row that does not map or normalise
 //!    becomes an `Invalid` intake record with per-row errors (line, column, reason).
 //!    Nothing is dropped: the raw row is stored untouched either way.

@@ -1,6 +1,5 @@
-//! Enrichment orchestrator scenarios: the [`Enricher`](crate::enrichment::Enricher)
-//! with [`ScriptedProvider`](crate::testkit::enrichment::ScriptedProvider)s and a
-//! [`ManualClock`](crate::ManualClock) on a real store.
+//! Enrichment orchestrator scenarios: the [`Enricher`] with [`ScriptedProvider`]s and a
+//! [`ManualClock`] on a real store.
 //!
 //! Each case is a `pub async fn name(store: Arc<DynStore>)` that panics with the rule
 //! it checks. Cases create their own random workspaces.
