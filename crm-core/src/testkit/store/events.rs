@@ -258,4 +258,19 @@ pub async fn event_append_batch_in_order_and_all_or_none(store: &DynStore) {
         Kind::NotFound,
         "nothing of a refused batch is stored",
     );
+
+    // So does an id used twice within the batch under two new keys.
+    let twin_a = new_event(ws, &unique("batch"));
+    let mut twin_b = new_event(ws, &unique("batch"));
+    twin_b.id = twin_a.id;
+    expect_err(
+        store.append_events(&[twin_a.clone(), twin_b]).await,
+        Kind::Conflict,
+        "append_events with one id under two keys",
+    );
+    expect_err(
+        store.get_event(ws, twin_a.id).await,
+        Kind::NotFound,
+        "nothing of a batch refused for an in-batch clash is stored",
+    );
 }
