@@ -233,6 +233,20 @@ impl ApprovalStore for MemoryStore {
         })
     }
 
+    async fn find_approvals_for_outbox(
+        &self,
+        workspace_id: WorkspaceId,
+        outbox_message_ids: &[OutboxMessageId],
+    ) -> Result<Vec<Option<ApprovalItem>>, StoreError> {
+        self.with(|t| {
+            let approvals = &t.outbox.approvals;
+            Ok(outbox_message_ids
+                .iter()
+                .map(|&id| approvals.for_message(workspace_id, id).cloned())
+                .collect())
+        })
+    }
+
     async fn clean_approval_streak(
         &self,
         workspace_id: WorkspaceId,

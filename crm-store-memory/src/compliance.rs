@@ -1,5 +1,7 @@
 //! Consent ledger, suppression list and audit trail.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
@@ -106,6 +108,29 @@ impl ComplianceStore for MemoryStore {
                 .filter(|c| c.contact_id == contact_id && c.channel == channel)
                 .max_by_key(|c| (c.recorded_at, c.id))
                 .cloned())
+        })
+    }
+
+    async fn current_consents(
+        &self,
+        workspace_id: WorkspaceId,
+        keys: &[(ContactId, Channel)],
+    ) -> Result<Vec<Option<Consent>>, StoreError> {
+        self.with(|t| {
+            // One pass over the workspace's ledger for the whole batch.
+            let mut latest: HashMap<(ContactId, Channel), Option<&Consent>> =
+                keys.iter().map(|&key| (key, None)).collect();
+            for c in t.compliance.consents.rows(workspace_id) {
+                if let Some(slot) = latest.get_mut(&(c.contact_id, c.channel))
+                    && slot.is_none_or(|best| (c.recorded_at, c.id) > (best.recorded_at, best.id))
+                {
+                    *slot = Some(c);
+                }
+            }
+            Ok(keys
+                .iter()
+                .map(|key| latest.get(key).copied().flatten().cloned())
+                .collect())
         })
     }
 
