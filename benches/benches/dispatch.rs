@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use benches::{rate, timed};
+use benches::{rate, size, timed};
 use chrono::{TimeZone, Utc};
 use crm_core::approval::{ApprovalDecision, ApprovalPolicy, ApprovalRequest, PolicyError};
 use crm_core::ids::{ApprovalRuleId, WorkspaceId};
@@ -37,13 +37,6 @@ impl ApprovalPolicy for ApproveAll {
     async fn decide(&self, _request: &ApprovalRequest) -> Result<ApprovalDecision, PolicyError> {
         Ok(ApprovalDecision::AutoApprove { rule: self.0 })
     }
-}
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Enqueues `count` messages for one contact of a fresh workspace.
@@ -209,16 +202,8 @@ async fn postgres(count: usize) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // `cargo test --benches` runs bench targets with `--bench`-less args; keep it quick then.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let (mem, pg) = if quick {
-        (2_000, 200)
-    } else {
-        (
-            env_count("BENCH_MESSAGES_MEMORY", 100_000),
-            env_count("BENCH_MESSAGES_POSTGRES", 5_000),
-        )
-    };
+    let mem = size("BENCH_MESSAGES_MEMORY", 100_000, 2_000);
+    let pg = size("BENCH_MESSAGES_POSTGRES", 5_000, 200);
     memory(mem).await;
     postgres(pg).await;
 }

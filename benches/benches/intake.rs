@@ -12,12 +12,13 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use benches::{Lcg, rate, timed};
+use benches::{rate, seeded, size, timed};
 use chrono::{TimeZone, Utc};
 use crm_core::ids::WorkspaceId;
 use crm_core::intake::{CsvRows, IntakeService, Manifest};
 use crm_core::model::{Fingerprint, IntakeSource};
 use crm_core::{DynStore, ManualClock};
+use rand::RngExt;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
 use uuid::Uuid;
@@ -26,15 +27,15 @@ const HEADER: &str = "first_name,last_name,email,phone,company,website,title,lin
 
 /// `rows` distinct leads in the standard manifest's columns.
 fn csv(rows: usize) -> String {
-    let mut rng = Lcg::new(7);
+    let mut rng = seeded(7);
     let mut out = String::with_capacity(rows * 160);
     out.push_str(HEADER);
     for n in 0..rows {
-        let company = rng.below(5000);
+        let company = rng.random_range(0..5000);
         writeln!(
             out,
             "Lead,Number {n},lead{n}@c{company}.example,+49 151 {:07},Company {company},https://www.c{company}.example,Buyer,https://www.linkedin.com/in/lead{n}",
-            rng.below(10_000_000)
+            rng.random_range(0..10_000_000)
         )
         .unwrap();
     }
@@ -96,15 +97,7 @@ async fn raw_copy(pool: &PgPool, ws: WorkspaceId, data: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let rows: usize = if quick {
-        2_000
-    } else {
-        std::env::var("BENCH_INTAKE_ROWS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000)
-    };
+    let rows = size("BENCH_INTAKE_ROWS", 1_000_000, 2_000);
     let data = csv(rows);
     let pg = crm_store_postgres::testing::fresh_store().await;
     let pool = pg.pool().clone();

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use benches::timed;
+use benches::{size, timed};
 use chrono::{Duration, TimeZone, Utc};
 use crm_core::ids::WorkspaceId;
 use crm_core::money::Currency;
@@ -232,15 +232,7 @@ fn ratio(engine: StdDuration, baseline: StdDuration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let count: i64 = if quick {
-        2_000
-    } else {
-        std::env::var("BENCH_RESCORE_CONTACTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000)
-    };
+    let count = i64::try_from(size("BENCH_RESCORE_CONTACTS", 1_000_000, 2_000)).unwrap();
     let pg = crm_store_postgres::testing::fresh_store().await;
     let pool = pg.pool().clone();
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap());

@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use benches::{Lcg, rate};
+use benches::{rate, seeded, size};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::money::{Currency, Money};
@@ -18,6 +18,8 @@ use crm_core::scoring::{
     Behavior, BehavioralFactor, Firmographics, IndustryFactor, Intent, IntentFactor, IntentSet,
     RangeFactor, ScoringInput, ScoringModel, Weights, explain, score_total,
 };
+use rand::RngExt;
+use rand::rngs::StdRng;
 
 const TARGET_PER_SEC: f64 = 5_000_000.0;
 const INDUSTRIES: [&str; 6] = [
@@ -92,18 +94,28 @@ pub fn model(ws: WorkspaceId) -> ScoringModel {
 
 /// `count` contacts with 0 to 5 of each behavior in the last 40 days and a few intents.
 pub fn inputs(ws: WorkspaceId, count: usize) -> Vec<ScoringInput> {
-    let mut rng = Lcg::new(42);
+    let mut rng = seeded(42);
     let usd = Currency::new("USD").unwrap();
     (0..count)
         .map(|_| {
             let mut input = ScoringInput::empty(ws, ContactId::new());
-            input.employee_count = Some(u32::try_from(rng.below(5000)).unwrap());
-            input.industry = Some(INDUSTRIES[rng.below(6) as usize].to_owned());
-            input.annual_revenue =
-                Some(Money::new(i64::try_from(rng.below(500_000_000)).unwrap(), usd).unwrap());
-            let times = |rng: &mut Lcg| -> Vec<DateTime<Utc>> {
-                (0..rng.below(6))
-                    .map(|_| now() - Duration::hours(i64::try_from(rng.below(40 * 24)).unwrap()))
+            input.employee_count = Some(u32::try_from(rng.random_range(0..5000_u64)).unwrap());
+            input.industry = Some(INDUSTRIES[rng.random_range(0..INDUSTRIES.len())].to_owned());
+            input.annual_revenue = Some(
+                Money::new(
+                    i64::try_from(rng.random_range(0..500_000_000_u64)).unwrap(),
+                    usd,
+                )
+                .unwrap(),
+            );
+            let times = |rng: &mut StdRng| -> Vec<DateTime<Utc>> {
+                (0..rng.random_range(0..6))
+                    .map(|_| {
+                        now()
+                            - Duration::hours(
+                                i64::try_from(rng.random_range(0..40 * 24_u64)).unwrap(),
+                            )
+                    })
                     .collect()
             };
             input.opens = times(&mut rng);
@@ -116,7 +128,7 @@ pub fn inputs(ws: WorkspaceId, count: usize) -> Vec<ScoringInput> {
                 Intent::TrialSignup,
                 Intent::ContactForm,
             ] {
-                if rng.below(4) == 0 {
+                if rng.random_range(0..4) == 0 {
                     intents.insert(intent);
                 }
             }
@@ -165,15 +177,7 @@ fn baseline(input: &ScoringInput) -> u32 {
 }
 
 fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let count = if quick {
-        10_000
-    } else {
-        std::env::var("BENCH_SCORING_CONTACTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000)
-    };
+    let count = size("BENCH_SCORING_CONTACTS", 1_000_000, 10_000);
     let ws = WorkspaceId::new();
     let model = model(ws);
     let inputs = inputs(ws, count);

@@ -24,33 +24,22 @@ pub fn rate(count: u64, elapsed: Duration) -> f64 {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so every run scores the same data.
-#[derive(Debug, Clone)]
-pub struct Lcg(u64);
+/// A generator seeded with `seed`, so every run works on the same data.
+#[must_use]
+pub fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
 
-impl Lcg {
-    /// A generator from `seed` (0 is replaced by a fixed odd constant).
-    #[must_use]
-    pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
+/// How many items a bench works on: `quick` under `cargo test --benches` (which runs
+/// bench targets without `--bench`, so they stay short), else the `env` variable when
+/// set to a number, else `default`.
+#[must_use]
+pub fn size(env: &str, default: usize, quick: usize) -> usize {
+    if !std::env::args().any(|a| a == "--bench") {
+        return quick;
     }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
+    std::env::var(env)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
