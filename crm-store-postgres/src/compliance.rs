@@ -8,6 +8,7 @@ use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
 
 use crate::PostgresStore;
 use crate::error::{Ref, db, db_refs, require_non_blank};
+use crate::page::{fetch_page, page_sql};
 use crate::rows::{
     AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, aligned, entities,
 };
@@ -232,17 +233,15 @@ impl ComplianceStore for PostgresStore {
         page: Page<SuppressionId>,
     ) -> Result<Vec<Suppression>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, SuppressionRow>(
-            "SELECT * FROM suppressions WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2)
-             ORDER BY id LIMIT $3",
+        fetch_page::<SuppressionRow>(
+            &self.pool,
+            page_sql!("suppressions"),
+            workspace_id,
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            SUPPRESSION,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(SUPPRESSION))?;
-        entities(rows)
     }
 }
 

@@ -10,6 +10,7 @@ use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
 use crate::PostgresStore;
 use crate::error::require_version_one;
 use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid};
+use crate::page::{fetch_page, page_sql};
 use crate::rows::{
     AccountRow, ContactRow, DealRow, IntoEntity, PipelineRow, entities, opt_u32, to_json,
 };
@@ -295,17 +296,15 @@ impl ContactStore for PostgresStore {
         page: Page<ContactId>,
     ) -> Result<Vec<Contact>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, ContactRow>(
-            "SELECT * FROM contacts WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2)
-             ORDER BY id LIMIT $3",
+        fetch_page::<ContactRow>(
+            &self.pool,
+            page_sql!("contacts"),
+            workspace_id,
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            CONTACT,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(CONTACT))?;
-        entities(rows)
     }
 }
 
@@ -384,17 +383,15 @@ impl AccountStore for PostgresStore {
         page: Page<AccountId>,
     ) -> Result<Vec<Account>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, AccountRow>(
-            "SELECT * FROM accounts WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2)
-             ORDER BY id LIMIT $3",
+        fetch_page::<AccountRow>(
+            &self.pool,
+            page_sql!("accounts"),
+            workspace_id,
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            ACCOUNT,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(ACCOUNT))?;
-        entities(rows)
     }
 }
 

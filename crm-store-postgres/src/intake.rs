@@ -8,7 +8,8 @@ use crm_core::store::{IntakeStore, Page};
 
 use crate::PostgresStore;
 use crate::error::{Ref, cas_miss, db, db_refs, invalid, require_version_one};
-use crate::rows::{IntakeRow, IntoEntity, entities, to_json};
+use crate::page::{fetch_status_page, status_page_sql};
+use crate::rows::{IntakeRow, IntoEntity, to_json};
 
 const INTAKE: &str = "intake_record";
 
@@ -166,20 +167,16 @@ impl IntakeStore for PostgresStore {
         page: Page<IntakeRecordId>,
     ) -> Result<Vec<IntakeRecord>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, IntakeRow>(
-            "SELECT * FROM intake_records
-             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
-               AND ($3::uuid IS NULL OR id > $3)
-             ORDER BY id LIMIT $4",
+        fetch_status_page::<IntakeRow>(
+            &self.pool,
+            status_page_sql!("intake_records"),
+            workspace_id,
+            status.map(|s| s.as_str()),
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            INTAKE,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(status.map(|s| s.as_str()))
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(INTAKE))?;
-        entities(rows)
     }
 
     async fn insert_intake_batch(

@@ -55,6 +55,7 @@ mod error;
 mod intake;
 mod intake_batch;
 mod outbox;
+mod page;
 mod queue;
 mod rows;
 mod scoring;

@@ -12,6 +12,7 @@ use crate::PostgresStore;
 use crate::error::{
     Ref, db, db_refs, invalid, lease_miss, require_min_version, require_version_one,
 };
+use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{IntoEntity, OutboxRow, entities};
 use crate::sequences::enrollment_refs;
 
@@ -234,20 +235,16 @@ impl OutboxStore for PostgresStore {
         page: Page<OutboxMessageId>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, OutboxRow>(
-            "SELECT * FROM outbox_messages
-             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
-               AND ($3::uuid IS NULL OR id > $3)
-             ORDER BY id LIMIT $4",
+        fetch_status_page::<OutboxRow>(
+            &self.pool,
+            status_page_sql!("outbox_messages"),
+            workspace_id,
+            status.map(|s| s.as_str()),
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            OUTBOX,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(status.map(|s| s.as_str()))
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(OUTBOX))?;
-        entities(rows)
     }
 
     async fn claim_outbox(&self, claim: &Claim) -> Result<Vec<OutboxMessage>, StoreError> {

@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 
 use crate::PostgresStore;
 use crate::error::{db, invalid, lease_miss};
+use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{EventRow, IntoEntity, JobRow, entities};
 
 const EVENT: &str = "event";
@@ -444,20 +445,16 @@ impl JobStore for PostgresStore {
         page: Page<JobId>,
     ) -> Result<Vec<Job>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, JobRow>(
-            "SELECT * FROM jobs
-             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
-               AND ($3::uuid IS NULL OR id > $3)
-             ORDER BY id LIMIT $4",
+        fetch_status_page::<JobRow>(
+            &self.pool,
+            status_page_sql!("jobs"),
+            workspace_id,
+            status.map(|s| s.as_str()),
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            JOB,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(status.map(|s| s.as_str()))
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(JOB))?;
-        entities(rows)
     }
 
     async fn claim_jobs(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::{Ref, cas_miss, db, db_refs, require_min_version, require_version_one};
+use crate::page::{fetch_page, page_sql};
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
 mod advance;
@@ -226,17 +227,15 @@ impl SequenceStore for PostgresStore {
         page: Page<SequenceId>,
     ) -> Result<Vec<Sequence>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, SequenceRow>(
-            "SELECT * FROM sequences WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2)
-             ORDER BY id LIMIT $3",
+        fetch_page::<SequenceRow>(
+            &self.pool,
+            page_sql!("sequences"),
+            workspace_id,
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            SEQUENCE,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(SEQUENCE))?;
-        entities(rows)
     }
 
     async fn insert_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {

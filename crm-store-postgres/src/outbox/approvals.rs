@@ -13,6 +13,7 @@ use crate::PostgresStore;
 use crate::error::{
     Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, require_version_one,
 };
+use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
 
 const APPROVAL: &str = "approval_item";
@@ -296,20 +297,16 @@ impl ApprovalStore for PostgresStore {
         page: Page<ApprovalItemId>,
     ) -> Result<Vec<ApprovalItem>, StoreError> {
         page.validate()?;
-        let rows = sqlx::query_as::<_, ApprovalRow>(
-            "SELECT * FROM approval_items
-             WHERE workspace_id = $1 AND ($2::text IS NULL OR status = $2)
-               AND ($3::uuid IS NULL OR id > $3)
-             ORDER BY id LIMIT $4",
+        fetch_status_page::<ApprovalRow>(
+            &self.pool,
+            status_page_sql!("approval_items"),
+            workspace_id,
+            status.map(|s| s.as_str()),
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            APPROVAL,
         )
-        .bind(workspace_id.as_uuid())
-        .bind(status.map(|s| s.as_str()))
-        .bind(page.after.map(|id| id.as_uuid()))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db(APPROVAL))?;
-        entities(rows)
     }
 
     async fn expire_approvals(
