@@ -122,12 +122,19 @@ pub async fn batched_gate_reads_answer_each_key_in_order(store: &DynStore) {
         (ada.id, Channel::Sms),
         (ada.id, Channel::Email),
         (ContactId::new(), Channel::Email),
+        (bob.id, Channel::Email),
     ];
     let found = ok(store.current_consents(ws, &keys).await, "current_consents");
     assert_eq!(
         found,
-        vec![Some(bob_granted), None, Some(withdrawn), None],
-        "one answer per key: the entry in force, per channel"
+        vec![
+            Some(bob_granted.clone()),
+            None,
+            Some(withdrawn),
+            None,
+            Some(bob_granted)
+        ],
+        "one answer per key, a repeated key answered again: the entry in force, per channel"
     );
     let foreign = ok(
         store.current_consents(other, &keys).await,
@@ -135,7 +142,7 @@ pub async fn batched_gate_reads_answer_each_key_in_order(store: &DynStore) {
     );
     assert_eq!(
         foreign,
-        vec![None, None, None, None],
+        vec![None; keys.len()],
         "another workspace sees none of them"
     );
 }
