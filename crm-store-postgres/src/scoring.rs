@@ -14,6 +14,7 @@ use crm_core::scoring::{
 use crm_core::store::{Page, ScoringStore, validate_limit};
 use crm_core::{StoreError, ValidationError};
 use serde_json::Value;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::PostgresStore;
@@ -99,24 +100,33 @@ fn validate_batch(ws: WorkspaceId, scores: &[ContactScore]) -> Result<(), StoreE
     Ok(())
 }
 
-// One statement for the whole batch: the rows arrive as parallel arrays (UNNEST), the
-// old effective tiers are read from the statement's snapshot (a locking read would not
-// see rows this statement updates), and an existing manual override is kept because
-// the update never touches it. Two writers racing on one contact may both report the
-// same previous tier, so both may emit a tier event (a known, documented limit).
+// One statement for the whole batch: the rows arrive as parallel arrays (UNNEST) and
+// the old rows are read from the statement's snapshot (a locking read would not see
+// rows this statement updates; `LIMIT 1` keeps it one index probe per row, which the
+// planner would otherwise turn into a scan of the workspace's scores). A row whose
+// computed fields would not change is not written at all (no row lock, new row
+// version, index entry or WAL: most rows of a nightly run), and its tier is the old
+// one. An existing manual override is kept because the update never touches it. Two
+// writers racing on one contact may both report the same previous tier, so both may
+// emit a tier event (a known, documented limit).
 const UPSERT_SCORES: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($2::uuid[], $3::smallint[], $4::text[], $5::jsonb[], $6::bigint[],
                          $7::timestamptz[])
         WITH ORDINALITY AS t(contact_id, total, tier, breakdown, model_version, computed_at, ord)
 ), old AS (
-    SELECT s.contact_id, s.effective_tier
-    FROM contact_scores s JOIN input i ON s.contact_id = i.contact_id
-    WHERE s.workspace_id = $1
+    SELECT i.contact_id, s.effective_tier,
+           (s.total, s.tier, s.model_version, s.breakdown)
+               = (i.total, i.tier, i.model_version, i.breakdown) AS unchanged
+    FROM input i CROSS JOIN LATERAL (
+        SELECT effective_tier, total, tier, model_version, breakdown FROM contact_scores
+        WHERE workspace_id = $1 AND contact_id = i.contact_id LIMIT 1) s
 ), up AS (
     INSERT INTO contact_scores (workspace_id, contact_id, total, tier, breakdown,
         model_version, computed_at)
-    SELECT $1, contact_id, total, tier, breakdown, model_version, computed_at FROM input
+    SELECT $1, i.contact_id, i.total, i.tier, i.breakdown, i.model_version, i.computed_at
+    FROM input i LEFT JOIN old ON old.contact_id = i.contact_id
+    WHERE old.unchanged IS NOT TRUE
     ON CONFLICT (workspace_id, contact_id) DO UPDATE SET
         total = EXCLUDED.total,
         tier = EXCLUDED.tier,
@@ -125,9 +135,11 @@ WITH input AS (
         computed_at = EXCLUDED.computed_at
     RETURNING contact_id, effective_tier
 )
-SELECT up.contact_id, old.effective_tier AS previous, up.effective_tier AS current
-FROM up JOIN input i ON i.contact_id = up.contact_id
-LEFT JOIN old ON old.contact_id = up.contact_id
+SELECT i.contact_id, old.effective_tier AS previous,
+       coalesce(up.effective_tier, old.effective_tier) AS current
+FROM input i
+LEFT JOIN up ON up.contact_id = i.contact_id
+LEFT JOIN old ON old.contact_id = i.contact_id
 ORDER BY i.ord";
 
 #[async_trait]
@@ -222,7 +234,7 @@ impl ScoringStore for PostgresStore {
             ids.push(s.contact_id.as_uuid());
             totals.push(i16::from(s.total));
             tiers.push(s.tier.as_str());
-            breakdowns.push(serde_json::to_value(&s.breakdown).map_err(backend)?);
+            breakdowns.push(Json(&s.breakdown));
             versions.push(s.model_version);
             times.push(s.computed_at);
         }
