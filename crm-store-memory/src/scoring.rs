@@ -72,16 +72,30 @@ fn upsert_scores(
     Ok(scores
         .iter()
         .map(|s| {
-            let mut row = s.clone();
-            let previous = table.get(&s.contact_id).map(|old| {
-                row.manual_override.clone_from(&old.manual_override);
-                old.effective_tier()
-            });
-            if previous.is_none() {
-                row.manual_override = None;
+            let previous = table.get(&s.contact_id).map(ContactScore::effective_tier);
+            match table.get_mut(&s.contact_id) {
+                // Same computed fields: the stored row (and its computed_at) stays.
+                Some(old) if same_computed(old, s) => {}
+                Some(old) => {
+                    let manual_override = old.manual_override.take();
+                    *old = ContactScore {
+                        manual_override,
+                        ..s.clone()
+                    };
+                }
+                None => {
+                    table.insert(
+                        s.contact_id,
+                        ContactScore {
+                            manual_override: None,
+                            ..s.clone()
+                        },
+                    );
+                }
             }
-            let current = row.effective_tier();
-            table.insert(s.contact_id, row);
+            let current = table
+                .get(&s.contact_id)
+                .map_or(s.tier, ContactScore::effective_tier);
             ScoreWritten {
                 contact_id: s.contact_id,
                 previous,
@@ -89,6 +103,15 @@ fn upsert_scores(
             }
         })
         .collect())
+}
+
+/// Whether a write would change nothing but `computed_at` (see
+/// `ScoringStore::upsert_contact_scores`).
+fn same_computed(old: &ContactScore, new: &ContactScore) -> bool {
+    old.total == new.total
+        && old.tier == new.tier
+        && old.model_version == new.model_version
+        && old.breakdown == new.breakdown
 }
 
 /// The rules every batch keeps, checked before anything is written.

@@ -53,7 +53,8 @@ pub struct ContactScore {
     pub breakdown: Vec<Contribution>,
     /// The version of the scoring model the score was computed with.
     pub model_version: i64,
-    /// When it was computed.
+    /// When the score took its current value: a later rescore that computes the same
+    /// total, tier, breakdown and model version leaves it (and the row) as it is.
     pub computed_at: DateTime<Utc>,
     /// A manual override, if one is set.
     pub manual_override: Option<ScoreOverride>,

@@ -201,6 +201,9 @@ impl Scorer {
     /// 1000 (one batched write per page). Used after a model change and by the
     /// nightly decay run. A workspace without a model scores nothing (so a scheduled
     /// decay run before the first model is not a failure).
+    ///
+    /// The next page is read while the current one is written: keyset pages never
+    /// overlap, so the two never touch the same contact.
     pub async fn rescore_all(
         &self,
         workspace_id: WorkspaceId,
@@ -213,25 +216,26 @@ impl Scorer {
         };
         let now = self.clock.now();
         let since = Self::activity_since(&model, now);
+        let read = |page: Option<Page<ContactId>>| async move {
+            match page {
+                Some(page) => self
+                    .store
+                    .list_scoring_inputs(workspace_id, since, page)
+                    .await
+                    .map_err(store("page scoring inputs")),
+                None => Ok(Vec::new()),
+            }
+        };
         let mut report = RescoreReport::default();
-        let mut page = Page::first(BATCH);
-        loop {
-            let inputs = self
-                .store
-                .list_scoring_inputs(workspace_id, since, page)
-                .await
-                .map_err(store("page scoring inputs"))?;
-            let Some(last) = inputs.last().map(|i| i.contact_id) else {
-                break;
-            };
-            let batch = self.score_batch(&model, &inputs, now, trigger).await?;
+        let mut inputs = read(Some(Page::first(BATCH))).await?;
+        while let Some(last) = inputs.last().map(|i| i.contact_id) {
+            let next = (inputs.len() == BATCH as usize).then(|| Page::after(last, BATCH));
+            let (batch, following) =
+                futures::try_join!(self.score_batch(&model, &inputs, now, trigger), read(next))?;
             report.scored += batch.scored;
             report.tier_changes += batch.tier_changes;
             report.qualified += batch.qualified;
-            if inputs.len() < BATCH as usize {
-                break;
-            }
-            page = Page::after(last, BATCH);
+            inputs = following;
         }
         Ok(report)
     }

@@ -42,7 +42,11 @@ pub trait ScoringStore: Send + Sync + Debug {
     /// Writes computed scores in one atomic batch (1 to 1000 rows, else `Invalid`).
     ///
     /// Each row inserts or replaces the contact's computed fields (total, tier,
-    /// breakdown, model version, computed time); an existing manual override is kept
+    /// breakdown, model version, computed time). A row whose total, tier, breakdown and
+    /// model version equal the stored ones is not rewritten: the stored row, its
+    /// `computed_at` included (the time the score took its current value), stays as it
+    /// is, so a nightly rescore writes only the scores that changed. An existing manual
+    /// override is kept
     /// (a new row's `manual_override` is ignored: set it with
     /// [`set_score_override`](Self::set_score_override)). Every row MUST belong to
     /// `workspace_id` and name a distinct contact (`Invalid`); a contact missing from the

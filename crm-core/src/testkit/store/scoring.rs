@@ -135,6 +135,60 @@ pub async fn scoring_model_versions_compare_and_set(store: &DynStore) {
     );
 }
 
+/// Rewriting a score whose computed fields (total, tier, breakdown, model version) are
+/// the same leaves the stored row alone, `computed_at` included; a changed field
+/// rewrites it. Both report the tiers as usual, and an override is kept either way.
+pub async fn contact_scores_unchanged_are_not_rewritten(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let a = contact(store, ws).await;
+    let first = score(ws, a.id, Tier::Warm, 55);
+    ok(
+        store
+            .upsert_contact_scores(ws, std::slice::from_ref(&first))
+            .await,
+        "first",
+    );
+    let mut same = first.clone();
+    same.computed_at = at(60);
+    let written = ok(store.upsert_contact_scores(ws, &[same]).await, "same");
+    assert_eq!(
+        written,
+        vec![ScoreWritten {
+            contact_id: a.id,
+            previous: Some(Tier::Warm),
+            current: Tier::Warm
+        }],
+        "an unchanged score still reports its tier"
+    );
+    assert_eq!(
+        ok(store.get_contact_score(ws, a.id).await, "get").map(|s| s.computed_at),
+        Some(first.computed_at),
+        "an unchanged score keeps the time it was computed"
+    );
+    ok(
+        store
+            .set_score_override(ws, a.id, Some(&manual(95, Tier::SalesReady)))
+            .await,
+        "override",
+    );
+    let mut newer = first.clone();
+    newer.model_version = 2;
+    newer.computed_at = at(120);
+    let written = ok(store.upsert_contact_scores(ws, &[newer]).await, "newer");
+    assert_eq!(
+        (written[0].previous, written[0].current),
+        (Some(Tier::SalesReady), Tier::SalesReady),
+        "the override's tier is in force before and after"
+    );
+    let stored = ok(store.get_contact_score(ws, a.id).await, "get").expect("scored");
+    assert_eq!(
+        (stored.model_version, stored.computed_at),
+        (2, at(120)),
+        "a new model version rewrites the row"
+    );
+    assert!(stored.manual_override.is_some(), "the override is kept");
+}
+
 /// A batch upsert writes every score, reports the tier before and after, replaces on
 /// the second write, and is all-or-nothing on bad rows.
 pub async fn contact_scores_batch_upsert(store: &DynStore) {
