@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
-use crm_core::store::{IntakeStore, Page};
+use crm_core::store::{IntakeStore, MAX_INTAKE_BATCH, Page};
 use crm_core::{StoreError, ValidationError};
 
 use crate::table::{Table, Unique, cloned, require_first_version};
@@ -58,20 +58,17 @@ fn check_new(t: &Tables, record: &IntakeRecord) -> Result<(), StoreError> {
         .ensure_ref(record.workspace_id, record.contact_id)
 }
 
-/// Largest batch `insert_intake_batch` accepts.
-const MAX_BATCH: usize = 1000;
-
 fn insert_intake_batch(
     t: &mut Tables,
     workspace_id: WorkspaceId,
-    records: &[IntakeRecord],
+    records: Vec<IntakeRecord>,
 ) -> Result<Vec<IntakeRecord>, StoreError> {
-    if records.len() > MAX_BATCH {
-        return Err(ValidationError::new("intake.batch", "at most 1000 rows").into());
+    if records.len() > MAX_INTAKE_BATCH {
+        return Err(ValidationError::new("intake.batch", "at most 10000 rows").into());
     }
     // Validate the whole batch first, so a bad row stores nothing (as one SQL statement).
     let mut ids = HashSet::with_capacity(records.len());
-    for record in records {
+    for record in &records {
         if record.workspace_id != workspace_id {
             return Err(ValidationError::new(
                 "intake.workspace_id",
@@ -202,7 +199,7 @@ impl IntakeStore for MemoryStore {
     async fn insert_intake_batch(
         &self,
         workspace_id: WorkspaceId,
-        records: &[IntakeRecord],
+        records: Vec<IntakeRecord>,
     ) -> Result<Vec<IntakeRecord>, StoreError> {
         self.with(|t| insert_intake_batch(t, workspace_id, records))
     }

@@ -182,7 +182,7 @@ impl IntakeStore for PostgresStore {
     async fn insert_intake_batch(
         &self,
         workspace_id: WorkspaceId,
-        records: &[IntakeRecord],
+        records: Vec<IntakeRecord>,
     ) -> Result<Vec<IntakeRecord>, StoreError> {
         crate::intake_batch::insert_batch(&self.pool, workspace_id, records).await
     }

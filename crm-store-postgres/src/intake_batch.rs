@@ -1,119 +1,115 @@
-//! Batched intake inserts (one `UNNEST` statement per batch) and per-field provenance.
+//! Batched intake inserts (one `COPY` per batch) and per-field provenance.
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolCopyExt;
 use uuid::Uuid;
 
 use crate::error::{Ref, db, db_refs, invalid, parse_text, require_version_one};
-use crm_core::store::Page;
+use crm_core::store::{MAX_INTAKE_BATCH, Page};
 
-use crate::rows::{ContactRow, IntakeRow, IntoEntity, entities};
+use crate::rows::{ContactRow, entities};
 
 const INTAKE: &str = "intake_record";
 const PROVENANCE: &str = "contact_field_provenance";
 
-/// Largest batch accepted: bounds the statement's arrays and the memory of one call.
-const MAX_BATCH: usize = 1000;
-
-/// How often a batch is re-run for rows whose fingerprint holder committed
-/// concurrently (invisible to the statement's snapshot, so neither stored nor matched).
+/// How often a batch is tried again after a concurrent batch stored one of its
+/// fingerprints between the lookup and the `COPY`.
 const DEDUP_RETRIES: usize = 3;
 
-/// One statement: the first row of each fingerprint (in input order) is stored as given
-/// unless a live row already holds it (`ON CONFLICT ... DO NOTHING` on the partial
-/// unique index); every other pending row with a fingerprint is stored as a duplicate
-/// of the live row, be it older (`old`) or inserted by this statement (`first`).
-/// Foreign keys are checked at the end of the statement, so a duplicate may point at a
-/// row inserted in the same statement.
-const INSERT_BATCH: &str = "
-    WITH input AS (
-        SELECT * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                             $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-                             $11::timestamptz[])
-            WITH ORDINALITY AS t(id, source, source_ref, line, raw, fingerprint, status,
-                                 errors, received_at, updated_at, ord)
-    ),
-    live AS (
-        INSERT INTO intake_records (workspace_id, id, source, source_ref, line, raw,
-            fingerprint, status, duplicate_of, errors, contact_id, received_at, updated_at,
-            version)
-        SELECT $1, id, source, source_ref, line, raw::jsonb, fingerprint, status, NULL,
-            errors::jsonb, NULL, received_at, updated_at, 1
-        FROM input ORDER BY ord
-        ON CONFLICT (workspace_id, fingerprint) WHERE status IN ('pending', 'processed')
-        DO NOTHING
-        RETURNING *
-    ),
-    dups AS (
-        INSERT INTO intake_records (workspace_id, id, source, source_ref, line, raw,
-            fingerprint, status, duplicate_of, errors, contact_id, received_at, updated_at,
-            version)
-        SELECT $1, i.id, i.source, i.source_ref, i.line, i.raw::jsonb, i.fingerprint,
-            'duplicate', COALESCE(old.id, first.id), i.errors::jsonb, NULL, i.received_at,
-            i.updated_at, 1
-        FROM input i
-        LEFT JOIN LATERAL (
-            SELECT r.id FROM intake_records r
-            WHERE r.workspace_id = $1 AND r.fingerprint = i.fingerprint
-              AND r.status IN ('pending', 'processed')
-            LIMIT 1) old ON true
-        LEFT JOIN LATERAL (
-            SELECT l.id FROM live l WHERE l.fingerprint = i.fingerprint LIMIT 1) first ON true
-        WHERE i.status = 'pending' AND i.fingerprint IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM live l WHERE l.id = i.id)
-          AND COALESCE(old.id, first.id) IS NOT NULL
-        RETURNING *
-    )
-    SELECT * FROM live UNION ALL SELECT * FROM dups";
+/// The live holders of fingerprints (the pending or processed row that owns each):
+/// one probe of the partial unique index per fingerprint (a plain `= ANY($2)` may be
+/// planned as a scan of the workspace's rows).
+const LIVE_HOLDERS: &str = "
+    SELECT f.fingerprint, r.id
+    FROM UNNEST($2::text[]) AS f(fingerprint)
+    CROSS JOIN LATERAL (
+        SELECT id FROM intake_records
+        WHERE workspace_id = $1 AND fingerprint = f.fingerprint
+          AND status IN ('pending', 'processed')
+        LIMIT 1) r";
 
-/// Column arrays of a batch, in input order.
-#[derive(Default)]
-struct Columns {
-    ids: Vec<Uuid>,
-    sources: Vec<String>,
-    source_refs: Vec<String>,
-    lines: Vec<Option<i64>>,
-    raws: Vec<String>,
-    fingerprints: Vec<Option<String>>,
-    statuses: Vec<String>,
-    errors: Vec<String>,
-    received: Vec<DateTime<Utc>>,
-    updated: Vec<DateTime<Utc>>,
+const COPY_ROWS: &str = "
+    COPY intake_records (workspace_id, id, source, source_ref, line, raw, fingerprint,
+        status, duplicate_of, errors, received_at, updated_at, version)
+    FROM STDIN WITH (FORMAT csv)";
+
+/// The partial unique index that keeps one live row per fingerprint.
+const FINGERPRINT_KEY: &str = "intake_records_fingerprint_key";
+
+/// What the store decides for a row: its status and the live row it duplicates.
+type Decision = (IntakeStatus, Option<IntakeRecordId>);
+
+/// Decides each row's status in input order: the first pending row of a fingerprint
+/// stays pending unless a live row already holds it; every later one, and every one an
+/// older live row holds, is a duplicate of that holder.
+fn decide<'a>(records: &'a [IntakeRecord], mut holders: HashMap<&'a str, Uuid>) -> Vec<Decision> {
+    records
+        .iter()
+        .map(|r| match (r.status, &r.fingerprint) {
+            (IntakeStatus::Pending, Some(fp)) => match holders.get(fp.as_str()) {
+                Some(holder) => (
+                    IntakeStatus::Duplicate,
+                    Some(IntakeRecordId::from_uuid(*holder)),
+                ),
+                None => {
+                    holders.insert(fp.as_str(), r.id.as_uuid());
+                    (IntakeStatus::Pending, None)
+                }
+            },
+            _ => (r.status, r.duplicate_of),
+        })
+        .collect()
 }
 
-impl Columns {
-    fn push(&mut self, r: &IntakeRecord) -> Result<(), StoreError> {
-        let line = r
-            .line
-            .map(i64::try_from)
-            .transpose()
-            .map_err(|_| invalid("intake.line", "is too large"))?;
+/// The rows as `COPY ... (FORMAT csv)` data: an empty unquoted field is NULL, and no
+/// non-null text column can be empty (source, reference, JSON and status never are).
+fn csv_data(rows: &[IntakeRecord], decisions: &[Decision]) -> Result<Vec<u8>, StoreError> {
+    let encode = |e: csv::Error| invalid("intake.batch", e.to_string());
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 512));
+    for (r, (status, duplicate_of)) in rows.iter().zip(decisions) {
         let errors = serde_json::to_string(&r.errors)
             .map_err(|e| invalid("intake.errors", e.to_string()))?;
-        self.ids.push(r.id.as_uuid());
-        self.sources.push(r.source.as_str().to_owned());
-        self.source_refs.push(r.source_ref.clone());
-        self.lines.push(line);
-        self.raws.push(r.raw.to_string());
-        self.fingerprints
-            .push(r.fingerprint.as_ref().map(|f| f.as_str().to_owned()));
-        self.statuses.push(r.status.as_str().to_owned());
-        self.errors.push(errors);
-        self.received.push(r.received_at);
-        self.updated.push(r.updated_at);
-        Ok(())
+        out.write_record([
+            r.workspace_id.to_string().as_str(),
+            r.id.to_string().as_str(),
+            r.source.as_str(),
+            r.source_ref.as_str(),
+            r.line.map(|l| l.to_string()).unwrap_or_default().as_str(),
+            r.raw.to_string().as_str(),
+            r.fingerprint.as_ref().map_or("", |f| f.as_str()),
+            status.as_str(),
+            duplicate_of
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+                .as_str(),
+            errors.as_str(),
+            time(r.received_at).as_str(),
+            time(r.updated_at).as_str(),
+            "1",
+        ])
+        .map_err(encode)?;
     }
+    out.into_inner()
+        .map_err(|e| invalid("intake.batch", e.to_string()))
+}
+
+/// Whether a failed `COPY` lost a race on a fingerprint (worth another lookup).
+fn lost_fingerprint_race(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.constraint() == Some(FINGERPRINT_KEY))
 }
 
 /// Checks a batch before anything is written, as the memory store does.
 fn check_batch(workspace_id: WorkspaceId, records: &[IntakeRecord]) -> Result<(), StoreError> {
-    if records.len() > MAX_BATCH {
-        return Err(invalid("intake.batch", "at most 1000 rows"));
+    if records.len() > MAX_INTAKE_BATCH {
+        return Err(invalid("intake.batch", "at most 10000 rows"));
     }
     let mut ids = HashSet::with_capacity(records.len());
     for r in records {
@@ -144,58 +140,64 @@ fn check_batch(workspace_id: WorkspaceId, records: &[IntakeRecord]) -> Result<()
     Ok(())
 }
 
-/// See [`IntakeStore::insert_intake_batch`](crm_core::store::IntakeStore).
+/// See [`IntakeStore::insert_intake_batch`](crm_core::store::IntakeStore): one lookup
+/// of the fingerprints' live holders, the statuses decided here, then one `COPY` of the
+/// whole batch (all or nothing). A concurrent batch that stores one of the fingerprints
+/// in between makes the `COPY` fail on the partial unique index; the batch is then
+/// decided again against the new holders.
 pub(crate) async fn insert_batch(
     pool: &PgPool,
     workspace_id: WorkspaceId,
-    records: &[IntakeRecord],
+    mut records: Vec<IntakeRecord>,
 ) -> Result<Vec<IntakeRecord>, StoreError> {
-    check_batch(workspace_id, records)?;
-    let mut stored: HashMap<IntakeRecordId, IntakeRecord> = HashMap::with_capacity(records.len());
-    let mut todo: Vec<&IntakeRecord> = records.iter().collect();
-    for _ in 0..DEDUP_RETRIES {
-        if todo.is_empty() {
-            break;
-        }
-        let mut cols = Columns::default();
-        for r in &todo {
-            cols.push(r)?;
-        }
-        let rows = sqlx::query_as::<_, IntakeRow>(INSERT_BATCH)
-            .bind(workspace_id.as_uuid())
-            .bind(cols.ids)
-            .bind(cols.sources)
-            .bind(cols.source_refs)
-            .bind(cols.lines)
-            .bind(cols.raws)
-            .bind(cols.fingerprints)
-            .bind(cols.statuses)
-            .bind(cols.errors)
-            .bind(cols.received)
-            .bind(cols.updated)
-            .fetch_all(pool)
-            .await
-            .map_err(db(INTAKE))?;
-        for row in rows {
-            let record = row.into_entity()?;
-            stored.insert(record.id, record);
-        }
-        todo.retain(|r| !stored.contains_key(&r.id));
+    check_batch(workspace_id, &records)?;
+    if records.is_empty() {
+        return Ok(records);
     }
-    if !todo.is_empty() {
-        return Err(StoreError::conflict(
-            INTAKE,
-            "rows with these fingerprints changed concurrently; insert the rest again",
-        ));
-    }
-    records
+    let fingerprints: Vec<&str> = records
         .iter()
-        .map(|r| {
-            stored
-                .remove(&r.id)
-                .ok_or_else(|| StoreError::not_found(INTAKE, r.id))
-        })
-        .collect()
+        .filter(|r| r.status == IntakeStatus::Pending)
+        .filter_map(|r| r.fingerprint.as_ref().map(|f| f.as_str()))
+        .collect();
+    let mut settled = None;
+    for _ in 0..DEDUP_RETRIES {
+        let holders: Vec<(String, Uuid)> = if fingerprints.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(LIVE_HOLDERS)
+                .bind(workspace_id.as_uuid())
+                .bind(&fingerprints)
+                .fetch_all(pool)
+                .await
+                .map_err(db(INTAKE))?
+        };
+        let decisions = decide(
+            &records,
+            holders.iter().map(|(fp, id)| (fp.as_str(), *id)).collect(),
+        );
+        let data = csv_data(&records, &decisions)?;
+        let mut copy = pool.copy_in_raw(COPY_ROWS).await.map_err(db(INTAKE))?;
+        copy.send(data).await.map_err(db(INTAKE))?;
+        match copy.finish().await {
+            Ok(_) => {
+                settled = Some(decisions);
+                break;
+            }
+            Err(e) if lost_fingerprint_race(&e) => {}
+            Err(e) => return Err(db(INTAKE)(e)),
+        }
+    }
+    let decisions = settled.ok_or_else(|| {
+        StoreError::conflict(
+            INTAKE,
+            "rows with these fingerprints changed concurrently; insert the batch again",
+        )
+    })?;
+    for (r, (status, duplicate_of)) in records.iter_mut().zip(decisions) {
+        r.status = status;
+        r.duplicate_of = duplicate_of;
+    }
+    Ok(records)
 }
 
 /// See [`IntakeStore::upsert_field_provenance`](crm_core::store::IntakeStore).

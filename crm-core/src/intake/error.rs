@@ -29,6 +29,10 @@ pub enum IntakeError {
         /// What changed.
         entity: &'static str,
     },
+    /// The task storing a batch was cancelled (its runtime is shutting down); rows of
+    /// earlier batches stay stored.
+    #[error("intake import interrupted while storing a batch")]
+    Interrupted,
     /// The store failed; retry when [`IntakeError::is_retryable`] says so.
     #[error("intake store operation failed")]
     Store(#[from] StoreError),
@@ -46,7 +50,7 @@ impl IntakeError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Csv { source, .. } => source.is_io_error(),
-            Self::Contended { .. } => true,
+            Self::Contended { .. } | Self::Interrupted => true,
             Self::EmptyHeader | Self::Invalid(_) => false,
         }
     }

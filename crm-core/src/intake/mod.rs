@@ -10,7 +10,8 @@
 //! 3. [`service::IntakeService::import`] writes prepared rows in bounded batches with
 //!    [`IntakeStore::insert_intake_batch`](crate::store::IntakeStore::insert_intake_batch),
 //!    which records duplicates by fingerprint, and enqueues one `intake.process` job per
-//!    batch of pending rows.
+//!    [`PROCESS_CHUNK`] pending rows. The next batch is prepared while the current one
+//!    is stored.
 //! 4. The job ([`service::ProcessIntakeJob`]) resolves identity ([`resolve`]: exact
 //!    email, then domain to account, then fuzzy rules), builds a merge preview
 //!    ([`merge`]) with per-field provenance, writes the contact, its provenance and a
@@ -32,5 +33,5 @@ pub use merge::{FieldChange, MergePreview, preview_merge};
 pub use normalize::{NormalizeOptions, NormalizedRow, normalize};
 pub use prepare::{Prepared, prepare};
 pub use resolve::{FuzzyRule, IdentityMatch, MatchRules, resolve_identity};
-pub use service::{ImportReport, IntakeService, PROCESS_JOB, ProcessIntakeJob};
+pub use service::{ImportReport, IntakeService, PROCESS_CHUNK, PROCESS_JOB, ProcessIntakeJob};
 pub use source::{CsvRows, RawRow, payload_row};

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::error::{StoreErrorKind, ValidationError};
@@ -22,7 +23,7 @@ use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::model::{
     Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent,
 };
-use crate::store::{DynStore, Page};
+use crate::store::{DynStore, MAX_INTAKE_BATCH, Page};
 
 /// At most this many contacts of an account are compared by fuzzy rules; bounds the
 /// work per row in very large accounts.
@@ -30,6 +31,10 @@ pub const MAX_CANDIDATES: u32 = 1000;
 
 /// The job kind that processes a batch of pending intake rows.
 pub const PROCESS_JOB: &str = "intake.process";
+
+/// The most rows one [`PROCESS_JOB`] job processes; a larger stored batch gets one job
+/// per this many pending rows, so a job stays short whatever the import's batch size.
+pub const PROCESS_CHUNK: usize = 1000;
 
 /// Counts of one import. `pending + duplicates + invalid == rows`: nothing is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,7 +47,7 @@ pub struct ImportReport {
     pub duplicates: u64,
     /// Rows stored invalid, with their reasons.
     pub invalid: u64,
-    /// Processing jobs enqueued (one per batch with pending rows).
+    /// Processing jobs enqueued (one per [`PROCESS_CHUNK`] pending rows of a batch).
     pub jobs: u64,
 }
 
@@ -82,11 +87,70 @@ pub struct ProcessPayload {
     pub manifest: Manifest,
 }
 
+impl ImportReport {
+    fn add(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.pending += other.pending;
+        self.duplicates += other.duplicates;
+        self.invalid += other.invalid;
+        self.jobs += other.jobs;
+    }
+}
+
+/// Stores one prepared batch and enqueues its processing job; returns its counts.
+async fn store_batch(
+    store: &DynStore,
+    clock: &dyn Clock,
+    workspace_id: WorkspaceId,
+    manifest: Manifest,
+    batch: Vec<IntakeRecord>,
+) -> Result<ImportReport, IntakeError> {
+    let stored = store.insert_intake_batch(workspace_id, batch).await?;
+    let mut report = ImportReport::default();
+    let mut pending = Vec::new();
+    for r in &stored {
+        report.rows += 1;
+        match r.status {
+            IntakeStatus::Duplicate => report.duplicates += 1,
+            IntakeStatus::Invalid => report.invalid += 1,
+            _ => {
+                report.pending += 1;
+                pending.push(r.id);
+            }
+        }
+    }
+    drop(stored);
+    for chunk in pending.chunks(PROCESS_CHUNK) {
+        let payload = serde_json::to_value(ProcessPayload {
+            intake_ids: chunk.to_vec(),
+            manifest: manifest.clone(),
+        })
+        .map_err(|e| ValidationError::new("intake.manifest", e.to_string()))?;
+        let job = Job::new(workspace_id, PROCESS_JOB, payload, clock.now())?
+            .with_idempotency_key(format!("{PROCESS_JOB}:{}", chunk[0]));
+        store.enqueue_job(&job).await?;
+        report.jobs += 1;
+    }
+    Ok(report)
+}
+
+/// The outcome of a spawned batch: a panic in it goes on in the caller, as it would
+/// have without the task; a task cancelled by a runtime shutdown is `Interrupted`.
+fn joined<T>(
+    outcome: Result<Result<T, IntakeError>, tokio::task::JoinError>,
+) -> Result<T, IntakeError> {
+    match outcome {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(IntakeError::Interrupted),
+    }
+}
+
 /// Imports and processes intake rows against a store.
 ///
 /// Configuration: [`NormalizeOptions`] (phone default region), [`MatchRules`] (fuzzy
-/// rules) and the batch size (rows per store write and per job, 1 to 1000; memory use
-/// of an import is bounded by one batch).
+/// rules) and the batch size (rows per store write, 1 to
+/// [`MAX_INTAKE_BATCH`]; memory use of an import is bounded by two batches).
 #[derive(Debug, Clone)]
 pub struct IntakeService {
     store: Arc<DynStore>,
@@ -97,7 +161,7 @@ pub struct IntakeService {
 }
 
 impl IntakeService {
-    /// A service with default options, rules and batches of 500 rows.
+    /// A service with default options, rules and batches of 1000 rows.
     #[must_use]
     pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -105,7 +169,7 @@ impl IntakeService {
             clock,
             options: NormalizeOptions::default(),
             rules: MatchRules::default(),
-            batch_size: 500,
+            batch_size: 1000,
         }
     }
 
@@ -123,10 +187,12 @@ impl IntakeService {
         self
     }
 
-    /// Sets the batch size, clamped to 1..=1000.
+    /// Sets the batch size (rows per store write), clamped to 1..=[`MAX_INTAKE_BATCH`].
+    /// Larger batches import faster where a store write has a fixed cost (PostgreSQL
+    /// makes one `COPY` per batch); each batch is held in memory twice at most.
     #[must_use]
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.clamp(1, 1000);
+        self.batch_size = batch_size.clamp(1, MAX_INTAKE_BATCH);
         self
     }
 
@@ -134,6 +200,12 @@ impl IntakeService {
     /// intake buffer in batches, and enqueues one processing job per batch with pending
     /// rows (idempotency key from the batch's first row id). Stops at the first read or
     /// store error; rows of earlier batches stay stored.
+    ///
+    /// Batches are stored one at a time and in order (so the first row of a
+    /// fingerprint is the one kept pending), each by a spawned task while this one
+    /// reads and prepares the next: on a multi-threaded runtime the parsing and the
+    /// store's round trips overlap (outside a Tokio runtime a batch is stored in
+    /// line). Memory stays bounded by two batches.
     pub async fn import<I>(
         &self,
         workspace_id: WorkspaceId,
@@ -147,35 +219,54 @@ impl IntakeService {
     {
         let mut report = ImportReport::default();
         let mut rows = rows.into_iter();
-        let next = |rows: &mut I::IntoIter| -> Result<Vec<IntakeRecord>, IntakeError> {
-            let mut batch = Vec::with_capacity(self.batch_size);
-            for row in rows.by_ref().take(self.batch_size) {
-                let prepared = prepare(
-                    workspace_id,
-                    source,
-                    source_ref,
-                    row?,
-                    manifest,
-                    &self.options,
-                    self.clock.now(),
-                )?;
-                batch.push(prepared.record);
+        let mut in_flight: Option<JoinHandle<Result<ImportReport, IntakeError>>> = None;
+        loop {
+            let batch = self.next_batch(workspace_id, source, source_ref, manifest, &mut rows);
+            if let Some(stored) = in_flight.take() {
+                report.add(joined(stored.await)?);
             }
-            Ok(batch)
-        };
-        let mut batch = next(&mut rows)?;
-        // While a batch is on its way to the store, the next one is read and prepared:
-        // the insert is sent on the first poll, the CPU work runs meanwhile.
-        while !batch.is_empty() {
-            let (flushed, following) = futures::future::join(
-                self.flush(workspace_id, manifest, &mut batch, &mut report),
-                async { next(&mut rows) },
-            )
-            .await;
-            flushed?;
-            batch = following?;
+            let batch = batch?;
+            if batch.is_empty() {
+                return Ok(report);
+            }
+            let (store, clock) = (Arc::clone(&self.store), Arc::clone(&self.clock));
+            let manifest = manifest.clone();
+            let stored =
+                async move { store_batch(&*store, &*clock, workspace_id, manifest, batch).await };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => in_flight = Some(runtime.spawn(stored)),
+                // Outside a Tokio runtime there is nothing to spawn on: store in line.
+                Err(_) => report.add(stored.await?),
+            }
         }
-        Ok(report)
+    }
+
+    /// Reads and prepares up to one batch of rows (empty at the end of the input).
+    fn next_batch<I>(
+        &self,
+        workspace_id: WorkspaceId,
+        source: IntakeSource,
+        source_ref: &str,
+        manifest: &Manifest,
+        rows: &mut I,
+    ) -> Result<Vec<IntakeRecord>, IntakeError>
+    where
+        I: Iterator<Item = Result<RawRow, IntakeError>>,
+    {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        for row in rows.by_ref().take(self.batch_size) {
+            let prepared = prepare(
+                workspace_id,
+                source,
+                source_ref,
+                row?,
+                manifest,
+                &self.options,
+                self.clock.now(),
+            )?;
+            batch.push(prepared.record);
+        }
+        Ok(batch)
     }
 
     /// Imports one form or webhook payload (see [`payload_row`]).
@@ -190,45 +281,6 @@ impl IntakeService {
         let row = payload_row(payload);
         self.import(workspace_id, source, source_ref, manifest, [Ok(row)])
             .await
-    }
-
-    async fn flush(
-        &self,
-        workspace_id: WorkspaceId,
-        manifest: &Manifest,
-        batch: &mut Vec<IntakeRecord>,
-        report: &mut ImportReport,
-    ) -> Result<(), IntakeError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let stored = self.store.insert_intake_batch(workspace_id, batch).await?;
-        batch.clear();
-        let mut pending = Vec::new();
-        for r in &stored {
-            report.rows += 1;
-            match r.status {
-                IntakeStatus::Duplicate => report.duplicates += 1,
-                IntakeStatus::Invalid => report.invalid += 1,
-                _ => {
-                    report.pending += 1;
-                    pending.push(r.id);
-                }
-            }
-        }
-        if let Some(first) = pending.first().copied() {
-            let payload = ProcessPayload {
-                intake_ids: pending,
-                manifest: manifest.clone(),
-            };
-            let payload = serde_json::to_value(&payload)
-                .map_err(|e| ValidationError::new("intake.manifest", e.to_string()))?;
-            let job = Job::new(workspace_id, PROCESS_JOB, payload, self.clock.now())?
-                .with_idempotency_key(format!("{PROCESS_JOB}:{first}"));
-            self.store.enqueue_job(&job).await?;
-            report.jobs += 1;
-        }
-        Ok(())
     }
 
     /// Processes one pending row: normalise, resolve identity, create or merge the

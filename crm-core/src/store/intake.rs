@@ -9,6 +9,11 @@ use crate::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crate::store::Page;
 
+/// The most rows [`IntakeStore::insert_intake_batch`] takes at once: large enough that
+/// a bulk import is not dominated by per-batch round trips, small enough to bound the
+/// memory of one call.
+pub const MAX_INTAKE_BATCH: usize = 10_000;
+
 /// Raw rows waiting to become contacts.
 ///
 /// # Contract
@@ -44,24 +49,25 @@ pub trait IntakeStore: Send + Sync + Debug {
     ) -> Result<Vec<IntakeRecord>, StoreError>;
 
     /// Stores a batch of rows of one workspace, with the rules of
-    /// [`insert_intake`](Self::insert_intake) applied row by row in slice order: the
+    /// [`insert_intake`](Self::insert_intake) applied row by row in input order: the
     /// first `Pending` row of a fingerprint (in the store or earlier in the batch) stays
-    /// `Pending`, later ones are stored `Duplicate` of it. Returns the rows as stored, in
-    /// input order, so the caller sees which were duplicates.
+    /// `Pending`, later ones are stored `Duplicate` of it. Takes the rows and returns
+    /// them as stored, in input order, so the caller sees which were duplicates (a
+    /// large batch is never copied only to be answered).
     ///
     /// Every row must belong to `workspace_id` (`Invalid`). The batch is validated
     /// before anything is written; an invalid row or a reused id fails the whole batch
-    /// (`Invalid` / `Conflict`) and stores nothing. At most 1000 rows (`Invalid`); an
-    /// empty batch returns an empty list. Backends SHOULD write a batch in one round
-    /// trip (PostgreSQL: one `INSERT ... SELECT FROM UNNEST(...)` statement).
-    /// Concurrent batches with shared fingerprints MUST leave one pending row per
-    /// fingerprint. A backend that cannot settle such a race after a few attempts
-    /// answers `Conflict` (the rows it settled stay stored; re-insert only the rows that
-    /// `get_intake` does not find); a deadlock between batches is `Unavailable`.
+    /// (`Invalid` / `Conflict`) and stores nothing. At most [`MAX_INTAKE_BATCH`] rows
+    /// (`Invalid`); an empty batch returns an empty list. Backends SHOULD write a batch
+    /// in one bulk operation (PostgreSQL: one `COPY`). Concurrent batches with shared
+    /// fingerprints MUST leave one pending row per fingerprint. A backend that cannot
+    /// settle such a race after a few attempts answers `Conflict` (the rows it settled
+    /// stay stored; re-insert only the rows that `get_intake` does not find); a
+    /// deadlock between batches is `Unavailable`.
     async fn insert_intake_batch(
         &self,
         workspace_id: WorkspaceId,
-        records: &[IntakeRecord],
+        records: Vec<IntakeRecord>,
     ) -> Result<Vec<IntakeRecord>, StoreError>;
 
     /// Records where contact fields came from: one row per (workspace, contact, field),

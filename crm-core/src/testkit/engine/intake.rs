@@ -459,41 +459,48 @@ impl std::io::Read for GeneratedCsv {
     }
 }
 
-/// A 3,000-row import streamed from a reader is written in batches of at most 1,000
-/// rows (one processing job per batch) and counts every row exactly once.
+/// A 3,000-row import streamed from a reader counts every row exactly once, whether it
+/// is written in batches of 1,000 rows or in one batch of up to 10,000: either way its
+/// pending rows get one processing job per 1,000 ([`PROCESS_CHUNK`]).
+///
+/// [`PROCESS_CHUNK`]: crate::intake::PROCESS_CHUNK
 pub async fn large_import_streams_in_batches(store: Arc<DynStore>) {
-    let ws = WorkspaceId::new();
-    let svc = service(&store).with_batch_size(1000);
-    let input = GeneratedCsv {
-        next: 0,
-        rows: 3000,
-        pending: Vec::new(),
-    };
-    let rows = ok_intake(crate::intake::CsvRows::new(input));
-    let report = ok_intake(
-        svc.import(
-            ws,
-            IntakeSource::Csv,
-            "bulk.csv",
-            &Manifest::standard(),
-            rows,
-        )
-        .await,
-    );
-    assert_eq!(report.rows, 3000);
-    assert_eq!(
-        (report.pending, report.duplicates, report.invalid),
-        (2700, 300, 0)
-    );
-    assert_eq!(report.jobs, 3, "one job per batch of 1000");
-    let jobs = ok(
-        store.list_jobs(ws, None, Page::first(10)).await,
-        "list_jobs",
-    );
-    let ids_per_job: Vec<usize> = jobs
-        .iter()
-        .map(|j| j.payload["intake_ids"].as_array().map_or(0, Vec::len))
-        .collect();
-    assert_eq!(ids_per_job.iter().sum::<usize>(), 2700);
-    assert!(ids_per_job.iter().all(|n| *n <= 1000));
+    for batch_size in [1000, 10_000] {
+        let ws = WorkspaceId::new();
+        let svc = service(&store).with_batch_size(batch_size);
+        let input = GeneratedCsv {
+            next: 0,
+            rows: 3000,
+            pending: Vec::new(),
+        };
+        let rows = ok_intake(crate::intake::CsvRows::new(input));
+        let report = ok_intake(
+            svc.import(
+                ws,
+                IntakeSource::Csv,
+                "bulk.csv",
+                &Manifest::standard(),
+                rows,
+            )
+            .await,
+        );
+        assert_eq!(report.rows, 3000, "batch size {batch_size}");
+        assert_eq!(
+            (report.pending, report.duplicates, report.invalid),
+            (2700, 300, 0),
+            "batch size {batch_size}"
+        );
+        assert_eq!(report.jobs, 3, "one job per 1000 pending rows");
+        let jobs = ok(
+            store.list_jobs(ws, None, Page::first(10)).await,
+            "list_jobs",
+        );
+        let ids_per_job: Vec<usize> = jobs
+            .iter()
+            .map(|j| j.payload["intake_ids"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(ids_per_job.len(), 3, "batch size {batch_size}");
+        assert_eq!(ids_per_job.iter().sum::<usize>(), 2700);
+        assert!(ids_per_job.iter().all(|n| *n <= 1000));
+    }
 }

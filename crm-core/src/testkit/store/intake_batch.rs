@@ -5,12 +5,12 @@
 use crate::DynStore;
 use crate::error::StoreErrorKind as Kind;
 use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
-use crate::model::{FieldProvenance, IntakeSource, IntakeStatus, RowError};
-use crate::store::Page;
+use crate::model::{FieldProvenance, IntakeRecord, IntakeSource, IntakeStatus, RowError};
+use crate::store::{MAX_INTAKE_BATCH, Page};
 
 use super::fixtures::{
-    at, contact, expect_err, fingerprint, new_account, new_contact, new_intake, ok, race, unique,
-    unique_domain, unique_email,
+    at, base, contact, expect_err, fingerprint, new_account, new_contact, new_intake, ok, race,
+    unique, unique_domain, unique_email,
 };
 
 fn reason() -> RowError {
@@ -40,7 +40,7 @@ pub async fn intake_batch_dedups_by_fingerprint(store: &DynStore) {
         new_intake(ws, None),
     ];
     let stored = ok(
-        store.insert_intake_batch(ws, &batch).await,
+        store.insert_intake_batch(ws, batch.clone()).await,
         "insert_intake_batch",
     );
     let ids: Vec<IntakeRecordId> = stored.iter().map(|r| r.id).collect();
@@ -88,7 +88,7 @@ pub async fn intake_batch_dedups_by_fingerprint(store: &DynStore) {
     let other = WorkspaceId::new();
     let theirs = ok(
         store
-            .insert_intake_batch(other, &[new_intake(other, Some(a))])
+            .insert_intake_batch(other, vec![new_intake(other, Some(a))])
             .await,
         "insert_intake_batch in another workspace",
     );
@@ -98,7 +98,11 @@ pub async fn intake_batch_dedups_by_fingerprint(store: &DynStore) {
         "fingerprints are per workspace"
     );
     assert!(
-        ok(store.insert_intake_batch(ws, &[]).await, "empty batch").is_empty(),
+        ok(
+            store.insert_intake_batch(ws, Vec::new()).await,
+            "empty batch"
+        )
+        .is_empty(),
         "an empty batch stores nothing"
     );
 }
@@ -111,14 +115,16 @@ pub async fn intake_batch_is_all_or_nothing(store: &DynStore) {
     let mut blank = new_intake(ws, None);
     blank.source_ref = " ".into();
     expect_err(
-        store.insert_intake_batch(ws, &[good.clone(), blank]).await,
+        store
+            .insert_intake_batch(ws, vec![good.clone(), blank])
+            .await,
         Kind::Invalid,
         "a batch with a blank source_ref",
     );
     let foreign = new_intake(WorkspaceId::new(), None);
     expect_err(
         store
-            .insert_intake_batch(ws, &[good.clone(), foreign])
+            .insert_intake_batch(ws, vec![good.clone(), foreign])
             .await,
         Kind::Invalid,
         "a batch with another workspace's row",
@@ -127,22 +133,26 @@ pub async fn intake_batch_is_all_or_nothing(store: &DynStore) {
     let mut reused = new_intake(ws, None);
     reused.id = stored.id;
     expect_err(
-        store.insert_intake_batch(ws, &[good.clone(), reused]).await,
+        store
+            .insert_intake_batch(ws, vec![good.clone(), reused])
+            .await,
         Kind::Conflict,
         "a batch reusing a stored id",
     );
     expect_err(
         store
-            .insert_intake_batch(ws, &[good.clone(), good.clone()])
+            .insert_intake_batch(ws, vec![good.clone(), good.clone()])
             .await,
         Kind::Conflict,
         "a batch repeating an id",
     );
-    let big: Vec<_> = (0..1001).map(|_| new_intake(ws, None)).collect();
+    let big: Vec<_> = (0..=MAX_INTAKE_BATCH)
+        .map(|_| new_intake(ws, None))
+        .collect();
     expect_err(
-        store.insert_intake_batch(ws, &big).await,
+        store.insert_intake_batch(ws, big).await,
         Kind::Invalid,
-        "a batch over 1000 rows",
+        "a batch over MAX_INTAKE_BATCH rows",
     );
     expect_err(
         store.get_intake(ws, good.id).await,
@@ -314,7 +324,7 @@ pub async fn concurrent_intake_batches_keep_one_pending(store: &DynStore) {
             .map(|p| new_intake(ws, Some(p.clone())))
             .collect();
         ok(
-            store.insert_intake_batch(ws, &batch).await,
+            store.insert_intake_batch(ws, batch.clone()).await,
             "insert_intake_batch",
         )
     })
@@ -336,6 +346,61 @@ pub async fn concurrent_intake_batches_keep_one_pending(store: &DynStore) {
             same.iter()
                 .all(|r| r.id == first || r.duplicate_of == Some(first)),
             "every other row is a duplicate of the pending one"
+        );
+    }
+}
+
+/// Raw values, source references and row errors with separators, quotes, line breaks,
+/// backslashes, a lone `\.`, empty strings and non-ASCII text are stored exactly (a
+/// backend that bulk-loads text must escape all of it).
+pub async fn intake_batch_keeps_awkward_text_exactly(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let awkward = [
+        "a,b;c\tq",
+        "say \"hi\"",
+        "two\nlines\r\n",
+        "\\.",
+        "x\n\\.\ny",
+        "back\\slash \\N",
+        "",
+        "Zoë – 東京 🚀",
+    ];
+    let raw = serde_json::Value::Object(
+        awkward
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("col {i}, \"x\""), serde_json::Value::from(*v)))
+            .collect(),
+    );
+    let good = IntakeRecord::new(
+        ws,
+        IntakeSource::Webhook,
+        "hook, \"v2\"\n\\.\nend",
+        raw.clone(),
+        Some(fingerprint(&unique("awkward"))),
+        base(),
+    )
+    .expect("valid intake row");
+    let bad = IntakeRecord::new(ws, IntakeSource::Csv, "x.csv", raw, None, base())
+        .expect("valid intake row")
+        .with_line(7)
+        .invalid(vec![RowError {
+            line: Some(7),
+            column: Some("e,mail \"1\"".into()),
+            reason: "not an email:\n\\. \"\" ,".into(),
+        }]);
+    let stored = ok(
+        store
+            .insert_intake_batch(ws, vec![good.clone(), bad.clone()])
+            .await,
+        "insert_intake_batch",
+    );
+    assert_eq!(stored, vec![good.clone(), bad.clone()], "answered as given");
+    for row in [good, bad] {
+        assert_eq!(
+            ok(store.get_intake(ws, row.id).await, "get_intake"),
+            row,
+            "read back exactly"
         );
     }
 }

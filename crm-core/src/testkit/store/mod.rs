@@ -171,6 +171,7 @@ macro_rules! __store_cases {
             field_provenance_round_trip_and_isolation
             account_contacts_are_scoped
             concurrent_intake_batches_keep_one_pending
+            intake_batch_keeps_awkward_text_exactly
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation
