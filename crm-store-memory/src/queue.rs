@@ -148,7 +148,16 @@ fn append_event(t: &mut Tables, event: &NewEvent) -> Result<Inserted<Event>, Sto
 
 /// Appends a batch all or none: every event is checked (against the log and against
 /// the batch's earlier events) before the first is stored.
-fn append_events(t: &mut Tables, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
+pub(crate) fn append_events(
+    t: &mut Tables,
+    events: &[NewEvent],
+) -> Result<Vec<Inserted<Event>>, StoreError> {
+    check_events(t, events)?;
+    events.iter().map(|event| append_event(t, event)).collect()
+}
+
+/// The checks of [`append_events`], writing nothing.
+pub(crate) fn check_events(t: &Tables, events: &[NewEvent]) -> Result<(), StoreError> {
     let mut new_keys: HashSet<(WorkspaceId, &str)> = HashSet::new();
     let mut new_ids: HashSet<(WorkspaceId, EventId)> = HashSet::new();
     for event in events {
@@ -167,7 +176,7 @@ fn append_events(t: &mut Tables, events: &[NewEvent]) -> Result<Vec<Inserted<Eve
             }
         }
     }
-    events.iter().map(|event| append_event(t, event)).collect()
+    Ok(())
 }
 
 /// The rules of [`JobStore::enqueue_job`] that need no stored row.

@@ -10,9 +10,10 @@ use crm_core::model::Contact;
 use crm_core::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
-use crm_core::store::{Page, ScoringStore, validate_limit};
+use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};
 use crm_core::{StoreError, ValidationError};
 
+use crate::queue::{append_events, check_events};
 use crate::table::limit;
 use crate::{MemoryStore, Tables};
 
@@ -59,8 +60,9 @@ fn save_model(t: &mut Tables, model: &ScoringModel) -> Result<ScoringModel, Stor
     Ok(model.clone())
 }
 
-fn upsert_scores(
-    t: &mut Tables,
+/// Checks a batch of scores and answers what writing it would do, writing nothing.
+fn plan_scores(
+    t: &Tables,
     ws: WorkspaceId,
     scores: &[ContactScore],
 ) -> Result<Vec<ScoreWritten>, StoreError> {
@@ -68,41 +70,74 @@ fn upsert_scores(
     for s in scores {
         t.crm.contacts.ensure_ref(ws, Some(s.contact_id))?;
     }
-    let table = t.scoring.scores.entry(ws).or_default();
+    let table = t.scoring.scores.get(&ws);
     Ok(scores
         .iter()
         .map(|s| {
-            let previous = table.get(&s.contact_id).map(ContactScore::effective_tier);
-            match table.get_mut(&s.contact_id) {
-                // Same computed fields: the stored row (and its computed_at) stays.
-                Some(old) if same_computed(old, s) => {}
-                Some(old) => {
-                    let manual_override = old.manual_override.take();
-                    *old = ContactScore {
-                        manual_override,
-                        ..s.clone()
-                    };
-                }
-                None => {
-                    table.insert(
-                        s.contact_id,
-                        ContactScore {
-                            manual_override: None,
-                            ..s.clone()
-                        },
-                    );
-                }
-            }
-            let current = table
-                .get(&s.contact_id)
-                .map_or(s.tier, ContactScore::effective_tier);
+            let old = table.and_then(|m| m.get(&s.contact_id));
             ScoreWritten {
                 contact_id: s.contact_id,
-                previous,
-                current,
+                previous: old.map(ContactScore::effective_tier),
+                // An existing override stays in force; otherwise the new tier is (an
+                // unchanged row has the same tier anyway).
+                current: old
+                    .and_then(|o| o.manual_override.as_ref())
+                    .map_or(s.tier, |o| o.tier),
             }
         })
         .collect())
+}
+
+/// Writes a checked batch (see [`plan_scores`]).
+fn write_scores(t: &mut Tables, ws: WorkspaceId, scores: &[ContactScore]) {
+    let table = t.scoring.scores.entry(ws).or_default();
+    for s in scores {
+        match table.get_mut(&s.contact_id) {
+            // Same computed fields: the stored row (and its computed_at) stays.
+            Some(old) if same_computed(old, s) => {}
+            Some(old) => {
+                let manual_override = old.manual_override.take();
+                *old = ContactScore {
+                    manual_override,
+                    ..s.clone()
+                };
+            }
+            None => {
+                table.insert(
+                    s.contact_id,
+                    ContactScore {
+                        manual_override: None,
+                        ..s.clone()
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn upsert_scores(
+    t: &mut Tables,
+    ws: WorkspaceId,
+    scores: &[ContactScore],
+) -> Result<Vec<ScoreWritten>, StoreError> {
+    let written = plan_scores(t, ws, scores)?;
+    write_scores(t, ws, scores);
+    Ok(written)
+}
+
+/// Scores and their events, all checked before either is written.
+fn upsert_scores_with_events(
+    t: &mut Tables,
+    ws: WorkspaceId,
+    scores: &[ContactScore],
+    events_for: &ScoreEvents<'_>,
+) -> Result<Vec<ScoreWritten>, StoreError> {
+    let written = plan_scores(t, ws, scores)?;
+    let events = events_for(&written)?;
+    check_events(t, &events)?;
+    write_scores(t, ws, scores);
+    append_events(t, &events)?;
+    Ok(written)
 }
 
 /// Whether a write would change nothing but `computed_at` (see
@@ -229,6 +264,15 @@ impl ScoringStore for MemoryStore {
         scores: &[ContactScore],
     ) -> Result<Vec<ScoreWritten>, StoreError> {
         self.with(|t| upsert_scores(t, workspace_id, scores))
+    }
+
+    async fn upsert_contact_scores_with_events(
+        &self,
+        workspace_id: WorkspaceId,
+        scores: &[ContactScore],
+        events_for: &ScoreEvents<'_>,
+    ) -> Result<Vec<ScoreWritten>, StoreError> {
+        self.with(|t| upsert_scores_with_events(t, workspace_id, scores, events_for))
     }
 
     async fn get_contact_score(

@@ -10,6 +10,7 @@ use crm_core::model::{Event, Job, JobStatus, NewEvent};
 use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
 
 use sqlx::PgConnection;
+use sqlx::types::Json;
 
 use crate::PostgresStore;
 use crate::error::{db, invalid, lease_miss};
@@ -34,13 +35,70 @@ const APPEND_EVENT: &str = "
 
 /// A batch of events in one statement; rows whose key already exists (or repeats an
 /// earlier row of the batch) are skipped.
-const APPEND_EVENTS: &str = "
-    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
-        occurred_at)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[],
-        $6::text[], $7::timestamptz[])
-    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
-    RETURNING *";
+macro_rules! insert_events_sql {
+    () => {
+        "INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+             occurred_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[],
+             $6::text[], $7::timestamptz[])
+         ON CONFLICT (workspace_id, idempotency_key) DO NOTHING"
+    };
+}
+const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING *");
+const INSERT_EVENTS: &str = insert_events_sql!();
+
+/// Binds a batch of events to [`APPEND_EVENTS`] or [`INSERT_EVENTS`].
+macro_rules! bind_events {
+    ($query:expr, $events:expr) => {
+        $query
+            .bind(
+                $events
+                    .iter()
+                    .map(|e| e.workspace_id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind($events.iter().map(|e| e.id.as_uuid()).collect::<Vec<_>>())
+            .bind($events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(
+                $events
+                    .iter()
+                    .map(|e| e.subject.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind($events.iter().map(|e| Json(&e.payload)).collect::<Vec<_>>())
+            .bind(
+                $events
+                    .iter()
+                    .map(|e| e.idempotency_key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind($events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    };
+}
+
+/// Appends events inside the caller's transaction, answering nothing (see
+/// [`EventStore::append_events`] for the rules): for writes whose events are a side
+/// effect, such as tier changes written with their scores.
+pub(crate) async fn insert_events_in(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    for event in events {
+        event.validate()?;
+    }
+    sqlx::query(LOCK_EVENT_LOG)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(EVENT))?;
+    bind_events!(sqlx::query(INSERT_EVENTS), events)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(EVENT))?;
+    Ok(())
+}
 
 /// The stored events of (workspace, key) pairs.
 const EVENTS_BY_KEY: &str = "
@@ -228,29 +286,7 @@ impl EventStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db(EVENT))?;
-        let created = sqlx::query_as::<_, EventRow>(APPEND_EVENTS)
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.workspace_id.as_uuid())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.id.as_uuid()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.subject.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.idempotency_key.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        let created = bind_events!(sqlx::query_as::<_, EventRow>(APPEND_EVENTS), events)
             .fetch_all(&mut *tx)
             .await
             .map_err(db(EVENT))?;

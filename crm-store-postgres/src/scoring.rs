@@ -11,14 +11,16 @@ use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
-use crm_core::store::{Page, ScoringStore, validate_limit};
+use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};
 use crm_core::{StoreError, ValidationError};
 use serde_json::Value;
+use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::{Ref, backend, corrupt, db, db_refs, parse_text};
+use crate::queue::insert_events_in;
 
 const MODEL: &str = "scoring_model";
 const SCORE: &str = "contact_score";
@@ -142,6 +144,44 @@ LEFT JOIN up ON up.contact_id = i.contact_id
 LEFT JOIN old ON old.contact_id = i.contact_id
 ORDER BY i.ord";
 
+/// Runs [`UPSERT_SCORES`] for a validated batch on `conn`.
+async fn upsert_scores(
+    conn: &mut PgConnection,
+    workspace_id: WorkspaceId,
+    scores: &[ContactScore],
+) -> Result<Vec<ScoreWritten>, StoreError> {
+    let n = scores.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut totals = Vec::with_capacity(n);
+    let mut tiers = Vec::with_capacity(n);
+    let mut breakdowns = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for s in scores {
+        ids.push(s.contact_id.as_uuid());
+        totals.push(i16::from(s.total));
+        tiers.push(s.tier.as_str());
+        breakdowns.push(Json(&s.breakdown));
+        versions.push(s.model_version);
+        times.push(s.computed_at);
+    }
+    let refs = [Ref::new("contact_scores_contact_fk", "contact", None)];
+    sqlx::query_as::<_, WrittenRow>(UPSERT_SCORES)
+        .bind(workspace_id.as_uuid())
+        .bind(ids)
+        .bind(totals)
+        .bind(tiers)
+        .bind(breakdowns)
+        .bind(versions)
+        .bind(times)
+        .fetch_all(conn)
+        .await
+        .map_err(db_refs(SCORE, &refs))?
+        .into_iter()
+        .map(WrittenRow::into_written)
+        .collect()
+}
+
 #[async_trait]
 impl ScoringStore for PostgresStore {
     async fn save_scoring_model(&self, model: &ScoringModel) -> Result<ScoringModel, StoreError> {
@@ -223,36 +263,23 @@ impl ScoringStore for PostgresStore {
         scores: &[ContactScore],
     ) -> Result<Vec<ScoreWritten>, StoreError> {
         validate_batch(workspace_id, scores)?;
-        let n = scores.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut totals = Vec::with_capacity(n);
-        let mut tiers = Vec::with_capacity(n);
-        let mut breakdowns = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
-        for s in scores {
-            ids.push(s.contact_id.as_uuid());
-            totals.push(i16::from(s.total));
-            tiers.push(s.tier.as_str());
-            breakdowns.push(Json(&s.breakdown));
-            versions.push(s.model_version);
-            times.push(s.computed_at);
-        }
-        let refs = [Ref::new("contact_scores_contact_fk", "contact", None)];
-        sqlx::query_as::<_, WrittenRow>(UPSERT_SCORES)
-            .bind(workspace_id.as_uuid())
-            .bind(ids)
-            .bind(totals)
-            .bind(tiers)
-            .bind(breakdowns)
-            .bind(versions)
-            .bind(times)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_refs(SCORE, &refs))?
-            .into_iter()
-            .map(WrittenRow::into_written)
-            .collect()
+        let mut conn = self.pool.acquire().await.map_err(db(SCORE))?;
+        upsert_scores(&mut conn, workspace_id, scores).await
+    }
+
+    async fn upsert_contact_scores_with_events(
+        &self,
+        workspace_id: WorkspaceId,
+        scores: &[ContactScore],
+        events_for: &ScoreEvents<'_>,
+    ) -> Result<Vec<ScoreWritten>, StoreError> {
+        validate_batch(workspace_id, scores)?;
+        let mut tx = self.pool.begin().await.map_err(db(SCORE))?;
+        let written = upsert_scores(&mut tx, workspace_id, scores).await?;
+        let events = events_for(&written)?;
+        insert_events_in(&mut tx, &events).await?;
+        tx.commit().await.map_err(db(SCORE))?;
+        Ok(written)
     }
 
     async fn get_contact_score(

@@ -2,11 +2,15 @@
 //! append tier events, handle manual overrides and bulk rescoring.
 //!
 //! # Ordering and failure
-//! Scores are written first, then the tier events are appended with idempotency keys
-//! built from the contact and the trigger (`"contact.scored:{contact}:{trigger}"`), so a
-//! retried trigger never doubles an event. A crash between the score write and the
-//! event append loses that event (the retry sees no tier change); closing that window
-//! needs a store method that writes scores and events together, which is not built yet.
+//! A batch's scores and its tier events are written in one atomic step
+//! ([`ScoringStore::upsert_contact_scores_with_events`]), so a crash never leaves a tier
+//! change without its event. Events carry idempotency keys built from the contact and
+//! the trigger (`"contact.scored:{contact}:{trigger}"`), so a retried trigger never
+//! doubles an event. A manual override is written, then audited, then its events are
+//! appended: a crash in between loses the audit entry or the event, and the retry
+//! (which sees no tier change) does not bring the event back.
+//!
+//! [`ScoringStore::upsert_contact_scores_with_events`]: crate::store::ScoringStore::upsert_contact_scores_with_events
 
 use std::sync::Arc;
 
@@ -262,31 +266,35 @@ impl Scorer {
                 )
             })
             .collect();
+        // The page's tier events are derived from the writes' outcome and written in
+        // the same atomic step as the scores.
+        let events_for = |written: &[ScoreWritten]| {
+            let mut events = Vec::new();
+            for (w, score) in written.iter().zip(&scores) {
+                if let Some((tier_events, _)) =
+                    self.tier_events(model.workspace_id, w, score.total, model.version, trigger)?
+                {
+                    events.extend(tier_events);
+                }
+            }
+            Ok(events)
+        };
         let written = self
             .store
-            .upsert_contact_scores(model.workspace_id, &scores)
+            .upsert_contact_scores_with_events(model.workspace_id, &scores, &events_for)
             .await
-            .map_err(store("write scores"))?;
+            .map_err(store("write scores and tier events"))?;
         let mut report = RescoreReport {
             scored: written.len() as u64,
             ..RescoreReport::default()
         };
-        // The page's tier events go to the log in one append.
-        let mut events = Vec::new();
-        for (w, score) in written.iter().zip(&scores) {
-            let Some((tier_events, qualified)) =
-                self.tier_events(model.workspace_id, w, score.total, model.version, trigger)?
-            else {
-                continue;
-            };
+        for change in written
+            .iter()
+            .filter_map(|w| TierChange::detect(w.previous, w.current))
+        {
             report.tier_changes += 1;
-            report.qualified += u64::from(qualified);
-            events.extend(tier_events);
+            report.qualified += u64::from(change.qualifies());
         }
-        self.store
-            .append_events(&events)
-            .await
-            .map_err(store("append tier events"))?;
         Ok(report)
     }
 
@@ -321,7 +329,7 @@ impl Scorer {
         total: u8,
         model_version: i64,
         trigger: &str,
-    ) -> Result<Option<(Vec<NewEvent>, bool)>, ScoringError> {
+    ) -> Result<Option<(Vec<NewEvent>, bool)>, ValidationError> {
         let Some(change) = TierChange::detect(written.previous, written.current) else {
             return Ok(None);
         };

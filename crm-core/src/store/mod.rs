@@ -50,7 +50,7 @@ pub use intake::{IntakeStore, MAX_INTAKE_BATCH};
 pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};
-pub use scoring::ScoringStore;
+pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.

@@ -5,12 +5,18 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, ValidationError};
 use crate::ids::{ContactId, WorkspaceId};
+use crate::model::NewEvent;
 use crate::scoring::inputs::ScoringInput;
 use crate::scoring::model::{ScoringModel, Tier};
 use crate::scoring::record::{ContactScore, ScoreOverride, ScoreWritten};
 use crate::store::Page;
+
+/// Derives the events to append with a batch of score writes from their outcome
+/// (see [`ScoringStore::upsert_contact_scores_with_events`]).
+pub type ScoreEvents<'a> =
+    dyn Fn(&[ScoreWritten]) -> Result<Vec<NewEvent>, ValidationError> + Send + Sync + 'a;
 
 /// Scoring models (versioned), contact scores, and scoring inputs.
 ///
@@ -56,6 +62,21 @@ pub trait ScoringStore: Send + Sync + Debug {
         &self,
         workspace_id: WorkspaceId,
         scores: &[ContactScore],
+    ) -> Result<Vec<ScoreWritten>, StoreError>;
+
+    /// Writes computed scores exactly as
+    /// [`upsert_contact_scores`](Self::upsert_contact_scores) does and, in the same
+    /// atomic step, appends the events `events_for` derives from the outcome (in its
+    /// order, idempotent by key as in
+    /// [`EventStore::append_events`](crate::store::EventStore::append_events)). Either
+    /// everything is written or nothing is: a crash never leaves a tier change without
+    /// its event. An error from `events_for` (`Invalid`) or from the events' checks
+    /// writes nothing.
+    async fn upsert_contact_scores_with_events(
+        &self,
+        workspace_id: WorkspaceId,
+        scores: &[ContactScore],
+        events_for: &ScoreEvents<'_>,
     ) -> Result<Vec<ScoreWritten>, StoreError>;
 
     /// The contact's current score, if it was ever scored.

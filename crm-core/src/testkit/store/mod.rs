@@ -268,6 +268,7 @@ macro_rules! __store_cases {
             scoring_model_versions_compare_and_set
             contact_scores_batch_upsert
             contact_scores_unchanged_are_not_rewritten
+            contact_scores_with_events_are_atomic
             score_override_survives_recompute
             scores_list_by_tier_pages
             scores_tenant_isolation

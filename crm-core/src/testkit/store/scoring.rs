@@ -5,13 +5,14 @@ use serde_json::json;
 
 use crate::DynStore;
 use crate::error::StoreErrorKind as Kind;
+use crate::error::ValidationError;
 use crate::ids::{ContactId, WorkspaceId};
-use crate::model::{Activity, ActivityKind, Actor, Contact};
+use crate::model::{Activity, ActivityKind, Actor, Contact, NewEvent};
 use crate::scoring::{
     Behavior, BehavioralFactor, ContactScore, IndustryFactor, Intent, IntentFactor, RangeFactor,
     ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier, Weights, explain,
 };
-use crate::store::Page;
+use crate::store::{Page, Scope};
 
 use super::fixtures::{account, at, base, contact, expect_err, new_contact, ok, unique_email};
 
@@ -187,6 +188,94 @@ pub async fn contact_scores_unchanged_are_not_rewritten(store: &DynStore) {
         "a new model version rewrites the row"
     );
     assert!(stored.manual_override.is_some(), "the override is kept");
+}
+
+/// Scores written with their events: the events are derived from the outcome (the
+/// previous tier is seen), land in the log with the scores, and are not doubled by a
+/// retry; when deriving or checking the events fails, neither scores nor events are
+/// written.
+pub async fn contact_scores_with_events_are_atomic(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let a = contact(store, ws).await;
+    let b = contact(store, ws).await;
+    let derive = |written: &[ScoreWritten]| {
+        written
+            .iter()
+            .map(|w| {
+                NewEvent::new(
+                    ws,
+                    "contact.scored",
+                    w.contact_id.to_string(),
+                    json!({ "previous": w.previous, "tier": w.current }),
+                    format!("scored:{}:{:?}", w.contact_id, w.current),
+                    base(),
+                )
+            })
+            .collect()
+    };
+    let first = [score(ws, a.id, Tier::Warm, 55)];
+    let written = ok(
+        store
+            .upsert_contact_scores_with_events(ws, &first, &derive)
+            .await,
+        "with events",
+    );
+    assert_eq!(written[0].previous, None);
+    let again = ok(
+        store
+            .upsert_contact_scores_with_events(ws, &first, &derive)
+            .await,
+        "retry",
+    );
+    assert_eq!(
+        again[0].previous,
+        Some(Tier::Warm),
+        "the retry sees the write"
+    );
+    let log = ok(
+        store.list_events(Scope::Workspace(ws), 0, 10).await,
+        "list_events",
+    );
+    assert_eq!(log.len(), 1, "a retried key is not appended twice");
+    assert_eq!(log[0].payload["previous"], json!(null));
+    assert_eq!(log[0].payload["tier"], json!("warm"));
+
+    let refuse = |_: &[ScoreWritten]| Err(ValidationError::new("event", "refused"));
+    expect_err(
+        store
+            .upsert_contact_scores_with_events(ws, &[score(ws, b.id, Tier::Hot, 75)], &refuse)
+            .await,
+        Kind::Invalid,
+        "an error deriving the events",
+    );
+    let clash = |_: &[ScoreWritten]| {
+        // Two events with one id and different keys: the log refuses the pair.
+        let one = NewEvent::new(ws, "x", "s", json!({}), "clash:1", base())?;
+        let mut two = NewEvent::new(ws, "x", "s", json!({}), "clash:2", base())?;
+        two.id = one.id;
+        Ok(vec![one, two])
+    };
+    assert!(
+        store
+            .upsert_contact_scores_with_events(ws, &[score(ws, b.id, Tier::Hot, 75)], &clash)
+            .await
+            .is_err(),
+        "events the log refuses fail the write"
+    );
+    assert_eq!(
+        ok(store.get_contact_score(ws, b.id).await, "get"),
+        None,
+        "no score is written when its events are not"
+    );
+    assert_eq!(
+        ok(
+            store.list_events(Scope::Workspace(ws), 0, 10).await,
+            "list_events"
+        )
+        .len(),
+        1,
+        "and no event either"
+    );
 }
 
 /// A batch upsert writes every score, reports the tier before and after, replaces on
