@@ -3,7 +3,7 @@
 
 mod inputs;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -58,7 +58,7 @@ impl ScoreRow {
     }
 }
 
-/// A row of an upsert's answer: the effective tier before and after.
+/// The answer of an override: the effective tier before and after.
 #[derive(Debug, sqlx::FromRow)]
 struct WrittenRow {
     contact_id: Uuid,
@@ -74,6 +74,51 @@ impl WrittenRow {
             current: parse_text(&self.current)?,
         })
     }
+}
+
+/// A row of an upsert's answer: a contact's effective tier before the write (`written`
+/// false, from the old row) or after it (`written` true).
+#[derive(Debug, sqlx::FromRow)]
+struct TierRow {
+    contact_id: Uuid,
+    effective_tier: String,
+    written: bool,
+}
+
+/// Each score's tier before and after, in input order, from the upsert's answer: a row
+/// the statement did not write (unchanged) keeps its old tier.
+fn outcomes(scores: &[ContactScore], rows: Vec<TierRow>) -> Result<Vec<ScoreWritten>, StoreError> {
+    let position: HashMap<Uuid, usize> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.contact_id.as_uuid(), i))
+        .collect();
+    let mut previous: Vec<Option<Tier>> = vec![None; scores.len()];
+    let mut current: Vec<Option<Tier>> = vec![None; scores.len()];
+    for row in rows {
+        let at = *position
+            .get(&row.contact_id)
+            .ok_or_else(|| corrupt("contact_scores.contact_id", "not in the batch"))?;
+        let tier = Some(parse_text(&row.effective_tier)?);
+        if row.written {
+            current[at] = tier;
+        } else {
+            previous[at] = tier;
+        }
+    }
+    scores
+        .iter()
+        .zip(previous.into_iter().zip(current))
+        .map(|(s, (previous, current))| {
+            Ok(ScoreWritten {
+                contact_id: s.contact_id,
+                previous,
+                current: current.or(previous).ok_or_else(|| {
+                    corrupt("contact_scores", "a score was neither kept nor written")
+                })?,
+            })
+        })
+        .collect()
 }
 
 fn model_from(definition: Value) -> Result<ScoringModel, StoreError> {
@@ -127,8 +172,9 @@ WITH input AS (
     INSERT INTO contact_scores (workspace_id, contact_id, total, tier, breakdown,
         model_version, computed_at)
     SELECT $1, i.contact_id, i.total, i.tier, i.breakdown, i.model_version, i.computed_at
-    FROM input i LEFT JOIN old ON old.contact_id = i.contact_id
-    WHERE old.unchanged IS NOT TRUE
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.contact_id = i.contact_id AND old.unchanged)
+    ORDER BY i.ord
     ON CONFLICT (workspace_id, contact_id) DO UPDATE SET
         total = EXCLUDED.total,
         tier = EXCLUDED.tier,
@@ -137,12 +183,9 @@ WITH input AS (
         computed_at = EXCLUDED.computed_at
     RETURNING contact_id, effective_tier
 )
-SELECT i.contact_id, old.effective_tier AS previous,
-       coalesce(up.effective_tier, old.effective_tier) AS current
-FROM input i
-LEFT JOIN up ON up.contact_id = i.contact_id
-LEFT JOIN old ON old.contact_id = i.contact_id
-ORDER BY i.ord";
+SELECT contact_id, effective_tier, false AS written FROM old
+UNION ALL
+SELECT contact_id, effective_tier, true FROM up";
 
 /// Runs [`UPSERT_SCORES`] for a validated batch on `conn`.
 async fn upsert_scores(
@@ -166,7 +209,7 @@ async fn upsert_scores(
         times.push(s.computed_at);
     }
     let refs = [Ref::new("contact_scores_contact_fk", "contact", None)];
-    sqlx::query_as::<_, WrittenRow>(UPSERT_SCORES)
+    let rows = sqlx::query_as::<_, TierRow>(UPSERT_SCORES)
         .bind(workspace_id.as_uuid())
         .bind(ids)
         .bind(totals)
@@ -176,10 +219,8 @@ async fn upsert_scores(
         .bind(times)
         .fetch_all(conn)
         .await
-        .map_err(db_refs(SCORE, &refs))?
-        .into_iter()
-        .map(WrittenRow::into_written)
-        .collect()
+        .map_err(db_refs(SCORE, &refs))?;
+    outcomes(scores, rows)
 }
 
 #[async_trait]
