@@ -133,6 +133,9 @@ fn check_batch(workspace_id: WorkspaceId, records: &[IntakeRecord]) -> Result<()
                 "a batched row cannot carry a contact or duplicate link yet",
             ));
         }
+        if r.line.is_some_and(|line| i64::try_from(line).is_err()) {
+            return Err(invalid("intake.line", "is too large"));
+        }
         if !ids.insert(r.id) {
             return Err(StoreError::conflict(INTAKE, "id repeated in the batch"));
         }

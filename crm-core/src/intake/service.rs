@@ -119,6 +119,7 @@ async fn store_batch(
             }
         }
     }
+    // The batch is not needed for the job round trips.
     drop(stored);
     for chunk in pending.chunks(PROCESS_CHUNK) {
         let payload = serde_json::to_value(ProcessPayload {
@@ -197,15 +198,16 @@ impl IntakeService {
     }
 
     /// Imports `rows` (from [`CsvRows`](crate::intake::CsvRows) or payloads) into the
-    /// intake buffer in batches, and enqueues one processing job per batch with pending
-    /// rows (idempotency key from the batch's first row id). Stops at the first read or
-    /// store error; rows of earlier batches stay stored.
+    /// intake buffer in batches, and enqueues one processing job per [`PROCESS_CHUNK`]
+    /// pending rows of a batch (idempotency key from the chunk's first row id). Stops at
+    /// the first read or store error; rows of earlier batches stay stored.
     ///
     /// Batches are stored one at a time and in order (so the first row of a
     /// fingerprint is the one kept pending), each by a spawned task while this one
     /// reads and prepares the next: on a multi-threaded runtime the parsing and the
     /// store's round trips overlap (outside a Tokio runtime a batch is stored in
-    /// line). Memory stays bounded by two batches.
+    /// line). Memory stays bounded by two batches. Dropping the returned future stops
+    /// reading, but a batch already handed to its task is still stored, with its jobs.
     pub async fn import<I>(
         &self,
         workspace_id: WorkspaceId,
