@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::intake::IntakeError;
 use crate::model::RowError;
+use crate::model::contains_nul;
 
 /// One row as received, before mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +47,7 @@ impl<R: Read> CsvRows<R> {
             .byte_headers()
             .map_err(|e| IntakeError::csv(1, e))?
             .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .map(|h| without_nul(String::from_utf8_lossy(h).trim()))
             .collect::<Vec<_>>();
         if headers.iter().all(String::is_empty) {
             return Err(IntakeError::EmptyHeader);
@@ -82,7 +83,7 @@ impl<R: Read> CsvRows<R> {
         }
         let mut extra = Vec::new();
         for (i, cell) in self.record.iter().enumerate() {
-            let text = match std::str::from_utf8(cell) {
+            let mut text = match std::str::from_utf8(cell) {
                 Ok(text) => text.to_owned(),
                 Err(_) => {
                     errors.push(RowError {
@@ -93,6 +94,14 @@ impl<R: Read> CsvRows<R> {
                     String::from_utf8_lossy(cell).into_owned()
                 }
             };
+            if text.contains('\0') {
+                errors.push(RowError {
+                    line,
+                    column: self.headers.get(i).cloned(),
+                    reason: NUL_REASON.into(),
+                });
+                text = without_nul(&text);
+            }
             match self.headers.get(i) {
                 Some(header) => {
                     raw.insert(header.clone(), Value::String(text.clone()));
@@ -132,10 +141,25 @@ impl<R: Read> Iterator for CsvRows<R> {
 /// A form or webhook payload as a raw row. Object members become columns by dotted
 /// path (`{"contact": {"email": ..}}` -> `contact.email`); scalars are kept as text,
 /// arrays are not mapped. A payload that is not an object is kept with a row error.
+///
+/// A NUL character (which no store can hold) is replaced by U+FFFD, in `raw` too, and
+/// the row gets an error saying so.
 #[must_use]
 pub fn payload_row(payload: &Value) -> RawRow {
     let mut columns = BTreeMap::new();
     let mut errors = Vec::new();
+    let sanitized;
+    let payload = if contains_nul(payload) {
+        errors.push(RowError {
+            line: None,
+            column: None,
+            reason: NUL_REASON.into(),
+        });
+        sanitized = replace_nul(payload);
+        &sanitized
+    } else {
+        payload
+    };
     match payload {
         Value::Object(map) => flatten("", map, &mut columns, 0),
         _ => errors.push(RowError {
@@ -149,6 +173,28 @@ pub fn payload_row(payload: &Value) -> RawRow {
         raw: payload.clone(),
         columns,
         errors,
+    }
+}
+
+/// Why a cell or payload with U+0000 is invalid: stores cannot hold the character, so
+/// it is kept as U+FFFD.
+const NUL_REASON: &str = "contains a NUL character (kept as U+FFFD)";
+
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// `value` with every NUL in its keys and strings replaced by U+FFFD.
+fn replace_nul(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(without_nul(s)),
+        Value::Array(items) => Value::Array(items.iter().map(replace_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (without_nul(k), replace_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -229,6 +275,24 @@ mod tests {
         assert_eq!(row.raw, p);
         let bad = payload_row(&serde_json::json!([1, 2]));
         assert_eq!(bad.errors.len(), 1);
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_and_reported() {
+        let data = b"email,first_name\nada@acme.io,A\0da\n";
+        let row = CsvRows::new(&data[..]).unwrap().next().unwrap().unwrap();
+        assert_eq!(row.raw["first_name"], "A\u{FFFD}da");
+        assert_eq!(row.columns["first_name"], "A\u{FFFD}da");
+        assert_eq!(row.errors.len(), 1);
+        assert_eq!(row.errors[0].column.as_deref(), Some("first_name"));
+        assert_eq!(row.errors[0].line, Some(2));
+
+        let p = serde_json::json!({"contact": {"na\0me": ["x\0"], "email": "a@b.io"}});
+        let row = payload_row(&p);
+        assert!(!contains_nul(&row.raw), "{:?}", row.raw);
+        assert_eq!(row.raw["contact"]["na\u{FFFD}me"][0], "x\u{FFFD}");
+        assert_eq!(row.columns["contact.email"], "a@b.io");
+        assert_eq!(row.errors.len(), 1);
     }
 
     #[test]

@@ -195,6 +195,18 @@ impl IntakeRecord {
     /// Rules for a stored row.
     pub fn validate(&self) -> Result<(), ValidationError> {
         require_non_blank("intake.source_ref", &self.source_ref)?;
+        // PostgreSQL text and jsonb cannot hold U+0000; every store refuses it alike.
+        let nul = self.source_ref.contains('\0')
+            || contains_nul(&self.raw)
+            || self.errors.iter().any(|e| {
+                e.reason.contains('\0') || e.column.as_deref().is_some_and(|c| c.contains('\0'))
+            });
+        if nul {
+            return Err(ValidationError::new(
+                "intake.raw",
+                "must not contain NUL characters (intake sources replace them)",
+            ));
+        }
         if self.status == IntakeStatus::Invalid && self.errors.is_empty() {
             return Err(ValidationError::new(
                 "intake.errors",
@@ -202,6 +214,21 @@ impl IntakeRecord {
             ));
         }
         Ok(())
+    }
+}
+
+/// Whether any key or string of `value` holds U+0000.
+#[must_use]
+pub(crate) fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v))
+        }
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            false
+        }
     }
 }
 

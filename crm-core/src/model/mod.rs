@@ -28,6 +28,7 @@ pub use compliance::{Consent, ConsentStatus, Suppression, SuppressionReason, nor
 pub use contact::{Account, Contact, NewAccount, NewContact, parse_time_zone};
 pub use deal::{Deal, NewDeal, Pipeline, Stage, StageOutcome};
 pub use event::{Event, NewEvent};
+pub(crate) use intake::contains_nul;
 pub use intake::{Fingerprint, IntakeRecord, IntakeSource, IntakeStatus, RowError};
 pub use job::{Job, JobStatus};
 pub use lease::{Lease, LeaseGrant};

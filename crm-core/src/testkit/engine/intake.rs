@@ -13,7 +13,7 @@ use crate::DynStore;
 use crate::clock::{Clock, ManualClock};
 use crate::ids::WorkspaceId;
 use crate::intake::service::ProcessOutcome;
-use crate::intake::{Field, IntakeService, Manifest, PROCESS_JOB, ProcessIntakeJob};
+use crate::intake::{Field, ImportReport, IntakeService, Manifest, PROCESS_JOB, ProcessIntakeJob};
 use crate::jobs::{JobContext, JobHandler};
 use crate::model::{Event, IntakeSource, IntakeStatus};
 use crate::store::{Page, Scope};
@@ -36,6 +36,7 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; payload_import_matches_account_by_domain);
             $crate::__intake_case!($make; fuzzy_rule_merges_a_similar_name_in_the_account);
             $crate::__intake_case!($make; large_import_streams_in_batches);
+            $crate::__intake_case!($make; nul_characters_keep_the_import_going);
         }
     };
 }
@@ -62,6 +63,26 @@ fn service(store: &Arc<DynStore>) -> IntakeService {
     IntakeService::new(Arc::clone(store), clock).with_batch_size(2)
 }
 
+/// Imports `csv` under `source_ref` with the standard manifest.
+async fn import_csv(
+    svc: &IntakeService,
+    ws: WorkspaceId,
+    source_ref: &str,
+    csv: &str,
+) -> ImportReport {
+    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
+    ok_intake(
+        svc.import(
+            ws,
+            IntakeSource::Csv,
+            source_ref,
+            &Manifest::standard(),
+            rows,
+        )
+        .await,
+    )
+}
+
 async fn events(store: &Arc<DynStore>, ws: WorkspaceId) -> Vec<Event> {
     ok(
         store.list_events(Scope::Workspace(ws), 0, 100).await,
@@ -81,17 +102,7 @@ pub async fn csv_import_dedups_and_keeps_bad_rows(store: Arc<DynStore>) {
                \x20ADA@acme.io ,Ada L.,\n\
                grace@navy.mil,Grace Hopper,12\n\
                short-row\n";
-    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
-    let report = ok_intake(
-        svc.import(
-            ws,
-            IntakeSource::Csv,
-            "leads.csv",
-            &Manifest::standard(),
-            rows,
-        )
-        .await,
-    );
+    let report = import_csv(&svc, ws, "leads.csv", csv).await;
     assert_eq!(report.rows, 5, "nothing is dropped");
     assert_eq!(
         (report.pending, report.duplicates, report.invalid),
@@ -151,11 +162,7 @@ pub async fn processing_creates_then_merges_with_provenance(store: Arc<DynStore>
     let email = format!("{}@acme.io", unique("ada"));
     let csv = format!("email,name,title\n{email},Ada Lovelace,CTO\n");
     let manifest = Manifest::standard();
-    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
-    ok_intake(
-        svc.import(ws, IntakeSource::Csv, "leads.csv", &manifest, rows)
-            .await,
-    );
+    import_csv(&svc, ws, "leads.csv", &csv).await;
     let first = ok(
         store
             .list_intake(ws, Some(IntakeStatus::Pending), Page::first(10))
@@ -281,17 +288,7 @@ pub async fn process_job_is_idempotent(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     let svc = Arc::new(service(&store));
     let csv = "name,phone\nAda Lovelace,+4930901820\nGrace Hopper,+14155552671\n";
-    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
-    ok_intake(
-        svc.import(
-            ws,
-            IntakeSource::Csv,
-            "phones.csv",
-            &Manifest::standard(),
-            rows,
-        )
-        .await,
-    );
+    import_csv(&svc, ws, "phones.csv", csv).await;
     let job = ok(
         store.list_jobs(ws, None, Page::first(10)).await,
         "list_jobs",
@@ -387,11 +384,7 @@ pub async fn fuzzy_rule_merges_a_similar_name_in_the_account(store: Arc<DynStore
     let svc = service(&store);
     let manifest = Manifest::standard();
     let csv = format!("email,name\njon@{domain},Jonathon Smith\ngrace@{domain},Grace Hopper\n");
-    let rows = ok_intake(crate::intake::CsvRows::new(csv.as_bytes()));
-    ok_intake(
-        svc.import(ws, IntakeSource::Csv, "leads.csv", &manifest, rows)
-            .await,
-    );
+    import_csv(&svc, ws, "leads.csv", &csv).await;
     let pending = ok(
         store
             .list_intake(ws, Some(IntakeStatus::Pending), Page::first(10))
@@ -503,4 +496,25 @@ pub async fn large_import_streams_in_batches(store: Arc<DynStore>) {
         assert_eq!(ids_per_job.iter().sum::<usize>(), 2700);
         assert!(ids_per_job.iter().all(|n| *n <= 1000));
     }
+}
+
+/// A NUL character (no store can hold one) does not stop an import: its row is stored
+/// invalid with the character replaced and the reason given, the other rows as usual.
+pub async fn nul_characters_keep_the_import_going(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let csv = "email,name\nada@acme.io,A\0da\ngrace@navy.mil,Grace\n";
+    let report = import_csv(&service(&store), ws, "leads.csv", csv).await;
+    assert_eq!(
+        (report.rows, report.pending, report.invalid),
+        (2, 1, 1),
+        "both rows are stored"
+    );
+    let all = ok(store.list_intake(ws, None, Page::first(10)).await, "list");
+    let bad = all
+        .iter()
+        .find(|r| r.line == Some(2))
+        .expect("the row with the NUL");
+    assert_eq!(bad.status, IntakeStatus::Invalid);
+    assert_eq!(bad.raw["name"], "A\u{FFFD}da");
+    assert_eq!(bad.errors[0].column.as_deref(), Some("name"));
 }
