@@ -156,14 +156,14 @@ fn find_by_address(
     }
 }
 
-fn insert_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+pub(crate) fn insert_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
     contact.validate()?;
     require_first_version(contact.version)?;
     t.crm.contacts.ensure_vacant(contact)?;
     t.crm.write_contact(contact.clone(), None)
 }
 
-fn update_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+pub(crate) fn update_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
     contact.validate()?;
     let (row, old) = t.crm.contacts.cas(contact)?;
     let old_email = old.email.as_ref().map(EmailAddress::normalized);

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
-use crm_core::store::{IntakeStore, MAX_INTAKE_BATCH, Page};
+use crm_core::store::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH, Page};
 use crm_core::{StoreError, ValidationError};
 
+use crate::crm::{insert_contact, update_contact};
+use crate::queue::{append_events, check_events};
 use crate::table::{Table, Unique, cloned, require_first_version};
 use crate::{MemoryStore, Tables};
 
@@ -165,6 +167,76 @@ fn update_intake(t: &mut Tables, record: &IntakeRecord) -> Result<IntakeRecord, 
     Ok(intake.put(row, old_key))
 }
 
+/// See [`IntakeStore::complete_intake`]: every check first; then the contact write
+/// (the only write that can still refuse, and it checks before it writes); then the
+/// writes those checks cleared.
+fn complete_intake(t: &mut Tables, c: &IntakeCompletion) -> Result<IntakeRecord, StoreError> {
+    let ws = c.intake.workspace_id;
+    let foreign = || -> StoreError {
+        ValidationError::new(
+            "intake.completion",
+            "every part must belong to the intake row's workspace",
+        )
+        .into()
+    };
+    c.intake.validate()?;
+    let (next, _) = t.intake.records.cas(&c.intake)?;
+    t.intake
+        .primaries
+        .check(ws, primary_key(&next).as_ref(), next.id, "fingerprint")?;
+    let created = match &c.contact {
+        ContactWrite::Create(x) | ContactWrite::Update(x) if x.workspace_id != ws => {
+            return Err(foreign());
+        }
+        ContactWrite::Create(x) => {
+            x.validate()?;
+            require_first_version(x.version)?;
+            t.crm.contacts.ensure_vacant(x)?;
+            Some(x.id)
+        }
+        ContactWrite::Update(x) => {
+            x.validate()?;
+            t.crm.contacts.cas(x)?;
+            None
+        }
+        ContactWrite::Keep => None,
+    };
+    let contact_ref = |t: &Tables, id: ContactId| {
+        if created == Some(id) {
+            Ok(())
+        } else {
+            t.crm.contacts.ensure_ref(ws, Some(id))
+        }
+    };
+    for p in &c.provenance {
+        p.validate()?;
+        if p.workspace_id != ws {
+            return Err(foreign());
+        }
+        contact_ref(t, p.contact_id)?;
+        t.intake.records.ensure_ref(ws, Some(p.intake_id))?;
+    }
+    if c.event.workspace_id != ws {
+        return Err(foreign());
+    }
+    check_events(t, std::slice::from_ref(&c.event))?;
+    if let Some(id) = c.intake.contact_id {
+        contact_ref(t, id)?;
+    }
+    match &c.contact {
+        ContactWrite::Create(x) => {
+            insert_contact(t, x)?;
+        }
+        ContactWrite::Update(x) => {
+            update_contact(t, x)?;
+        }
+        ContactWrite::Keep => {}
+    }
+    upsert_field_provenance(t, ws, &c.provenance)?;
+    append_events(t, std::slice::from_ref(&c.event))?;
+    update_intake(t, &c.intake)
+}
+
 #[async_trait]
 impl IntakeStore for MemoryStore {
     async fn insert_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
@@ -181,6 +253,13 @@ impl IntakeStore for MemoryStore {
 
     async fn update_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
         self.with(|t| update_intake(t, record))
+    }
+
+    async fn complete_intake(
+        &self,
+        completion: &IntakeCompletion,
+    ) -> Result<IntakeRecord, StoreError> {
+        self.with(|t| complete_intake(t, completion))
     }
 
     async fn list_intake(

@@ -17,19 +17,19 @@ use crate::rows::{
 
 mod activities;
 
-const CONTACT: &str = "contact";
+pub(crate) const CONTACT: &str = "contact";
 const ACCOUNT: &str = "account";
 const PIPELINE: &str = "pipeline";
 const DEAL: &str = "deal";
 
-const INSERT_CONTACT: &str = "
+pub(crate) const INSERT_CONTACT: &str = "
     INSERT INTO contacts (workspace_id, id, first_name, last_name, email, phone, title,
         account_id, time_zone, linkedin_url, instagram_id, custom_fields, owner_id,
         created_at, updated_at, version)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     RETURNING *";
 
-const UPDATE_CONTACT: &str = "
+pub(crate) const UPDATE_CONTACT: &str = "
     UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, title = $7,
         account_id = $8, time_zone = $9, linkedin_url = $10, instagram_id = $11,
         custom_fields = $12, owner_id = $13, updated_at = $15, version = version + 1
@@ -46,7 +46,8 @@ const CONTACT_BY_INSTAGRAM: &str = "SELECT * FROM contacts
 const CONTACT_BY_LINKEDIN: &str = "SELECT * FROM contacts
     WHERE workspace_id = $1 AND linkedin_url = $2 ORDER BY id LIMIT 1";
 
-const CONTACT_VERSION: &str = "SELECT version FROM contacts WHERE workspace_id = $1 AND id = $2";
+pub(crate) const CONTACT_VERSION: &str =
+    "SELECT version FROM contacts WHERE workspace_id = $1 AND id = $2";
 
 const INSERT_ACCOUNT: &str = "
     INSERT INTO accounts (workspace_id, id, name, domain, industry, employee_count,
@@ -87,9 +88,10 @@ const UPDATE_DEAL: &str = "
 
 const DEAL_VERSION: &str = "SELECT version FROM deals WHERE workspace_id = $1 AND id = $2";
 
-type PgQueryAs<'q, R> = sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
+pub(crate) type PgQueryAs<'q, R> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
 
-fn contact_refs(c: &Contact) -> [Ref; 1] {
+pub(crate) fn contact_refs(c: &Contact) -> [Ref; 1] {
     [Ref::new(
         "contacts_account_fk",
         ACCOUNT,
@@ -97,7 +99,7 @@ fn contact_refs(c: &Contact) -> [Ref; 1] {
     )]
 }
 
-fn bind_contact<'q>(
+pub(crate) fn bind_contact<'q>(
     q: PgQueryAs<'q, ContactRow>,
     c: &Contact,
 ) -> Result<PgQueryAs<'q, ContactRow>, StoreError> {

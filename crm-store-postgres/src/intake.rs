@@ -4,14 +4,14 @@ use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
-use crm_core::store::{IntakeStore, Page};
+use crm_core::store::{IntakeCompletion, IntakeStore, Page};
 
 use crate::PostgresStore;
 use crate::error::{Ref, cas_miss, db, db_refs, invalid, require_version_one};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{IntakeRow, IntoEntity, to_json};
 
-const INTAKE: &str = "intake_record";
+pub(crate) const INTAKE: &str = "intake_record";
 
 /// How often `insert_intake` retries when the row it collided with stopped being live
 /// (pending or processed) before the duplicate could point at it.
@@ -39,13 +39,24 @@ const INSERT_DUPLICATE: &str = "
     LIMIT 1
     RETURNING *";
 
-const INTAKE_VERSION: &str =
+/// Compare-and-set update of a row (see [`bind_record`] for the parameters).
+pub(crate) const UPDATE_INTAKE: &str = "
+    UPDATE intake_records SET source = $3, source_ref = $4, line = $5, raw = $6,
+        fingerprint = $7, status = $8, duplicate_of = $9, errors = $10,
+        contact_id = $11, updated_at = $13, version = version + 1
+    WHERE workspace_id = $1 AND id = $2 AND version = $14
+    RETURNING *";
+
+pub(crate) const INTAKE_VERSION: &str =
     "SELECT version FROM intake_records WHERE workspace_id = $1 AND id = $2";
 
-type PgQueryAs<'q> =
+pub(crate) type PgQueryAs<'q> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, IntakeRow, sqlx::postgres::PgArguments>;
 
-fn bind_record<'q>(q: PgQueryAs<'q>, r: &IntakeRecord) -> Result<PgQueryAs<'q>, StoreError> {
+pub(crate) fn bind_record<'q>(
+    q: PgQueryAs<'q>,
+    r: &IntakeRecord,
+) -> Result<PgQueryAs<'q>, StoreError> {
     let line = r
         .line
         .map(i64::try_from)
@@ -67,7 +78,7 @@ fn bind_record<'q>(q: PgQueryAs<'q>, r: &IntakeRecord) -> Result<PgQueryAs<'q>, 
         .bind(r.version))
 }
 
-fn refs(r: &IntakeRecord) -> [Ref; 2] {
+pub(crate) fn refs(r: &IntakeRecord) -> [Ref; 2] {
     [
         Ref::new(
             "intake_records_duplicate_fk",
@@ -137,20 +148,10 @@ impl IntakeStore for PostgresStore {
 
     async fn update_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
         record.validate()?;
-        let row = bind_record(
-            sqlx::query_as(
-                "UPDATE intake_records SET source = $3, source_ref = $4, line = $5, raw = $6,
-                     fingerprint = $7, status = $8, duplicate_of = $9, errors = $10,
-                     contact_id = $11, updated_at = $13, version = version + 1
-                 WHERE workspace_id = $1 AND id = $2 AND version = $14
-                  
-                 RETURNING *",
-            ),
-            record,
-        )?
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_refs(INTAKE, &refs(record)))?;
+        let row = bind_record(sqlx::query_as(UPDATE_INTAKE), record)?
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_refs(INTAKE, &refs(record)))?;
         match row {
             Some(row) => row.into_entity(),
             None => {
@@ -187,12 +188,20 @@ impl IntakeStore for PostgresStore {
         crate::intake_batch::insert_batch(&self.pool, workspace_id, records).await
     }
 
+    async fn complete_intake(
+        &self,
+        completion: &IntakeCompletion,
+    ) -> Result<IntakeRecord, StoreError> {
+        crate::intake_complete::complete(&self.pool, completion).await
+    }
+
     async fn upsert_field_provenance(
         &self,
         workspace_id: WorkspaceId,
         rows: &[FieldProvenance],
     ) -> Result<(), StoreError> {
-        crate::intake_batch::upsert_provenance(&self.pool, workspace_id, rows).await
+        let mut conn = self.pool.acquire().await.map_err(db(INTAKE))?;
+        crate::intake_batch::upsert_provenance(&mut conn, workspace_id, rows).await
     }
 
     async fn list_field_provenance(

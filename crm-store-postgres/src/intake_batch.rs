@@ -6,8 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::{Ref, db, db_refs, invalid, parse_text, require_version_one};
@@ -205,7 +205,7 @@ pub(crate) async fn insert_batch(
 
 /// See [`IntakeStore::upsert_field_provenance`](crm_core::store::IntakeStore).
 pub(crate) async fn upsert_provenance(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     workspace_id: WorkspaceId,
     rows: &[FieldProvenance],
 ) -> Result<(), StoreError> {
@@ -268,7 +268,7 @@ pub(crate) async fn upsert_provenance(
     .bind(source_refs)
     .bind(intakes)
     .bind(times)
-    .execute(pool)
+    .execute(conn)
     .await
     .map_err(db_refs(PROVENANCE, &refs))?;
     Ok(())

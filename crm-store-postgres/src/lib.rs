@@ -54,6 +54,7 @@ mod enrichment;
 mod error;
 mod intake;
 mod intake_batch;
+mod intake_complete;
 mod outbox;
 mod page;
 mod queue;

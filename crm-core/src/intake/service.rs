@@ -23,7 +23,7 @@ use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::model::{
     Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent,
 };
-use crate::store::{DynStore, MAX_INTAKE_BATCH, Page};
+use crate::store::{ContactWrite, DynStore, IntakeCompletion, MAX_INTAKE_BATCH, Page};
 
 /// At most this many contacts of an account are compared by fuzzy rules; bounds the
 /// work per row in very large accounts.
@@ -289,9 +289,14 @@ impl IntakeService {
     /// contact with per-field provenance, emit `contact.created` / `contact.merged`
     /// (idempotency key `intake:{row id}`), mark the row processed.
     ///
-    /// Idempotent: a new contact takes the intake row's id as its own, so a re-run
-    /// after a crash finds it instead of creating a second one; provenance is an upsert
-    /// and the event is keyed by the row. A row that is not pending is skipped.
+    /// The contact write, its provenance, the event and the processed row go to the
+    /// store in one atomic call ([`IntakeStore::complete_intake`]): a crash leaves the
+    /// row pending with nothing written, and the re-run processes it from scratch. A
+    /// row that is not pending is skipped; a lost race (the row processed by another
+    /// run, the contact changed or its email taken meanwhile) is
+    /// [`IntakeError::Contended`], and the retry sees the new state.
+    ///
+    /// [`IntakeStore::complete_intake`]: crate::store::IntakeStore::complete_intake
     pub async fn process(
         &self,
         workspace_id: WorkspaceId,
@@ -345,36 +350,45 @@ impl IntakeService {
             &self.rules,
         );
         let account_id = account.map(|a| a.id);
-        let (contact, preview, kind, outcome) = match matched.contact_id() {
+        // A contact with the row's id exists only if this row created it before and
+        // was then set back to pending: merge into it instead of creating it twice.
+        let target = match matched.contact_id() {
+            Some(id) => Some(id),
+            None => {
+                let own = ContactId::from_uuid(record.id.as_uuid());
+                match self.store.get_contact(workspace_id, own).await {
+                    Ok(c) => Some(c.id),
+                    Err(e) if e.kind() == StoreErrorKind::NotFound => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let (contact, write, preview, kind, outcome) = match target {
             Some(contact_id) => {
                 let existing = self.store.get_contact(workspace_id, contact_id).await?;
                 let preview = preview_merge(Some(&existing), &normalized, account_id);
                 let merged = apply_merge(existing, &preview, now)?;
-                let contact = if preview.is_empty() {
-                    merged
+                let write = if preview.is_empty() {
+                    ContactWrite::Keep
                 } else {
-                    self.store.update_contact(&merged).await?
+                    ContactWrite::Update(merged.clone())
                 };
                 let outcome = ProcessOutcome::Merged {
                     contact_id,
                     preview: preview.clone(),
                 };
-                (contact, preview, "contact.merged", outcome)
+                (merged, write, preview, "contact.merged", outcome)
             }
             None => {
                 let preview = preview_merge(None, &normalized, account_id);
-                let contact = self
-                    .create_contact(&record, &normalized, account_id, now)
-                    .await?;
+                let contact = new_contact(&record, &normalized, account_id, now)?;
                 let outcome = ProcessOutcome::Created {
                     contact_id: contact.id,
                 };
-                (contact, preview, "contact.created", outcome)
+                let write = ContactWrite::Create(contact.clone());
+                (contact, write, preview, "contact.created", outcome)
             }
         };
-        self.store
-            .upsert_field_provenance(workspace_id, &preview.provenance(&contact, &record, now))
-            .await?;
         let event = NewEvent::new(
             workspace_id,
             kind,
@@ -383,13 +397,29 @@ impl IntakeService {
             event_key(record.id),
             now,
         )?;
-        self.store.append_event(&event).await?;
+        let provenance = preview.provenance(&contact, &record, now);
         let mut done = record;
         done.status = IntakeStatus::Processed;
         done.contact_id = Some(contact.id);
         done.updated_at = now;
-        self.store.update_intake(&done).await?;
-        Ok(outcome)
+        let completion = IntakeCompletion {
+            contact: write,
+            provenance,
+            event,
+            intake: done,
+        };
+        match self.store.complete_intake(&completion).await {
+            Ok(_) => Ok(outcome),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    StoreErrorKind::VersionConflict | StoreErrorKind::Conflict
+                ) =>
+            {
+                Err(IntakeError::Contended { entity: "contact" })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Fuzzy-match candidates: the first [`MAX_CANDIDATES`] contacts of the account the
@@ -412,49 +442,32 @@ impl IntakeService {
             .map(|c| (c, Some(account.name.clone())))
             .collect())
     }
+}
 
-    /// Creates the contact of a row, with the row's id as the contact id; if a previous
-    /// attempt already created it, returns that one.
-    async fn create_contact(
-        &self,
-        record: &IntakeRecord,
-        row: &NormalizedRow,
-        account_id: Option<crate::ids::AccountId>,
-        now: DateTime<Utc>,
-    ) -> Result<Contact, IntakeError> {
-        let mut contact = Contact::create(
-            record.workspace_id,
-            NewContact {
-                first_name: row.first_name.clone().unwrap_or_default(),
-                last_name: row.last_name.clone().unwrap_or_default(),
-                email: row.email.as_ref().map(|e| e.as_str().to_owned()),
-                phone: row.phone.as_ref().map(|p| p.as_str().to_owned()),
-                title: row.title.clone(),
-                account_id,
-                linkedin_url: row.linkedin_url.clone(),
-                custom_fields: row.custom.clone(),
-                ..NewContact::default()
-            },
-            now,
-        )?;
-        contact.id = ContactId::from_uuid(record.id.as_uuid());
-        match self.store.insert_contact(&contact).await {
-            Ok(c) => Ok(c),
-            Err(e) if e.kind() == StoreErrorKind::Conflict => {
-                match self
-                    .store
-                    .get_contact(record.workspace_id, contact.id)
-                    .await
-                {
-                    Ok(c) => Ok(c),
-                    // Another row created a contact with this email meanwhile: retry
-                    // the job, which then merges.
-                    Err(_) => Err(IntakeError::Contended { entity: "contact" }),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
+/// The new contact of a row, with the row's id as the contact id.
+fn new_contact(
+    record: &IntakeRecord,
+    row: &NormalizedRow,
+    account_id: Option<crate::ids::AccountId>,
+    now: DateTime<Utc>,
+) -> Result<Contact, ValidationError> {
+    let mut contact = Contact::create(
+        record.workspace_id,
+        NewContact {
+            first_name: row.first_name.clone().unwrap_or_default(),
+            last_name: row.last_name.clone().unwrap_or_default(),
+            email: row.email.as_ref().map(|e| e.as_str().to_owned()),
+            phone: row.phone.as_ref().map(|p| p.as_str().to_owned()),
+            title: row.title.clone(),
+            account_id,
+            linkedin_url: row.linkedin_url.clone(),
+            custom_fields: row.custom.clone(),
+            ..NewContact::default()
+        },
+        now,
+    )?;
+    contact.id = ContactId::from_uuid(record.id.as_uuid());
+    Ok(contact)
 }
 
 /// The event payload: ids and field names only, never contact values (PII).

@@ -6,13 +6,44 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
-use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
+use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus, NewEvent};
 use crate::store::Page;
 
 /// The most rows [`IntakeStore::insert_intake_batch`] takes at once: large enough that
 /// a bulk import is not dominated by per-batch round trips, small enough to bound the
 /// memory of one call.
 pub const MAX_INTAKE_BATCH: usize = 10_000;
+
+/// The contact write of a processed intake row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactWrite {
+    /// A new contact (version 1), as [`ContactStore::insert_contact`] takes it.
+    ///
+    /// [`ContactStore::insert_contact`]: crate::store::ContactStore::insert_contact
+    Create(Contact),
+    /// A merged contact at its stored version, as
+    /// [`ContactStore::update_contact`] takes it (compare-and-set).
+    ///
+    /// [`ContactStore::update_contact`]: crate::store::ContactStore::update_contact
+    Update(Contact),
+    /// The contact stays as it is (the row added nothing).
+    Keep,
+}
+
+/// Everything processing one intake row writes, written together by
+/// [`IntakeStore::complete_intake`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeCompletion {
+    /// The contact created or merged into.
+    pub contact: ContactWrite,
+    /// Where the contact's fields came from (see
+    /// [`IntakeStore::upsert_field_provenance`]).
+    pub provenance: Vec<FieldProvenance>,
+    /// `contact.created` or `contact.merged` (idempotent by key).
+    pub event: NewEvent,
+    /// The intake row marked processed, at its stored version (compare-and-set).
+    pub intake: IntakeRecord,
+}
 
 /// Raw rows waiting to become contacts.
 ///
@@ -69,6 +100,24 @@ pub trait IntakeStore: Send + Sync + Debug {
         workspace_id: WorkspaceId,
         records: Vec<IntakeRecord>,
     ) -> Result<Vec<IntakeRecord>, StoreError>;
+
+    /// Writes what processing one row produced in one atomic step: the contact write,
+    /// its provenance, its event and the row's new state. Each part follows the rules
+    /// of its own method ([`insert_contact`] / [`update_contact`],
+    /// [`upsert_field_provenance`], [`append_event`], [`update_intake`]); if any part
+    /// fails, nothing is written, so a crash or a lost race never leaves a contact
+    /// changed without its provenance, event or processed row. Every part must belong
+    /// to the intake row's workspace (`Invalid`). Returns the row as stored.
+    ///
+    /// [`insert_contact`]: crate::store::ContactStore::insert_contact
+    /// [`update_contact`]: crate::store::ContactStore::update_contact
+    /// [`upsert_field_provenance`]: Self::upsert_field_provenance
+    /// [`append_event`]: crate::store::EventStore::append_event
+    /// [`update_intake`]: Self::update_intake
+    async fn complete_intake(
+        &self,
+        completion: &IntakeCompletion,
+    ) -> Result<IntakeRecord, StoreError>;
 
     /// Records where contact fields came from: one row per (workspace, contact, field),
     /// replaced by a later write of the same field (upsert). Idempotent. Every row must

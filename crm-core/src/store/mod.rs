@@ -46,7 +46,7 @@ pub use enrichment::{
     CachedEnrichment, EnrichmentDataType, EnrichmentStore, EnrichmentUsage, SpendTotals, month_of,
     validate_month,
 };
-pub use intake::{IntakeStore, MAX_INTAKE_BATCH};
+pub use intake::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH};
 pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};

@@ -317,8 +317,9 @@ pub async fn process_job_is_idempotent(store: Arc<DynStore>) {
         evs.iter().all(|e| !e.payload.to_string().contains("+49")),
         "events carry no raw phone numbers"
     );
-    // A crash after the contact was written but before the row was marked: the re-run
-    // finds the contact by its id (the row's) instead of creating another.
+    // A processed row set back to pending by hand (processing itself writes contact,
+    // provenance, event and row at once): the re-run finds the contact by its id (the
+    // row's) instead of creating another.
     let mut row = ok(store.list_intake(ws, None, Page::first(10)).await, "list").remove(0);
     row.status = IntakeStatus::Pending;
     row.contact_id = None;

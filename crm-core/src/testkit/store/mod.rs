@@ -26,6 +26,7 @@ mod event_jobs;
 mod events;
 mod intake;
 mod intake_batch;
+mod intake_complete;
 mod job_lifecycle;
 mod jobs;
 mod outbox;
@@ -49,6 +50,7 @@ pub use event_jobs::*;
 pub use events::*;
 pub use intake::*;
 pub use intake_batch::*;
+pub use intake_complete::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
 pub use outbox::*;
@@ -172,6 +174,8 @@ macro_rules! __store_cases {
             account_contacts_are_scoped
             concurrent_intake_batches_keep_one_pending
             intake_batch_keeps_awkward_text_exactly
+            complete_intake_writes_everything
+            complete_intake_is_all_or_nothing
             // sequences and enrollments
             sequence_round_trip_and_update
             sequence_tenant_isolation
