@@ -14,9 +14,10 @@
 //!    is stored.
 //! 4. The job ([`service::ProcessIntakeJob`]) resolves identity ([`resolve`]: exact
 //!    email, then domain to account, then fuzzy rules), builds a merge preview
-//!    ([`merge`]) with per-field provenance, writes the contact, its provenance and a
-//!    `contact.created` / `contact.merged` event keyed by the intake row, and marks the
-//!    row processed. Each step is idempotent, so a re-run job changes nothing twice.
+//!    ([`merge`]) with per-field provenance, and writes the contact, its provenance, a
+//!    `contact.created` / `contact.merged` event keyed by the intake row and the
+//!    processed row in one atomic store call, so a crash leaves the row pending with
+//!    nothing written and a re-run job changes nothing twice.
 
 mod error;
 pub mod manifest;
