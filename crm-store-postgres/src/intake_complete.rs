@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::crm::{
     CONTACT, CONTACT_VERSION, INSERT_CONTACT, UPDATE_CONTACT, bind_contact, contact_refs,
 };
-use crate::error::{cas_miss, db, db_refs, invalid, require_version_one};
+use crate::error::{cas_miss, db, db_refs};
 use crate::intake::{INTAKE, INTAKE_VERSION, UPDATE_INTAKE, bind_record, refs};
 use crate::intake_batch::upsert_provenance;
 use crate::queue::insert_events_in;
@@ -17,32 +17,6 @@ use crate::rows::{ContactRow, IntakeRow, IntoEntity};
 
 const LOCK_INTAKE: &str =
     "SELECT version FROM intake_records WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
-
-/// Every part must belong to the row's workspace.
-fn check(c: &IntakeCompletion) -> Result<(), StoreError> {
-    let ws = c.intake.workspace_id;
-    c.intake.validate()?;
-    let contact_ws = match &c.contact {
-        ContactWrite::Create(x) | ContactWrite::Update(x) => {
-            x.validate()?;
-            Some(x.workspace_id)
-        }
-        ContactWrite::Keep => None,
-    };
-    let foreign = contact_ws.is_some_and(|w| w != ws)
-        || c.event.workspace_id != ws
-        || c.provenance.iter().any(|p| p.workspace_id != ws);
-    if foreign {
-        return Err(invalid(
-            "intake.completion",
-            "every part must belong to the intake row's workspace",
-        ));
-    }
-    if let ContactWrite::Create(x) = &c.contact {
-        require_version_one(x.version)?;
-    }
-    Ok(())
-}
 
 /// Writes the contact. A compare-and-set miss is answered from `pool` (the caller's
 /// transaction is rolled back when it is dropped).
@@ -75,7 +49,7 @@ pub(crate) async fn complete(
     pool: &PgPool,
     c: &IntakeCompletion,
 ) -> Result<IntakeRecord, StoreError> {
-    check(c)?;
+    c.validate()?;
     let ws = c.intake.workspace_id;
     let mut tx = pool.begin().await.map_err(db(INTAKE))?;
     // The row first, locked: a completion of a row that moved on is refused before

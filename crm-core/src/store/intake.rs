@@ -4,7 +4,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, ValidationError};
 use crate::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus, NewEvent};
 use crate::store::Page;
@@ -43,6 +43,40 @@ pub struct IntakeCompletion {
     pub event: NewEvent,
     /// The intake row marked processed, at its stored version (compare-and-set).
     pub intake: IntakeRecord,
+}
+
+impl IntakeCompletion {
+    /// The rules that need no stored row, which every store checks first: each part
+    /// valid, a created contact at version 1, and every part in the intake row's
+    /// workspace.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let ws = self.intake.workspace_id;
+        self.intake.validate()?;
+        let contact_ws = match &self.contact {
+            ContactWrite::Create(c) if c.version != 1 => {
+                return Err(ValidationError::new("version", "must be 1 on insert"));
+            }
+            ContactWrite::Create(c) | ContactWrite::Update(c) => {
+                c.validate()?;
+                Some(c.workspace_id)
+            }
+            ContactWrite::Keep => None,
+        };
+        for p in &self.provenance {
+            p.validate()?;
+        }
+        self.event.validate()?;
+        let foreign = contact_ws.is_some_and(|w| w != ws)
+            || self.event.workspace_id != ws
+            || self.provenance.iter().any(|p| p.workspace_id != ws);
+        if foreign {
+            return Err(ValidationError::new(
+                "intake.completion",
+                "every part must belong to the intake row's workspace",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Raw rows waiting to become contacts.
@@ -107,7 +141,8 @@ pub trait IntakeStore: Send + Sync + Debug {
     /// [`upsert_field_provenance`], [`append_event`], [`update_intake`]); if any part
     /// fails, nothing is written, so a crash or a lost race never leaves a contact
     /// changed without its provenance, event or processed row. Every part must belong
-    /// to the intake row's workspace (`Invalid`). Returns the row as stored.
+    /// to the intake row's workspace; [`IntakeCompletion::validate`] is checked before
+    /// anything else (`Invalid`). Returns the row as stored.
     ///
     /// [`insert_contact`]: crate::store::ContactStore::insert_contact
     /// [`update_contact`]: crate::store::ContactStore::update_contact

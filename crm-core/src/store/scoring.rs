@@ -71,7 +71,8 @@ pub trait ScoringStore: Send + Sync + Debug {
     /// [`EventStore::append_events`](crate::store::EventStore::append_events)). Either
     /// everything is written or nothing is: a crash never leaves a tier change without
     /// its event. An error from `events_for` (`Invalid`) or from the events' checks
-    /// writes nothing.
+    /// writes nothing. `events_for` runs inside that step (under the store's lock or
+    /// in its transaction): it must be quick and must not call the store.
     async fn upsert_contact_scores_with_events(
         &self,
         workspace_id: WorkspaceId,

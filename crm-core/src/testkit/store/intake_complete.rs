@@ -115,6 +115,15 @@ pub async fn complete_intake_is_all_or_nothing(store: &DynStore) {
         "a stale intake row",
     );
     nothing_written(store, ws, &row, "stale row").await;
+    // The rules that need no stored row come first, in every store.
+    let mut stale_and_foreign = stale_row.clone();
+    stale_and_foreign.event = new_event(WorkspaceId::new(), "elsewhere");
+    expect_err(
+        store.complete_intake(&stale_and_foreign).await,
+        Kind::Invalid,
+        "a stale row with a part of another workspace",
+    );
+    nothing_written(store, ws, &row, "stale row, foreign event").await;
 
     let taken_ws = WorkspaceId::new();
     let existing = contact(store, taken_ws).await;
