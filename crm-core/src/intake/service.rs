@@ -350,23 +350,55 @@ impl IntakeService {
             &self.rules,
         );
         let account_id = account.map(|a| a.id);
-        // A contact with the row's id exists only if this row created it before and
-        // was then set back to pending: merge into it instead of creating it twice.
-        let target = match matched.contact_id() {
-            Some(id) => Some(id),
-            None => {
+        let existing = match matched.contact_id() {
+            Some(id) => Some(self.store.get_contact(workspace_id, id).await?),
+            None => None,
+        };
+        let creates = existing.is_none();
+        let resolved = Resolved {
+            record: &record,
+            normalized: &normalized,
+            matched: &matched,
+            account_id,
+            now,
+        };
+        match self.complete(resolved, existing).await {
+            // A new contact collides with one holding the row's id only if this row
+            // created it before and was then set back to pending: merge into that one
+            // instead of creating it twice. (Looked up only on this rare path.)
+            Err(IntakeError::Contended { .. }) if creates => {
                 let own = ContactId::from_uuid(record.id.as_uuid());
                 match self.store.get_contact(workspace_id, own).await {
-                    Ok(c) => Some(c.id),
-                    Err(e) if e.kind() == StoreErrorKind::NotFound => None,
-                    Err(e) => return Err(e.into()),
+                    Ok(own) => self.complete(resolved, Some(own)).await,
+                    Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                        Err(IntakeError::Contended { entity: "contact" })
+                    }
+                    Err(e) => Err(e.into()),
                 }
             }
-        };
-        let (contact, write, preview, kind, outcome) = match target {
-            Some(contact_id) => {
-                let existing = self.store.get_contact(workspace_id, contact_id).await?;
-                let preview = preview_merge(Some(&existing), &normalized, account_id);
+            outcome => outcome,
+        }
+    }
+
+    /// Builds and writes a processed row's outcome in one store call: a merge into
+    /// `existing`, or a new contact when there is none. A lost race is `Contended`.
+    async fn complete(
+        &self,
+        resolved: Resolved<'_>,
+        existing: Option<Contact>,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let Resolved {
+            record,
+            normalized,
+            matched,
+            account_id,
+            now,
+        } = resolved;
+        let workspace_id = record.workspace_id;
+        let (contact, write, preview, kind, outcome) = match existing {
+            Some(existing) => {
+                let contact_id = existing.id;
+                let preview = preview_merge(Some(&existing), normalized, account_id);
                 let merged = apply_merge(existing, &preview, now)?;
                 let write = if preview.is_empty() {
                     ContactWrite::Keep
@@ -380,8 +412,8 @@ impl IntakeService {
                 (merged, write, preview, "contact.merged", outcome)
             }
             None => {
-                let preview = preview_merge(None, &normalized, account_id);
-                let contact = new_contact(&record, &normalized, account_id, now)?;
+                let preview = preview_merge(None, normalized, account_id);
+                let contact = new_contact(record, normalized, account_id, now)?;
                 let outcome = ProcessOutcome::Created {
                     contact_id: contact.id,
                 };
@@ -393,12 +425,12 @@ impl IntakeService {
             workspace_id,
             kind,
             contact.id.to_string(),
-            event_payload(&record, &contact, &matched, &preview),
+            event_payload(record, &contact, matched, &preview),
             event_key(record.id),
             now,
         )?;
-        let provenance = preview.provenance(&contact, &record, now);
-        let mut done = record;
+        let provenance = preview.provenance(&contact, record, now);
+        let mut done = record.clone();
         done.status = IntakeStatus::Processed;
         done.contact_id = Some(contact.id);
         done.updated_at = now;
@@ -442,6 +474,16 @@ impl IntakeService {
             .map(|c| (c, Some(account.name.clone())))
             .collect())
     }
+}
+
+/// What [`IntakeService::complete`] builds a row's outcome from.
+#[derive(Clone, Copy)]
+struct Resolved<'a> {
+    record: &'a IntakeRecord,
+    normalized: &'a NormalizedRow,
+    matched: &'a IdentityMatch,
+    account_id: Option<crate::ids::AccountId>,
+    now: DateTime<Utc>,
 }
 
 /// The new contact of a row, with the row's id as the contact id.
