@@ -255,12 +255,12 @@ pub async fn contact_scores_with_events_are_atomic(store: &DynStore) {
         two.id = one.id;
         Ok(vec![one, two])
     };
-    assert!(
+    expect_err(
         store
             .upsert_contact_scores_with_events(ws, &[score(ws, b.id, Tier::Hot, 75)], &clash)
-            .await
-            .is_err(),
-        "events the log refuses fail the write"
+            .await,
+        Kind::Conflict,
+        "events the log refuses fail the write",
     );
     assert_eq!(
         ok(store.get_contact_score(ws, b.id).await, "get"),
