@@ -73,11 +73,16 @@ fn csv_data(rows: &[IntakeRecord], decisions: &[Decision]) -> Result<Vec<u8>, St
     let encode = |e: csv::Error| invalid("intake.batch", e.to_string());
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
     let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 512));
+    // Every row is in the batch's workspace (checked before).
+    let workspace = rows
+        .first()
+        .map(|r| r.workspace_id.to_string())
+        .unwrap_or_default();
     for (r, (status, duplicate_of)) in rows.iter().zip(decisions) {
         let errors = serde_json::to_string(&r.errors)
             .map_err(|e| invalid("intake.errors", e.to_string()))?;
         out.write_record([
-            r.workspace_id.to_string().as_str(),
+            workspace.as_str(),
             r.id.to_string().as_str(),
             r.source.as_str(),
             r.source_ref.as_str(),
@@ -132,9 +137,6 @@ fn check_batch(workspace_id: WorkspaceId, records: &[IntakeRecord]) -> Result<()
                 "intake.contact_id",
                 "a batched row cannot carry a contact or duplicate link yet",
             ));
-        }
-        if r.line.is_some_and(|line| i64::try_from(line).is_err()) {
-            return Err(invalid("intake.line", "is too large"));
         }
         if !ids.insert(r.id) {
             return Err(StoreError::conflict(INTAKE, "id repeated in the batch"));

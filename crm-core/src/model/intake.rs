@@ -195,6 +195,10 @@ impl IntakeRecord {
     /// Rules for a stored row.
     pub fn validate(&self) -> Result<(), ValidationError> {
         require_non_blank("intake.source_ref", &self.source_ref)?;
+        // Stores keep the line as a signed 64-bit integer (PostgreSQL `bigint`).
+        if self.line.is_some_and(|line| i64::try_from(line).is_err()) {
+            return Err(ValidationError::new("intake.line", "is too large"));
+        }
         // PostgreSQL text and jsonb cannot hold U+0000; every store refuses it alike.
         let nul = self.source_ref.contains('\0')
             || contains_nul(&self.raw)

@@ -417,4 +417,16 @@ pub async fn intake_batch_keeps_awkward_text_exactly(store: &DynStore) {
         Kind::Invalid,
         "a raw value with a NUL character, one row",
     );
+    // A line number past what a signed 64-bit column holds is refused alike.
+    let far = new_intake(ws, None).with_line(u64::MAX);
+    expect_err(
+        store.insert_intake_batch(ws, vec![far.clone()]).await,
+        Kind::Invalid,
+        "a line number past i64::MAX",
+    );
+    expect_err(
+        store.insert_intake(&far).await,
+        Kind::Invalid,
+        "a line number past i64::MAX, one row",
+    );
 }
