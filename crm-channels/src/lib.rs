@@ -33,7 +33,7 @@
 //! - Credentials are [`crm_core::secret::SecretString`]s; every client's `Debug` prints
 //!   `[redacted]` for them. Tracing spans record recipients redacted
 //!   ([`http::redact_address`]).
-//! - Channel adapters pass the conformance kit of `crm_core::testkit::adapter`.
+//! - Channel adapters pass the conformance kit of `crm_testkit::adapter`.
 //!
 //! # Example
 //! ```

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::*;
-use crm_core::testkit::adapter::{AdapterHarness, Idempotency, ProviderResponse};
 use crm_core::{ChannelAdapter, OutboundMessage};
+use crm_testkit::adapter::{AdapterHarness, Idempotency, ProviderResponse};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -125,7 +125,7 @@ mod dry_run {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }
 
 #[cfg(feature = "linkedin")]
@@ -148,7 +148,7 @@ mod linkedin {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }
 
 #[cfg(feature = "resend")]
@@ -180,7 +180,7 @@ mod resend {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }
 
 #[cfg(all(feature = "cal-com", feature = "resend"))]
@@ -204,7 +204,7 @@ mod cal_com_booking_link {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }
 
 #[cfg(feature = "twilio")]
@@ -240,7 +240,7 @@ mod twilio {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }
 
 #[cfg(feature = "instagram")]
@@ -274,5 +274,5 @@ mod instagram {
         }
     }
 
-    crm_core::adapter_conformance_tests!(harness);
+    crm_testkit::adapter_conformance_tests!(harness);
 }

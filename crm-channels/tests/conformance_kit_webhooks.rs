@@ -18,7 +18,7 @@ mod webhooks {
     use base64::Engine as _;
     use chrono::{DateTime, Utc};
     use crm_core::WebhookRequest;
-    use crm_core::testkit::adapter::SigningKey;
+    use crm_testkit::adapter::SigningKey;
     use hmac::{Hmac, KeyInit, Mac};
 
     pub(super) const FIXED_NOW: i64 = 1_714_564_800;
@@ -70,8 +70,8 @@ mod resend_webhook {
     use crm_channels::webhooks::WebhookConfig;
     use crm_channels::webhooks::resend::ResendWebhook;
     use crm_core::secret::SecretString;
-    use crm_core::testkit::adapter::{SigningKey, VerifierHarness};
     use crm_core::{InboundWebhook, WebhookRequest};
+    use crm_testkit::adapter::{SigningKey, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -121,7 +121,7 @@ mod resend_webhook {
         )
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }
 
 #[cfg(feature = "twilio")]
@@ -132,8 +132,8 @@ mod twilio_webhook {
     use crm_channels::webhooks::WebhookConfig;
     use crm_channels::webhooks::twilio::TwilioWebhook;
     use crm_core::secret::SecretString;
-    use crm_core::testkit::adapter::{SigningKey, VerifierHarness};
     use crm_core::{InboundWebhook, WebhookRequest};
+    use crm_testkit::adapter::{SigningKey, VerifierHarness};
     use hmac::{Hmac, KeyInit, Mac};
 
     use super::webhooks::*;
@@ -183,7 +183,7 @@ mod twilio_webhook {
         )
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }
 
 /// Schemes that sign the raw body with HMAC-SHA256 in hex, without a timestamp.
@@ -192,8 +192,8 @@ mod hex_body_webhooks {
     use std::time::Duration;
 
     use chrono::{DateTime, Utc};
-    use crm_core::testkit::adapter::{SigningKey, VerifierHarness};
     use crm_core::{InboundWebhook, WebhookRequest};
+    use crm_testkit::adapter::{SigningKey, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -258,7 +258,7 @@ mod instagram_webhook {
         }
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }
 
 #[cfg(feature = "cal-com")]
@@ -279,7 +279,7 @@ mod cal_com_webhook {
         }
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }
 
 #[cfg(feature = "calendly")]
@@ -290,8 +290,8 @@ mod calendly_webhook {
     use crm_channels::webhooks::WebhookConfig;
     use crm_channels::webhooks::calendly::CalendlyWebhook;
     use crm_core::secret::SecretString;
-    use crm_core::testkit::adapter::{SigningKey, VerifierHarness};
     use crm_core::{InboundWebhook, WebhookRequest};
+    use crm_testkit::adapter::{SigningKey, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -334,7 +334,7 @@ mod calendly_webhook {
         )
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }
 
 #[cfg(feature = "slack")]
@@ -345,8 +345,8 @@ mod slack_webhook {
     use crm_channels::webhooks::WebhookConfig;
     use crm_channels::webhooks::slack::SlackWebhook;
     use crm_core::secret::SecretString;
-    use crm_core::testkit::adapter::{SigningKey, VerifierHarness};
     use crm_core::{InboundWebhook, WebhookRequest};
+    use crm_testkit::adapter::{SigningKey, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -394,5 +394,5 @@ mod slack_webhook {
         )
     }
 
-    crm_core::webhook_conformance_tests!(harness);
+    crm_testkit::webhook_conformance_tests!(harness);
 }

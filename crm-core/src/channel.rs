@@ -180,7 +180,7 @@ impl ChannelError {
 /// - MUST NOT log credentials, and SHOULD NOT log message bodies or raw addresses.
 ///
 /// # Implementing
-/// Run the adapter conformance kit (`testkit` feature) against your adapter.
+/// Run the adapter conformance kit (`crm_testkit::adapter`) against your adapter.
 #[async_trait]
 pub trait ChannelAdapter: Send + Sync + Debug + 'static {
     /// The channel this adapter sends on.

@@ -19,9 +19,6 @@ pub mod secret;
 pub mod store;
 mod text_enum;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 pub use address::{Domain, EmailAddress, PhoneNumber};
 pub use approval::{
     ApprovalDecision, ApprovalPolicy, ApprovalRequest, ManualApproval, PolicyError,

@@ -4,7 +4,7 @@
 //! [`MemoryStore`] keeps every table behind one lock and honours the same contracts as
 //! the PostgreSQL store (tenant scoping, compare-and-set on `version`, fenced claims,
 //! atomic quotas and leases); both run the same conformance suite from
-//! `crm-core`'s `testkit` feature. State lives only as long as the process.
+//! the `crm-testkit` crate. State lives only as long as the process.
 //!
 //! # Cookbook
 //!

@@ -4,10 +4,10 @@ async fn fresh_store() -> crm_store_postgres::PostgresStore {
     crm_store_postgres::testing::fresh_store().await
 }
 
-crm_core::dispatch_conformance_tests!(fresh_store);
-crm_core::approval_conformance_tests!(fresh_store);
-crm_core::runner_conformance_tests!(fresh_store);
-crm_core::jobs_conformance_tests!(fresh_store);
-crm_core::enrichment_conformance_tests!(fresh_store);
-crm_core::scoring_conformance_tests!(fresh_store);
-crm_core::intake_conformance_tests!(fresh_store);
+crm_testkit::dispatch_conformance_tests!(fresh_store);
+crm_testkit::approval_conformance_tests!(fresh_store);
+crm_testkit::runner_conformance_tests!(fresh_store);
+crm_testkit::jobs_conformance_tests!(fresh_store);
+crm_testkit::enrichment_conformance_tests!(fresh_store);
+crm_testkit::scoring_conformance_tests!(fresh_store);
+crm_testkit::intake_conformance_tests!(fresh_store);

@@ -25,10 +25,10 @@ use crm_core::channel::SendReceipt;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::testkit::adapter::{
+use crm_core::{ChannelAdapter, ChannelError, OutboundMessage, PhoneNumber};
+use crm_testkit::adapter::{
     AdapterHarness, Idempotency, ProviderResponse, run_adapter_conformance,
 };
-use crm_core::{ChannelAdapter, ChannelError, OutboundMessage, PhoneNumber};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

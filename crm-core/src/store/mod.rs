@@ -25,7 +25,7 @@
 //!   microseconds, so rows written with their time read back unchanged.
 //!
 //! # Implementing
-//! Run the conformance suite from the `testkit` feature against your backend; it is the
+//! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
 //! executable form of these contracts.
 
 mod compliance;

@@ -1,0 +1,321 @@
+//! Scenarios of what may stop or delay a send before the adapter: compliance,
+//! approval, enrollments, channel pauses, missing contacts.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde_json::json;
+
+use super::{Harness, RecordingNotifier, RejectAll, config, once};
+use crate::store::fixtures::{base, new_enrollment, new_message, ok};
+use crm_core::DynStore;
+use crm_core::anomaly::BOUNCE_SPIKE;
+use crm_core::approval::ManualApproval;
+use crm_core::clock::Clock;
+use crm_core::ids::UserId;
+use crm_core::model::{
+    Anomaly, ApprovalStatus, Channel, Consent, ConsentStatus, Enrollment, EnrollmentState,
+    OutboxMessage, OutboxStatus, Sequence, SequenceStep, Severity, StepDelay, Suppression,
+    SuppressionReason, Template,
+};
+use crm_core::outreach::settings::WorkspaceSettings;
+
+fn reason(message: &OutboxMessage) -> &str {
+    message.last_error.as_deref().unwrap_or("")
+}
+
+/// A suppression added after the message was enqueued cancels it at send time.
+pub async fn dispatch_suppression_after_enqueue_blocks_the_send(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let message = h.enqueue().await;
+    let suppression = Suppression::new(
+        h.ws,
+        None,
+        &message.recipient.to_uppercase(),
+        SuppressionReason::Unsubscribed,
+        base(),
+    )
+    .expect("valid suppression");
+    ok(
+        h.store.add_suppression(&suppression).await,
+        "add_suppression",
+    );
+
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(
+        h.stub.handed_count(),
+        0,
+        "a suppressed address is never sent to"
+    );
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Cancelled);
+    assert!(
+        reason(&stored).contains("suppressed"),
+        "{:?}",
+        stored.last_error
+    );
+}
+
+/// Consent withdrawn after the message was enqueued cancels it at send time.
+pub async fn dispatch_withdrawn_consent_after_enqueue_blocks_the_send(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let message = h.enqueue().await;
+    let contact = message.contact_id.expect("harness messages have a contact");
+    for (status, minutes) in [(ConsentStatus::Granted, 1), (ConsentStatus::Withdrawn, 2)] {
+        let consent = Consent::new(
+            h.ws,
+            contact,
+            Channel::Email,
+            status,
+            "unsubscribe link",
+            base() + Duration::minutes(minutes),
+        )
+        .expect("valid consent");
+        ok(h.store.record_consent(&consent).await, "record_consent");
+    }
+
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(
+        h.stub.handed_count(),
+        0,
+        "withdrawn consent blocks the send"
+    );
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Cancelled);
+    assert!(
+        reason(&stored).contains("consent"),
+        "{:?}",
+        stored.last_error
+    );
+}
+
+/// Under the manual policy a message is held with a pending item carrying its
+/// metadata, and the notifier hears of it once; once a person approves with an edit,
+/// the edited text is what is sent.
+pub async fn dispatch_manual_approval_holds_then_sends_the_edited_text(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let (contact, email) = h.contact().await;
+    let metadata = json!({
+        "requires_approval": true,
+        "confidence": 0.7,
+        "template_key": "intro",
+        "context": { "last_reply": "none" },
+    });
+    let message = h
+        .enqueue_message(&h.message_to(&contact, &email).with_metadata(metadata))
+        .await;
+    let notifier = Arc::new(RecordingNotifier::default());
+    let dispatcher = h
+        .dispatcher()
+        .with_policy(Arc::new(ManualApproval))
+        .with_notifier(notifier.clone());
+
+    let report = once(&dispatcher).await;
+    assert_eq!(report.held_for_approval, 1, "{report:?}");
+    assert_eq!(h.stub.handed_count(), 0, "nothing is sent before approval");
+    let held = h.get(message.id).await;
+    assert_eq!(held.status, OutboxStatus::AwaitingApproval);
+    assert_eq!(held.attempts, 0, "holding gives the attempt back");
+    let item = ok(
+        h.store.find_approval_for_outbox(h.ws, message.id).await,
+        "find_approval_for_outbox",
+    )
+    .expect("a pending item is created");
+    assert_eq!(item.status, ApprovalStatus::Pending);
+    assert_eq!(item.original_body, message.body);
+    assert_eq!(item.confidence, Some(0.7));
+    assert_eq!(item.template_key.as_deref(), Some("intro"));
+    assert_eq!(item.context, json!({ "last_reply": "none" }));
+    assert_eq!(
+        item.expires_at,
+        h.clock.now() + dispatcher.config().approval_ttl()
+    );
+    assert!(item.reason.is_some(), "the item says why a human is needed");
+    assert_eq!(notifier.items().len(), 1, "the notifier hears once");
+    assert_eq!(
+        once(&dispatcher).await.claimed,
+        0,
+        "a held message is not claimable"
+    );
+
+    h.clock.advance(Duration::minutes(10));
+    let mut approved = item.clone();
+    approved.status = ApprovalStatus::Approved;
+    approved.edited_body = Some("Hi Ada, edited by a person.".into());
+    approved.decided_by = Some(UserId::new());
+    approved.decided_at = Some(h.clock.now());
+    approved.updated_at = h.clock.now();
+    let mut release = held.clone();
+    release.status = OutboxStatus::Pending;
+    release.not_before = h.clock.now();
+    release.updated_at = h.clock.now();
+    ok(
+        h.store.decide_approval(&approved, Some(&release)).await,
+        "decide_approval",
+    );
+
+    let report = once(&dispatcher).await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let delivered = h.stub.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].body, "Hi Ada, edited by a person.",
+        "the approver's edit is what is sent"
+    );
+    assert_eq!(notifier.items().len(), 1, "no second notification");
+    assert_eq!(h.get(message.id).await.status, OutboxStatus::Sent);
+}
+
+/// A policy rejection cancels the message with the policy's reason.
+pub async fn dispatch_policy_rejection_cancels(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let message = h.enqueue().await;
+    let dispatcher = h.dispatcher().with_policy(Arc::new(RejectAll));
+    let report = once(&dispatcher).await;
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(h.stub.handed_count(), 0);
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Cancelled);
+    assert!(
+        reason(&stored).contains("off-brand"),
+        "{:?}",
+        stored.last_error
+    );
+}
+
+fn step(delay: StepDelay) -> SequenceStep {
+    SequenceStep {
+        channel: Channel::Email,
+        template: Template {
+            subject: Some("Hello".into()),
+            body: "Hi {{first_name}}".into(),
+        },
+        delay,
+        window: None,
+        requires_approval: false,
+    }
+}
+
+/// A two-step sequence (no delay, then 48 hours), an enrollment of a fresh contact
+/// waiting on step 0 (`StepPending`), and its enqueued message.
+async fn enrolled(h: &Harness) -> (Sequence, Enrollment, OutboxMessage) {
+    let steps = vec![step(StepDelay::Hours(0)), step(StepDelay::Hours(48))];
+    let sequence = Sequence::create(h.ws, "Two steps", steps, base()).expect("valid sequence");
+    let sequence = ok(h.store.insert_sequence(&sequence).await, "insert_sequence");
+    let (contact, email) = h.contact().await;
+    let mut enrollment = new_enrollment(&sequence, contact.id);
+    enrollment.state = EnrollmentState::StepPending;
+    enrollment.current_step = 0;
+    enrollment.next_run_at = None;
+    let enrollment = ok(
+        h.store.insert_enrollment(&enrollment).await,
+        "insert_enrollment",
+    );
+    let mut message = new_message(h.ws)
+        .with_contact(contact.id)
+        .with_enrollment(enrollment.id, 0);
+    message.recipient = email;
+    let message = h.enqueue_message(&message).await;
+    (sequence, enrollment, message)
+}
+
+/// A message whose enrollment stopped (replied) after it was enqueued is cancelled.
+pub async fn dispatch_cancels_messages_of_stopped_enrollments(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let (_, enrollment, message) = enrolled(&h).await;
+    let mut replied = enrollment.clone();
+    replied.state = EnrollmentState::Replied;
+    ok(
+        h.store.update_enrollment(&replied).await,
+        "update_enrollment",
+    );
+
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(
+        h.stub.handed_count(),
+        0,
+        "a stopped enrollment sends nothing"
+    );
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Cancelled);
+    assert_eq!(reason(&stored), "enrollment is replied");
+}
+
+/// Sending step 0 moves the enrollment to `StepSent` at step 1, due after step 1's
+/// delay, in the same store call that marks the message sent.
+pub async fn dispatch_advances_the_enrollment_with_the_send(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let (_, enrollment, message) = enrolled(&h).await;
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Sent);
+    let sent_at = stored.sent_at.expect("sent_at is recorded");
+    let advanced = ok(
+        h.store.get_enrollment(h.ws, enrollment.id).await,
+        "get_enrollment",
+    );
+    assert_eq!(advanced.state, EnrollmentState::StepSent);
+    assert_eq!(advanced.current_step, 1);
+    assert_eq!(advanced.next_run_at, Some(sent_at + Duration::hours(48)));
+    assert_eq!(advanced.version, enrollment.version + 1);
+}
+
+/// An open error-severity send-health anomaly on the channel postpones its messages by
+/// an hour without using an attempt.
+pub async fn dispatch_paused_channel_postpones(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let message = h.enqueue().await;
+    let mut anomaly = Anomaly::new(
+        h.ws,
+        BOUNCE_SPIKE,
+        Severity::Error,
+        "bounce_spike:email",
+        "Bounce rate above 10 %",
+        base(),
+    )
+    .expect("valid anomaly");
+    anomaly.channel = Some(Channel::Email);
+    ok(h.store.raise_anomaly(&anomaly).await, "raise_anomaly");
+
+    let dispatcher = h.dispatcher();
+    let report = once(&dispatcher).await;
+    assert_eq!(report.postponed, 1, "{report:?}");
+    assert_eq!(h.stub.handed_count(), 0, "a paused channel sends nothing");
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Pending);
+    assert_eq!(
+        stored.not_before,
+        h.clock.now() + dispatcher.config().pause_delay()
+    );
+    assert_eq!(stored.attempts, 0, "a pause gives the attempt back");
+
+    let mut off = WorkspaceSettings::default();
+    off.pause_channel_on_error_anomaly = false;
+    h.clock.set(stored.not_before);
+    let report = once(&h.dispatcher_with(&h.stub, off, config())).await;
+    assert_eq!(
+        report.sent, 1,
+        "without the setting the anomaly pauses nothing"
+    );
+}
+
+/// A message without a contact fails with a clear reason: every send records an
+/// activity about its contact.
+pub async fn dispatch_fails_messages_without_a_contact(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let message = h.enqueue_message(&new_message(h.ws)).await;
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(h.stub.handed_count(), 0);
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Failed);
+    assert!(
+        reason(&stored).contains("no contact"),
+        "{:?}",
+        stored.last_error
+    );
+}

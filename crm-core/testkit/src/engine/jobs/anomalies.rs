@@ -1,0 +1,431 @@
+//! Anomaly scenarios: each rule on real counts, deduplication, acknowledge/resolve,
+//! channel pausing and the scan job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Span, Utc};
+use futures::future::join_all;
+use serde_json::json;
+
+use super::{clock, test_config};
+use crate::store::fixtures::{
+    activity, awaiting_message, base, contact, created, new_approval, ok,
+};
+use crm_core::DynStore;
+use crm_core::anomaly::{
+    AnomalyError, AnomalyScanHandler, AnomalyScanner, BOUNCE_SPIKE, FAILURE_RATE, LOW_CONFIDENCE,
+    QUOTA_EXHAUSTED,
+};
+use crm_core::ids::{AnomalyId, UserId, WorkspaceId};
+use crm_core::jobs::{
+    ANOMALY_SCAN, HandlerRegistry, PeriodicJob, SYSTEM_WORKSPACE, Scheduler, Worker,
+};
+use crm_core::model::{ActivityKind, Anomaly, AnomalyStatus, Channel, JobStatus, Severity};
+use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
+use crm_core::store::{JobStore, Page, Scope};
+
+/// Records `n` activities of `kind` on `channel` at `at`.
+async fn record(
+    store: &DynStore,
+    ws: WorkspaceId,
+    kind: ActivityKind,
+    channel: Channel,
+    n: usize,
+    at: DateTime<Utc>,
+) {
+    let who = contact(store, ws).await;
+    join_all((0..n).map(|_| async {
+        let entry = activity(ws, who.id, kind, at).with_channel(channel);
+        ok(store.record_activity(&entry).await, "record_activity");
+    }))
+    .await;
+}
+
+fn scanner(store: &Arc<DynStore>) -> AnomalyScanner {
+    AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::default()))
+}
+
+async fn open(store: &DynStore, ws: WorkspaceId) -> Vec<Anomaly> {
+    ok(
+        store.list_anomalies(ws, true, Page::first(100)).await,
+        "list_anomalies",
+    )
+}
+
+/// 3 failures in 10 attempts (30 %) in the last hour raise one Error anomaly; a second
+/// scan finds it open and raises nothing; after it is resolved the next scan raises a
+/// new one. Failures older than an hour do not count.
+pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    let recent = now - Span::minutes(10);
+    record(
+        &*store,
+        ws,
+        ActivityKind::MessageSent,
+        Channel::Email,
+        7,
+        recent,
+    )
+    .await;
+    record(
+        &*store,
+        ws,
+        ActivityKind::SendFailed,
+        Channel::Email,
+        3,
+        recent,
+    )
+    .await;
+    let old = now - Span::hours(2);
+    record(&*store, ws, ActivityKind::SendFailed, Channel::Sms, 10, old).await;
+    let scanner = scanner(&store);
+
+    let first = ok(scanner.scan(ws, now).await, "scan");
+    assert_eq!(first.len(), 1, "only email's failure rate: {first:?}");
+    let anomaly = &first[0].value;
+    assert!(first[0].created);
+    assert_eq!(anomaly.rule, FAILURE_RATE);
+    assert_eq!(anomaly.severity, Severity::Error);
+    assert_eq!(anomaly.channel, Some(Channel::Email));
+    assert_eq!(anomaly.dedup_key, "failure_rate:email");
+
+    let second = ok(scanner.scan(ws, now + Span::minutes(5)).await, "rescan");
+    assert_eq!(second.len(), 1);
+    assert!(!second[0].created, "deduplicated while open");
+    assert_eq!(second[0].value.id, anomaly.id);
+    assert_eq!(open(&*store, ws).await.len(), 1);
+
+    ok(
+        scanner
+            .resolve(ws, anomaly.id, now + Span::minutes(6))
+            .await
+            .map_err(store_err),
+        "resolve",
+    );
+    let third = ok(
+        scanner.scan(ws, now + Span::minutes(7)).await,
+        "scan after resolve",
+    );
+    assert!(third[0].created, "raised again after resolve");
+    assert_ne!(third[0].value.id, anomaly.id);
+}
+
+/// Items created in the last 24 h with an average confidence below 0.6 raise a
+/// Warning; older items do not count.
+pub async fn low_confidence_raises_a_warning(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    for (confidence, age) in [(0.4, Span::hours(2)), (0.95, Span::days(3))] {
+        for _ in 0..5 {
+            let message = awaiting_message(&*store, ws).await;
+            let mut item = new_approval(&message, now + Span::days(1));
+            item.created_at = now - age;
+            item.updated_at = now - age;
+            item.confidence = Some(confidence);
+            created(store.insert_approval(&item).await, "insert_approval");
+        }
+    }
+    let raised = ok(scanner(&store).scan(ws, now).await, "scan");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let anomaly = &raised[0].value;
+    assert_eq!(
+        (anomaly.rule.as_str(), anomaly.severity),
+        (LOW_CONFIDENCE, Severity::Warning)
+    );
+    assert_eq!(anomaly.channel, None);
+    let average = anomaly.details["average"].as_f64().expect("average");
+    assert!(
+        (average - 0.4).abs() < 1e-9,
+        "only recent items count: {average}"
+    );
+}
+
+/// A bounce rate of 15 % against a 2 % baseline raises an Error on that channel; the
+/// same rate against a 10 % baseline does not.
+pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    let (recent, earlier) = (now - Span::hours(3), now - Span::days(3));
+    for (channel, baseline_bounces) in [(Channel::Email, 2), (Channel::WhatsApp, 10)] {
+        record(&*store, ws, ActivityKind::MessageSent, channel, 40, recent).await;
+        record(&*store, ws, ActivityKind::Bounced, channel, 6, recent).await;
+        record(
+            &*store,
+            ws,
+            ActivityKind::MessageSent,
+            channel,
+            100,
+            earlier,
+        )
+        .await;
+        record(
+            &*store,
+            ws,
+            ActivityKind::Bounced,
+            channel,
+            baseline_bounces,
+            earlier,
+        )
+        .await;
+    }
+    let raised = ok(scanner(&store).scan(ws, now).await, "scan");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let anomaly = &raised[0].value;
+    assert_eq!(anomaly.rule, BOUNCE_SPIKE);
+    assert_eq!(
+        (anomaly.channel, anomaly.severity),
+        (Some(Channel::Email), Severity::Error)
+    );
+    assert_eq!(anomaly.dedup_key, "bounce_spike:email");
+}
+
+/// The workspace's local day's `send:<channel>` usage (the counter the dispatcher
+/// consumes) at the workspace's daily cap raises a Warning.
+pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    let settings = WorkspaceSettings::default().with_daily_cap(Channel::Sms, 3);
+    let key = settings.send_quota_key(Channel::Sms, now);
+    let scanner = AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::new(settings)));
+    ok(store.try_consume_quota(ws, &key, 3, 2).await, "consume");
+    assert!(
+        ok(scanner.scan(ws, now).await, "scan").is_empty(),
+        "2 of 3 is fine"
+    );
+    ok(store.try_consume_quota(ws, &key, 3, 1).await, "consume");
+    let raised = ok(scanner.scan(ws, now).await, "scan");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let anomaly = &raised[0].value;
+    assert_eq!(anomaly.rule, QUOTA_EXHAUSTED);
+    assert_eq!(
+        (anomaly.channel, anomaly.severity),
+        (Some(Channel::Sms), Severity::Warning)
+    );
+    let tomorrow = now + Span::days(1);
+    let next_day = ok(scanner.findings(ws, tomorrow).await, "findings tomorrow");
+    assert!(next_day.is_empty(), "a new day uses a new counter");
+}
+
+fn store_err(err: AnomalyError) -> crm_core::StoreError {
+    match err {
+        AnomalyError::Store(e) => e,
+        other => panic!("unexpected anomaly error {other:?}"),
+    }
+}
+
+/// Acknowledging keeps an anomaly open (and deduplicating); resolving closes it; a
+/// resolved anomaly cannot be acknowledged; both are idempotent.
+pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    record(
+        &*store,
+        ws,
+        ActivityKind::SendFailed,
+        Channel::Email,
+        10,
+        now,
+    )
+    .await;
+    let scanner = scanner(&store);
+    let raised = ok(scanner.scan(ws, now).await, "scan");
+    let id = raised[0].value.id;
+    let user = UserId::new();
+
+    let acked = ok(
+        scanner
+            .acknowledge(ws, id, user, now)
+            .await
+            .map_err(store_err),
+        "ack",
+    );
+    assert_eq!(acked.status, AnomalyStatus::Acknowledged);
+    assert_eq!(acked.acknowledged_by, Some(user));
+    let again = ok(
+        scanner
+            .acknowledge(ws, id, UserId::new(), now)
+            .await
+            .map_err(store_err),
+        "ack",
+    );
+    assert_eq!(again, acked, "acknowledging twice changes nothing");
+    assert!(
+        !ok(scanner.scan(ws, now).await, "scan")[0].created,
+        "still open"
+    );
+
+    let later = now + Span::minutes(1);
+    let resolved = ok(
+        scanner.resolve(ws, id, later).await.map_err(store_err),
+        "resolve",
+    );
+    assert_eq!(resolved.status, AnomalyStatus::Resolved);
+    assert_eq!(resolved.resolved_at, Some(later));
+    let twice = ok(
+        scanner
+            .resolve(ws, id, later + Span::minutes(1))
+            .await
+            .map_err(store_err),
+        "resolve",
+    );
+    assert_eq!(twice, resolved, "resolving twice changes nothing");
+    assert!(matches!(
+        scanner.acknowledge(ws, id, user, later).await,
+        Err(AnomalyError::AlreadyResolved { .. })
+    ));
+    assert!(matches!(
+        scanner.resolve(ws, AnomalyId::new(), later).await,
+        Err(AnomalyError::Store(e)) if e.kind() == crm_core::StoreErrorKind::NotFound
+    ));
+    assert!(
+        matches!(
+            scanner.resolve(WorkspaceId::new(), id, later).await,
+            Err(AnomalyError::Store(e)) if e.kind() == crm_core::StoreErrorKind::NotFound
+        ),
+        "another workspace cannot see it"
+    );
+}
+
+/// A channel is paused only while an open Error anomaly of a send-health rule names it,
+/// and only when the workspace setting is on.
+pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let now = base();
+    let scanner = scanner(&store);
+    assert!(!ok(
+        scanner.is_channel_paused(ws, Channel::Email).await,
+        "paused?"
+    ));
+
+    record(
+        &*store,
+        ws,
+        ActivityKind::SendFailed,
+        Channel::Email,
+        10,
+        now,
+    )
+    .await;
+    let raised = ok(scanner.scan(ws, now).await, "scan");
+    let failure = raised[0].value.id;
+    let mut custom = Anomaly::new(ws, "custom_rule", Severity::Error, "custom:sms", "x", now)
+        .expect("valid anomaly");
+    custom.channel = Some(Channel::Sms);
+    created(store.raise_anomaly(&custom).await, "raise custom");
+    let mut warning = Anomaly::new(ws, FAILURE_RATE, Severity::Warning, "warn:sms", "x", now)
+        .expect("valid anomaly");
+    warning.channel = Some(Channel::Sms);
+    created(store.raise_anomaly(&warning).await, "raise warning");
+
+    assert!(ok(
+        scanner.is_channel_paused(ws, Channel::Email).await,
+        "paused?"
+    ));
+    assert!(
+        !ok(scanner.is_channel_paused(ws, Channel::Sms).await, "paused?"),
+        "not send-health or not Error"
+    );
+    assert!(!ok(
+        scanner
+            .is_channel_paused(WorkspaceId::new(), Channel::Email)
+            .await,
+        "paused?"
+    ));
+
+    let mut off = WorkspaceSettings::default();
+    off.pause_channel_on_error_anomaly = false;
+    let lenient = AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::new(off)));
+    assert!(
+        !ok(
+            lenient.is_channel_paused(ws, Channel::Email).await,
+            "paused?"
+        ),
+        "setting off"
+    );
+
+    ok(
+        scanner
+            .acknowledge(ws, failure, UserId::new(), now)
+            .await
+            .map_err(store_err),
+        "ack",
+    );
+    assert!(
+        ok(
+            scanner.is_channel_paused(ws, Channel::Email).await,
+            "paused?"
+        ),
+        "acknowledged is open"
+    );
+    ok(
+        scanner.resolve(ws, failure, now).await.map_err(store_err),
+        "resolve",
+    );
+    assert!(
+        !ok(
+            scanner.is_channel_paused(ws, Channel::Email).await,
+            "paused?"
+        ),
+        "resolved"
+    );
+}
+
+/// A scheduled `anomalies.scan` job in the system workspace scans the workspaces its
+/// payload lists; one without a list is dead-lettered.
+pub async fn anomaly_scan_job_scans_the_listed_workspaces(store: Arc<DynStore>) {
+    let (ws1, ws2) = (WorkspaceId::new(), WorkspaceId::new());
+    let now = base();
+    for ws in [ws1, ws2] {
+        record(
+            &*store,
+            ws,
+            ActivityKind::SendFailed,
+            Channel::Email,
+            10,
+            now,
+        )
+        .await;
+    }
+    let (_manual, clock) = clock();
+    let jobs: Arc<dyn JobStore> = store.clone();
+    let scan = PeriodicJob::new(ANOMALY_SCAN, "0 0 * * * *")
+        .expect("valid cron")
+        .with_payload(json!({ "workspaces": [ws1.to_string(), ws2.to_string()] }));
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        clock.clone(),
+        vec![scan],
+        Duration::from_secs(60),
+    )
+    .expect("valid scheduler");
+    assert_eq!(ok(scheduler.tick(now).await, "tick").enqueued.len(), 1);
+    let broken = PeriodicJob::new(ANOMALY_SCAN, "0 0 * * * *")
+        .expect("valid cron")
+        .job_at(now - Span::hours(1))
+        .expect("valid job");
+    created(
+        store.enqueue_job(&broken).await,
+        "enqueue a scan without a list",
+    );
+
+    let handler = AnomalyScanHandler::new(scanner(&store));
+    let registry = HandlerRegistry::new().with(ANOMALY_SCAN, Arc::new(handler));
+    let worker = Worker::new(
+        jobs,
+        registry,
+        clock,
+        test_config(ws1).with_scope(Scope::All),
+    );
+    let stats = ok(worker.drain().await, "drain");
+    assert_eq!((stats.succeeded, stats.dead), (1, 1), "{stats:?}");
+    for ws in [ws1, ws2] {
+        let found = open(&*store, ws).await;
+        assert_eq!(found.len(), 1, "scanned {ws}");
+        assert_eq!(found[0].rule, FAILURE_RATE);
+    }
+    let dead = ok(store.get_job(SYSTEM_WORKSPACE, broken.id).await, "get_job");
+    assert_eq!(dead.status, JobStatus::Dead);
+    assert!(dead.last_error.unwrap_or_default().contains("workspaces"));
+}
