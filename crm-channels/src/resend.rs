@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crm_core::enrichment::RateLimitState;
+use crm_core::enrichment_provider::RateLimitState;
 use crm_core::model::Channel;
 use crm_core::secret::SecretString;
 use crm_core::{

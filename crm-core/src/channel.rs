@@ -11,6 +11,10 @@ use crate::error::BoxError;
 use crate::ids::{ContactId, OutboxMessageId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage};
 
+pub mod dry_run;
+
+pub use dry_run::{DryRunChannel, DryRunRecord};
+
 /// One message as an adapter sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {

@@ -6,6 +6,7 @@ pub mod approval;
 pub mod channel;
 pub mod clock;
 pub mod enrichment;
+pub mod enrichment_provider;
 pub mod error;
 pub mod ids;
 pub mod inbound;
@@ -25,7 +26,7 @@ pub use approval::{
 };
 pub use channel::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage, SendReceipt};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use enrichment::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
+pub use enrichment_provider::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
 pub use error::{BoxError, StoreError, StoreErrorKind, ValidationError};
 pub use inbound::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
 pub use money::{Currency, Money};

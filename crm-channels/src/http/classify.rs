@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ::http::StatusCode;
-use crm_core::enrichment::EnrichmentError;
+use crm_core::enrichment_provider::EnrichmentError;
 use crm_core::{BoxError, ChannelError};
 
 use super::redact;

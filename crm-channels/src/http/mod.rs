@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use chrono::{DateTime, Utc};
 use crm_core::ChannelError;
-use crm_core::enrichment::{EnrichmentError, RateLimitState};
+use crm_core::enrichment_provider::{EnrichmentError, RateLimitState};
 use crm_core::secret::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
