@@ -149,6 +149,7 @@ impl ResendChannel {
     /// Times receipts by `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.client = self.client.with_clock(clock.clone());
         self.clock = clock;
         self
     }

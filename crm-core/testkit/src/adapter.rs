@@ -536,7 +536,7 @@ mod tests {
             match answer.status {
                 200..=299 => Ok(SendReceipt {
                     provider_message_id: Some("1".into()),
-                    accepted_at: Utc::now(),
+                    accepted_at: DateTime::<Utc>::UNIX_EPOCH,
                 }),
                 429 => Err(ChannelError::RateLimited {
                     provider,
