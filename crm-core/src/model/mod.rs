@@ -12,6 +12,7 @@ mod channel;
 mod compliance;
 mod contact;
 mod deal;
+mod debug;
 mod event;
 mod intake;
 mod job;
