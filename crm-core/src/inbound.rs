@@ -91,6 +91,22 @@ impl<'r> UnverifiedWebhook<'r> {
 /// runs a verifier's [`InboundWebhook::verify`], and the verifier makes it from the
 /// [`UnverifiedWebhook`] it was given. `parse` takes one, so nothing is parsed that no
 /// verifier accepted.
+///
+/// Outside crm-core neither value can be built by hand:
+///
+/// ```compile_fail
+/// # use crm_core::{UnverifiedWebhook, WebhookRequest};
+/// fn forge(request: &WebhookRequest) -> UnverifiedWebhook<'_> {
+///     UnverifiedWebhook { request }
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use crm_core::{VerifiedWebhook, WebhookRequest};
+/// fn forge(request: &WebhookRequest) -> VerifiedWebhook<'_> {
+///     VerifiedWebhook { request, delivery_id: None }
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct VerifiedWebhook<'r> {
     request: &'r WebhookRequest,

@@ -113,7 +113,7 @@ impl RecordingActivities {
             .filter(|a| filter.until.is_none_or(|t| a.occurred_at < t))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| (b.occurred_at, b.id).cmp(&(a.occurred_at, a.id)));
+        rows.sort_by_key(|a| std::cmp::Reverse((a.occurred_at, a.id)));
         rows
     }
 }
