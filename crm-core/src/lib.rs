@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod model;
 pub mod money;
 pub mod outreach;
+mod redact;
 pub mod scoring;
 pub mod secret;
 pub mod store;
@@ -28,7 +29,10 @@ pub use channel::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessag
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enrichment_provider::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
 pub use error::{BoxError, StoreError, StoreErrorKind, ValidationError};
-pub use inbound::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+pub use inbound::{
+    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
+    verify_webhook,
+};
 pub use money::{Currency, Money};
 pub use secret::{SecretError, SecretRef, SecretResolver};
 pub use store::{DynStore, Store};

@@ -12,6 +12,7 @@ mod channel;
 mod compliance;
 mod contact;
 mod deal;
+mod debug;
 pub mod enrichment;
 mod event;
 mod intake;
