@@ -34,5 +34,7 @@ pub use merge::{FieldChange, MergePreview, preview_merge};
 pub use normalize::{NormalizeOptions, NormalizedRow, normalize};
 pub use prepare::{Prepared, prepare};
 pub use resolve::{FuzzyRule, IdentityMatch, MatchRules, resolve_identity};
-pub use service::{ImportReport, IntakeService, PROCESS_CHUNK, PROCESS_JOB, ProcessIntakeJob};
+pub use service::{
+    ImportReport, IntakeService, PROCESS_CHUNK, PROCESS_JOB, ProcessIntakeJob, ProcessReport,
+};
 pub use source::{CsvRows, RawRow, payload_row};
