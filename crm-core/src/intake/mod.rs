@@ -19,6 +19,7 @@
 //!    processed row in one atomic store call, so a crash leaves the row pending with
 //!    nothing written and a re-run job changes nothing twice.
 
+pub mod csv_check;
 mod error;
 pub mod manifest;
 pub mod merge;
@@ -28,6 +29,7 @@ pub mod resolve;
 pub mod service;
 pub mod source;
 
+pub use csv_check::HeaderProblem;
 pub use error::IntakeError;
 pub use manifest::{ColumnMapping, Field, Manifest, MappedRow, Transform};
 pub use merge::{FieldChange, MergePreview, preview_merge};
