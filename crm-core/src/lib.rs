@@ -27,7 +27,10 @@ pub use channel::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessag
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enrichment::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
 pub use error::{BoxError, StoreError, StoreErrorKind, ValidationError};
-pub use inbound::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+pub use inbound::{
+    InboundEvent, InboundWebhook, MAX_DELIVERY_ID_BYTES, VerifiedWebhook, WebhookError,
+    WebhookRequest,
+};
 pub use money::{Currency, Money};
 pub use secret::{SecretError, SecretRef, SecretResolver};
 pub use store::{DynStore, Store};
