@@ -158,17 +158,14 @@ mod twilio {
     fn a_huge_form_body_is_refused_before_it_is_decoded() {
         let body = "Body=x&".repeat(10 * 1024 * 1024 / 7 + 1).into_bytes();
         let size = body.len();
-        let started = std::time::Instant::now();
+        // TooLarge, not InvalidSignature or a form error: the size cap answers before the
+        // signature is computed or the form decoded. (No timing assertion: timings flake
+        // on a loaded machine.)
         too_large(
             hook(WebhookConfig::default())
                 .verify_at(&post(&[("X-Twilio-Signature", WRONG_SIG)], &body), at(0)),
             size,
             DEFAULT_MAX_BODY_BYTES,
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_millis(50),
-            "refused without decoding: {:?}",
-            started.elapsed()
         );
     }
 
@@ -358,9 +355,15 @@ mod instagram {
         let request = post(&[("X-Hub-Signature-256", &sig)], body);
         let verified = hook.verify_at(&request, at(0)).unwrap();
         let events = hook.parse(&verified).unwrap();
-        let text = format!("{events:?}");
-        assert!(!text.contains('\0') && !text.contains("\\0"), "{text}");
-        assert!(text.contains('\u{FFFD}'), "{text}");
+        let [
+            InboundEvent::Reply {
+                text: Some(text), ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("expected one reply, got {} events", events.len());
+        };
+        assert_eq!(text, "a\u{FFFD}b");
     }
 }
 
