@@ -17,7 +17,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use serde_json::Value;
 
@@ -118,9 +118,10 @@ impl InboundWebhook for SlackWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         check_body_size(request, self.max_body)?;
         let timestamp = required_header(request, TIMESTAMP_HEADER)?;
         let signature = required_header(request, SIGNATURE_HEADER)?;
@@ -135,10 +136,7 @@ impl InboundWebhook for SlackWebhook {
         if !mac_matches_hex(&self.mac(timestamp, &request.body)?, digest) {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(
-            request,
-            body_id(delivery_id(&request.body))?,
-        ))
+        Ok(unverified.accept(body_id(delivery_id(&request.body))?))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

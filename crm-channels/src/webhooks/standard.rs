@@ -12,7 +12,7 @@ use std::fmt;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use secrecy::SecretSlice;
 
@@ -111,9 +111,10 @@ impl StandardWebhookVerifier {
     /// matches.
     pub fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         check_body_size(request, self.max_body)?;
         let msg_id = first_header(request, &ID_HEADERS)?;
         let timestamp = first_header(request, &TIMESTAMP_HEADERS)?;
@@ -140,7 +141,7 @@ impl StandardWebhookVerifier {
         if !matched {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(request, Some(msg_id.to_owned())))
+        Ok(unverified.accept(Some(msg_id.to_owned())))
     }
 }
 
