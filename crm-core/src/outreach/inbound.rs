@@ -32,10 +32,10 @@ mod task;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::DynStore;
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
 use crate::inbound::InboundEvent;
@@ -109,23 +109,32 @@ pub enum InboundOutcome {
 #[derive(Debug, Clone)]
 pub struct InboundHandler {
     store: Arc<DynStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
 
 impl InboundHandler {
-    /// A handler over `store` with the workspaces' `settings`.
+    /// A handler over `store`, timed by `clock`, with the workspaces' `settings`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
-        Self { store, settings }
+    pub fn new(
+        store: Arc<DynStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
-    /// Applies `event` in `workspace_id` (see the module docs).
+    /// Applies `event` in `workspace_id` at the clock's now (see the module docs).
     pub async fn handle(
         &self,
         workspace_id: WorkspaceId,
         event: &InboundEvent,
-        now: DateTime<Utc>,
     ) -> Result<InboundOutcome, InboundError> {
+        let now = self.clock.now();
         let settings = self.settings.settings(workspace_id).await;
         let mut task = InboundTask {
             store: &*self.store,
