@@ -14,7 +14,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use crm_core::secret::SecretString;
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use serde_json::Value;
 
 use super::WebhookConfig;
@@ -67,9 +67,10 @@ impl InboundWebhook for CalComWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let signature = required_header(request, SIGNATURE_HEADER)?;
         if signature.eq_ignore_ascii_case(NO_SECRET_SENTINEL) {
             return Err(WebhookError::MalformedHeader {
@@ -83,7 +84,7 @@ impl InboundWebhook for CalComWebhook {
             let uid = str_at(&root, &["payload", "uid"])?;
             Some(format!("{trigger}:{uid}"))
         });
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(delivery_id))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

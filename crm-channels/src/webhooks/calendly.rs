@@ -14,7 +14,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 
 use super::WebhookConfig;
 use super::crypto::{
@@ -97,9 +97,10 @@ impl InboundWebhook for CalendlyWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let header = required_header(request, SIGNATURE_HEADER)?;
         let (timestamp, signatures) = split_header(header)?;
         let seconds = parse_unix_seconds(SIGNATURE_HEADER, timestamp)?;
@@ -119,7 +120,7 @@ impl InboundWebhook for CalendlyWebhook {
             let uri = str_at(&root, &["payload", "uri"])?;
             Some(format!("{event}:{uri}"))
         });
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(delivery_id))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use serde_json::Value;
 
 use super::WebhookConfig;
@@ -113,9 +113,10 @@ impl InboundWebhook for InstagramWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let header = required_header(request, SIGNATURE_HEADER)?;
         let digest =
             header
@@ -125,10 +126,7 @@ impl InboundWebhook for InstagramWebhook {
                     reason: "expected sha256=<hex>".to_owned(),
                 })?;
         verify_body_hex(&self.app_secret, &request.body, digest)?;
-        Ok(VerifiedWebhook::new(
-            request,
-            Some(sha256_hex(&request.body)),
-        ))
+        Ok(unverified.accept(Some(sha256_hex(&request.body))))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

@@ -17,7 +17,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use serde_json::Value;
 
@@ -114,9 +114,10 @@ impl InboundWebhook for SlackWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let timestamp = required_header(request, TIMESTAMP_HEADER)?;
         let signature = required_header(request, SIGNATURE_HEADER)?;
         let seconds = parse_unix_seconds(TIMESTAMP_HEADER, timestamp)?;
@@ -130,7 +131,7 @@ impl InboundWebhook for SlackWebhook {
         if !mac_matches_hex(&self.mac(timestamp, &request.body)?, digest) {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(request, delivery_id(&request.body)))
+        Ok(unverified.accept(delivery_id(&request.body)))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

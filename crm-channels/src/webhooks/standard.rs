@@ -12,7 +12,7 @@ use std::fmt;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use secrecy::SecretSlice;
 
@@ -105,9 +105,10 @@ impl StandardWebhookVerifier {
     /// `TimestampOutOfTolerance`, or `InvalidSignature` when no `v1` entry matches.
     pub fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let msg_id = first_header(request, &ID_HEADERS)?;
         let timestamp = first_header(request, &TIMESTAMP_HEADERS)?;
         let signatures = first_header(request, &SIGNATURE_HEADERS)?;
@@ -132,7 +133,7 @@ impl StandardWebhookVerifier {
         if !matched {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(request, Some(msg_id.to_owned())))
+        Ok(unverified.accept(Some(msg_id.to_owned())))
     }
 }
 

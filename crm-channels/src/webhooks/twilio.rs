@@ -8,8 +8,8 @@
 //! signature then covers the URL alone and the SHA-256 of the raw body must match the
 //! parameter.
 //!
-//! [`WebhookRequest::url`] must be the public URL configured in Twilio (scheme, host and
-//! query exactly as Twilio called it), not the URL seen behind a proxy.
+//! [`crm_core::WebhookRequest::url`] must be the public URL configured in Twilio (scheme,
+//! host and query exactly as Twilio called it), not the URL seen behind a proxy.
 //!
 //! The form body has to be decoded to build the signed string; nothing else is read
 //! before the signature matches. Twilio's callbacks carry no timestamp, so the tolerance
@@ -29,7 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -116,9 +116,10 @@ impl InboundWebhook for TwilioWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
         let signature = required_header(request, SIGNATURE_HEADER)?;
         let params = match body_hash_param(&request.url) {
             Some(hash) => {
@@ -159,7 +160,7 @@ impl InboundWebhook for TwilioWebhook {
             Some(token) if !token.is_empty() => Some(token.to_owned()),
             _ => message_key(&params),
         };
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(delivery_id))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

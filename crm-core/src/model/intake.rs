@@ -115,7 +115,8 @@ pub struct RowError {
 }
 
 /// One raw row in the intake buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntakeRecord {
     /// Id.
     pub id: IntakeRecordId,
