@@ -12,18 +12,13 @@ use crate::ids::{ContactId, OutboxMessageId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage};
 use crate::redact::{Masked, MaskedAddress, MaskedJson, masked_opt};
 
-<<<<<<< HEAD
 pub mod dry_run;
 
 pub use dry_run::{DryRunChannel, DryRunRecord};
 
-/// One message as an adapter sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-=======
 /// One message as an adapter sees it. Its `Debug` masks the recipient, subject, body and
 /// metadata.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
->>>>>>> hygiene
 pub struct OutboundMessage {
     /// The outbox id. Adapters MUST pass it to the provider as idempotency key where
     /// the provider supports one.

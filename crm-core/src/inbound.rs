@@ -143,6 +143,11 @@ where
     webhook.verify(UnverifiedWebhook { request }, now)
 }
 
+/// The longest delivery id (the provider's `webhook-id` and the like, or one derived
+/// from the body), in bytes, that a verifier accepts: longer is malformed. Keeps a
+/// signed but absurd id out of delivery logs and their indexes.
+pub const MAX_DELIVERY_ID_BYTES: usize = 256;
+
 /// Why a webhook was refused. Messages never include secrets or payloads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -173,9 +178,22 @@ pub enum WebhookError {
     /// This delivery was already processed.
     #[error("duplicate delivery {0}")]
     Duplicate(String),
+    /// The body is larger than the verifier accepts; refused before any parsing,
+    /// decoding or signature computation.
+    #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
 }
 
 /// A provider event, normalised.
+///
+/// Text in events never holds U+0000 (which no store can keep): parsers replace an
+/// escaped NUL of a payload with U+FFFD, as intake does. Ids that a provider sends as
+/// JSON numbers keep their exact text.
 ///
 /// Its `Debug` masks addresses, message text and links; channels, provider ids, booking
 /// ids, statuses and times stay visible.

@@ -30,8 +30,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use enrichment_provider::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
 pub use error::{BoxError, StoreError, StoreErrorKind, ValidationError};
 pub use inbound::{
-    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
-    verify_webhook,
+    InboundEvent, InboundWebhook, MAX_DELIVERY_ID_BYTES, UnverifiedWebhook, VerifiedWebhook,
+    WebhookError, WebhookRequest, verify_webhook,
 };
 pub use money::{Currency, Money};
 pub use secret::{SecretError, SecretRef, SecretResolver};

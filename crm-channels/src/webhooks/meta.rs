@@ -18,6 +18,7 @@ use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook,
 use serde_json::Value;
 
 use super::WebhookConfig;
+use super::crypto::check_body_size;
 use super::crypto::{ct_eq_hashed, require_secret, required_header, sha256_hex, verify_body_hex};
 use super::payload::{log_body, parse_json, str_at, string_at};
 
@@ -117,6 +118,7 @@ impl InboundWebhook for InstagramWebhook {
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
         let request = unverified.request();
+        check_body_size(request, self.config.max_body_bytes())?;
         let header = required_header(request, SIGNATURE_HEADER)?;
         let digest =
             header
