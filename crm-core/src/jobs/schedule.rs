@@ -221,8 +221,10 @@ impl Scheduler {
             .unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Enqueues every run due in `(now - lookback, now]` that is not enqueued yet.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
+    /// Enqueues every run due in `(now - lookback, now]`, `now` being the clock's, that
+    /// is not enqueued yet.
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let now = self.clock.now();
         let after = now
             .checked_sub_signed(self.lookback())
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -244,7 +246,7 @@ impl Scheduler {
     /// its sender is dropped). Failed ticks are logged; the next tick catches up.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         while !is_shutdown(&shutdown) {
-            match self.tick(self.clock.now()).await {
+            match self.tick().await {
                 Ok(report) if !report.enqueued.is_empty() => {
                     tracing::info!(enqueued = report.enqueued.len(), "enqueued periodic jobs");
                 }
@@ -257,8 +259,8 @@ impl Scheduler {
 }
 
 /// Handles [`EXPIRE_APPROVALS`]: expires due approval items of every workspace and
-/// cancels their messages through [`ApprovalInbox::expire_due`] at the attempt's
-/// time. Items whose message could not be cancelled are logged by the inbox and stay
+/// cancels their messages through [`ApprovalInbox::expire_due`] at the inbox's clock's
+/// now. Items whose message could not be cancelled are logged by the inbox and stay
 /// unsendable; the job still succeeds, since the items are expired.
 #[derive(Debug, Clone)]
 pub struct ExpireApprovalsHandler {
@@ -275,8 +277,8 @@ impl ExpireApprovalsHandler {
 
 #[async_trait]
 impl JobHandler for ExpireApprovalsHandler {
-    async fn handle(&self, _job: &Job, ctx: &JobContext) -> Result<(), JobError> {
-        match self.inbox.expire_due(ctx.now).await {
+    async fn handle(&self, _job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
+        match self.inbox.expire_due().await {
             Ok(report) => {
                 if !report.expired.is_empty() {
                     tracing::info!(
