@@ -15,6 +15,7 @@ pub mod fixtures;
 mod approval_decisions;
 mod approvals;
 mod batch_reads;
+mod clock_skew;
 mod compliance;
 mod concurrency;
 mod contact_lookup;
@@ -39,6 +40,7 @@ mod sequences;
 pub use approval_decisions::*;
 pub use approvals::*;
 pub use batch_reads::*;
+pub use clock_skew::*;
 pub use compliance::*;
 pub use concurrency::*;
 pub use contact_lookup::*;
@@ -261,6 +263,10 @@ macro_rules! __store_cases {
             scores_tenant_isolation
             scoring_inputs_match_the_reference
             concurrent_model_saves_one_version_wins
+            // clock skew: leases and claims between processes with skewed clocks
+            lease_is_exclusive_across_skewed_clocks
+            outbox_claim_is_exclusive_across_skewed_clocks
+            job_claim_is_exclusive_across_skewed_clocks
         }
     };
 }
