@@ -1,5 +1,5 @@
 //! The adapter conformance kit: the executable form of the [`ChannelAdapter`] and
-//! [`InboundWebhook`] contracts, for anyone writing an adapter.
+//! [`InboundWebhook`](crm_core::inbound::InboundWebhook) contracts, for anyone writing an adapter.
 //!
 //! The kit knows nothing about HTTP. The adapter author implements a small harness over
 //! their own fake provider (typically a loopback HTTP server such as `wiremock`):
