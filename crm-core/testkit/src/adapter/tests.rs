@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use crm_core::channel::SendReceipt;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::Channel;
@@ -40,7 +40,7 @@ impl ChannelAdapter for Toy {
         if self.local {
             return Ok(SendReceipt {
                 provider_message_id: Some(message.idempotency_key()),
-                accepted_at: Utc::now(),
+                accepted_at: DateTime::<Utc>::UNIX_EPOCH,
             });
         }
         let key = Some(message.idempotency_key()).filter(|_| self.forwards_key);
@@ -56,7 +56,7 @@ impl ChannelAdapter for Toy {
         match answer.status {
             200..=299 => Ok(SendReceipt {
                 provider_message_id: Some("1".into()),
-                accepted_at: Utc::now(),
+                accepted_at: DateTime::<Utc>::UNIX_EPOCH,
             }),
             429 => Err(ChannelError::RateLimited {
                 provider,
