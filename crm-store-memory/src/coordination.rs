@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
 };
@@ -109,7 +110,8 @@ fn acquire(
             expires_at: now,
         });
     let same_holder = row.holder.as_deref() == Some(holder);
-    let free = row.holder.is_none() || row.expires_at <= now;
+    // Another holder's lease is judged with the skew allowance (see `takeover_cutoff`).
+    let free = row.holder.is_none() || row.expires_at <= takeover_cutoff(now);
     if !same_holder && !free {
         return Ok(None);
     }

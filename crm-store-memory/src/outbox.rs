@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::{Enrollment, Lease, OutboxMessage, OutboxStatus};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use crm_core::{StoreError, ValidationError};
 
@@ -296,12 +297,13 @@ fn finish(
 
 fn reap(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
     let o = &mut t.outbox;
+    let cutoff = takeover_cutoff(now);
     let expired: Vec<Fenced<OutboxMessage>> = o
         .messages
         .in_scope(scope)
         .filter(|m| {
             m.row.status == OutboxStatus::InFlight
-                && m.row.lease.as_ref().is_some_and(|l| l.expires_at <= now)
+                && m.row.lease.as_ref().is_some_and(|l| l.expires_at <= cutoff)
         })
         .cloned()
         .collect();

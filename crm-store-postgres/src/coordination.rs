@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
 };
@@ -33,8 +34,9 @@ const CONSUME: &str = "
     DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $5
     RETURNING used";
 
-/// Takes the lease if it is free (released), expired, or held by the same holder. The
-/// token grows by one when the lease changes hands and stays for the same holder.
+/// Takes the lease if it is free (released), expired at or before the takeover cutoff
+/// `$5` (the caller's now minus the clock-skew allowance), or held by the same holder.
+/// The token grows by one when the lease changes hands and stays for the same holder.
 const ACQUIRE: &str = "
     INSERT INTO leases AS l (workspace_id, name, holder, token, expires_at)
     VALUES ($1, $2, $3, 1, $4)
@@ -136,7 +138,7 @@ impl LeaseStore for PostgresStore {
             .bind(name)
             .bind(holder)
             .bind(expires_at)
-            .bind(now)
+            .bind(takeover_cutoff(now))
             .fetch_optional(&self.pool)
             .await
             .map_err(db(LEASE))?;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::{OutboxMessage, OutboxStatus};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use uuid::Uuid;
 
@@ -398,11 +399,12 @@ impl OutboxStore for PostgresStore {
             "UPDATE outbox_messages
              SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
                  updated_at = $1, version = version + 1
-             WHERE status = 'in_flight' AND lease_expires_at <= $1
+             WHERE status = 'in_flight' AND lease_expires_at <= $3
                AND ($2::uuid IS NULL OR workspace_id = $2)",
         )
         .bind(now)
         .bind(scope_id(scope))
+        .bind(takeover_cutoff(now))
         .execute(&self.pool)
         .await
         .map_err(db(OUTBOX))?;

@@ -15,6 +15,8 @@ pub mod fixtures;
 mod approval_decisions;
 mod approvals;
 mod batch_reads;
+mod claim_races;
+mod clock_skew;
 mod compliance;
 mod concurrency;
 mod contact_lookup;
@@ -39,6 +41,8 @@ mod sequences;
 pub use approval_decisions::*;
 pub use approvals::*;
 pub use batch_reads::*;
+pub use claim_races::*;
+pub use clock_skew::*;
 pub use compliance::*;
 pub use concurrency::*;
 pub use contact_lookup::*;
@@ -261,6 +265,14 @@ macro_rules! __store_cases {
             scores_tenant_isolation
             scoring_inputs_match_the_reference
             concurrent_model_saves_one_version_wins
+            // clock skew: leases and claims between processes with skewed clocks
+            lease_is_exclusive_across_skewed_clocks
+            outbox_claim_is_exclusive_across_skewed_clocks
+            job_claim_is_exclusive_across_skewed_clocks
+            // claim races: moved from the per-store test files
+            concurrent_kind_claims_with_completions_never_overlap
+            concurrent_lease_race_after_release_passes_it_on
+            concurrent_mixed_key_appends_create_each_once_in_order
         }
     };
 }

@@ -14,7 +14,7 @@ use crm_core::model::{
 use crm_core::outreach::enrollment::step_idempotency_key;
 use crm_core::outreach::runner::{RUNNER_LEASE, Runner, RunnerConfig, StaticMergeValues};
 use crm_core::outreach::settings::WorkspaceSettings;
-use crm_core::store::Page;
+use crm_core::store::{MAX_CLOCK_SKEW, Page};
 
 use super::world::{World, after, base_time, email, office_hours, reply_wait, step, utc, within};
 
@@ -365,9 +365,20 @@ pub async fn tick_skips_a_workspace_leased_elsewhere(store: Arc<DynStore>) {
         "skipped while another runner holds it"
     );
     assert_eq!(w.enrollment(e.id).await, e, "untouched");
-    let later = now + ttl;
+    let expired = now + ttl;
+    let report = w.tick(&runner, expired).await.expect("tick");
+    assert_eq!(
+        report.skipped,
+        vec![w.ws],
+        "still skipped at expiry: within the clock-skew allowance"
+    );
+    let later = expired + MAX_CLOCK_SKEW;
     let report = w.tick(&runner, later).await.expect("tick");
-    assert_eq!(report.enqueued(), 1, "taken over once the lease expired");
+    assert_eq!(
+        report.enqueued(),
+        1,
+        "taken over once the lease expired by MAX_CLOCK_SKEW"
+    );
     let free = ok(
         store
             .try_acquire_lease(w.ws, RUNNER_LEASE, "other-process", ttl, later)
