@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::StoreError;
 use crm_core::ids::{EnrollmentId, SequenceId, WorkspaceId};
 use crm_core::model::{Enrollment, Sequence};
@@ -11,7 +12,7 @@ use crm_core::store::{
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{Ref, cas_miss, db, db_refs, require_min_version, require_version_one};
+use crate::error::{Ref, cas_miss, db, db_refs};
 use crate::page::{fetch_page, page_sql};
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
@@ -156,7 +157,7 @@ pub(crate) fn enrollment_refs(e: &Enrollment) -> [Ref; 2] {
 impl SequenceStore for PostgresStore {
     async fn insert_sequence(&self, sequence: &Sequence) -> Result<Sequence, StoreError> {
         sequence.validate()?;
-        require_version_one(sequence.version)?;
+        require_new_version(sequence.version)?;
         bind_sequence(sqlx::query_as(INSERT_SEQUENCE), sequence)?
             .fetch_one(&self.pool)
             .await
@@ -239,7 +240,7 @@ impl SequenceStore for PostgresStore {
     }
 
     async fn insert_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
-        require_version_one(enrollment.version)?;
+        require_new_version(enrollment.version)?;
         bind_enrollment(
             sqlx::query_as(
                 "INSERT INTO enrollments (workspace_id, id, sequence_id, sequence_version,
@@ -273,7 +274,7 @@ impl SequenceStore for PostgresStore {
     }
 
     async fn update_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
-        require_min_version(enrollment.version)?;
+        require_expected_version(enrollment.version)?;
         let row = bind_enrollment(
             sqlx::query_as(
                 "UPDATE enrollments SET sequence_id = $3, sequence_version = $4,

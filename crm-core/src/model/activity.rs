@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::model::rules::{no_nul_json, require_text, stored_time};
 use crate::ids::{ActivityId, ContactId, DealId, OutboxMessageId, WorkspaceId};
 use crate::model::Channel;
 use crate::text_enum::text_enum;
@@ -83,7 +84,7 @@ impl Activity {
             outbox_message_id: None,
             summary: summary.into(),
             details: serde_json::Value::Null,
-            occurred_at,
+            occurred_at: stored_time(occurred_at),
         };
         activity.validate()?;
         Ok(activity)
@@ -125,6 +126,7 @@ impl Activity {
                 "needs a contact or a deal",
             ));
         }
-        crate::error::require_non_blank("activity.summary", &self.summary)
+        require_text("activity.summary", &self.summary)?;
+        no_nul_json("activity.details", &self.details)
     }
 }

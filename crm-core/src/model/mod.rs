@@ -18,6 +18,7 @@ mod job;
 mod lease;
 mod outbox;
 mod provenance;
+pub mod rules;
 mod sequence;
 
 pub use activity::{Activity, ActivityKind};

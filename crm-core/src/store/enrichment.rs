@@ -7,7 +7,8 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::enrichment::LookupKind;
-use crate::error::{StoreError, ValidationError, require_non_blank};
+use crate::error::{StoreError, ValidationError};
+use crate::model::rules::{no_nul_json, require_text};
 use crate::ids::WorkspaceId;
 use crate::money::{Currency, Money};
 use crate::text_enum::text_enum;
@@ -78,8 +79,9 @@ pub struct CachedEnrichment {
 impl CachedEnrichment {
     /// Subject and provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("enrichment_cache.subject", &self.subject)?;
-        require_non_blank("enrichment_cache.provider", &self.provider)
+        require_text("enrichment_cache.subject", &self.subject)?;
+        require_text("enrichment_cache.provider", &self.provider)?;
+        no_nul_json("enrichment_cache.payload", &self.payload)
     }
 }
 
@@ -105,7 +107,7 @@ pub struct EnrichmentUsage {
 impl EnrichmentUsage {
     /// The provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("enrichment_usage.provider", &self.provider)
+        require_text("enrichment_usage.provider", &self.provider)
     }
 
     /// The spend period this usage counts toward ([`month_of`] its time).
