@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::rules::{
     require_new_version, require_positive_ttl, validate_lease_request, validate_quota_amount,
 };
-use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,

@@ -3,10 +3,10 @@
 use std::cmp::Reverse;
 
 use async_trait::async_trait;
-use crm_core::model::rules::require_new_version;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Activity, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{
     AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore, Page, validate_limit,

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashSet};
 
-use crm_core::model::rules::require_new_version;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
 use crm_core::store::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH, Page};
 use crm_core::{StoreError, ValidationError};

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crm_core::model::rules::require_new_version;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Lease, OutboxMessage, OutboxStatus};
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use crm_core::{StoreError, ValidationError};

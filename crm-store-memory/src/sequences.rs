@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crm_core::model::rules::require_new_version;
 use crm_core::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Sequence};
 use crm_core::store::{
     EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Page, Scope, SequenceStore,

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use crm_core::StoreError;
+use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::rules::{
     require_new_version, require_positive_ttl, validate_lease_request, validate_quota_amount,
 };
-use crm_core::StoreError;
-use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
@@ -117,12 +117,12 @@ impl QuotaStore for PostgresStore {
         key: &QuotaKey,
     ) -> Result<u32, StoreError> {
         let used = sqlx::query_scalar::<_, i64>(QUOTA_USED)
-        .bind(workspace_id.as_uuid())
-        .bind(key.counter.as_str())
-        .bind(key.period)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(QUOTA))?;
+            .bind(workspace_id.as_uuid())
+            .bind(key.counter.as_str())
+            .bind(key.period)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(QUOTA))?;
         to_u32(used.unwrap_or(0))
     }
 }

@@ -1,10 +1,10 @@
 //! Contacts, accounts, pipelines and deals; activities in [`activities`].
 
 use async_trait::async_trait;
-use crm_core::model::rules::require_new_version;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
 

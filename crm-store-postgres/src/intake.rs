@@ -1,9 +1,9 @@
 //! The intake buffer, deduplicated by fingerprint.
 
 use async_trait::async_trait;
-use crm_core::model::rules::require_new_version;
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeCompletion, IntakeStore, Page};
 

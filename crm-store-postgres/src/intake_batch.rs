@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use crm_core::model::rules::require_new_version;
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{PgConnection, PgPool};

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::StoreError;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{OutboxMessage, OutboxStatus};
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use uuid::Uuid;

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::StoreError;
 use crm_core::ids::{EnrollmentId, SequenceId, WorkspaceId};
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{Enrollment, Sequence};
 use crm_core::store::{
     EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Page, SequenceStore, validate_limit,
@@ -365,3 +365,28 @@ impl SequenceStore for PostgresStore {
 // Last, so the SQL macros above are in scope.
 #[cfg(test)]
 mod plan_tests;
+
+#[cfg(test)]
+mod predicate_tests {
+    use crm_core::model::EnrollmentState;
+
+    #[test]
+    fn running_states_are_the_rust_predicate() {
+        let mut sql: Vec<&str> = running_states!()
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(", ")
+            .map(|s| s.trim_matches('\''))
+            .collect();
+        sql.sort_unstable();
+        let mut rust: Vec<&str> = EnrollmentState::ALL
+            .iter()
+            .filter(|s| s.is_running())
+            .map(EnrollmentState::as_str)
+            .collect();
+        rust.sort_unstable();
+        assert_eq!(
+            sql, rust,
+            "running_states! lists EnrollmentState::is_running"
+        );
+    }
+}

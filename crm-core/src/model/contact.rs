@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{Domain, EmailAddress, PhoneNumber};
 use crate::error::ValidationError;
-use crate::model::rules::{no_nul, no_nul_map, no_nul_opt, require_text, stored_time};
 use crate::ids::{AccountId, ContactId, UserId, WorkspaceId};
+use crate::model::rules::{no_nul, no_nul_map, no_nul_opt, require_text, stored_time};
 use crate::money::Money;
 
 /// A person the workspace may reach out to.
@@ -149,7 +149,10 @@ impl Contact {
         }
         no_nul("contact.first_name", &self.first_name)?;
         no_nul("contact.last_name", &self.last_name)?;
-        no_nul_opt("contact.email", self.email.as_ref().map(EmailAddress::as_str))?;
+        no_nul_opt(
+            "contact.email",
+            self.email.as_ref().map(EmailAddress::as_str),
+        )?;
         no_nul_opt("contact.title", self.title.as_deref())?;
         no_nul_opt("contact.linkedin_url", self.linkedin_url.as_deref())?;
         no_nul_opt("contact.instagram_id", self.instagram_id.as_deref())?;

@@ -4,8 +4,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::{require_text, stored_time};
 use crate::ids::{AccountId, ContactId, DealId, PipelineId, StageId, UserId, WorkspaceId};
+use crate::model::rules::{require_text, stored_time};
 use crate::money::Money;
 
 /// Whether a stage is still open or closes the deal.

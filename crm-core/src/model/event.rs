@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
 use crate::ids::{EventId, WorkspaceId};
+use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
 
 /// An event to append. The idempotency key makes the append safe to retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::ids::{JobId, WorkspaceId};
 use crate::model::Lease;
+use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
+use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::model::{Channel, Lease};
 use crate::text_enum::text_enum;
 
@@ -206,7 +206,10 @@ impl OutboxMessage {
         require_text("outbox.body", &self.body)?;
         require_text("outbox.idempotency_key", &self.idempotency_key)?;
         no_nul_opt("outbox.subject", self.subject.as_deref())?;
-        no_nul_opt("outbox.provider_message_id", self.provider_message_id.as_deref())?;
+        no_nul_opt(
+            "outbox.provider_message_id",
+            self.provider_message_id.as_deref(),
+        )?;
         no_nul_opt("outbox.last_error", self.last_error.as_deref())?;
         no_nul_json("outbox.metadata", &self.metadata)
     }

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::require_text;
 use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::IntakeSource;
+use crate::model::rules::require_text;
 
 /// Where the current value of one contact field came from.
 ///

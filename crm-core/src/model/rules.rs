@@ -48,7 +48,10 @@ pub(crate) fn no_nul_map(
     field: &'static str,
     map: &BTreeMap<String, String>,
 ) -> Result<(), ValidationError> {
-    if map.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+    if map
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
         Err(ValidationError::new(field, NUL_REASON))
     } else {
         Ok(())
@@ -93,7 +96,11 @@ pub fn require_positive_ttl(ttl: Duration) -> Result<(), ValidationError> {
 
 /// The arguments of taking a named lease: a name and a holder (non-blank, no NUL) and
 /// a positive time-to-live.
-pub fn validate_lease_request(name: &str, holder: &str, ttl: Duration) -> Result<(), ValidationError> {
+pub fn validate_lease_request(
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<(), ValidationError> {
     require_text("lease.name", name)?;
     require_text("lease.holder", holder)?;
     require_positive_ttl(ttl)
@@ -152,6 +159,9 @@ mod tests {
         let t = DateTime::UNIX_EPOCH + Duration::nanoseconds(1_234_567);
         assert_eq!(stored_time(t).nanosecond(), 1_234_000);
         let before = DateTime::UNIX_EPOCH - Duration::nanoseconds(1_500);
-        assert_eq!(stored_time(before), DateTime::UNIX_EPOCH - Duration::microseconds(2));
+        assert_eq!(
+            stored_time(before),
+            DateTime::UNIX_EPOCH - Duration::microseconds(2)
+        );
     }
 }

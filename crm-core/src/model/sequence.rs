@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::{no_nul_opt, require_text, stored_time};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{no_nul_opt, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 /// How long to wait after the previous step.

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::model::rules::require_text;
 use crate::ids::{ContactId, WorkspaceId};
 use crate::model::Actor;
+use crate::model::rules::require_text;
 use crate::scoring::model::Tier;
 use crate::scoring::score::{Breakdown, Contribution};
 

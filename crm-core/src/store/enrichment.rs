@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::enrichment::LookupKind;
 use crate::error::{StoreError, ValidationError};
-use crate::model::rules::{no_nul_json, require_text};
 use crate::ids::WorkspaceId;
+use crate::model::rules::{no_nul_json, require_text};
 use crate::money::{Currency, Money};
 use crate::text_enum::text_enum;
 

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crm_core::model::rules::require_new_version;
 use crm_core::StoreError;
 use crm_core::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{ApprovalItem, ApprovalRule, ApprovalStatus, Channel, OutboxMessage};
 use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 

@@ -2,9 +2,9 @@
 //! statement is the compare-and-set on the enrollment, so a stale change takes no lock
 //! on any other row and leaves nothing behind.
 
-use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::StoreError;
 use crm_core::ids::OutboxMessageId;
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::store::{EnrollmentAdvanced, EnrollmentChange};
 use uuid::Uuid;
 

@@ -47,18 +47,34 @@ pub async fn nul_in_text_or_json_is_invalid_everywhere(store: &DynStore) {
     same_invalid(store.insert_contact(&c).await, c.validate(), "contact name");
     let mut c = new_contact(ws, &unique_email());
     c.custom_fields.insert("plan".into(), "pro\0".into());
-    same_invalid(store.insert_contact(&c).await, c.validate(), "contact custom field");
+    same_invalid(
+        store.insert_contact(&c).await,
+        c.validate(),
+        "contact custom field",
+    );
     let mut edited = ada.clone();
     edited.title = Some("CTO\0".into());
-    same_invalid(store.update_contact(&edited).await, edited.validate(), "contact update");
+    same_invalid(
+        store.update_contact(&edited).await,
+        edited.validate(),
+        "contact update",
+    );
 
     let mut account = super::fixtures::new_account(ws, &super::fixtures::unique_domain());
     account.industry = Some("Soft\0ware".into());
-    same_invalid(store.insert_account(&account).await, account.validate(), "account");
+    same_invalid(
+        store.insert_account(&account).await,
+        account.validate(),
+        "account",
+    );
 
     let mut pipeline = new_pipeline(ws);
     pipeline.name = "Sales\0".into();
-    same_invalid(store.insert_pipeline(&pipeline).await, pipeline.validate(), "pipeline");
+    same_invalid(
+        store.insert_pipeline(&pipeline).await,
+        pipeline.validate(),
+        "pipeline",
+    );
     let pipeline = ok(store.insert_pipeline(&new_pipeline(ws)).await, "pipeline");
     let mut deal = super::fixtures::new_deal(&pipeline);
     deal.name = "Big\0deal".into();
@@ -67,43 +83,83 @@ pub async fn nul_in_text_or_json_is_invalid_everywhere(store: &DynStore) {
     let mut activity = Activity::for_contact(ws, ada.id, ActivityKind::Note, "note", base())
         .expect("valid activity");
     activity.details = json!({ "text": "a\0b" });
-    same_invalid(store.record_activity(&activity).await, activity.validate(), "activity");
+    same_invalid(
+        store.record_activity(&activity).await,
+        activity.validate(),
+        "activity",
+    );
 
     let mut message = new_message(ws);
     message.body = "Hi\0".into();
-    same_invalid(store.enqueue_outbox(&message).await, message.validate(), "outbox body");
+    same_invalid(
+        store.enqueue_outbox(&message).await,
+        message.validate(),
+        "outbox body",
+    );
     let mut message = new_message(ws);
     message.metadata = json!({ "k\0": 1 });
-    same_invalid(store.enqueue_outbox(&message).await, message.validate(), "outbox metadata");
+    same_invalid(
+        store.enqueue_outbox(&message).await,
+        message.validate(),
+        "outbox metadata",
+    );
 
     let mut event = new_event(ws, &unique("nul"));
     event.payload = json!({ "list": ["\0"] });
-    same_invalid(store.append_event(&event).await, event.validate(), "event payload");
+    same_invalid(
+        store.append_event(&event).await,
+        event.validate(),
+        "event payload",
+    );
     let mut job = new_job(ws, "conformance.work", 3);
     job.payload = json!("\0");
     same_invalid(store.enqueue_job(&job).await, job.validate(), "job payload");
 
     let mut entry = audit(ws, "contact-1");
     entry.details = json!({ "reason": "x\0" });
-    same_invalid(store.append_audit(&entry).await, entry.validate(), "audit details");
+    same_invalid(
+        store.append_audit(&entry).await,
+        entry.validate(),
+        "audit details",
+    );
     let mut grant = consent(ws, ada.id, ConsentStatus::Granted, base());
     grant.source = "form\0".into();
-    same_invalid(store.record_consent(&grant).await, grant.validate(), "consent source");
+    same_invalid(
+        store.record_consent(&grant).await,
+        grant.validate(),
+        "consent source",
+    );
     let mut blocked = suppression(ws, None, &unique_email());
     blocked.address = "x\0@example.com".into();
-    same_invalid(store.add_suppression(&blocked).await, blocked.validate(), "suppression");
+    same_invalid(
+        store.add_suppression(&blocked).await,
+        blocked.validate(),
+        "suppression",
+    );
 
     let mut anomaly = new_anomaly(ws, &unique("nul"));
     anomaly.summary = "\0".into();
-    same_invalid(store.raise_anomaly(&anomaly).await, anomaly.validate(), "anomaly");
+    same_invalid(
+        store.raise_anomaly(&anomaly).await,
+        anomaly.validate(),
+        "anomaly",
+    );
     let mut seq = new_sequence(ws);
     seq.steps[0].template.subject = Some("Hi\0".into());
-    same_invalid(store.insert_sequence(&seq).await, seq.validate(), "sequence template");
+    same_invalid(
+        store.insert_sequence(&seq).await,
+        seq.validate(),
+        "sequence template",
+    );
 
     let item = approval(store, ws, base() + Duration::days(1)).await;
     let mut decided = item.clone();
     decided.edited_body = Some("Edited\0".into());
-    same_invalid(store.update_approval(&decided).await, decided.validate(), "edited body");
+    same_invalid(
+        store.update_approval(&decided).await,
+        decided.validate(),
+        "edited body",
+    );
 
     let stored = ok(store.get_contact(ws, ada.id).await, "get_contact");
     assert_eq!(stored, ada, "a refused update writes nothing");
@@ -131,7 +187,11 @@ pub async fn email_identity_folds_unicode_and_idn(store: &DynStore) {
     ] {
         let email = crm_core::EmailAddress::parse(&variant).expect("valid variant");
         let found = ok(store.find_contact_by_email(ws, &email).await, "by email");
-        assert_eq!(found.map(|c| c.id), Some(jorg.id), "{variant} is Jörg's address");
+        assert_eq!(
+            found.map(|c| c.id),
+            Some(jorg.id),
+            "{variant} is Jörg's address"
+        );
         let found = ok(
             store
                 .find_contact_by_address(ws, Channel::Email, &format!(" {variant} "))
@@ -203,8 +263,14 @@ pub async fn concurrent_score_writers_emit_one_tier_change(store: &DynStore) {
         }
     }
     assert_eq!(changed, 1, "exactly one writer sees the tier change");
-    let log = ok(store.list_events(Scope::Workspace(ws), 0, 100).await, "events");
-    let tier_events = log.iter().filter(|e| e.kind == "contact.tier_changed").count();
+    let log = ok(
+        store.list_events(Scope::Workspace(ws), 0, 100).await,
+        "events",
+    );
+    let tier_events = log
+        .iter()
+        .filter(|e| e.kind == "contact.tier_changed")
+        .count();
     assert_eq!(tier_events, 1, "exactly one tier-change event");
 }
 
@@ -248,7 +314,12 @@ pub async fn suppression_add_racing_remove_never_fails(store: &DynStore) {
         "add after the race",
     );
     assert!(
-        ok(store.remove_suppression(ws, Some(Channel::Email), &address).await, "remove"),
+        ok(
+            store
+                .remove_suppression(ws, Some(Channel::Email), &address)
+                .await,
+            "remove"
+        ),
         "the entry added last is there to remove"
     );
 }
@@ -260,8 +331,17 @@ pub async fn quota_exhausted_reports_the_deciding_total(store: &DynStore) {
     let ws = WorkspaceId::new();
     let key = QuotaKey::new(unique("send"), base().date_naive());
     let granted = ok(store.try_consume_quota(ws, &key, 5, 3).await, "consume 3");
-    assert_eq!(granted, QuotaDecision::Granted { used: 3, remaining: 2 });
-    let refused = ok(store.try_consume_quota(ws, &key, 5, 3).await, "consume 3 more");
+    assert_eq!(
+        granted,
+        QuotaDecision::Granted {
+            used: 3,
+            remaining: 2
+        }
+    );
+    let refused = ok(
+        store.try_consume_quota(ws, &key, 5, 3).await,
+        "consume 3 more",
+    );
     assert_eq!(refused, QuotaDecision::Exhausted { used: 3, cap: 5 });
 
     const N: usize = 24;
@@ -290,8 +370,14 @@ pub async fn quota_exhausted_reports_the_deciding_total(store: &DynStore) {
     let last = totals.iter().copied().max().unwrap_or(0);
     assert_eq!(ok(store.quota_usage(ws, &key).await, "usage"), last);
     for (used, amount) in refusals {
-        assert!(used + amount > CAP, "refused at {used} + {amount}: it fits under {CAP}");
-        assert!(totals.contains(&used), "refused at {used}, a total the counter never held");
+        assert!(
+            used + amount > CAP,
+            "refused at {used} + {amount}: it fits under {CAP}"
+        );
+        assert!(
+            totals.contains(&used),
+            "refused at {used}, a total the counter never held"
+        );
     }
 }
 
@@ -311,10 +397,18 @@ pub async fn sub_microsecond_times_round_trip_alike(store: &DynStore) {
             ..NewContact::default()
         };
         let c = Contact::create(ws, input, instant).expect("valid contact");
-        assert_eq!(c.created_at.timestamp_subsec_nanos() % 1_000, 0, "truncated");
+        assert_eq!(
+            c.created_at.timestamp_subsec_nanos() % 1_000,
+            0,
+            "truncated"
+        );
         let stored = ok(store.insert_contact(&c).await, "insert_contact");
         assert_eq!(stored, c, "the row returned is the row written");
-        assert_eq!(ok(store.get_contact(ws, c.id).await, "get"), c, "and read back");
+        assert_eq!(
+            ok(store.get_contact(ws, c.id).await, "get"),
+            c,
+            "and read back"
+        );
 
         let mut message = crm_core::model::OutboxMessage::new(
             ws,
@@ -327,7 +421,10 @@ pub async fn sub_microsecond_times_round_trip_alike(store: &DynStore) {
         .expect("valid message");
         message = message.with_not_before(instant + Duration::nanoseconds(1_500));
         let stored = super::fixtures::created(store.enqueue_outbox(&message).await, "enqueue");
-        assert_eq!(stored, message, "the message returned is the message written");
+        assert_eq!(
+            stored, message,
+            "the message returned is the message written"
+        );
     }
 }
 
@@ -336,14 +433,17 @@ pub async fn sub_microsecond_times_round_trip_alike(store: &DynStore) {
 pub async fn unknown_references_name_the_same_entity(store: &DynStore) {
     let ws = WorkspaceId::new();
     let ada = contact(store, ws).await;
-    let expect_ref = |result: Result<(), StoreError>, entity: &str, id: String, what: &str| {
-        match expect_err(result, Kind::InvalidReference, what) {
+    let expect_ref =
+        |result: Result<(), StoreError>, entity: &str, id: String, what: &str| match expect_err(
+            result,
+            Kind::InvalidReference,
+            what,
+        ) {
             StoreError::InvalidReference { entity: e, id: i } => {
                 assert_eq!((e, i), (entity, id), "{what}: the missing entity and id");
             }
             other => panic!("{what}: got {other:?}"),
-        }
-    };
+        };
 
     let missing_account = AccountId::new();
     let mut c = new_contact(ws, &unique_email());
