@@ -13,7 +13,8 @@ use crate::model::rules::{no_nul, no_nul_map, no_nul_opt, require_text, stored_t
 use crate::money::Money;
 
 /// A person the workspace may reach out to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     /// Id.
     pub id: ContactId,
@@ -50,7 +51,8 @@ pub struct Contact {
 }
 
 /// Input for [`Contact::create`]: raw, unvalidated values as a host receives them.
-#[derive(Debug, Clone, Default)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, Default)]
 pub struct NewContact {
     /// Given name.
     pub first_name: String,

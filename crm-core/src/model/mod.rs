@@ -12,6 +12,8 @@ mod channel;
 mod compliance;
 mod contact;
 mod deal;
+mod debug;
+pub mod enrichment;
 mod event;
 mod intake;
 mod job;
@@ -19,6 +21,7 @@ mod lease;
 mod outbox;
 mod provenance;
 pub mod rules;
+pub mod scoring;
 mod sequence;
 
 pub use activity::{Activity, ActivityKind};

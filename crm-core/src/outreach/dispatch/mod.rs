@@ -56,7 +56,6 @@
 mod backoff;
 mod config;
 mod decision;
-mod dry_run;
 mod pipeline;
 mod prefetch;
 mod registry;
@@ -72,6 +71,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+pub use crate::channel::dry_run::{DryRunChannel, DryRunRecord};
 pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
 pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
 pub use decision::{
@@ -79,7 +79,6 @@ pub use decision::{
     RetryPolicy, approval_request, confidence_of, context_of, enrollment_block, next_due,
     next_due_needs_time_zone, on_channel_error, pauses_channel, template_key_of,
 };
-pub use dry_run::{DryRunChannel, DryRunRecord};
 pub use registry::ChannelRegistry;
 pub use report::{DispatchError, DispatchReport, Outcome};
 pub use stub::{StubChannel, StubFailure};
