@@ -23,6 +23,7 @@ mod contact_lookup;
 mod coordination;
 mod crm;
 mod deals;
+mod divergences;
 mod enrichment;
 mod event_jobs;
 mod events;
@@ -49,6 +50,7 @@ pub use contact_lookup::*;
 pub use coordination::*;
 pub use crm::*;
 pub use deals::*;
+pub use divergences::*;
 pub use enrichment::*;
 pub use event_jobs::*;
 pub use events::*;
@@ -273,6 +275,14 @@ macro_rules! __store_cases {
             concurrent_kind_claims_with_completions_never_overlap
             concurrent_lease_race_after_release_passes_it_on
             concurrent_mixed_key_appends_create_each_once_in_order
+            // divergences: behaviour the two stores used to disagree on
+            nul_in_text_or_json_is_invalid_everywhere
+            email_identity_folds_unicode_and_idn
+            concurrent_score_writers_emit_one_tier_change
+            suppression_add_racing_remove_never_fails
+            quota_exhausted_reports_the_deciding_total
+            sub_microsecond_times_round_trip_alike
+            unknown_references_name_the_same_entity
         }
     };
 }
