@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use crate::address::{Domain, EmailAddress, PhoneNumber};
+use crate::ids::AccountId;
 use crate::intake::manifest::{Field, MappedRow};
-use crate::model::{Fingerprint, RowError};
+use crate::model::{Fingerprint, NewContact, RowError};
 
 /// Mail providers whose domain says nothing about the company.
 const FREE_MAIL: &[&str] = &[
@@ -77,6 +78,24 @@ pub struct NormalizedRow {
 }
 
 impl NormalizedRow {
+    /// The input of the contact processing creates from this row (with the account
+    /// the row resolved to). Intake validates the same input, so a row the store
+    /// would refuse is invalid at intake rather than failing at processing.
+    #[must_use]
+    pub fn contact_input(&self, account_id: Option<AccountId>) -> NewContact {
+        NewContact {
+            first_name: self.first_name.clone().unwrap_or_default(),
+            last_name: self.last_name.clone().unwrap_or_default(),
+            email: self.email.as_ref().map(|e| e.as_str().to_owned()),
+            phone: self.phone.as_ref().map(|p| p.as_str().to_owned()),
+            title: self.title.clone(),
+            account_id,
+            linkedin_url: self.linkedin_url.clone(),
+            custom_fields: self.custom.clone(),
+            ..NewContact::default()
+        }
+    }
+
     /// The row's identity fingerprint (SHA-256 of email, domain, profile link).
     /// `None` when the row has none of them: it cannot be deduplicated.
     #[must_use]

@@ -8,7 +8,7 @@ use crate::ids::WorkspaceId;
 use crate::intake::manifest::Manifest;
 use crate::intake::normalize::{NormalizeOptions, NormalizedRow, normalize};
 use crate::intake::source::RawRow;
-use crate::model::{IntakeRecord, IntakeSource, RowError};
+use crate::model::{Contact, IntakeRecord, IntakeSource, RowError};
 
 /// A prepared row: the record to store and, for a usable row, its normalised form.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,7 @@ pub fn prepare(
             .apply(&columns, line)
             .and_then(|mapped| normalize(&mapped, options, line))
             .and_then(|n| usable(n, line))
+            .and_then(|n| storable(workspace_id, n, line, now))
     } else {
         Err(errors)
     };
@@ -71,6 +72,30 @@ fn usable(row: NormalizedRow, line: Option<u64>) -> Result<NormalizedRow, Vec<Ro
             column: None,
             reason: "row has no name and no contact point".into(),
         }])
+    }
+}
+
+/// Checks the contact processing would create from `row` by the rules every store
+/// applies ([`Contact::validate`]: lengths, NUL, reachability), so a row no store
+/// would accept is `Invalid` now, with the reason, instead of failing at processing.
+/// A merge into an existing contact keeps the same per-field rules.
+fn storable(
+    workspace_id: WorkspaceId,
+    row: NormalizedRow,
+    line: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<NormalizedRow, Vec<RowError>> {
+    match Contact::create(workspace_id, row.contact_input(None), now) {
+        Ok(_) => Ok(row),
+        Err(e) => {
+            let field = e.field();
+            let column = field.strip_prefix("contact.").unwrap_or(field);
+            Err(vec![RowError {
+                line,
+                column: Some(column.to_owned()),
+                reason: e.reason().to_owned(),
+            }])
+        }
     }
 }
 
@@ -154,5 +179,41 @@ mod tests {
         assert_eq!(rows[1].record.status, IntakeStatus::Pending);
         let ada = rows[1].normalized.as_ref().unwrap();
         assert_eq!(ada.linkedin_url, None, "a named row keeps no empty link");
+    }
+
+    #[test]
+    fn an_oversized_field_is_invalid_at_intake_with_the_limit() {
+        let link = format!("https://linkedin.com/in/{}", "a".repeat(4096));
+        let data = format!(
+            "name,linkedin_url,title\nAda,{link},CEO\nBob,,{}\n",
+            "t".repeat(501)
+        );
+        let rows: Vec<_> = CsvRows::new(data.as_bytes())
+            .unwrap()
+            .map(|row| {
+                prepare(
+                    WorkspaceId::new(),
+                    IntakeSource::Csv,
+                    "big.csv",
+                    row.unwrap(),
+                    &Manifest::standard(),
+                    &NormalizeOptions::default(),
+                    DateTime::UNIX_EPOCH,
+                )
+                .unwrap()
+            })
+            .collect();
+        let ada = &rows[0].record;
+        assert_eq!(ada.status, IntakeStatus::Invalid);
+        assert!(rows[0].normalized.is_none());
+        assert_eq!(ada.errors[0].column.as_deref(), Some("linkedin_url"));
+        assert_eq!(ada.errors[0].line, Some(2));
+        assert_eq!(
+            ada.errors[0].reason,
+            "is 4120 bytes, longer than the limit of 2048"
+        );
+        let bob = &rows[1].record;
+        assert_eq!(bob.status, IntakeStatus::Invalid);
+        assert_eq!(bob.errors[0].column.as_deref(), Some("title"));
     }
 }

@@ -21,7 +21,7 @@ use crate::intake::resolve::{IdentityMatch, MatchRules, resolve_identity};
 use crate::intake::source::{RawRow, payload_row};
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::model::{
-    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent, RowError,
+    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewEvent, RowError,
 };
 use crate::store::{ContactWrite, DynStore, IntakeCompletion, MAX_INTAKE_BATCH, Page};
 
@@ -699,21 +699,7 @@ fn new_contact(
     account_id: Option<crate::ids::AccountId>,
     now: DateTime<Utc>,
 ) -> Result<Contact, ValidationError> {
-    let mut contact = Contact::create(
-        record.workspace_id,
-        NewContact {
-            first_name: row.first_name.clone().unwrap_or_default(),
-            last_name: row.last_name.clone().unwrap_or_default(),
-            email: row.email.as_ref().map(|e| e.as_str().to_owned()),
-            phone: row.phone.as_ref().map(|p| p.as_str().to_owned()),
-            title: row.title.clone(),
-            account_id,
-            linkedin_url: row.linkedin_url.clone(),
-            custom_fields: row.custom.clone(),
-            ..NewContact::default()
-        },
-        now,
-    )?;
+    let mut contact = Contact::create(record.workspace_id, row.contact_input(account_id), now)?;
     contact.id = ContactId::from_uuid(record.id.as_uuid());
     Ok(contact)
 }

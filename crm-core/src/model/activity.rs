@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ActivityId, ContactId, DealId, OutboxMessageId, WorkspaceId};
 use crate::model::Channel;
-use crate::model::rules::{no_nul_json, require_text, stored_time};
+use crate::model::rules::{check_json, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -128,6 +128,6 @@ impl Activity {
             ));
         }
         require_text("activity.summary", &self.summary)?;
-        no_nul_json("activity.details", &self.details)
+        check_json("activity.details", &self.details)
     }
 }

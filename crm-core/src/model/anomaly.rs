@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{AnomalyId, AuditEntryId, UserId, WorkspaceId};
 use crate::model::Channel;
-use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
+use crate::model::rules::{MAX_KEY_BYTES, check_json, no_nul, require_text_max, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -107,10 +107,10 @@ impl Anomaly {
 
     /// Rule and dedup key must not be blank; no text holds NUL.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("anomaly.rule", &self.rule)?;
-        require_text("anomaly.dedup_key", &self.dedup_key)?;
+        require_text_max("anomaly.rule", &self.rule, MAX_KEY_BYTES)?;
+        require_text_max("anomaly.dedup_key", &self.dedup_key, MAX_KEY_BYTES)?;
         no_nul("anomaly.summary", &self.summary)?;
-        no_nul_json("anomaly.details", &self.details)
+        check_json("anomaly.details", &self.details)
     }
 }
 
@@ -169,8 +169,8 @@ impl AuditEntry {
     /// Action and subject must not be blank; no text holds NUL. Stores call this on
     /// every append.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("audit.action", &self.action)?;
-        require_text("audit.subject", &self.subject)?;
-        no_nul_json("audit.details", &self.details)
+        require_text_max("audit.action", &self.action, MAX_KEY_BYTES)?;
+        require_text_max("audit.subject", &self.subject, MAX_KEY_BYTES)?;
+        check_json("audit.details", &self.details)
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, UserId, WorkspaceId};
 use crate::model::Channel;
-use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
+use crate::model::rules::{
+    MAX_NAME_BYTES, check_json, no_nul_opt, require_text, require_text_max, stored_time,
+};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -113,7 +115,7 @@ impl ApprovalItem {
         no_nul_opt("approval.edited_body", self.edited_body.as_deref())?;
         no_nul_opt("approval.template_key", self.template_key.as_deref())?;
         no_nul_opt("approval.reason", self.reason.as_deref())?;
-        no_nul_json("approval.context", &self.context)?;
+        check_json("approval.context", &self.context)?;
         if let Some(c) = self.confidence
             && !(0.0..=1.0).contains(&c)
         {
@@ -202,7 +204,7 @@ impl ApprovalRule {
 
     /// Rules for a stored rule.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("approval_rule.name", &self.name)?;
+        require_text_max("approval_rule.name", &self.name, MAX_NAME_BYTES)?;
         if let Some(c) = self.conditions.min_confidence
             && !(0.0..=1.0).contains(&c)
         {

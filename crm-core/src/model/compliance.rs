@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ConsentId, ContactId, SuppressionId, WorkspaceId};
 use crate::model::Channel;
-use crate::model::rules::{require_text, stored_time};
+use crate::model::rules::{MAX_KEY_BYTES, require_text_max, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -64,7 +64,7 @@ impl Consent {
 
     /// The source must not be blank or hold NUL. Stores call this on every write.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("consent.source", &self.source)
+        require_text_max("consent.source", &self.source, MAX_KEY_BYTES)
     }
 }
 
@@ -143,7 +143,7 @@ impl Suppression {
     /// The address must not be blank or hold NUL. Stores call this on every write, and
     /// store the address normalised with [`normalize_address`].
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("suppression.address", &self.address)
+        require_text_max("suppression.address", &self.address, MAX_KEY_BYTES)
     }
 }
 

@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::address::{Domain, EmailAddress, PhoneNumber};
 use crate::error::ValidationError;
 use crate::ids::{AccountId, ContactId, UserId, WorkspaceId};
-use crate::model::rules::{no_nul, no_nul_map, no_nul_opt, require_text, stored_time};
+use crate::model::rules::{
+    MAX_DOMAIN_BYTES, MAX_EMAIL_BYTES, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES,
+    MAX_PHONE_BYTES, MAX_TITLE_BYTES, MAX_URL_BYTES, max_len, max_len_opt, no_nul_map,
+    require_text_max, stored_time, text_opt,
+};
 use crate::money::Money;
 
 /// A person the workspace may reach out to.
@@ -149,16 +153,34 @@ impl Contact {
                 "field names must not be empty",
             ));
         }
-        no_nul("contact.first_name", &self.first_name)?;
-        no_nul("contact.last_name", &self.last_name)?;
-        no_nul_opt(
+        text_opt("contact.first_name", Some(&self.first_name), MAX_NAME_BYTES)?;
+        text_opt("contact.last_name", Some(&self.last_name), MAX_NAME_BYTES)?;
+        text_opt(
             "contact.email",
             self.email.as_ref().map(EmailAddress::as_str),
+            MAX_EMAIL_BYTES,
         )?;
-        no_nul_opt("contact.title", self.title.as_deref())?;
-        no_nul_opt("contact.linkedin_url", self.linkedin_url.as_deref())?;
-        no_nul_opt("contact.instagram_id", self.instagram_id.as_deref())?;
+        max_len_opt(
+            "contact.phone",
+            self.phone.as_ref().map(PhoneNumber::as_str),
+            MAX_PHONE_BYTES,
+        )?;
+        text_opt("contact.title", self.title.as_deref(), MAX_TITLE_BYTES)?;
+        text_opt(
+            "contact.linkedin_url",
+            self.linkedin_url.as_deref(),
+            MAX_URL_BYTES,
+        )?;
+        text_opt(
+            "contact.instagram_id",
+            self.instagram_id.as_deref(),
+            MAX_KEY_BYTES,
+        )?;
         no_nul_map("custom_fields", &self.custom_fields)?;
+        for (name, value) in &self.custom_fields {
+            max_len("custom_fields.name", name, MAX_KEY_BYTES)?;
+            max_len("custom_fields.value", value, MAX_NOTE_BYTES)?;
+        }
         if self.version < 1 {
             return Err(ValidationError::new("version", "must be at least 1"));
         }
@@ -245,8 +267,17 @@ impl Account {
 
     /// Checks the stored-row rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("account.name", &self.name)?;
-        no_nul_opt("account.industry", self.industry.as_deref())?;
+        require_text_max("account.name", &self.name, MAX_NAME_BYTES)?;
+        max_len_opt(
+            "account.domain",
+            self.domain.as_ref().map(Domain::as_str),
+            MAX_DOMAIN_BYTES,
+        )?;
+        text_opt(
+            "account.industry",
+            self.industry.as_deref(),
+            MAX_TITLE_BYTES,
+        )?;
         if self.version < 1 {
             return Err(ValidationError::new("version", "must be at least 1"));
         }

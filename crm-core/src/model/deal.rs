@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::ids::{AccountId, ContactId, DealId, PipelineId, StageId, UserId, WorkspaceId};
-use crate::model::rules::{require_text, stored_time};
+use crate::model::rules::{MAX_NAME_BYTES, require_text_max, stored_time};
 use crate::money::Money;
 
 /// Whether a stage is still open or closes the deal.
@@ -51,7 +51,7 @@ impl Stage {
             probability,
             outcome,
         };
-        require_text("stage.name", &stage.name)?;
+        require_text_max("stage.name", &stage.name, MAX_NAME_BYTES)?;
         if probability > 100 {
             return Err(ValidationError::new(
                 "stage.probability",
@@ -105,7 +105,7 @@ impl Pipeline {
 
     /// Checks the stored-row rules: a name, at least one stage, unique stage ids and names.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("pipeline.name", &self.name)?;
+        require_text_max("pipeline.name", &self.name, MAX_NAME_BYTES)?;
         if self.stages.is_empty() {
             return Err(ValidationError::new(
                 "pipeline.stages",
@@ -113,7 +113,7 @@ impl Pipeline {
             ));
         }
         for (i, stage) in self.stages.iter().enumerate() {
-            require_text("stage.name", &stage.name)?;
+            require_text_max("stage.name", &stage.name, MAX_NAME_BYTES)?;
             if stage.probability > 100 {
                 return Err(ValidationError::new(
                     "stage.probability",
@@ -223,7 +223,7 @@ impl Deal {
 
     /// Checks the stored-row rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("deal.name", &self.name)?;
+        require_text_max("deal.name", &self.name, MAX_NAME_BYTES)?;
         if self.amount.minor_units() < 0 {
             return Err(ValidationError::new("deal.amount", "must not be negative"));
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::ids::WorkspaceId;
-use crate::model::rules::{no_nul_json, require_text};
+use crate::model::rules::{MAX_KEY_BYTES, check_json, require_text_max};
 use crate::money::Money;
 use crate::text_enum::text_enum;
 
@@ -93,9 +93,9 @@ pub struct CachedEnrichment {
 impl CachedEnrichment {
     /// Subject and provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("enrichment_cache.subject", &self.subject)?;
-        require_text("enrichment_cache.provider", &self.provider)?;
-        no_nul_json("enrichment_cache.payload", &self.payload)
+        require_text_max("enrichment_cache.subject", &self.subject, MAX_KEY_BYTES)?;
+        require_text_max("enrichment_cache.provider", &self.provider, MAX_KEY_BYTES)?;
+        check_json("enrichment_cache.payload", &self.payload)
     }
 }
 
@@ -121,7 +121,7 @@ pub struct EnrichmentUsage {
 impl EnrichmentUsage {
     /// The provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("enrichment_usage.provider", &self.provider)
+        require_text_max("enrichment_usage.provider", &self.provider, MAX_KEY_BYTES)
     }
 
     /// The spend period this usage counts toward ([`month_of`] its time).

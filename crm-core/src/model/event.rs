@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::ids::{EventId, WorkspaceId};
-use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
+use crate::model::rules::{MAX_KEY_BYTES, check_json, require_text_max, stored_time, text_opt};
 
 /// An event to append. The idempotency key makes the append safe to retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,10 +51,14 @@ impl NewEvent {
 
     /// Kind and idempotency key must not be blank; no text holds NUL.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("event.kind", &self.kind)?;
-        require_text("event.idempotency_key", &self.idempotency_key)?;
-        no_nul("event.subject", &self.subject)?;
-        no_nul_json("event.payload", &self.payload)
+        require_text_max("event.kind", &self.kind, MAX_KEY_BYTES)?;
+        require_text_max(
+            "event.idempotency_key",
+            &self.idempotency_key,
+            MAX_KEY_BYTES,
+        )?;
+        text_opt("event.subject", Some(&self.subject), MAX_KEY_BYTES)?;
+        check_json("event.payload", &self.payload)
     }
 }
 

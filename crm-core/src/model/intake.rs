@@ -227,6 +227,13 @@ impl IntakeRecord {
                 "must not contain NUL characters (intake sources replace them)",
             ));
         }
+        // Numbers and nesting every store reads back exactly.
+        crate::model::rules::check_json("intake.raw", &self.raw)?;
+        crate::model::rules::max_len(
+            "intake.source_ref",
+            &self.source_ref,
+            crate::model::rules::MAX_KEY_BYTES,
+        )?;
         if matches!(self.status, IntakeStatus::Invalid | IntakeStatus::Failed)
             && self.errors.is_empty()
         {

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{JobId, WorkspaceId};
 use crate::model::Lease;
-use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
+use crate::model::rules::{
+    MAX_KEY_BYTES, MAX_NOTE_BYTES, check_json, require_text_max, stored_time, text_opt,
+};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -108,12 +110,12 @@ impl Job {
 
     /// Rules for a job being enqueued.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("job.kind", &self.kind)?;
+        require_text_max("job.kind", &self.kind, MAX_KEY_BYTES)?;
         if let Some(key) = &self.idempotency_key {
-            require_text("job.idempotency_key", key)?;
+            require_text_max("job.idempotency_key", key, MAX_KEY_BYTES)?;
         }
-        no_nul_json("job.payload", &self.payload)?;
-        no_nul_opt("job.last_error", self.last_error.as_deref())?;
+        check_json("job.payload", &self.payload)?;
+        text_opt("job.last_error", self.last_error.as_deref(), MAX_NOTE_BYTES)?;
         if self.max_attempts < 1 {
             return Err(ValidationError::new(
                 "job.max_attempts",

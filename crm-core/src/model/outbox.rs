@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
-use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
+use crate::model::rules::{
+    MAX_KEY_BYTES, MAX_NOTE_BYTES, MAX_TITLE_BYTES, check_json, require_text, require_text_max,
+    stored_time, text_opt,
+};
 use crate::model::{Channel, Lease};
 use crate::text_enum::text_enum;
 
@@ -203,15 +206,24 @@ impl OutboxMessage {
     /// The rules of every written message whatever its status: recipient, body and
     /// idempotency key are not blank, and no text or metadata holds NUL.
     pub fn validate_content(&self) -> Result<(), ValidationError> {
-        require_text("outbox.recipient", &self.recipient)?;
+        require_text_max("outbox.recipient", &self.recipient, MAX_KEY_BYTES)?;
         require_text("outbox.body", &self.body)?;
-        require_text("outbox.idempotency_key", &self.idempotency_key)?;
-        no_nul_opt("outbox.subject", self.subject.as_deref())?;
-        no_nul_opt(
+        require_text_max(
+            "outbox.idempotency_key",
+            &self.idempotency_key,
+            MAX_KEY_BYTES,
+        )?;
+        text_opt("outbox.subject", self.subject.as_deref(), MAX_TITLE_BYTES)?;
+        text_opt(
             "outbox.provider_message_id",
             self.provider_message_id.as_deref(),
+            MAX_KEY_BYTES,
         )?;
-        no_nul_opt("outbox.last_error", self.last_error.as_deref())?;
-        no_nul_json("outbox.metadata", &self.metadata)
+        text_opt(
+            "outbox.last_error",
+            self.last_error.as_deref(),
+            MAX_NOTE_BYTES,
+        )?;
+        check_json("outbox.metadata", &self.metadata)
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::IntakeSource;
-use crate::model::rules::require_text;
+use crate::model::rules::{MAX_KEY_BYTES, require_text_max};
 
 /// Where the current value of one contact field came from.
 ///
@@ -34,7 +34,7 @@ pub struct FieldProvenance {
 impl FieldProvenance {
     /// Rules for a stored row: field and source name are not blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("provenance.field", &self.field)?;
-        require_text("provenance.source_ref", &self.source_ref)
+        require_text_max("provenance.field", &self.field, MAX_KEY_BYTES)?;
+        require_text_max("provenance.source_ref", &self.source_ref, MAX_KEY_BYTES)
     }
 }

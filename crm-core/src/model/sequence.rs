@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::Channel;
-use crate::model::rules::{no_nul_opt, require_text, stored_time};
+use crate::model::rules::{
+    MAX_NAME_BYTES, MAX_TITLE_BYTES, require_text, require_text_max, stored_time, text_opt,
+};
 use crate::text_enum::text_enum;
 
 /// How long to wait after the previous step.
@@ -110,7 +112,7 @@ impl Sequence {
 
     /// A name, at least one step, non-empty bodies and sane windows.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_text("sequence.name", &self.name)?;
+        require_text_max("sequence.name", &self.name, MAX_NAME_BYTES)?;
         if self.steps.is_empty() {
             return Err(ValidationError::new(
                 "sequence.steps",
@@ -119,7 +121,11 @@ impl Sequence {
         }
         for step in &self.steps {
             require_text("step.template.body", &step.template.body)?;
-            no_nul_opt("step.template.subject", step.template.subject.as_deref())?;
+            text_opt(
+                "step.template.subject",
+                step.template.subject.as_deref(),
+                MAX_TITLE_BYTES,
+            )?;
             if let Some(w) = &step.window
                 && (w.start_hour >= w.end_hour || w.end_hour > 24 || w.weekdays.is_empty())
             {
