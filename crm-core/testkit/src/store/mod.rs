@@ -32,6 +32,7 @@ mod intake_batch;
 mod intake_complete;
 mod job_lifecycle;
 mod jobs;
+mod limits;
 mod outbox;
 mod outbox_leases;
 mod outbox_send;
@@ -59,6 +60,7 @@ pub use intake_batch::*;
 pub use intake_complete::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
+pub use limits::*;
 pub use outbox::*;
 pub use outbox_leases::*;
 pub use outbox_send::*;
@@ -283,6 +285,11 @@ macro_rules! __store_cases {
             quota_exhausted_reports_the_deciding_total
             sub_microsecond_times_round_trip_alike
             unknown_references_name_the_same_entity
+            // limits: text lengths and JSON numbers and nesting, alike on every store
+            text_at_the_limit_round_trips_and_past_it_is_invalid
+            oversized_profile_link_is_invalid_at_intake
+            unreadable_json_is_refused_everywhere
+            json_at_the_limits_round_trips_exactly
         }
     };
 }
