@@ -21,6 +21,9 @@ use crm_core::jobs::{JobContext, JobHandler};
 use crm_core::model::{Event, IntakeRecord, IntakeSource, IntakeStatus, Job};
 use crm_core::store::{Page, Scope};
 
+mod hostile;
+pub use hostile::*;
+
 /// Expands to one `#[tokio::test]` per intake scenario, in a module named `intake`.
 ///
 /// `$make` is a path to an `async fn() -> S` where `S: crm_core::Store`, called once
@@ -40,6 +43,14 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; large_import_streams_in_batches);
             $crate::__intake_case!($make; nul_characters_keep_the_import_going);
             $crate::__intake_case!($make; bad_rows_never_strand_their_job);
+            // hostile input: every row accounted for, exact counts on every store
+            $crate::__intake_case!($make; hostile_bom_and_mixed_line_endings);
+            $crate::__intake_case!($make; hostile_huge_cells_and_columns);
+            $crate::__intake_case!($make; hostile_invalid_utf8);
+            $crate::__intake_case!($make; hostile_unicode_names_and_addresses);
+            $crate::__intake_case!($make; hostile_formula_cells);
+            $crate::__intake_case!($make; hostile_tens_of_thousands_of_duplicates);
+            $crate::__intake_case!($make; hostile_odd_phone_formats);
         }
     };
 }
