@@ -13,11 +13,13 @@ use crm_core::model::{
     IntakeSource, IntakeStatus, Job, NewAccount, NewContact, NewDeal, NewEvent, OutboxMessage,
     OutboxStatus, Pipeline, Sequence, SequenceStep, Stage, StepDelay, Template,
 };
+use crm_core::store::BackendName;
+use crm_core::store::EventStoreExt;
 use crm_core::store::{
     AccountStore, Claim, ContactStore, DealStore, EventStore, IntakeStore, JobStore, LeaseStore,
     OutboxStore, Page, QuotaKey, QuotaStore, Scope, SentRecord, SequenceStore,
 };
-use crm_core::{Currency, Money, Store};
+use crm_core::{Currency, Money};
 use crm_store_postgres::testing::fresh_store;
 use crm_store_postgres::{PostgresConfig, PostgresStore};
 

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::DynStore;
 use crate::anomaly::rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
@@ -19,6 +18,7 @@ use crate::jobs::{JobContext, JobError, JobHandler, SYSTEM_WORKSPACE};
 use crate::model::{ActivityKind, Anomaly, AnomalyStatus, ApprovalItem, Channel, Job};
 use crate::outreach::dispatch::pauses_channel;
 use crate::outreach::settings::SettingsProvider;
+use crate::store::AnomalyScannerStore;
 use crate::store::{ActivityFilter, Inserted, Page};
 
 /// Compare-and-set rounds before giving up on a busy anomaly.
@@ -43,7 +43,7 @@ pub enum AnomalyError {
 /// Scans a workspace's recent activity with the rules of [`crate::anomaly`].
 #[derive(Debug, Clone)]
 pub struct AnomalyScanner {
-    store: Arc<DynStore>,
+    store: Arc<dyn AnomalyScannerStore>,
     settings: Arc<dyn SettingsProvider>,
     thresholds: AnomalyThresholds,
 }
@@ -52,7 +52,7 @@ impl AnomalyScanner {
     /// A scanner over `store` with default thresholds; `settings` gives the daily caps
     /// and whether error anomalies pause channels.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(store: Arc<dyn AnomalyScannerStore>, settings: Arc<dyn SettingsProvider>) -> Self {
         Self {
             store,
             settings,

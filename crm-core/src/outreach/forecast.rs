@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::DynStore;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, Contact, SuppressionReason};
@@ -41,6 +40,7 @@ use crate::outreach::enroll::all_enrollments;
 use crate::outreach::runner::{Definitions, MergeValues};
 use crate::outreach::settings::SettingsProvider;
 use crate::store::EnrollmentFilter;
+use crate::store::ForecastStore;
 
 use sim::Sim;
 
@@ -151,7 +151,7 @@ impl ForecastError {
 /// Computes send forecasts.
 #[derive(Debug, Clone)]
 pub struct Forecast {
-    store: Arc<DynStore>,
+    store: Arc<dyn ForecastStore>,
     settings: Arc<dyn SettingsProvider>,
     enforce_touch_limit: bool,
     merge_values: Option<Arc<dyn MergeValues>>,
@@ -161,7 +161,7 @@ impl Forecast {
     /// A forecast over `store` with the workspaces' `settings`, applying the touch limit
     /// as the default runner does.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(store: Arc<dyn ForecastStore>, settings: Arc<dyn SettingsProvider>) -> Self {
         Self {
             store,
             settings,

@@ -35,7 +35,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::DynStore;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
 use crate::inbound::InboundEvent;
@@ -44,6 +43,7 @@ use crate::outreach::enrollment::EnrollmentEvent;
 use crate::outreach::runner::{Definitions, contact_time_zone};
 use crate::outreach::schedule::start_of_next_day;
 use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
+use crate::store::InboundHandlerStore;
 
 use job::{Job, fingerprint};
 
@@ -108,14 +108,14 @@ pub enum InboundOutcome {
 /// Applies inbound events to enrollments.
 #[derive(Debug, Clone)]
 pub struct InboundHandler {
-    store: Arc<DynStore>,
+    store: Arc<dyn InboundHandlerStore>,
     settings: Arc<dyn SettingsProvider>,
 }
 
 impl InboundHandler {
     /// A handler over `store` with the workspaces' `settings`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(store: Arc<dyn InboundHandlerStore>, settings: Arc<dyn SettingsProvider>) -> Self {
         Self { store, settings }
     }
 

@@ -64,11 +64,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
-use crate::DynStore;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::outreach::enrollment::TransitionError;
 use crate::outreach::settings::SettingsProvider;
+use crate::store::RunnerStore;
 
 pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
 pub use support::{MergeValues, StaticMergeValues, contact_address};
@@ -274,7 +274,7 @@ impl TickReport {
 /// The sequence runner. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    store: Arc<DynStore>,
+    store: Arc<dyn RunnerStore>,
     settings: Arc<dyn SettingsProvider>,
     config: RunnerConfig,
     merge_values: Option<Arc<dyn MergeValues>>,
@@ -283,7 +283,7 @@ pub struct Runner {
 impl Runner {
     /// A runner over `store` with the workspaces' `settings`.
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn RunnerStore>,
         settings: Arc<dyn SettingsProvider>,
         config: RunnerConfig,
     ) -> Result<Self, RunnerError> {

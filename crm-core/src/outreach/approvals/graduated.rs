@@ -12,7 +12,7 @@ use crate::error::{StoreError, ValidationError};
 use crate::ids::{ApprovalItemId, ApprovalRuleId, WorkspaceId};
 use crate::model::{ApprovalRule, ApprovalStatus};
 use crate::outreach::settings::SettingsProvider;
-use crate::store::{DynStore, Page, QuotaDecision, QuotaKey};
+use crate::store::{GraduatedRulesStore, Page, QuotaDecision, QuotaKey};
 
 use super::rules::{NotMatched, RuleFacts, rule_matches};
 
@@ -45,7 +45,7 @@ pub fn rule_cap_key(rule: ApprovalRuleId, day: NaiveDate) -> QuotaKey {
 ///   allowlist: the dispatcher checks those after any approval.
 #[derive(Debug, Clone)]
 pub struct GraduatedRules {
-    store: Arc<DynStore>,
+    store: Arc<dyn GraduatedRulesStore>,
     settings: Arc<dyn SettingsProvider>,
 }
 
@@ -67,7 +67,7 @@ impl GraduatedRules {
     /// Rules from `store`; the local day of daily caps uses each workspace's default
     /// time zone from `settings`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(store: Arc<dyn GraduatedRulesStore>, settings: Arc<dyn SettingsProvider>) -> Self {
         Self { store, settings }
     }
 

@@ -92,7 +92,7 @@ use crate::clock::Clock;
 use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
 use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
-use crate::store::{Claim, DynStore, Page, Scope};
+use crate::store::{Claim, DispatcherStore, Page, Scope};
 
 /// The outbox dispatcher. See the [module docs](self) for the path a message takes.
 ///
@@ -100,7 +100,7 @@ use crate::store::{Claim, DynStore, Page, Scope};
 /// atomic and leases fenced, so each message is handed to an adapter by one dispatcher
 /// at a time. `Dispatcher` is `Send + Sync`; share it in an `Arc` or run several.
 pub struct Dispatcher {
-    store: Arc<DynStore>,
+    store: Arc<dyn DispatcherStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     channels: ChannelRegistry,
@@ -130,7 +130,7 @@ impl Dispatcher {
     /// configuration says so.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn DispatcherStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
         channels: ChannelRegistry,

@@ -19,7 +19,7 @@ use crate::model::{
     ApprovalItem, ApprovalStatus, ConsentStatus, Enrollment, OutboxMessage, OutboxStatus, Sequence,
 };
 use crate::outreach::enrollment::{EnrollmentEvent, transition};
-use crate::store::Reschedule;
+use crate::store::{ApprovalStoreExt, ComplianceStoreExt, Reschedule};
 
 /// Why a message cannot be sent: every send records an activity about its contact.
 const NO_CONTACT: &str = "outbox message has no contact: every send records a timeline activity \

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::DynStore;
 use crate::error::{StoreError, StoreErrorKind, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::model::{Contact, Enrollment, InFlightPolicy, NewContact, Sequence};
 use crate::outreach::template::{MergeContext, TemplateError, fields};
-use crate::store::EnrollmentFilter;
+use crate::store::{EnrollmentFilter, SequenceStore};
 
 use super::all_enrollments;
 
@@ -108,13 +107,13 @@ pub struct SequenceUpdate {
 /// Creates and edits sequence definitions.
 #[derive(Debug, Clone)]
 pub struct SequenceEditor {
-    store: Arc<DynStore>,
+    store: Arc<dyn SequenceStore>,
 }
 
 impl SequenceEditor {
     /// An editor over `store`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>) -> Self {
+    pub fn new(store: Arc<dyn SequenceStore>) -> Self {
         Self { store }
     }
 

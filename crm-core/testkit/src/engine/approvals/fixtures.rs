@@ -187,7 +187,7 @@ pub fn request(
 pub fn graduated(store: &Arc<DynStore>) -> GraduatedRules {
     let settings =
         StaticSettings::new(WorkspaceSettings::default().with_default_time_zone(TIME_ZONE));
-    GraduatedRules::new(Arc::clone(store), Arc::new(settings))
+    GraduatedRules::new(store.clone(), Arc::new(settings))
 }
 
 /// An inbox over `store` where `approver` may decide in every workspace listed, with a
@@ -201,11 +201,7 @@ pub fn inbox(
         a.with_approver(*ws, approver)
     });
     let clock = ManualClock::new(base());
-    let inbox = ApprovalInbox::new(
-        Arc::clone(store),
-        Arc::new(clock.clone()),
-        Arc::new(approvers),
-    );
+    let inbox = ApprovalInbox::new(store.clone(), Arc::new(clock.clone()), Arc::new(approvers));
     (inbox, clock)
 }
 

@@ -47,7 +47,7 @@ pub async fn two_runners_never_share_a_workspace(store: Arc<DynStore>) {
             let config = RunnerConfig::default()
                 .with_holder(holder)
                 .with_parallelism(4);
-            Runner::new(Arc::clone(&store), spy.clone(), config).expect("runner")
+            Runner::new(store.clone(), spy.clone(), config).expect("runner")
         };
         let (a, b) = (runner("runner-a"), runner("runner-b"));
         let ta = tokio::spawn(async move { a.tick(now).await });
@@ -108,7 +108,7 @@ pub async fn runner_parallelism_is_respected(store: Arc<DynStore>) {
     let config = RunnerConfig::default()
         .with_holder("runner-a")
         .with_parallelism(3);
-    let runner = Runner::new(Arc::clone(&store), spy.clone(), config).expect("runner");
+    let runner = Runner::new(store.clone(), spy.clone(), config).expect("runner");
     let report = runner.tick(base()).await.expect("tick");
     assert_eq!(report.tenants.len(), 8, "every workspace was worked on");
     assert_eq!(report.enqueued(), 8);
