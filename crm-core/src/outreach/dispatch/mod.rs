@@ -75,11 +75,15 @@ use tokio::sync::watch;
 pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
 pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
 pub use decision::{
-    FailureAction, META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY,
-    RetryPolicy, approval_request, confidence_of, context_of, enrollment_block, next_due,
-    next_due_needs_time_zone, on_channel_error, pauses_channel, template_key_of,
+    FailureAction, RetryPolicy, enrollment_block, next_due, next_due_needs_time_zone,
+    on_channel_error, pauses_channel,
 };
 pub use dry_run::{DryRunChannel, DryRunRecord};
+// Approval metadata lives with the approval code; kept here too, where hosts found it.
+pub use crate::outreach::approvals::{
+    META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY, approval_request,
+    confidence_of, context_of, template_key_of,
+};
 pub use registry::ChannelRegistry;
 pub use report::{DispatchError, DispatchReport, Outcome};
 pub use stub::{StubChannel, StubFailure};
