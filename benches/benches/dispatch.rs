@@ -23,7 +23,7 @@ use crm_core::ids::{ApprovalRuleId, WorkspaceId};
 use crm_core::model::{Channel, Contact, NewContact, OutboxMessage};
 use crm_core::outreach::dispatch::{ChannelRegistry, Dispatcher, DispatcherConfig, StubChannel};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
-use crm_core::{Clock, DynStore, ManualClock};
+use crm_core::{Clock, DynStore, ManualClock, SystemClock};
 use futures::future::join_all;
 
 const WORKERS: usize = 8;
@@ -178,7 +178,7 @@ async fn raw_claim_loop(pool: &sqlx::PgPool, count: usize) -> u64 {
 async fn postgres(count: usize) {
     let pg = crm_store_postgres::testing::fresh_store().await;
     let pool = pg.pool().clone();
-    let clock = ManualClock::new(Utc::now());
+    let clock = ManualClock::new(SystemClock.now());
     let store: Arc<DynStore> = Arc::new(pg);
     fill_outbox(&store, &clock, count).await;
     let stub = StubChannel::ok(Channel::Email);

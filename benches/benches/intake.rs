@@ -18,7 +18,7 @@ use chrono::{TimeZone, Utc};
 use crm_core::ids::WorkspaceId;
 use crm_core::intake::{CsvRows, IntakeService, Manifest};
 use crm_core::model::{Fingerprint, IntakeSource};
-use crm_core::{DynStore, ManualClock};
+use crm_core::{Clock, DynStore, ManualClock, SystemClock};
 use rand::RngExt;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
@@ -46,7 +46,7 @@ fn csv(rows: usize) -> String {
 /// The baseline: parse the CSV, fingerprint each row, and `COPY` the rows in as
 /// pending intake records.
 async fn raw_copy(pool: &PgPool, ws: WorkspaceId, data: &str) -> u64 {
-    let now = Utc::now().to_rfc3339();
+    let now = SystemClock.now().to_rfc3339();
     let mut reader = csv::Reader::from_reader(data.as_bytes());
     let headers = reader.headers().unwrap().clone();
     let mut copy = pool

@@ -20,7 +20,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use crm_core::Domain;
-use crm_core::enrichment::{
+use crm_core::enrichment_provider::{
     CompanyData, ContactData, ContactQuery, EnrichmentError, EnrichmentProvider, Lookup,
     LookupCost, LookupKind, RateLimitState,
 };

@@ -21,7 +21,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use crm_core::EmailAddress;
-use crm_core::enrichment::{
+use crm_core::enrichment_provider::{
     ContactData, ContactQuery, EmailStatus, EmailVerification, EnrichmentError, EnrichmentProvider,
     Lookup, LookupCost, LookupKind, RateLimitState,
 };

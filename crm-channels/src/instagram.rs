@@ -205,6 +205,7 @@ impl InstagramChannel {
     /// Reads "now" (for the conversation windows and receipts) from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.client = self.client.with_clock(clock.clone());
         self.clock = clock;
         self
     }

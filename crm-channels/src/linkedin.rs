@@ -18,13 +18,18 @@
 //! The receipt's provider message id is `linkedin-task:<outbox id>`. The activity id is
 //! derived from the outbox id, so a retried send finds the task already recorded (the
 //! store reports a conflict) and returns the same receipt instead of a second task.
+//! A conflict alone proves nothing, though (another activity may hold the id, in this
+//! workspace or another): the adapter then looks the task up among the contact's
+//! LinkedIn tasks and succeeds only when it finds an activity with that id, for the same
+//! outbox message, contact and kind. The receipt then carries the first task's time.
 //!
 //! # Errors
 //! | Situation | Error |
 //! |---|---|
 //! | recipient not a `linkedin.com/in/...` profile URL | `InvalidRecipient` |
 //! | no contact on the message (a task needs a timeline) or an empty draft | `Permanent` |
-//! | the activity store is unavailable | `Retryable` |
+//! | the activity store is unavailable (recording or looking up) | `Retryable` |
+//! | the task id is taken by an activity that is not this message's task | `Permanent` |
 //! | any other store failure | `Permanent` |
 
 use std::fmt;
@@ -33,9 +38,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use crm_core::ids::ActivityId;
 use crm_core::model::{Activity, ActivityKind, Channel};
-use crm_core::store::ActivityStore;
+use crm_core::store::{ActivityFilter, ActivityStore};
 use crm_core::{
-    ChannelAdapter, ChannelError, Clock, OutboundMessage, SendReceipt, StoreErrorKind, SystemClock,
+    ChannelAdapter, ChannelError, Clock, OutboundMessage, SendReceipt, StoreError, StoreErrorKind,
+    SystemClock,
 };
 use serde_json::json;
 use url::Url;
@@ -43,6 +49,10 @@ use url::Url;
 const PROVIDER: &str = "linkedin";
 /// Mixed into the outbox id's random bits to derive the task's activity id.
 const TASK_ID_MASK: u128 = 0x4c49_4e4b_4544; // "LINKED"
+/// Activities read per page when looking for a task that already exists.
+const LOOKUP_PAGE: u32 = 1000;
+/// Pages read at most when looking for a task that already exists.
+const LOOKUP_PAGES: usize = 10;
 /// What the person is asked to do.
 pub const INSTRUCTIONS: &str = "LinkedIn's messaging API is partner-only, so this message is \
 not sent automatically. Open the profile, review and edit the draft, send it from your own \
@@ -148,6 +158,79 @@ impl LinkedInAssistedChannel {
         task.id = Self::task_id(message);
         Ok(task)
     }
+
+    /// The task recorded by an earlier attempt at `task`'s message, if the store holds
+    /// it: same id, workspace, contact, outbox message, kind and channel. Reads the
+    /// contact's LinkedIn tasks newest first, at most [`LOOKUP_PAGES`] pages.
+    async fn earlier_task(&self, task: &Activity) -> Result<Option<Activity>, StoreError> {
+        let mut filter = ActivityFilter {
+            contact_id: task.contact_id,
+            kinds: vec![ActivityKind::TaskCreated],
+            channel: Some(Channel::LinkedIn),
+            ..ActivityFilter::default()
+        };
+        for _ in 0..LOOKUP_PAGES {
+            let page = self
+                .activities
+                .list_activities(task.workspace_id, &filter, LOOKUP_PAGE)
+                .await?;
+            if let Some(found) = page.iter().find(|a| a.id == task.id) {
+                let same = found.workspace_id == task.workspace_id
+                    && found.contact_id == task.contact_id
+                    && found.outbox_message_id == task.outbox_message_id
+                    && found.kind == task.kind
+                    && found.channel == task.channel;
+                return Ok(same.then(|| found.clone()));
+            }
+            let full = page.len() >= LOOKUP_PAGE as usize;
+            match page.last().map(|a| a.occurred_at) {
+                Some(oldest) if full && filter.until != Some(oldest) => filter.until = Some(oldest),
+                _ => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// A `Conflict` on recording `task`: success only when the task is there already.
+    async fn on_conflict(
+        &self,
+        message: &OutboundMessage,
+        task: &Activity,
+        receipt: SendReceipt,
+    ) -> Result<SendReceipt, ChannelError> {
+        match self.earlier_task(task).await {
+            Ok(Some(earlier)) => {
+                tracing::debug!(provider = PROVIDER, outbox_id = %message.id, "manual LinkedIn task already recorded");
+                Ok(SendReceipt {
+                    accepted_at: earlier.occurred_at,
+                    ..receipt
+                })
+            }
+            Ok(None) => Err(ChannelError::Permanent {
+                provider: PROVIDER,
+                reason: "the task id is taken by an activity that is not this message's task"
+                    .to_owned(),
+            }),
+            Err(e) => Err(store_error("could not look up the existing task", e)),
+        }
+    }
+}
+
+/// A store failure as a channel error: retryable when the store says so.
+fn store_error(what: &str, e: StoreError) -> ChannelError {
+    if e.is_retryable() {
+        ChannelError::Retryable {
+            provider: PROVIDER,
+            reason: what.to_owned(),
+            retry_after: None,
+            source: Some(Box::new(e)),
+        }
+    } else {
+        ChannelError::Permanent {
+            provider: PROVIDER,
+            reason: format!("{what}: {e}"),
+        }
+    }
 }
 
 #[async_trait]
@@ -171,19 +254,12 @@ impl ChannelAdapter for LinkedInAssistedChannel {
                 tracing::info!(provider = PROVIDER, outbox_id = %message.id, "manual LinkedIn task created");
                 Ok(receipt)
             }
-            // The task id is derived from the outbox id: a conflict is this very task,
-            // recorded by an earlier attempt.
-            Err(e) if e.kind() == StoreErrorKind::Conflict => Ok(receipt),
-            Err(e) if e.is_retryable() => Err(ChannelError::Retryable {
-                provider: PROVIDER,
-                reason: "could not record the task".to_owned(),
-                retry_after: None,
-                source: Some(Box::new(e)),
-            }),
-            Err(e) => Err(ChannelError::Permanent {
-                provider: PROVIDER,
-                reason: format!("could not record the task: {e}"),
-            }),
+            // The task id is derived from the outbox id, so a conflict may be this very
+            // task, recorded by an earlier attempt; it counts only once that is checked.
+            Err(e) if e.kind() == StoreErrorKind::Conflict => {
+                self.on_conflict(message, &task, receipt).await
+            }
+            Err(e) => Err(store_error("could not record the task", e)),
         }
     }
 }

@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crm_core::enrichment::RateLimitState;
+use crm_core::enrichment_provider::RateLimitState;
 use crm_core::model::Channel;
 use crm_core::secret::SecretString;
 use crm_core::{
@@ -149,6 +149,7 @@ impl ResendChannel {
     /// Times receipts by `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.client = self.client.with_clock(clock.clone());
         self.clock = clock;
         self
     }

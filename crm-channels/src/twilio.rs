@@ -208,6 +208,7 @@ impl TwilioWhatsAppChannel {
     /// Reads "now" (for the 24-hour window and receipts) from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.client = self.client.with_clock(clock.clone());
         self.clock = clock;
         self
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use crm_core::EmailAddress;
-use crm_core::enrichment::{
+use crm_core::enrichment_provider::{
     EmailStatus, EmailVerification, EnrichmentError, EnrichmentProvider, Lookup, LookupCost,
     LookupKind, RateLimitState,
 };

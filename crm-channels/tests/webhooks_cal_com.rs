@@ -9,7 +9,7 @@ use crm_channels::webhooks::WebhookConfig;
 use crm_channels::webhooks::cal_com::CalComWebhook;
 use crm_core::{InboundEvent, InboundWebhook, WebhookError};
 use hmac::{Hmac, KeyInit, Mac};
-use webhooks_support::{at, post, secret, tampered};
+use webhooks_support::{VerifyAt, at, post, secret, tampered};
 
 // CAL-X (self-computed fixture in PROVIDERS.md §4).
 const CALX_SECRET: &str = "test-secret";
@@ -24,7 +24,7 @@ fn hook(key: &str) -> CalComWebhook {
 
 fn verify(key: &str, sig: &str, body: &[u8]) -> Result<Option<String>, WebhookError> {
     hook(key)
-        .verify(&post(&[("X-Cal-Signature-256", sig)], body), at(0))
+        .verify_at(&post(&[("X-Cal-Signature-256", sig)], body), at(0))
         .map(|v| v.delivery_id().map(str::to_owned))
 }
 
@@ -83,7 +83,7 @@ fn tampered_wrong_secret_truncated_missing_fail() {
         WebhookError::InvalidSignature
     );
     let err = hook(CALX_SECRET)
-        .verify(&post(&[], CALX_BODY), at(0))
+        .verify_at(&post(&[], CALX_BODY), at(0))
         .unwrap_err();
     assert_eq!(err, WebhookError::MissingHeader("x-cal-signature-256"));
     assert!(matches!(
@@ -98,7 +98,7 @@ fn parse(body: &str) -> Result<Vec<InboundEvent>, WebhookError> {
     let hook = hook(CALX_SECRET);
     let sig = sign(CALX_SECRET, body.as_bytes());
     let req = post(&[("X-Cal-Signature-256", &sig)], body.as_bytes());
-    let verified = hook.verify(&req, at(0)).unwrap();
+    let verified = hook.verify_at(&req, at(0)).unwrap();
     hook.parse(&verified)
 }
 

@@ -9,7 +9,7 @@ use crm_channels::webhooks::WebhookConfig;
 use crm_channels::webhooks::calendly::CalendlyWebhook;
 use crm_core::{InboundEvent, InboundWebhook, WebhookError};
 use hmac::{Hmac, KeyInit, Mac};
-use webhooks_support::{at, post, secret, tampered};
+use webhooks_support::{VerifyAt, at, post, secret, tampered};
 
 // CLY-X (self-computed fixture in PROVIDERS.md §5).
 const CLYX_KEY: &str = "test-signing-key";
@@ -23,7 +23,7 @@ fn hook() -> CalendlyWebhook {
 
 fn verify_at(header: &str, body: &[u8], now: i64) -> Result<(), WebhookError> {
     hook()
-        .verify(
+        .verify_at(
             &post(&[("Calendly-Webhook-Signature", header)], body),
             at(now),
         )
@@ -75,7 +75,7 @@ fn tampered_wrong_key_truncated_fail() {
     let other = CalendlyWebhook::new(secret("other-key"), WebhookConfig::default()).unwrap();
     let req = post(&[("Calendly-Webhook-Signature", &header)], CLYX_BODY);
     assert_eq!(
-        other.verify(&req, at(CLYX_T)).unwrap_err(),
+        other.verify_at(&req, at(CLYX_T)).unwrap_err(),
         WebhookError::InvalidSignature
     );
     // The timestamp is part of the signed content.
@@ -100,7 +100,7 @@ fn tolerance_defaults_to_three_minutes_both_directions_and_is_configurable() {
     let config = WebhookConfig::default().with_tolerance(Duration::minutes(5));
     let hook = CalendlyWebhook::new(secret(CLYX_KEY), config).unwrap();
     let req = post(&[("Calendly-Webhook-Signature", &header)], CLYX_BODY);
-    assert!(hook.verify(&req, at(CLYX_T + 300)).is_ok());
+    assert!(hook.verify_at(&req, at(CLYX_T + 300)).is_ok());
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn malformed_and_missing_headers_are_typed() {
         );
     }
     let err = hook()
-        .verify(&post(&[], CLYX_BODY), at(CLYX_T))
+        .verify_at(&post(&[], CLYX_BODY), at(CLYX_T))
         .unwrap_err();
     assert_eq!(
         err,
@@ -141,7 +141,7 @@ fn parse(body: &str) -> (Option<String>, Result<Vec<InboundEvent>, WebhookError>
     let hook = hook();
     let header = format!("t={CLYX_T},v1={}", sign(CLYX_T, body.as_bytes()));
     let req = post(&[("Calendly-Webhook-Signature", &header)], body.as_bytes());
-    let verified = hook.verify(&req, at(CLYX_T)).unwrap();
+    let verified = hook.verify_at(&req, at(CLYX_T)).unwrap();
     (
         verified.delivery_id().map(str::to_owned),
         hook.parse(&verified),

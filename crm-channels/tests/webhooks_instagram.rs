@@ -9,7 +9,7 @@ use crm_channels::webhooks::WebhookConfig;
 use crm_channels::webhooks::meta::InstagramWebhook;
 use crm_core::model::Channel;
 use crm_core::{InboundEvent, InboundWebhook, WebhookError};
-use webhooks_support::{at, post, secret, tampered};
+use webhooks_support::{VerifyAt, at, post, secret, tampered, unchecked};
 
 // META-1 (PROVIDERS.md §6 and Appendix A): HMAC-SHA256(key "secret", "test").
 const META1_SIG: &str = "sha256=0329a06b62cd16b33eb6792be8c60b158d89a2ee3a876fce9a881ebb488c0914";
@@ -23,7 +23,7 @@ fn hook(key: &str) -> InstagramWebhook {
 
 fn verify(key: &str, sig: &str, body: &[u8]) -> Result<(), WebhookError> {
     hook(key)
-        .verify(&post(&[("X-Hub-Signature-256", sig)], body), at(0))
+        .verify_at(&post(&[("X-Hub-Signature-256", sig)], body), at(0))
         .map(|_| ())
 }
 
@@ -84,7 +84,7 @@ fn prefix_and_header_are_required() {
         WebhookError::MalformedHeader { .. }
     ));
     let err = hook("app-secret")
-        .verify(&post(&[], METAX_BODY), at(0))
+        .verify_at(&post(&[], METAX_BODY), at(0))
         .unwrap_err();
     assert_eq!(err, WebhookError::MissingHeader("x-hub-signature-256"));
     assert!(matches!(
@@ -159,7 +159,7 @@ fn parses_instagram_messages() {
     };
     let hook = hook(key);
     let req = post(&[("X-Hub-Signature-256", &sig)], body);
-    let verified = hook.verify(&req, at(0)).unwrap();
+    let verified = hook.verify_at(&req, at(0)).unwrap();
     assert_eq!(verified.delivery_id().map(str::len), Some(64));
     assert_eq!(
         hook.parse(&verified).unwrap(),
@@ -182,18 +182,13 @@ fn parses_instagram_messages() {
 fn other_objects_produce_nothing_and_bad_json_is_typed() {
     let hook = hook("secret");
     let req = post(&[("X-Hub-Signature-256", METAX_SIG)], METAX_BODY);
-    let verified = crm_core::VerifiedWebhook::new(&req, None);
+    let verified = unchecked(&req);
     assert_eq!(hook.parse(&verified).unwrap(), vec![]);
     let req = post(&[], br#"{"object":"page","entry":[{"messaging":[{"sender":{"id":"x"},"message":{"text":"hi"}}]}]}"#);
-    assert_eq!(
-        hook.parse(&crm_core::VerifiedWebhook::new(&req, None))
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(hook.parse(&unchecked(&req)).unwrap(), vec![]);
     let req = post(&[], b"test");
     assert!(matches!(
-        hook.parse(&crm_core::VerifiedWebhook::new(&req, None))
-            .unwrap_err(),
+        hook.parse(&unchecked(&req)).unwrap_err(),
         WebhookError::MalformedPayload(_)
     ));
 }

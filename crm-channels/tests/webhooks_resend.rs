@@ -11,7 +11,7 @@ use crm_channels::webhooks::resend::ResendWebhook;
 use crm_channels::webhooks::{Deduplicated, MemoryDeliveryLog, WebhookConfig};
 use crm_core::model::Channel;
 use crm_core::{InboundEvent, InboundWebhook, WebhookError, WebhookRequest};
-use webhooks_support::{at, post, secret, tampered};
+use webhooks_support::{VerifyAt, at, post, secret, tampered};
 
 // SW-1 (PROVIDERS.md §2), published by the Standard Webhooks reference libraries.
 const SW1_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -55,7 +55,7 @@ fn sw1_sign_matches_published_vector() {
 fn sw1_verifies_with_webhook_and_svix_headers() {
     for prefix in ["webhook", "svix"] {
         let req = sw1(prefix, SW1_EXPECTED);
-        let verified = hook().verify(&req, at(SW1_TS)).unwrap();
+        let verified = hook().verify_at(&req, at(SW1_TS)).unwrap();
         assert_eq!(verified.delivery_id(), Some(SW1_MSG_ID));
     }
 }
@@ -68,7 +68,7 @@ fn sw1_secret_without_prefix_verifies() {
     )
     .unwrap();
     assert!(
-        hook.verify(&sw1("webhook", SW1_EXPECTED), at(SW1_TS))
+        hook.verify_at(&sw1("webhook", SW1_EXPECTED), at(SW1_TS))
             .is_ok()
     );
 }
@@ -76,7 +76,7 @@ fn sw1_secret_without_prefix_verifies() {
 #[test]
 fn sw1_published_invalid_signature_fails() {
     let err = hook()
-        .verify(&sw1("webhook", SW1_INVALID), at(SW1_TS))
+        .verify_at(&sw1("webhook", SW1_INVALID), at(SW1_TS))
         .unwrap_err();
     assert_eq!(err, WebhookError::InvalidSignature);
 }
@@ -85,18 +85,22 @@ fn sw1_published_invalid_signature_fails() {
 fn sw1_rotation_any_v1_entry_passes_and_other_versions_are_ignored() {
     let decoy_v2 = SW1_DECOY.replacen("v1,", "v2,", 1);
     let header = format!("{SW1_DECOY} {decoy_v2} {SW1_EXPECTED} {SW1_DECOY}");
-    assert!(hook().verify(&sw1("webhook", &header), at(SW1_TS)).is_ok());
+    assert!(
+        hook()
+            .verify_at(&sw1("webhook", &header), at(SW1_TS))
+            .is_ok()
+    );
 
     let only_decoys = format!("{SW1_DECOY} {decoy_v2}");
     let err = hook()
-        .verify(&sw1("webhook", &only_decoys), at(SW1_TS))
+        .verify_at(&sw1("webhook", &only_decoys), at(SW1_TS))
         .unwrap_err();
     assert_eq!(err, WebhookError::InvalidSignature);
 
     // The valid digest under another version is not accepted.
     let wrong_version = SW1_EXPECTED.replacen("v1,", "v2,", 1);
     let err = hook()
-        .verify(&sw1("webhook", &wrong_version), at(SW1_TS))
+        .verify_at(&sw1("webhook", &wrong_version), at(SW1_TS))
         .unwrap_err();
     assert_eq!(err, WebhookError::InvalidSignature);
 }
@@ -112,7 +116,9 @@ fn sw1_empty_and_truncated_signatures_fail() {
         "v1,%%%",
         "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
     ] {
-        let err = hook().verify(&sw1("webhook", sig), at(SW1_TS)).unwrap_err();
+        let err = hook()
+            .verify_at(&sw1("webhook", sig), at(SW1_TS))
+            .unwrap_err();
         assert_eq!(err, WebhookError::InvalidSignature, "{sig:?}");
     }
 }
@@ -127,7 +133,7 @@ fn sw1_tampered_body_and_wrong_secret_fail() {
         &tampered(SW1_PAYLOAD),
     );
     assert_eq!(
-        hook().verify(&req, at(SW1_TS)).unwrap_err(),
+        hook().verify_at(&req, at(SW1_TS)).unwrap_err(),
         WebhookError::InvalidSignature
     );
 
@@ -137,7 +143,7 @@ fn sw1_tampered_body_and_wrong_secret_fail() {
     )
     .unwrap();
     let err = other
-        .verify(&sw1("svix", SW1_EXPECTED), at(SW1_TS))
+        .verify_at(&sw1("svix", SW1_EXPECTED), at(SW1_TS))
         .unwrap_err();
     assert_eq!(err, WebhookError::InvalidSignature);
 
@@ -150,7 +156,7 @@ fn sw1_tampered_body_and_wrong_secret_fail() {
         SW1_PAYLOAD,
     );
     assert_eq!(
-        hook().verify(&req, at(SW1_TS)).unwrap_err(),
+        hook().verify_at(&req, at(SW1_TS)).unwrap_err(),
         WebhookError::InvalidSignature
     );
     let req = sw_request(
@@ -161,7 +167,7 @@ fn sw1_tampered_body_and_wrong_secret_fail() {
         SW1_PAYLOAD,
     );
     assert_eq!(
-        hook().verify(&req, at(SW1_TS)).unwrap_err(),
+        hook().verify_at(&req, at(SW1_TS)).unwrap_err(),
         WebhookError::InvalidSignature
     );
 }
@@ -169,11 +175,11 @@ fn sw1_tampered_body_and_wrong_secret_fail() {
 #[test]
 fn sw1_tolerance_is_five_minutes_in_both_directions() {
     let req = sw1("webhook", SW1_EXPECTED);
-    assert!(hook().verify(&req, at(SW1_TS + 300)).is_ok());
-    assert!(hook().verify(&req, at(SW1_TS - 300)).is_ok());
+    assert!(hook().verify_at(&req, at(SW1_TS + 300)).is_ok());
+    assert!(hook().verify_at(&req, at(SW1_TS - 300)).is_ok());
     for now in [SW1_TS + 301, SW1_TS - 301] {
         assert_eq!(
-            hook().verify(&req, at(now)).unwrap_err(),
+            hook().verify_at(&req, at(now)).unwrap_err(),
             WebhookError::TimestampOutOfTolerance
         );
     }
@@ -184,12 +190,12 @@ fn tolerance_is_configurable() {
     let config = WebhookConfig::default().with_tolerance(Duration::minutes(10));
     let hook = ResendWebhook::new(secret(SW1_SECRET), config).unwrap();
     let req = sw1("webhook", SW1_EXPECTED);
-    assert!(hook.verify(&req, at(SW1_TS + 600)).is_ok());
-    assert!(hook.verify(&req, at(SW1_TS + 601)).is_err());
+    assert!(hook.verify_at(&req, at(SW1_TS + 600)).is_ok());
+    assert!(hook.verify_at(&req, at(SW1_TS + 601)).is_err());
     let strict = WebhookConfig::default().with_tolerance(Duration::seconds(1));
     let hook = ResendWebhook::new(secret(SW1_SECRET), strict).unwrap();
     assert_eq!(
-        hook.verify(&req, at(SW1_TS + 2)).unwrap_err(),
+        hook.verify_at(&req, at(SW1_TS + 2)).unwrap_err(),
         WebhookError::TimestampOutOfTolerance
     );
 }
@@ -214,13 +220,13 @@ fn missing_and_malformed_headers_are_typed() {
             .map(|(_, h)| *h)
             .collect();
         let err = hook()
-            .verify(&post(&headers, SW1_PAYLOAD), at(SW1_TS))
+            .verify_at(&post(&headers, SW1_PAYLOAD), at(SW1_TS))
             .unwrap_err();
         assert_eq!(err, WebhookError::MissingHeader(expected));
     }
     let req = sw_request("webhook", SW1_MSG_ID, "hello", SW1_EXPECTED, SW1_PAYLOAD);
     assert!(matches!(
-        hook().verify(&req, at(SW1_TS)).unwrap_err(),
+        hook().verify_at(&req, at(SW1_TS)).unwrap_err(),
         WebhookError::MalformedHeader {
             header: "webhook-timestamp",
             ..
@@ -247,7 +253,7 @@ fn unpadded_secret_is_accepted() {
     ] {
         let hook = ResendWebhook::new(secret(encoded), WebhookConfig::default()).unwrap();
         let req = sw_request("webhook", "msg_1", "1700000000", SIG, br#"{"a":1}"#);
-        assert!(hook.verify(&req, at(1_700_000_000)).is_ok(), "{encoded}");
+        assert!(hook.verify_at(&req, at(1_700_000_000)).is_ok(), "{encoded}");
     }
 }
 
@@ -271,7 +277,7 @@ fn parse(body: &str) -> Result<Vec<InboundEvent>, WebhookError> {
         &sig,
         body.as_bytes(),
     );
-    let verified = hook.verify(&req, at(SW1_TS)).unwrap();
+    let verified = hook.verify_at(&req, at(SW1_TS)).unwrap();
     hook.parse(&verified)
 }
 
@@ -405,15 +411,15 @@ fn malformed_payloads_are_typed_errors() {
 fn repeated_delivery_is_a_duplicate() {
     let hook = Deduplicated::new(hook(), Arc::new(MemoryDeliveryLog::default()));
     let req = sw1("svix", SW1_EXPECTED);
-    assert!(hook.verify(&req, at(SW1_TS)).is_ok());
+    assert!(hook.verify_at(&req, at(SW1_TS)).is_ok());
     assert_eq!(
-        hook.verify(&req, at(SW1_TS + 60)).unwrap_err(),
+        hook.verify_at(&req, at(SW1_TS + 60)).unwrap_err(),
         WebhookError::Duplicate(SW1_MSG_ID.into())
     );
     // A forged copy fails verification and is not reported as a duplicate.
     let forged = sw1("svix", SW1_INVALID);
     assert_eq!(
-        hook.verify(&forged, at(SW1_TS)).unwrap_err(),
+        hook.verify_at(&forged, at(SW1_TS)).unwrap_err(),
         WebhookError::InvalidSignature
     );
 }

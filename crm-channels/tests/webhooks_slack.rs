@@ -8,7 +8,7 @@ use chrono::Duration;
 use crm_channels::webhooks::WebhookConfig;
 use crm_channels::webhooks::slack::SlackWebhook;
 use crm_core::{InboundEvent, InboundWebhook, WebhookError};
-use webhooks_support::{at, post, secret};
+use webhooks_support::{VerifyAt, at, post, secret};
 
 // SL-1 (PROVIDERS.md §8): Slack docs worked example, also in python-slack-sdk tests.
 const SL1_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -29,7 +29,7 @@ fn verify_at(ts: &str, sig: &str, body: &[u8], now: i64) -> Result<Option<String
         body,
     );
     hook()
-        .verify(&req, at(now))
+        .verify_at(&req, at(now))
         .map(|v| v.delivery_id().map(str::to_owned))
 }
 
@@ -79,7 +79,7 @@ fn sl1_expired_and_future_fail() {
         ],
         SL1_BODY,
     );
-    assert!(relaxed.verify(&req, at(SL1_TS + 3600)).is_ok());
+    assert!(relaxed.verify_at(&req, at(SL1_TS + 3600)).is_ok());
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn wrong_secret_truncated_and_malformed_fail() {
         SL1_BODY,
     );
     assert_eq!(
-        other.verify(&req, at(SL1_TS)).unwrap_err(),
+        other.verify_at(&req, at(SL1_TS)).unwrap_err(),
         WebhookError::InvalidSignature
     );
     assert_eq!(
@@ -136,7 +136,7 @@ fn wrong_secret_truncated_and_malformed_fail() {
 fn missing_headers_and_empty_secret() {
     let ts = SL1_TS.to_string();
     let err = hook()
-        .verify(
+        .verify_at(
             &post(&[("X-Slack-Signature", SL1_EXPECTED)], SL1_BODY),
             at(SL1_TS),
         )
@@ -146,7 +146,7 @@ fn missing_headers_and_empty_secret() {
         WebhookError::MissingHeader("x-slack-request-timestamp")
     );
     let err = hook()
-        .verify(
+        .verify_at(
             &post(&[("X-Slack-Request-Timestamp", &ts)], SL1_BODY),
             at(SL1_TS),
         )
@@ -171,7 +171,7 @@ fn signed_parse(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
         ],
         body,
     );
-    let verified = hook.verify(&req, at(ts)).unwrap();
+    let verified = hook.verify_at(&req, at(ts)).unwrap();
     hook.parse(&verified)
 }
 
@@ -231,7 +231,7 @@ fn other_requests_produce_nothing() {
         ],
         body,
     );
-    let verified = hook.verify(&req, at(1_700_000_000)).unwrap();
+    let verified = hook.verify_at(&req, at(1_700_000_000)).unwrap();
     assert_eq!(hook.parse(&verified).unwrap(), vec![]);
     assert_eq!(
         hook.url_verification_challenge(&verified).as_deref(),

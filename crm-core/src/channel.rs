@@ -1,6 +1,6 @@
 //! Outbound channel adapters.
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,9 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::BoxError;
 use crate::ids::{ContactId, OutboxMessageId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage};
+use crate::redact::{Masked, MaskedAddress, MaskedJson, masked_opt};
 
-/// One message as an adapter sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub mod dry_run;
+
+pub use dry_run::{DryRunChannel, DryRunRecord};
+
+/// One message as an adapter sees it. Its `Debug` masks the recipient, subject, body and
+/// metadata.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {
     /// The outbox id. Adapters MUST pass it to the provider as idempotency key where
     /// the provider supports one.
@@ -53,6 +59,21 @@ impl OutboundMessage {
     #[must_use]
     pub fn idempotency_key(&self) -> String {
         self.id.to_string()
+    }
+}
+
+impl fmt::Debug for OutboundMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundMessage")
+            .field("id", &self.id)
+            .field("workspace_id", &self.workspace_id)
+            .field("channel", &self.channel)
+            .field("recipient", &MaskedAddress(&self.recipient))
+            .field("contact_id", &self.contact_id)
+            .field("subject", &masked_opt(self.subject.as_deref()))
+            .field("body", &Masked(&self.body))
+            .field("metadata", &MaskedJson(&self.metadata))
+            .finish()
     }
 }
 
@@ -196,6 +217,26 @@ pub trait ChannelAdapter: Send + Sync + Debug + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbound_message_debug_masks_personal_data() {
+        let message = OutboundMessage {
+            id: OutboxMessageId::new(),
+            workspace_id: WorkspaceId::new(),
+            channel: Channel::WhatsApp,
+            recipient: "whatsapp:+4915112345678".into(),
+            contact_id: None,
+            subject: Some("About your diagnosis".into()),
+            body: "Dear Jane, the results are in".into(),
+            metadata: serde_json::json!({"to_name": "Jane Roe"}),
+        };
+        let debug = format!("{message:?}");
+        for secret in ["151123", "diagnosis", "results", "Jane"] {
+            assert!(!debug.contains(secret), "{secret:?} leaks in {debug}");
+        }
+        assert!(debug.contains(&message.id.to_string()), "{debug}");
+        assert!(debug.contains("+***78"), "{debug}");
+    }
 
     #[test]
     fn channel_errors_classify_themselves() {

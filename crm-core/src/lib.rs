@@ -6,6 +6,7 @@ pub mod approval;
 pub mod channel;
 pub mod clock;
 pub mod enrichment;
+pub mod enrichment_provider;
 pub mod error;
 pub mod ids;
 pub mod inbound;
@@ -14,6 +15,7 @@ pub mod jobs;
 pub mod model;
 pub mod money;
 pub mod outreach;
+mod redact;
 pub mod scoring;
 pub mod secret;
 pub mod store;
@@ -25,9 +27,12 @@ pub use approval::{
 };
 pub use channel::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage, SendReceipt};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use enrichment::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
+pub use enrichment_provider::{EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
 pub use error::{BoxError, StoreError, StoreErrorKind, ValidationError};
-pub use inbound::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+pub use inbound::{
+    InboundEvent, InboundWebhook, MAX_DELIVERY_ID_BYTES, UnverifiedWebhook, VerifiedWebhook,
+    WebhookError, WebhookRequest, verify_webhook,
+};
 pub use money::{Currency, Money};
 pub use secret::{SecretError, SecretRef, SecretResolver};
 pub use store::{DynStore, Store};

@@ -17,8 +17,8 @@ use crate::{MemoryStore, Tables};
 #[derive(Default)]
 pub(crate) struct IntakeTables {
     records: Table<IntakeRecord>,
-    /// Fingerprint -> the one row with it that is neither a duplicate nor invalid
-    /// (a partial unique index in SQL).
+    /// Fingerprint -> the one row with it that is pending or processed (a partial
+    /// unique index in SQL).
     primaries: Unique<Fingerprint, IntakeRecordId>,
     /// (workspace, contact, field) -> where the field's value came from.
     provenance: BTreeMap<(WorkspaceId, ContactId, String), FieldProvenance>,
@@ -41,7 +41,7 @@ impl IntakeTables {
 fn primary_key(row: &IntakeRecord) -> Option<Fingerprint> {
     match row.status {
         IntakeStatus::Pending | IntakeStatus::Processed => row.fingerprint.clone(),
-        IntakeStatus::Duplicate | IntakeStatus::Invalid => None,
+        IntakeStatus::Duplicate | IntakeStatus::Invalid | IntakeStatus::Failed => None,
     }
 }
 

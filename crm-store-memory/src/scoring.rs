@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::model::Contact;
-use crm_core::scoring::{
+use crm_core::model::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
 use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};

@@ -61,6 +61,8 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+// Test support, behind the `testing` feature because it can drop schemas.
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crm_core::StoreErrorKind;
+use crm_core::{Clock, StoreErrorKind, SystemClock};
 
 use crate::{PostgresConfig, PostgresStore};
 
@@ -67,7 +67,7 @@ pub fn database_url() -> String {
 /// A schema name no other call (in this or another process) uses.
 #[must_use]
 pub fn fresh_schema_name() -> String {
-    let secs = chrono::Utc::now().timestamp();
+    let secs = SystemClock.now().timestamp();
     // The low bits of a v7 UUID are random.
     let random = uuid::Uuid::now_v7().simple().to_string();
     let tail = random.get(random.len().saturating_sub(10)..).unwrap_or("0");

@@ -4,7 +4,10 @@
 //! fields: the URL, one value per header name the target reads, and the body (the rest).
 
 use chrono::{DateTime, Utc};
-use crm_core::{InboundWebhook, VerifiedWebhook, WebhookRequest};
+use crm_core::{
+    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
+    verify_webhook,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// Decodes fuzz input into a request for a verifier reading `headers`, and a clock.
@@ -38,8 +41,32 @@ pub fn decode(data: &[u8], headers: &[&'static str]) -> (WebhookRequest, DateTim
 /// Runs `verify` and, whether or not it passed, `parse` on the decoded request.
 pub fn exercise(hook: &dyn InboundWebhook, data: &[u8], headers: &[&'static str]) {
     let (request, now) = decode(data, headers);
-    if let Ok(verified) = hook.verify(&request, now) {
+    if let Ok(verified) = verify_webhook(hook, &request, now) {
         let _ = hook.parse(&verified);
     }
-    let _ = hook.parse(&VerifiedWebhook::new(&request, None));
+    if let Ok(unchecked) = verify_webhook(&AcceptAll, &request, now) {
+        let _ = hook.parse(&unchecked);
+    }
+}
+
+/// Accepts every request, so that parsers are fuzzed on unsigned input too.
+#[derive(Debug)]
+struct AcceptAll;
+
+impl InboundWebhook for AcceptAll {
+    fn provider(&self) -> &'static str {
+        "accept-all"
+    }
+
+    fn verify<'r>(
+        &self,
+        request: UnverifiedWebhook<'r>,
+        _now: DateTime<Utc>,
+    ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        Ok(request.accept(None))
+    }
+
+    fn parse(&self, _webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ::http::StatusCode;
-use crm_core::enrichment::EnrichmentError;
+use crm_core::enrichment_provider::EnrichmentError;
 use crm_core::{BoxError, ChannelError};
 
 use super::redact;
@@ -244,9 +244,18 @@ fn scalar_text(value: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Provider text fit for an error: addresses and phone numbers masked first (also when
+/// percent-encoded or JSON-escaped), then cut to [`MAX_MESSAGE_CHARS`]. Masking the
+/// whole text before cutting means a cut can never leave half an address that no longer
+/// looks like one.
 fn clean_message(text: &str) -> String {
-    let shortened: String = text.trim().chars().take(MAX_MESSAGE_CHARS).collect();
-    redact(&shortened)
+    let masked = redact(text.trim());
+    let mut chars = masked.chars();
+    let mut shortened: String = chars.by_ref().take(MAX_MESSAGE_CHARS).collect();
+    if chars.next().is_some() {
+        shortened.push_str("...");
+    }
+    shortened
 }
 
 impl ErrorDetail {
@@ -272,7 +281,8 @@ impl ErrorDetail {
                 .find_map(|n| object.get(*n).and_then(scalar_text))
         };
         let code = field(&["name", "id", "code", "type"])
-            .or_else(|| value.get("error").and_then(scalar_text));
+            .or_else(|| value.get("error").and_then(scalar_text))
+            .map(|c| clean_message(&c));
         let message = field(&["message", "details", "error_description"])
             .or_else(|| value.get("error").and_then(scalar_text))
             .map(|m| clean_message(&m));
@@ -361,5 +371,43 @@ mod tests {
         assert_eq!(d.summary(), "wrong_params: bad");
         let d = ErrorDetail::from_body(b"Invalid API key. Contact ada@example.com");
         assert!(!d.message.unwrap().contains("ada@"));
+    }
+
+    #[test]
+    fn an_address_at_the_cut_is_masked_before_it() {
+        // Cutting first would leave "jane.doe@exam": no dot in the domain, so the
+        // address would no longer look like one and would stay visible.
+        let text = format!("{} jane.doe@example.com rejected", "x".repeat(186));
+        for body in [
+            text.clone().into_bytes(),
+            serde_json::json!({ "message": text })
+                .to_string()
+                .into_bytes(),
+        ] {
+            let message = ErrorDetail::from_body(&body).message.unwrap();
+            assert!(!message.contains("jane"), "{message}");
+            assert!(!message.contains("@exam"), "{message}");
+            assert!(
+                message.chars().count() <= MAX_MESSAGE_CHARS + 3,
+                "{message}"
+            );
+            assert!(message.ends_with("..."), "{message}");
+        }
+    }
+
+    #[test]
+    fn escaped_addresses_in_error_bodies_are_masked() {
+        for body in [
+            &br#"{"message":"recipient jane%40example.com is not allowed"}"#[..],
+            br#"{"message":"recipient jane\u0040example.com is not allowed"}"#,
+            br#"{"message":"recipient jane\\u0040example.com is not allowed"}"#,
+            br#"{"message":"recipient jane\u0040example.com is not allowed""#,
+            b"recipient jane%40example.com is not allowed",
+            br#"{"error":"jane@example.com","message":"x"}"#,
+        ] {
+            let detail = ErrorDetail::from_body(body);
+            let summary = detail.summary();
+            assert!(!summary.contains("jane"), "{summary}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use crm_core::enrichment::RateLimitState;
+use crm_core::enrichment_provider::RateLimitState;
 
 /// Which response headers carry a provider's rate-limit state. The first header of
 /// each list that is present wins.

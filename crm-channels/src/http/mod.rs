@@ -13,14 +13,14 @@
 //!   email address or phone number.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use chrono::{DateTime, Utc};
-use crm_core::ChannelError;
-use crm_core::enrichment::{EnrichmentError, RateLimitState};
+use crm_core::enrichment_provider::{EnrichmentError, RateLimitState};
 use crm_core::secret::{ExposeSecret, SecretString};
+use crm_core::{ChannelError, Clock, SystemClock};
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -298,6 +298,7 @@ pub struct ProviderClient {
     base_url: Url,
     rate_limit_headers: RateLimitHeaders,
     last_rate_limit: Mutex<RateLimitState>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for ProviderClient {
@@ -325,7 +326,16 @@ impl ProviderClient {
             base_url: config.base_url.clone(),
             rate_limit_headers: RateLimitHeaders::IETF,
             last_rate_limit: Mutex::new(RateLimitState::default()),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Dates answers without a `Date` header by `clock` (the system clock by default),
+    /// for the rate-limit state's reset time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reads the rate-limit state from these headers instead of the IETF ones.
@@ -392,6 +402,8 @@ impl ProviderClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<HttpResponse, TransportError> {
+        // Request latency for the log: elapsed real time, not a time of day.
+        #[allow(clippy::disallowed_methods)]
         let started = Instant::now();
         let mut response = request
             .send()
@@ -414,7 +426,7 @@ impl ProviderClient {
             .get(::http::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-            .map_or_else(Utc::now, |d| d.with_timezone(&Utc));
+            .map_or_else(|| self.clock.now(), |d| d.with_timezone(&Utc));
         if let Some(state) = parse_rate_limit_with(&headers, &self.rate_limit_headers, received_at)
         {
             *self

@@ -14,11 +14,13 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use crm_core::secret::SecretString;
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use serde_json::Value;
 
 use super::WebhookConfig;
+use super::crypto::{body_id, check_body_size};
 use super::crypto::{require_secret, required_header, verify_body_hex};
+use super::payload::number_text_at;
 use super::payload::{log_body, missing, parse_json, str_at, string_at, time_at};
 
 /// The provider name.
@@ -67,9 +69,11 @@ impl InboundWebhook for CalComWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.config.max_body_bytes())?;
         let signature = required_header(request, SIGNATURE_HEADER)?;
         if signature.eq_ignore_ascii_case(NO_SECRET_SENTINEL) {
             return Err(WebhookError::MalformedHeader {
@@ -83,7 +87,7 @@ impl InboundWebhook for CalComWebhook {
             let uid = str_at(&root, &["payload", "uid"])?;
             Some(format!("{trigger}:{uid}"))
         });
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(body_id(delivery_id)?))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
@@ -94,12 +98,9 @@ impl InboundWebhook for CalComWebhook {
         let Some(payload) = root.get("payload") else {
             return Ok(Vec::new());
         };
-        let booking_id = string_at(payload, &["uid"]).or_else(|| {
-            payload
-                .get("bookingId")
-                .filter(|id| id.is_number())
-                .map(Value::to_string)
-        });
+        // A numeric `bookingId` keeps its exact text (never through `f64`).
+        let booking_id = string_at(payload, &["uid"])
+            .or_else(|| number_text_at(body, &["payload", "bookingId"]));
         let events = match trigger {
             "BOOKING_CREATED" => booked(payload, booking_id)?,
             "BOOKING_RESCHEDULED" => {

@@ -14,9 +14,10 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 
 use super::WebhookConfig;
+use super::crypto::{body_id, check_body_size};
 use super::crypto::{
     check_tolerance, hmac_sha256, mac_matches_hex, parse_unix_seconds, require_secret,
     required_header,
@@ -34,6 +35,7 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 3 * 60;
 pub struct CalendlyWebhook {
     signing_key: SecretString,
     tolerance: Duration,
+    max_body: usize,
 }
 
 impl CalendlyWebhook {
@@ -46,6 +48,7 @@ impl CalendlyWebhook {
         Ok(Self {
             signing_key,
             tolerance: config.tolerance_or(Duration::seconds(DEFAULT_TOLERANCE_SECS)),
+            max_body: config.max_body_bytes(),
         })
     }
 
@@ -97,9 +100,11 @@ impl InboundWebhook for CalendlyWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.max_body)?;
         let header = required_header(request, SIGNATURE_HEADER)?;
         let (timestamp, signatures) = split_header(header)?;
         let seconds = parse_unix_seconds(SIGNATURE_HEADER, timestamp)?;
@@ -119,7 +124,7 @@ impl InboundWebhook for CalendlyWebhook {
             let uri = str_at(&root, &["payload", "uri"])?;
             Some(format!("{event}:{uri}"))
         });
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(body_id(delivery_id)?))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

@@ -10,7 +10,7 @@ use std::fmt::{self, Debug};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 
 /// Whether a delivery was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,10 +170,10 @@ impl<W: InboundWebhook> InboundWebhook for Deduplicated<W> {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
-        let verified = self.inner.verify(request, now)?;
+        let verified = self.inner.verify(unverified, now)?;
         if let Some(id) = verified.delivery_id()
             && self.log.try_record(self.inner.provider(), id) == DeliveryStatus::Duplicate
         {

@@ -14,10 +14,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use serde_json::Value;
 
 use super::WebhookConfig;
+use super::crypto::check_body_size;
 use super::crypto::{ct_eq_hashed, require_secret, required_header, sha256_hex, verify_body_hex};
 use super::payload::{log_body, parse_json, str_at, string_at};
 
@@ -113,9 +114,11 @@ impl InboundWebhook for InstagramWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.config.max_body_bytes())?;
         let header = required_header(request, SIGNATURE_HEADER)?;
         let digest =
             header
@@ -125,10 +128,7 @@ impl InboundWebhook for InstagramWebhook {
                     reason: "expected sha256=<hex>".to_owned(),
                 })?;
         verify_body_hex(&self.app_secret, &request.body, digest)?;
-        Ok(VerifiedWebhook::new(
-            request,
-            Some(sha256_hex(&request.body)),
-        ))
+        Ok(unverified.accept(Some(sha256_hex(&request.body))))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

@@ -59,17 +59,27 @@ pub use dedup::{Deduplicated, DeliveryLog, DeliveryStatus, MemoryDeliveryLog};
 
 use chrono::Duration;
 
+/// The default body limit of every verifier, 1 MiB: far above any provider's event
+/// (they send a few KiB), far below what costs real CPU to hash or decode.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// Settings shared by every verifier.
 ///
 /// `tolerance` applies to the schemes that sign a timestamp (Standard Webhooks / Svix,
 /// Calendly, Slack): a request is refused when its timestamp is more than `tolerance` in
 /// the past or in the future. Schemes without a timestamp (Twilio, Meta, Cal.com) ignore it.
+///
+/// `max_body_bytes` applies to every verifier: a larger body is
+/// [`WebhookError::TooLarge`](crm_core::WebhookError::TooLarge) before anything else
+/// is done with it (no parsing, form decoding or HMAC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WebhookConfig {
     /// Allowed clock difference; `None` means the provider's default (5 minutes for
     /// Standard Webhooks and Slack, 3 minutes for Calendly).
     pub tolerance: Option<Duration>,
+    /// The largest body accepted, in bytes; `None` means [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: Option<usize>,
 }
 
 impl WebhookConfig {
@@ -84,6 +94,19 @@ impl WebhookConfig {
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = Some(tolerance.max(Duration::zero()));
         self
+    }
+
+    /// Sets the largest body accepted, in bytes.
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = Some(limit);
+        self
+    }
+
+    /// The body limit in use: the configured one or [`DEFAULT_MAX_BODY_BYTES`].
+    #[must_use]
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
     }
 
     /// The configured tolerance, or `default` when none is set.

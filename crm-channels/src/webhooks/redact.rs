@@ -4,7 +4,10 @@
 //! only through [`redact_bytes`]. Redaction errs on the side of hiding: anything shaped
 //! like an address (`local@domain.tld`) or a phone number (`+` and 7 to 15 digits, or 10
 //! to 15 digits written with separators such as `(555) 123-4567`) is masked. Plain digit
-//! runs (ids, timestamps) and dates are left alone.
+//! runs (ids, timestamps) and dates are left alone. The `@` (and a domain's dots, and a
+//! phone number's `+`) may also be percent-encoded (`jane%40example.com`), JSON-escaped
+//! once or twice (`jane\u0040example.com`), or an HTML character reference
+//! (`jane&#64;example.com`): provider error text quotes request bodies in all of these.
 
 /// What an email address is replaced with.
 pub const EMAIL_MASK: &str = "[email]";
@@ -42,21 +45,49 @@ pub fn redact_bytes(body: &[u8]) -> String {
 }
 
 fn is_local_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+    // The backslash, so that a JSON-escaped local part (`jane\u002bx`) is masked whole.
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'\\')
 }
 
 fn is_domain_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')
 }
 
-/// Byte ranges of email-shaped text. Every boundary falls on an ASCII byte.
+/// Whether `bytes` at `at` starts with `token`, ASCII case-insensitively.
+fn starts_with_ci(bytes: &[u8], at: usize, token: &[u8]) -> bool {
+    bytes
+        .get(at..at + token.len())
+        .is_some_and(|b| b.eq_ignore_ascii_case(token))
+}
+
+/// How `@` may be written in provider text: plain, percent-encoded (a URL or form
+/// body), JSON-escaped (once or twice, when JSON was embedded in a JSON string), or as
+/// an HTML character reference.
+const AT_SIGNS: [&[u8]; 6] = [b"@", b"%40", b"\\u0040", b"\\\\u0040", b"&#64;", b"&#x40;"];
+/// How `.` may be written inside an escaped domain.
+const DOTS: [&[u8]; 4] = [b".", b"%2e", b"\\u002e", b"\\\\u002e"];
+/// How `+` may be written before a phone number.
+const PLUS_SIGNS: [&[u8]; 4] = [b"+", b"%2b", b"\\u002b", b"\\\\u002b"];
+
+/// The length of the first of `tokens` that `bytes` has at `at`.
+fn token_len(bytes: &[u8], at: usize, tokens: &[&[u8]]) -> Option<usize> {
+    tokens
+        .iter()
+        .find(|t| starts_with_ci(bytes, at, t))
+        .map(|t| t.len())
+}
+
+/// Byte ranges of email-shaped text, with `@` and the domain's dots written plainly or
+/// escaped (see [`AT_SIGNS`]). Every boundary falls on an ASCII byte.
 fn email_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut floor = 0; // spans must not overlap the previous one
-    for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'@') {
-        if at < floor {
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(at_len) = token_len(bytes, at, &AT_SIGNS) else {
+            at += 1;
             continue;
-        }
+        };
         let mut start = at;
         while start > floor && bytes.get(start - 1).is_some_and(|b| is_local_char(*b)) {
             start -= 1;
@@ -64,19 +95,36 @@ fn email_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
         while start < at && bytes.get(start) == Some(&b'.') {
             start += 1;
         }
-        let mut end = at + 1;
-        while bytes.get(end).is_some_and(|b| is_domain_char(*b)) {
-            end += 1;
+        // The domain, read token by token: `(end of token, is a dot)`.
+        let mut tokens: Vec<(usize, bool)> = Vec::new();
+        let mut end = at + at_len;
+        loop {
+            if let Some(len) = token_len(bytes, end, &DOTS) {
+                end += len;
+                tokens.push((end, true));
+            } else if bytes.get(end).is_some_and(|b| is_domain_char(*b)) {
+                end += 1;
+                tokens.push((end, false));
+            } else {
+                break;
+            }
         }
-        while end > at + 1 && bytes.get(end - 1).is_some_and(|b| matches!(b, b'.' | b'-')) {
-            end -= 1;
+        while tokens
+            .last()
+            .is_some_and(|&(token_end, dot)| dot || bytes.get(token_end - 1) == Some(&b'-'))
+        {
+            tokens.pop();
         }
-        let domain = bytes.get(at + 1..end).unwrap_or_default();
-        let domain_ok =
-            domain.contains(&b'.') && domain.split(|b| *b == b'.').all(|label| !label.is_empty());
-        if start < at && domain_ok {
-            spans.push((start, end));
-            floor = end;
+        let dots = tokens.iter().filter(|(_, dot)| *dot).count();
+        let empty_label = tokens.first().is_none_or(|(_, dot)| *dot)
+            || tokens.windows(2).any(|w| w[0].1 && w[1].1);
+        match tokens.last() {
+            Some(&(domain_end, _)) if start < at && dots > 0 && !empty_label => {
+                spans.push((start, domain_end));
+                floor = domain_end;
+                at = domain_end;
+            }
+            _ => at += at_len,
         }
     }
     spans
@@ -98,7 +146,8 @@ fn phone_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
         } else {
             bytes.get(i - 1).copied()
         };
-        let international = byte == b'+' && next.is_ascii_digit();
+        let plus_len = token_len(bytes, i, &PLUS_SIGNS).unwrap_or(0);
+        let international = plus_len > 0 && bytes.get(i + plus_len).is_some_and(u8::is_ascii_digit);
         let local_start = (byte.is_ascii_digit() || (byte == b'(' && next.is_ascii_digit()))
             && prev.is_none_or(|p| {
                 !(p.is_ascii_alphanumeric() || matches!(p, b'.' | b':' | b'-' | b'_' | b'/' | b'+'))
@@ -107,7 +156,7 @@ fn phone_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
             i += 1;
             continue;
         }
-        let mut j = if international { i + 1 } else { i };
+        let mut j = if international { i + plus_len } else { i };
         let (mut digits, mut separated, mut last_digit_end) = (0usize, false, j);
         while let Some(b) = bytes.get(j).copied() {
             if b.is_ascii_digit() {
@@ -174,6 +223,33 @@ mod tests {
         let text =
             r#"{"t":1614265330,"d":"2023-05-24T09:30:00.538Z","ts":"1503435956.000247","x":"a@b"}"#;
         assert_eq!(redact(text), text);
+    }
+
+    #[test]
+    fn masks_percent_encoded_json_escaped_and_html_encoded_addresses() {
+        for (input, expected) in [
+            ("to=jane%40example.com&x=1", "to=[email]&x=1"),
+            (r#"{"to":"jane\u0040example.com"}"#, r#"{"to":"[email]"}"#),
+            (
+                r#"{"m":"{\"to\":\"jane\\u0040example.com\"}"}"#,
+                r#"{"m":"{\"to\":\"[email]\"}"}"#,
+            ),
+            ("mail jane&#64;example.com now", "mail [email] now"),
+            ("mail jane&#x40;Example.COM now", "mail [email] now"),
+            ("to=jane%40example%2Ecom&x=1", "to=[email]&x=1"),
+            ("to=jane.doe%2Bnews%40example.com", "to=[email]"),
+            ("To=%2B4915112345678&x=1", "To=[phone]&x=1"),
+            (r#"{"to":"\u002b4915112345678"}"#, r#"{"to":"[phone]"}"#),
+        ] {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn escaped_at_signs_without_an_address_are_left_alone() {
+        for text in ["50%40 off", "a%40b", r"x\u0040y", "&#64;", "%40example.com"] {
+            assert_eq!(redact(text), text);
+        }
     }
 
     #[test]

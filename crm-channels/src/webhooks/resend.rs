@@ -19,7 +19,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::SecretString;
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use serde_json::Value;
 
 use super::WebhookConfig;
@@ -67,10 +67,10 @@ impl InboundWebhook for ResendWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
-        self.verifier.verify(request, now)
+        self.verifier.verify(unverified, now)
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {

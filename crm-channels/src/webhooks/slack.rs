@@ -17,7 +17,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use serde_json::Value;
 
@@ -26,6 +26,8 @@ use super::crypto::{
     HmacSha256, check_tolerance, hmac_sha256, mac_matches_hex, parse_unix_seconds, require_secret,
     required_header,
 };
+use super::crypto::{body_id, check_body_size};
+use super::payload::form_fields;
 use super::payload::{form_pairs, form_value, log_form, missing, parse_json, str_at, string_at};
 
 /// The provider name.
@@ -47,6 +49,7 @@ pub const REJECT_ACTION_ID: &str = "reject";
 pub struct SlackWebhook {
     signing_secret: SecretString,
     tolerance: Duration,
+    max_body: usize,
 }
 
 impl SlackWebhook {
@@ -59,6 +62,7 @@ impl SlackWebhook {
         Ok(Self {
             signing_secret,
             tolerance: config.tolerance_or(Duration::seconds(DEFAULT_TOLERANCE_SECS)),
+            max_body: config.max_body_bytes(),
         })
     }
 
@@ -114,9 +118,11 @@ impl InboundWebhook for SlackWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.max_body)?;
         let timestamp = required_header(request, TIMESTAMP_HEADER)?;
         let signature = required_header(request, SIGNATURE_HEADER)?;
         let seconds = parse_unix_seconds(TIMESTAMP_HEADER, timestamp)?;
@@ -130,7 +136,7 @@ impl InboundWebhook for SlackWebhook {
         if !mac_matches_hex(&self.mac(timestamp, &request.body)?, digest) {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(request, delivery_id(&request.body)))
+        Ok(unverified.accept(body_id(delivery_id(&request.body))?))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
@@ -139,7 +145,7 @@ impl InboundWebhook for SlackWebhook {
             // Events API callbacks (including url_verification) carry no approval.
             return Ok(Vec::new());
         }
-        let pairs = form_pairs(body);
+        let pairs = form_fields(body);
         log_form(PROVIDER, &pairs);
         let Some(payload) = form_value(&pairs, "payload") else {
             return Ok(Vec::new());

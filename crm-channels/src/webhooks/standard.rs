@@ -12,13 +12,14 @@ use std::fmt;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::Mac;
 use secrecy::SecretSlice;
 
 use super::WebhookConfig;
 use super::crypto::{
-    BASE64_LENIENT, check_tolerance, ct_eq, first_header, hmac_sha256, parse_unix_seconds,
+    BASE64_LENIENT, check_body_size, check_header_id, check_tolerance, ct_eq, first_header,
+    hmac_sha256, parse_unix_seconds,
 };
 
 /// Id header names, in the order they are looked up.
@@ -36,6 +37,7 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 5 * 60;
 pub struct StandardWebhookVerifier {
     key: SecretSlice<u8>,
     tolerance: Duration,
+    max_body: usize,
 }
 
 impl StandardWebhookVerifier {
@@ -63,6 +65,7 @@ impl StandardWebhookVerifier {
         Ok(Self {
             key: SecretSlice::from(key),
             tolerance: config.tolerance_or(Duration::seconds(DEFAULT_TOLERANCE_SECS)),
+            max_body: config.max_body_bytes(),
         })
     }
 
@@ -101,13 +104,18 @@ impl StandardWebhookVerifier {
     /// Verifies `request` at `now`; the delivery id is the message id.
     ///
     /// # Errors
-    /// `MissingHeader` / `MalformedHeader` for absent or unreadable headers,
-    /// `TimestampOutOfTolerance`, or `InvalidSignature` when no `v1` entry matches.
+    /// `TooLarge` for a body over the configured limit (checked first),
+    /// `MissingHeader` / `MalformedHeader` for absent or unreadable headers (an id
+    /// longer than [`MAX_DELIVERY_ID_BYTES`](crm_core::MAX_DELIVERY_ID_BYTES) is
+    /// malformed), `TimestampOutOfTolerance`, or `InvalidSignature` when no `v1` entry
+    /// matches.
     pub fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.max_body)?;
         let msg_id = first_header(request, &ID_HEADERS)?;
         let timestamp = first_header(request, &TIMESTAMP_HEADERS)?;
         let signatures = first_header(request, &SIGNATURE_HEADERS)?;
@@ -117,6 +125,7 @@ impl StandardWebhookVerifier {
                 reason: "empty".to_owned(),
             });
         }
+        check_header_id(ID_HEADERS[0], msg_id)?;
         let seconds = parse_unix_seconds(TIMESTAMP_HEADERS[0], timestamp)?;
         check_tolerance(seconds, now, self.tolerance)?;
         let expected = self.tag(msg_id, timestamp, &request.body)?;
@@ -132,7 +141,7 @@ impl StandardWebhookVerifier {
         if !matched {
             return Err(WebhookError::InvalidSignature);
         }
-        Ok(VerifiedWebhook::new(request, Some(msg_id.to_owned())))
+        Ok(unverified.accept(Some(msg_id.to_owned())))
     }
 }
 
@@ -141,6 +150,7 @@ impl fmt::Debug for StandardWebhookVerifier {
         f.debug_struct("StandardWebhookVerifier")
             .field("key", &"[redacted]")
             .field("tolerance", &self.tolerance)
+            .field("max_body", &self.max_body)
             .finish()
     }
 }

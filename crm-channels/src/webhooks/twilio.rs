@@ -8,8 +8,8 @@
 //! signature then covers the URL alone and the SHA-256 of the raw body must match the
 //! parameter.
 //!
-//! [`WebhookRequest::url`] must be the public URL configured in Twilio (scheme, host and
-//! query exactly as Twilio called it), not the URL seen behind a proxy.
+//! [`crm_core::WebhookRequest::url`] must be the public URL configured in Twilio (scheme,
+//! host and query exactly as Twilio called it), not the URL seen behind a proxy.
 //!
 //! The form body has to be decoded to build the signed string; nothing else is read
 //! before the signature matches. Twilio's callbacks carry no timestamp, so the tolerance
@@ -29,13 +29,14 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, VerifiedWebhook, WebhookError, WebhookRequest};
+use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::WebhookConfig;
+use super::crypto::{body_id, check_body_size, check_header_id};
 use super::crypto::{ct_eq, optional_header, require_secret, required_header};
+use super::payload::{form_fields, scalar_members};
 use super::payload::{form_pairs, form_value, log_form, parse_json};
 
 /// The provider name.
@@ -50,6 +51,9 @@ pub const BODY_HASH_PARAM: &str = "bodySHA256";
 pub const WHATSAPP_PREFIX: &str = "whatsapp:";
 
 type HmacSha1 = Hmac<sha1::Sha1>;
+
+/// The length of an HMAC-SHA1 tag, what `X-Twilio-Signature` carries in base64.
+const SIGNATURE_BYTES: usize = 20;
 
 /// Verifies and parses Twilio webhooks.
 pub struct TwilioWebhook {
@@ -116,10 +120,23 @@ impl InboundWebhook for TwilioWebhook {
 
     fn verify<'r>(
         &self,
-        request: &'r WebhookRequest,
+        unverified: UnverifiedWebhook<'r>,
         _now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        let request = unverified.request();
+        check_body_size(request, self.config.max_body_bytes())?;
+        // Cheap structural checks before the body is hashed or decoded.
         let signature = required_header(request, SIGNATURE_HEADER)?;
+        if STANDARD.decode(signature).map(|tag| tag.len()) != Ok(SIGNATURE_BYTES) {
+            return Err(WebhookError::MalformedHeader {
+                header: SIGNATURE_HEADER,
+                reason: "expected the base64 of a 20-byte HMAC-SHA1".to_owned(),
+            });
+        }
+        let token = optional_header(request, IDEMPOTENCY_HEADER)?;
+        if let Some(token) = token {
+            check_header_id(IDEMPOTENCY_HEADER, token)?;
+        }
         let params = match body_hash_param(&request.url) {
             Some(hash) => {
                 let expected = Sha256::digest(&request.body);
@@ -155,19 +172,21 @@ impl InboundWebhook for TwilioWebhook {
         if !matched {
             return Err(WebhookError::InvalidSignature);
         }
-        let delivery_id = match optional_header(request, IDEMPOTENCY_HEADER)? {
+        let delivery_id = match token {
             Some(token) if !token.is_empty() => Some(token.to_owned()),
-            _ => message_key(&params),
+            _ => body_id(message_key(&params))?,
         };
-        Ok(VerifiedWebhook::new(request, delivery_id))
+        Ok(unverified.accept(delivery_id))
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
         let request = webhook.request();
         let params = if body_hash_param(&request.url).is_some() {
-            json_pairs(&parse_json(&request.body)?)
+            // Numbers keep their exact text; NULs become U+FFFD.
+            parse_json(&request.body)?;
+            scalar_members(&request.body)
         } else {
-            form_pairs(&request.body)
+            form_fields(&request.body)
         };
         log_form(PROVIDER, &params);
         parse_params(&params)
@@ -225,22 +244,6 @@ fn url_variants(url: &str) -> Vec<String> {
             vec![url.to_owned(), with]
         }
     }
-}
-
-/// A JSON object's scalar members as pairs (for JSON-bodied requests).
-fn json_pairs(value: &Value) -> Vec<(String, String)> {
-    let Some(object) = value.as_object() else {
-        return Vec::new();
-    };
-    object
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Value::String(s) => Some((k.clone(), s.clone())),
-            Value::Number(n) => Some((k.clone(), n.to_string())),
-            Value::Bool(b) => Some((k.clone(), b.to_string())),
-            _ => None,
-        })
-        .collect()
 }
 
 fn non_empty<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -73,28 +73,59 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Records activities; a reused id is a conflict, as the store contract says.
+/// Records activities; a reused id is a conflict, as the store contract says. Lists
+/// honour the workspace, contact, kinds, channel, `until` and limit, newest first.
 #[derive(Debug, Default)]
 pub struct RecordingActivities {
     pub rows: Mutex<Vec<Activity>>,
+    /// Every call fails as `Unavailable`.
     pub unavailable: bool,
+    /// Recording always reports `Conflict`, whatever the id.
+    pub always_conflict: bool,
+    /// Listing fails as `Unavailable`.
+    pub list_unavailable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("database is down")]
 struct Down;
 
+fn down() -> StoreError {
+    StoreError::Unavailable {
+        backend: "test",
+        source: Box::new(Down),
+    }
+}
+
+impl RecordingActivities {
+    fn matching(&self, workspace_id: WorkspaceId, filter: &ActivityFilter) -> Vec<Activity> {
+        let mut rows: Vec<Activity> = self
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.workspace_id == workspace_id)
+            .filter(|a| filter.contact_id.is_none() || a.contact_id == filter.contact_id)
+            .filter(|a| filter.deal_id.is_none() || a.deal_id == filter.deal_id)
+            .filter(|a| filter.kinds.is_empty() || filter.kinds.contains(&a.kind))
+            .filter(|a| filter.channel.is_none() || a.channel == filter.channel)
+            .filter(|a| filter.since.is_none_or(|t| a.occurred_at >= t))
+            .filter(|a| filter.until.is_none_or(|t| a.occurred_at < t))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|a| std::cmp::Reverse((a.occurred_at, a.id)));
+        rows
+    }
+}
+
 #[async_trait]
 impl ActivityStore for RecordingActivities {
     async fn record_activity(&self, activity: &Activity) -> Result<Activity, StoreError> {
         if self.unavailable {
-            return Err(StoreError::Unavailable {
-                backend: "test",
-                source: Box::new(Down),
-            });
+            return Err(down());
         }
         let mut rows = self.rows.lock().unwrap();
-        if rows.iter().any(|a| a.id == activity.id) {
+        if self.always_conflict || rows.iter().any(|a| a.id == activity.id) {
             return Err(StoreError::conflict("activity", "id exists"));
         }
         rows.push(activity.clone());
@@ -103,18 +134,26 @@ impl ActivityStore for RecordingActivities {
 
     async fn list_activities(
         &self,
-        _workspace_id: WorkspaceId,
-        _filter: &ActivityFilter,
-        _limit: u32,
+        workspace_id: WorkspaceId,
+        filter: &ActivityFilter,
+        limit: u32,
     ) -> Result<Vec<Activity>, StoreError> {
-        Ok(self.rows.lock().unwrap().clone())
+        if self.unavailable || self.list_unavailable {
+            return Err(down());
+        }
+        let mut rows = self.matching(workspace_id, filter);
+        rows.truncate(limit as usize);
+        Ok(rows)
     }
 
     async fn count_activities(
         &self,
-        _workspace_id: WorkspaceId,
-        _filter: &ActivityFilter,
+        workspace_id: WorkspaceId,
+        filter: &ActivityFilter,
     ) -> Result<u64, StoreError> {
-        Ok(self.rows.lock().unwrap().len() as u64)
+        if self.unavailable || self.list_unavailable {
+            return Err(down());
+        }
+        Ok(self.matching(workspace_id, filter).len() as u64)
     }
 }

@@ -2,8 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
-use crm_core::WebhookRequest;
 use crm_core::secret::SecretString;
+use crm_core::{
+    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A request with the given headers and body.
@@ -51,4 +53,46 @@ pub(crate) fn tampered(body: &[u8]) -> Vec<u8> {
         None => out.push(b'x'),
     }
     out
+}
+
+/// Verification through crm-core's one entry point, [`crm_core::verify_webhook`], as a
+/// host does it, written as a method.
+pub(crate) trait VerifyAt: InboundWebhook {
+    fn verify_at<'r>(
+        &self,
+        request: &'r WebhookRequest,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        crm_core::verify_webhook(self, request, now)
+    }
+}
+
+impl<T: InboundWebhook + ?Sized> VerifyAt for T {}
+
+/// A verifier that accepts every request, for tests that feed unsigned payloads to a
+/// parser. A `VerifiedWebhook` can only come from some verifier; this is that verifier.
+#[derive(Debug)]
+pub(crate) struct AcceptAll;
+
+impl InboundWebhook for AcceptAll {
+    fn provider(&self) -> &'static str {
+        "accept-all"
+    }
+
+    fn verify<'r>(
+        &self,
+        request: UnverifiedWebhook<'r>,
+        _now: DateTime<Utc>,
+    ) -> Result<VerifiedWebhook<'r>, WebhookError> {
+        Ok(request.accept(None))
+    }
+
+    fn parse(&self, _webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+}
+
+/// `request` marked verified without a signature check (see [`AcceptAll`]).
+pub(crate) fn unchecked(request: &WebhookRequest) -> VerifiedWebhook<'_> {
+    AcceptAll.verify_at(request, at(0)).unwrap()
 }

@@ -1,7 +1,8 @@
 //! Enrichment: provider lookups of contact and company data, orchestrated.
 //!
-//! - [`EnrichmentProvider`] and its types ([`provider`]) are the seam a data vendor
-//!   implements; they keep their historic paths (`crm_core::enrichment::Lookup`, ...).
+//! - [`EnrichmentProvider`] and its types are the seam a data vendor implements; they
+//!   live in the port module [`crate::enrichment_provider`] and keep their historic
+//!   paths here (`crm_core::enrichment::Lookup`, `crm_core::enrichment::provider::*`).
 //! - [`cache`]: freshness per data type and hashed subject keys.
 //! - [`waterfall`]: providers in order per lookup kind, stop at the first hit.
 //! - [`budget`]: the monthly budget, its alert thresholds and the pause at 100 %.
@@ -11,10 +12,15 @@
 pub mod budget;
 pub mod cache;
 mod error;
-pub mod provider;
 pub mod rate_limit;
 mod service;
 pub mod waterfall;
+
+/// The provider seam: re-exported from [`crate::enrichment_provider`], the port module
+/// that provider crates import.
+pub mod provider {
+    pub use crate::enrichment_provider::*;
+}
 
 pub use budget::BudgetPolicy;
 pub use cache::CachePolicy;

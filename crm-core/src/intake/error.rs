@@ -19,6 +19,17 @@ pub enum IntakeError {
     /// The CSV input has no header line.
     #[error("CSV input has no header line")]
     EmptyHeader,
+    /// The CSV header names columns that cannot be told apart or read (duplicate,
+    /// blank, not UTF-8, NUL, reserved); found before any row is read, since mapping
+    /// such a file would overwrite or drop cells silently.
+    #[error(
+        "CSV header unusable: {}",
+        crate::intake::csv_check::describe(problems)
+    )]
+    Header {
+        /// Every problem, in column order (duplicates last).
+        problems: Vec<crate::intake::csv_check::HeaderProblem>,
+    },
     /// A value the caller passed is invalid (blank source name, batch size 0).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -51,7 +62,7 @@ impl IntakeError {
             Self::Store(e) => e.is_retryable(),
             Self::Csv { source, .. } => source.is_io_error(),
             Self::Contended { .. } | Self::Interrupted => true,
-            Self::EmptyHeader | Self::Invalid(_) => false,
+            Self::EmptyHeader | Self::Header { .. } | Self::Invalid(_) => false,
         }
     }
 }

@@ -19,6 +19,7 @@
 //!    processed row in one atomic store call, so a crash leaves the row pending with
 //!    nothing written and a re-run job changes nothing twice.
 
+pub mod csv_check;
 mod error;
 pub mod manifest;
 pub mod merge;
@@ -28,11 +29,14 @@ pub mod resolve;
 pub mod service;
 pub mod source;
 
+pub use csv_check::HeaderProblem;
 pub use error::IntakeError;
 pub use manifest::{ColumnMapping, Field, Manifest, MappedRow, Transform};
 pub use merge::{FieldChange, MergePreview, preview_merge};
 pub use normalize::{NormalizeOptions, NormalizedRow, normalize};
 pub use prepare::{Prepared, prepare};
 pub use resolve::{FuzzyRule, IdentityMatch, MatchRules, resolve_identity};
-pub use service::{ImportReport, IntakeService, PROCESS_CHUNK, PROCESS_JOB, ProcessIntakeJob};
+pub use service::{
+    ImportReport, IntakeService, PROCESS_CHUNK, PROCESS_JOB, ProcessIntakeJob, ProcessReport,
+};
 pub use source::{CsvRows, RawRow, payload_row};

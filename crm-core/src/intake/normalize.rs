@@ -69,7 +69,8 @@ pub struct NormalizedRow {
     pub company: Option<String>,
     /// Company domain: from the website, else from a non-free-mail email address.
     pub domain: Option<Domain>,
-    /// LinkedIn profile URL, trimmed, without a trailing slash.
+    /// LinkedIn profile URL, trimmed, without trailing slashes; never empty (a value
+    /// of only slashes is no link).
     pub linkedin_url: Option<String>,
     /// Merge fields.
     pub custom: BTreeMap<String, String>,
@@ -131,7 +132,9 @@ pub fn company_domain(
 }
 
 /// Normalises a mapped row. Every field that does not normalise becomes a row error
-/// naming the field (and `line`); the row is then invalid, and kept as such.
+/// naming the field (and `line`); the row is then invalid, and kept as such. A value
+/// that is blank after trimming (or a profile link of only slashes) counts as absent,
+/// so a normalised field is never empty.
 pub fn normalize(
     row: &MappedRow,
     options: &NormalizeOptions,
@@ -149,6 +152,11 @@ pub fn normalize(
     let mut website = None;
     for (field, value) in &row.values {
         let value = value.trim();
+        // A blank value is no value: it must never look like a name or a contact
+        // point that the contact built from the row would then not have.
+        if value.is_empty() {
+            continue;
+        }
         match field {
             Field::FirstName => out.first_name = Some(value.to_owned()),
             Field::LastName => out.last_name = Some(value.to_owned()),
@@ -172,7 +180,13 @@ pub fn normalize(
             Field::Title => out.title = Some(value.to_owned()),
             Field::Company => out.company = Some(value.to_owned()),
             Field::Website => website = Some(value.to_owned()),
-            Field::LinkedinUrl => out.linkedin_url = Some(value.trim_end_matches('/').to_owned()),
+            Field::LinkedinUrl => {
+                // Only slashes (`///`) is no link at all, not an empty one.
+                let link = value.trim_end_matches('/').trim_end();
+                if !link.is_empty() {
+                    out.linkedin_url = Some(link.to_owned());
+                }
+            }
             Field::Custom(name) => {
                 out.custom.insert(name.clone(), value.to_owned());
             }
@@ -239,6 +253,30 @@ mod tests {
         let cols: Vec<_> = errs.iter().filter_map(|e| e.column.clone()).collect();
         assert_eq!(cols, vec!["email".to_owned(), "phone".to_owned()]);
         assert!(errs.iter().all(|e| e.line == Some(4)));
+    }
+
+    #[test]
+    fn blank_values_and_slash_only_links_are_absent() {
+        let mut row = MappedRow::default();
+        row.values.insert(Field::LinkedinUrl, " /// ".into());
+        row.values.insert(Field::FirstName, "   ".into());
+        row.values.insert(Field::FullName, " \t ".into());
+        row.values.insert(Field::Email, "  ".into());
+        let n = normalize(&row, &NormalizeOptions::default(), None).unwrap();
+        assert_eq!(
+            n,
+            NormalizedRow::default(),
+            "nothing is left of blank values"
+        );
+        assert_eq!(n.fingerprint(), None);
+        let mut row = MappedRow::default();
+        row.values
+            .insert(Field::LinkedinUrl, "https://linkedin.com/in/ada//".into());
+        let n = normalize(&row, &NormalizeOptions::default(), None).unwrap();
+        assert_eq!(
+            n.linkedin_url.as_deref(),
+            Some("https://linkedin.com/in/ada")
+        );
     }
 
     proptest! {

@@ -126,4 +126,33 @@ mod tests {
             "row has no name and no contact point"
         );
     }
+
+    #[test]
+    fn a_link_of_only_slashes_is_no_contact_point() {
+        let data = "name,linkedin_url\n,///\nAda,///\n";
+        let ws = WorkspaceId::new();
+        let rows: Vec<_> = CsvRows::new(data.as_bytes())
+            .unwrap()
+            .map(|row| {
+                prepare(
+                    ws,
+                    IntakeSource::Csv,
+                    "links.csv",
+                    row.unwrap(),
+                    &Manifest::standard(),
+                    &NormalizeOptions::default(),
+                    DateTime::UNIX_EPOCH,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(rows[0].record.status, IntakeStatus::Invalid);
+        assert_eq!(
+            rows[0].record.errors[0].reason,
+            "row has no name and no contact point"
+        );
+        assert_eq!(rows[1].record.status, IntakeStatus::Pending);
+        let ada = rows[1].normalized.as_ref().unwrap();
+        assert_eq!(ada.linkedin_url, None, "a named row keeps no empty link");
+    }
 }

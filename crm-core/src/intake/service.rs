@@ -21,7 +21,7 @@ use crate::intake::resolve::{IdentityMatch, MatchRules, resolve_identity};
 use crate::intake::source::{RawRow, payload_row};
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::model::{
-    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent,
+    Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewContact, NewEvent, RowError,
 };
 use crate::store::{ContactWrite, IntakeCompletion, IntakeServiceStore, MAX_INTAKE_BATCH, Page};
 
@@ -76,6 +76,39 @@ pub enum ProcessOutcome {
     /// The row no longer maps or normalises under the job's manifest; it was marked
     /// invalid with the reasons.
     Invalid,
+    /// Processing could not turn the row into a contact (the contact built from it is
+    /// invalid, or the store refused it for good); the row was marked
+    /// [`IntakeStatus::Failed`] with these reasons. Other rows are unaffected.
+    Failed {
+        /// Why, as stored on the row.
+        errors: Vec<RowError>,
+    },
+}
+
+/// Counts of one run over a list of intake rows ([`IntakeService::process_batch`]).
+/// Every row is counted once: `rows == created + merged + skipped + invalid + failed +
+/// deferred + missing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ProcessReport {
+    /// Rows asked for.
+    pub rows: u64,
+    /// Rows that created a contact.
+    pub created: u64,
+    /// Rows merged into an existing contact.
+    pub merged: u64,
+    /// Rows that were no longer pending (processed by an earlier run, a duplicate,
+    /// invalid or failed): what a re-run sees for the rows it already finished.
+    pub skipped: u64,
+    /// Rows marked invalid because they no longer map or normalise.
+    pub invalid: u64,
+    /// Rows marked [`IntakeStatus::Failed`] with their reasons.
+    pub failed: u64,
+    /// Rows left pending after a lost race with concurrent writes; a later run
+    /// processes them.
+    pub deferred: u64,
+    /// Ids that name no row of the workspace (nothing to do).
+    pub missing: u64,
 }
 
 /// The payload of a [`PROCESS_JOB`] job.
@@ -296,6 +329,14 @@ impl IntakeService {
     /// run, the contact changed or its email taken meanwhile) is
     /// [`IntakeError::Contended`], and the retry sees the new state.
     ///
+    /// A row that cannot become a contact for a reason of its own (the contact built
+    /// from it fails validation, or the store refuses it as invalid or with a
+    /// non-retryable backend error) is marked [`IntakeStatus::Failed`] with the reason
+    /// and returned as [`ProcessOutcome::Failed`]: it never becomes an error of the
+    /// caller's batch. Errors are left for what a later attempt can fix: an
+    /// unavailable store, or a lost race ([`IntakeError::Contended`], a row that
+    /// vanished meanwhile).
+    ///
     /// [`IntakeStore::complete_intake`]: crate::store::IntakeStore::complete_intake
     pub async fn process(
         &self,
@@ -304,11 +345,152 @@ impl IntakeService {
         manifest: &Manifest,
     ) -> Result<ProcessOutcome, IntakeError> {
         let record = self.store.get_intake(workspace_id, id).await?;
+        self.process_record(record, manifest).await
+    }
+
+    /// [`process`](Self::process) for a row already read.
+    async fn process_record(
+        &self,
+        record: IntakeRecord,
+        manifest: &Manifest,
+    ) -> Result<ProcessOutcome, IntakeError> {
         if record.status != IntakeStatus::Pending {
             return Ok(ProcessOutcome::Skipped {
                 status: record.status,
             });
         }
+        match self.process_pending(&record, manifest).await {
+            Err(e) if is_row_fault(&e) => self.mark_failed(record, &e).await,
+            outcome => outcome,
+        }
+    }
+
+    /// Processes every row of `ids` in order, each on its own: a row that fails is
+    /// marked failed (see [`process`](Self::process)) and the next one goes on. Rows
+    /// that are not pending any more are skipped, so a re-run after a crash processes
+    /// only the unfinished rows.
+    ///
+    /// A row that lost a race with concurrent writes stays pending and is counted as
+    /// `deferred`, unless `last_attempt` is set: then it is marked failed with the
+    /// reason, so that no row of a job that will not run again is left pending.
+    ///
+    /// Returns `Err` only for an infrastructure failure (a retryable store error or
+    /// an interrupted task): it stops at once, and the rows done so far stay done.
+    pub async fn process_batch(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[IntakeRecordId],
+        manifest: &Manifest,
+        last_attempt: bool,
+    ) -> Result<ProcessReport, IntakeError> {
+        let mut report = ProcessReport::default();
+        for &id in ids {
+            report.rows += 1;
+            let record = match self.store.get_intake(workspace_id, id).await {
+                Ok(record) => record,
+                Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                    report.missing += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let outcome = match self.process_record(record, manifest).await {
+                Ok(outcome) => outcome,
+                Err(e) if is_infrastructure(&e) => return Err(e),
+                Err(e) if !last_attempt => {
+                    tracing::debug!(intake_id = %id, error = %e, "intake row deferred");
+                    report.deferred += 1;
+                    continue;
+                }
+                Err(e) => {
+                    let reason = format!("processing kept failing until the last attempt: {e}");
+                    match self.fail(workspace_id, id, reason).await {
+                        Ok(outcome) => outcome,
+                        Err(e) if is_infrastructure(&e) => return Err(e),
+                        Err(_) => {
+                            // Changed again meanwhile: it is somebody else's now.
+                            report.deferred += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match outcome {
+                ProcessOutcome::Created { .. } => report.created += 1,
+                ProcessOutcome::Merged { .. } => report.merged += 1,
+                ProcessOutcome::Skipped { .. } => report.skipped += 1,
+                ProcessOutcome::Invalid => report.invalid += 1,
+                ProcessOutcome::Failed { .. } => report.failed += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Marks a pending row [`IntakeStatus::Failed`] with `reason` (an operator giving
+    /// up on it, or a job on its last attempt). A row that is no longer pending is
+    /// left alone and returned as [`ProcessOutcome::Skipped`].
+    pub async fn fail(
+        &self,
+        workspace_id: WorkspaceId,
+        id: IntakeRecordId,
+        reason: String,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let record = self.store.get_intake(workspace_id, id).await?;
+        if record.status != IntakeStatus::Pending {
+            return Ok(ProcessOutcome::Skipped {
+                status: record.status,
+            });
+        }
+        let errors = vec![RowError {
+            line: record.line,
+            column: None,
+            reason,
+        }];
+        self.write_failed(record, errors).await
+    }
+
+    /// Marks `record` failed because of `error`.
+    async fn mark_failed(
+        &self,
+        record: IntakeRecord,
+        error: &IntakeError,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let column = match error {
+            IntakeError::Invalid(v) => Some(v.field().to_owned()),
+            IntakeError::Store(crate::error::StoreError::Invalid(v)) => Some(v.field().to_owned()),
+            _ => None,
+        };
+        let errors = vec![RowError {
+            line: record.line,
+            column,
+            reason: format!("processing failed: {error}"),
+        }];
+        self.write_failed(record, errors).await
+    }
+
+    async fn write_failed(
+        &self,
+        record: IntakeRecord,
+        errors: Vec<RowError>,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let mut failed = record.failed(errors.clone());
+        failed.updated_at = self.clock.now();
+        match self.store.update_intake(&failed).await {
+            Ok(_) => Ok(ProcessOutcome::Failed { errors }),
+            Err(e) if e.kind() == StoreErrorKind::VersionConflict => Err(IntakeError::Contended {
+                entity: "intake row",
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resolves and writes one pending row; see [`process`](Self::process).
+    async fn process_pending(
+        &self,
+        record: &IntakeRecord,
+        manifest: &Manifest,
+    ) -> Result<ProcessOutcome, IntakeError> {
+        let workspace_id = record.workspace_id;
         let now = self.clock.now();
         let row = payload_row(&record.raw);
         let normalized = manifest
@@ -317,7 +499,7 @@ impl IntakeService {
         let normalized = match normalized {
             Ok(n) => n,
             Err(errors) => {
-                let mut invalid = record.invalid(errors);
+                let mut invalid = record.clone().invalid(errors);
                 invalid.updated_at = now;
                 self.store.update_intake(&invalid).await?;
                 return Ok(ProcessOutcome::Invalid);
@@ -356,7 +538,7 @@ impl IntakeService {
         };
         let creates = existing.is_none();
         let resolved = Resolved {
-            record: &record,
+            record,
             normalized: &normalized,
             matched: &matched,
             account_id,
@@ -476,6 +658,30 @@ impl IntakeService {
     }
 }
 
+/// Whether `e` is a problem of the row itself, which no retry fixes: the contact built
+/// from it is invalid, or the store refuses it (as invalid, unsupported, or with a
+/// backend error that retrying will not help).
+fn is_row_fault(e: &IntakeError) -> bool {
+    match e {
+        IntakeError::Invalid(_) => true,
+        IntakeError::Store(e) => matches!(
+            e.kind(),
+            StoreErrorKind::Invalid | StoreErrorKind::Backend | StoreErrorKind::NotSupported
+        ),
+        _ => false,
+    }
+}
+
+/// Whether `e` says the infrastructure failed (so the whole job should wait and
+/// retry), not the row.
+fn is_infrastructure(e: &IntakeError) -> bool {
+    match e {
+        IntakeError::Store(e) => e.is_retryable(),
+        IntakeError::Interrupted => true,
+        _ => false,
+    }
+}
+
 /// What [`IntakeService::complete`] builds a row's outcome from.
 #[derive(Clone, Copy)]
 struct Resolved<'a> {
@@ -537,7 +743,14 @@ fn event_payload(
     })
 }
 
-/// The [`PROCESS_JOB`] handler: processes every row of the payload in order.
+/// The [`PROCESS_JOB`] handler: processes every row of the payload in order, each on
+/// its own ([`IntakeService::process_batch`]).
+///
+/// A row that fails is marked failed with its reason and the job goes on. The job is
+/// retried only when the store is unavailable (it stops at once) or when rows lost a
+/// race with concurrent writes (after every other row is done); a retry skips the
+/// rows already finished. On the job's last attempt, rows still losing races are
+/// marked failed, so no row is left pending by a job that will not run again.
 #[derive(Debug, Clone)]
 pub struct ProcessIntakeJob {
     service: Arc<IntakeService>,
@@ -556,17 +769,38 @@ impl JobHandler for ProcessIntakeJob {
     async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
         let payload: ProcessPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobError::permanent(format!("malformed intake.process payload: {e}")))?;
-        for id in payload.intake_ids {
-            match self
-                .service
-                .process(job.workspace_id, id, &payload.manifest)
-                .await
-            {
-                Ok(_) => {}
-                Err(IntakeError::Store(e)) => return Err(e.into()),
-                Err(e) if e.is_retryable() => return Err(JobError::retryable(e.to_string())),
-                Err(e) => return Err(JobError::permanent(format!("intake row {id}: {e}"))),
-            }
+        let last_attempt = job.attempts >= job.max_attempts;
+        let report = self
+            .service
+            .process_batch(
+                job.workspace_id,
+                &payload.intake_ids,
+                &payload.manifest,
+                last_attempt,
+            )
+            .await
+            .map_err(|e| match e {
+                IntakeError::Store(e) => JobError::from(e),
+                e if e.is_retryable() => JobError::retryable(e.to_string()),
+                e => JobError::permanent(e.to_string()),
+            })?;
+        tracing::info!(
+            job_id = %job.id,
+            rows = report.rows,
+            created = report.created,
+            merged = report.merged,
+            skipped = report.skipped,
+            invalid = report.invalid,
+            failed = report.failed,
+            deferred = report.deferred,
+            missing = report.missing,
+            "intake rows processed"
+        );
+        if report.deferred > 0 {
+            return Err(JobError::retryable(format!(
+                "{} of {} intake rows lost a race with concurrent writes; retrying them",
+                report.deferred, report.rows
+            )));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::io::Read;
 use serde_json::{Map, Value};
 
 use crate::intake::IntakeError;
+use crate::intake::csv_check::{EXTRA_KEY, QuoteWatch, header_names, quote_error};
 use crate::model::RowError;
 use crate::model::contains_nul;
 
@@ -27,31 +28,26 @@ pub struct RawRow {
 
 /// Streams a CSV file row by row: memory stays bounded by one row, whatever the size
 /// of the input. Rows with the wrong number of cells or cells that are not UTF-8 are
-/// returned with row errors, never skipped.
+/// returned with row errors, never skipped; so are rows an unclosed quote merged (see
+/// [`csv_check`](crate::intake::csv_check) for the exact rule).
 #[derive(Debug)]
 pub struct CsvRows<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<QuoteWatch<R>>,
     headers: Vec<String>,
     record: csv::ByteRecord,
 }
 
 impl<R: Read> CsvRows<R> {
     /// Reads the header line. A missing or unreadable header is
-    /// [`IntakeError::Csv`]: without headers no row can be mapped.
+    /// [`IntakeError::Csv`] or [`IntakeError::EmptyHeader`]: without headers no row
+    /// can be mapped. Duplicate, blank, undecodable or reserved names are
+    /// [`IntakeError::Header`], naming every one.
     pub fn new(input: R) -> Result<Self, IntakeError> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
-            .from_reader(input);
-        let headers = reader
-            .byte_headers()
-            .map_err(|e| IntakeError::csv(1, e))?
-            .iter()
-            .map(|h| without_nul(String::from_utf8_lossy(h).trim()))
-            .collect::<Vec<_>>();
-        if headers.iter().all(String::is_empty) {
-            return Err(IntakeError::EmptyHeader);
-        }
+            .from_reader(QuoteWatch::new(input));
+        let headers = header_names(reader.byte_headers().map_err(|e| IntakeError::csv(1, e))?)?;
         Ok(Self {
             reader,
             headers,
@@ -111,7 +107,11 @@ impl<R: Read> CsvRows<R> {
             }
         }
         if !extra.is_empty() {
-            raw.insert("_extra".into(), Value::Array(extra));
+            raw.insert(EXTRA_KEY.into(), Value::Array(extra));
+        }
+        let unclosed = self.reader.get_ref().unclosed();
+        if let Some(error) = quote_error(&self.record, line, &self.headers, unclosed) {
+            errors.push(error);
         }
         RawRow {
             line,

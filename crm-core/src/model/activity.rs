@@ -40,7 +40,8 @@ text_enum! {
 }
 
 /// One entry in a contact's or deal's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     /// Id.
     pub id: ActivityId,

@@ -27,7 +27,8 @@ text_enum! {
 }
 
 /// One pending send shown to a human.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalItem {
     /// Id.
     pub id: ApprovalItemId,

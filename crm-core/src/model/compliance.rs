@@ -95,7 +95,8 @@ pub fn normalize_address(address: &str) -> String {
 }
 
 /// An address that must not be contacted, on one channel or on all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suppression {
     /// Id.
     pub id: SuppressionId,

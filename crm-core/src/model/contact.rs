@@ -12,7 +12,8 @@ use crate::ids::{AccountId, ContactId, UserId, WorkspaceId};
 use crate::money::Money;
 
 /// A person the workspace may reach out to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     /// Id.
     pub id: ContactId,
@@ -49,7 +50,8 @@ pub struct Contact {
 }
 
 /// Input for [`Contact::create`]: raw, unvalidated values as a host receives them.
-#[derive(Debug, Clone, Default)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, Default)]
 pub struct NewContact {
     /// Given name.
     pub first_name: String,

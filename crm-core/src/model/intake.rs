@@ -33,6 +33,12 @@ text_enum! {
         Invalid = "invalid",
         /// Turned into (or merged into) a contact.
         Processed = "processed",
+        /// Valid at intake, but processing could not turn it into a contact (the
+        /// contact built from it is invalid, the store refused it, or it kept
+        /// conflicting with concurrent writes); `errors` says why. Like `Invalid`, it
+        /// holds no fingerprint, and it is never retried by itself: fix the cause and
+        /// set it back to `Pending` (or import the row again).
+        Failed = "failed",
     }
 }
 
@@ -115,7 +121,8 @@ pub struct RowError {
 }
 
 /// One raw row in the intake buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntakeRecord {
     /// Id.
     pub id: IntakeRecordId,
@@ -192,6 +199,14 @@ impl IntakeRecord {
         self
     }
 
+    /// Marks the row failed at processing with `errors` (see [`IntakeStatus::Failed`]).
+    #[must_use]
+    pub fn failed(mut self, errors: Vec<RowError>) -> Self {
+        self.status = IntakeStatus::Failed;
+        self.errors = errors;
+        self
+    }
+
     /// Rules for a stored row.
     pub fn validate(&self) -> Result<(), ValidationError> {
         require_non_blank("intake.source_ref", &self.source_ref)?;
@@ -211,10 +226,12 @@ impl IntakeRecord {
                 "must not contain NUL characters (intake sources replace them)",
             ));
         }
-        if self.status == IntakeStatus::Invalid && self.errors.is_empty() {
+        if matches!(self.status, IntakeStatus::Invalid | IntakeStatus::Failed)
+            && self.errors.is_empty()
+        {
             return Err(ValidationError::new(
                 "intake.errors",
-                "an invalid row must say why",
+                "an invalid or failed row must say why",
             ));
         }
         Ok(())

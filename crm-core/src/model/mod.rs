@@ -12,12 +12,15 @@ mod channel;
 mod compliance;
 mod contact;
 mod deal;
+mod debug;
+pub mod enrichment;
 mod event;
 mod intake;
 mod job;
 mod lease;
 mod outbox;
 mod provenance;
+pub mod scoring;
 mod sequence;
 
 pub use activity::{Activity, ActivityKind};

@@ -40,7 +40,8 @@ impl OutboxStatus {
 }
 
 /// One outbound message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is hand-written in model/debug.rs: it masks personal data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxMessage {
     /// Id; also the idempotency key given to the provider.
     pub id: OutboxMessageId,

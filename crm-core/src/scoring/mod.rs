@@ -10,13 +10,28 @@
 //!   version, appends events, handles overrides and bulk rescoring; [`jobs`] wires it
 //!   to the job queue.
 
-pub mod inputs;
 pub mod jobs;
-pub mod model;
-pub mod record;
 pub mod score;
 pub mod service;
 pub mod tier;
+
+/// What a contact is scored on: re-exported from [`crate::model::scoring::inputs`], where
+/// the store layer finds it.
+pub mod inputs {
+    pub use crate::model::scoring::inputs::*;
+}
+
+/// The scoring model: re-exported from [`crate::model::scoring::scoring_model`], where
+/// the store layer finds it.
+pub mod model {
+    pub use crate::model::scoring::scoring_model::*;
+}
+
+/// Stored scores: re-exported from [`crate::model::scoring::record`], where the store
+/// layer finds it.
+pub mod record {
+    pub use crate::model::scoring::record::*;
+}
 
 pub use inputs::{IntentSet, ScoringInput};
 pub use jobs::{RescoreAllHandler, RescoreContactHandler, nightly_decay, scoring_routes};

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{ContactId, WorkspaceId};
 use crate::model::NewEvent;
-use crate::scoring::inputs::ScoringInput;
-use crate::scoring::model::{ScoringModel, Tier};
-use crate::scoring::record::{ContactScore, ScoreOverride, ScoreWritten};
+use crate::model::scoring::ScoringInput;
+use crate::model::scoring::{ContactScore, ScoreOverride, ScoreWritten};
+use crate::model::scoring::{ScoringModel, Tier};
 use crate::store::Page;
 
 /// Derives the events to append with a batch of score writes from their outcome

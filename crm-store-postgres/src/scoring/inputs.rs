@@ -1,10 +1,10 @@
 //! Scoring inputs in one query per page: contacts, their accounts, and their recent
 //! activities aggregated per behavior and intent, following
-//! `crm_core::scoring::inputs::{behavior_of, intent_of}` exactly.
+//! `crm_core::model::scoring::{behavior_of, intent_of}` exactly.
 
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
-use crm_core::scoring::{Intent, IntentSet, ScoringInput};
+use crm_core::model::scoring::{Intent, IntentSet, ScoringInput};
 use crm_core::{Currency, Money, StoreError};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,6 +1,6 @@
 //! Plans of the runner's hot queries, on a populated table.
 
-use chrono::Utc;
+use crm_core::{Clock, SystemClock};
 
 use crate::testing::fresh_store;
 
@@ -31,7 +31,7 @@ async fn due_workspaces_read_the_due_index() {
     let store = fresh_store().await;
     sqlx::raw_sql(POPULATE).execute(store.pool()).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(concat!("EXPLAIN ", due_workspaces_sql!()))
-        .bind(Utc::now())
+        .bind(SystemClock.now())
         .bind(100_i64)
         .fetch_all(store.pool())
         .await

@@ -3,9 +3,8 @@
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::{DateTime, Duration, Utc};
-use crm_core::WebhookError;
-use crm_core::WebhookRequest;
 use crm_core::secret::{ExposeSecret, SecretString};
+use crm_core::{MAX_DELIVERY_ID_BYTES, WebhookError, WebhookRequest};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -104,6 +103,38 @@ pub(crate) fn first_header<'r>(
     Err(WebhookError::MissingHeader(
         names.first().copied().unwrap_or("header"),
     ))
+}
+
+/// Refuses a body larger than `limit` bytes; the first check of every verifier.
+pub(crate) fn check_body_size(request: &WebhookRequest, limit: usize) -> Result<(), WebhookError> {
+    let size = request.body.len();
+    if size > limit {
+        return Err(WebhookError::TooLarge { size, limit });
+    }
+    Ok(())
+}
+
+/// Refuses a delivery id carried in `header` that is longer than
+/// [`MAX_DELIVERY_ID_BYTES`]; checked before any HMAC is computed.
+pub(crate) fn check_header_id(header: &'static str, id: &str) -> Result<(), WebhookError> {
+    if id.len() > MAX_DELIVERY_ID_BYTES {
+        return Err(WebhookError::MalformedHeader {
+            header,
+            reason: format!("longer than {MAX_DELIVERY_ID_BYTES} bytes"),
+        });
+    }
+    Ok(())
+}
+
+/// A delivery id derived from a verified body, refused when longer than
+/// [`MAX_DELIVERY_ID_BYTES`].
+pub(crate) fn body_id(id: Option<String>) -> Result<Option<String>, WebhookError> {
+    match id {
+        Some(id) if id.len() > MAX_DELIVERY_ID_BYTES => Err(WebhookError::MalformedPayload(
+            format!("delivery id longer than {MAX_DELIVERY_ID_BYTES} bytes"),
+        )),
+        id => Ok(id),
+    }
 }
 
 /// Parses a unix-seconds timestamp carried in `header`.

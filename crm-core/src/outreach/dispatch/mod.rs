@@ -56,7 +56,6 @@
 mod backoff;
 mod config;
 mod decision;
-mod dry_run;
 mod pipeline;
 mod prefetch;
 mod registry;
@@ -72,13 +71,13 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+pub use crate::channel::dry_run::{DryRunChannel, DryRunRecord};
 pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
 pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
 pub use decision::{
     FailureAction, RetryPolicy, enrollment_block, next_due, next_due_needs_time_zone,
     on_channel_error, pauses_channel,
 };
-pub use dry_run::{DryRunChannel, DryRunRecord};
 // Approval metadata lives with the approval code; kept here too, where hosts found it.
 pub use crate::outreach::approvals::{
     META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY, approval_request,

@@ -13,12 +13,12 @@ use crate::store::fixtures::{at, new_account, ok, unique};
 use crm_core::DynStore;
 use crm_core::clock::{Clock, ManualClock};
 use crm_core::ids::WorkspaceId;
-use crm_core::intake::service::ProcessOutcome;
+use crm_core::intake::service::{ProcessOutcome, ProcessPayload};
 use crm_core::intake::{
     Field, ImportReport, IntakeService, Manifest, PROCESS_JOB, ProcessIntakeJob,
 };
 use crm_core::jobs::{JobContext, JobHandler};
-use crm_core::model::{Event, IntakeSource, IntakeStatus};
+use crm_core::model::{Event, IntakeRecord, IntakeSource, IntakeStatus, Job};
 use crm_core::store::{Page, Scope};
 
 /// Expands to one `#[tokio::test]` per intake scenario, in a module named `intake`.
@@ -39,6 +39,7 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; fuzzy_rule_merges_a_similar_name_in_the_account);
             $crate::__intake_case!($make; large_import_streams_in_batches);
             $crate::__intake_case!($make; nul_characters_keep_the_import_going);
+            $crate::__intake_case!($make; bad_rows_never_strand_their_job);
         }
     };
 }
@@ -521,4 +522,124 @@ pub async fn nul_characters_keep_the_import_going(store: Arc<DynStore>) {
     assert_eq!(bad.status, IntakeStatus::Invalid);
     assert_eq!(bad.raw["name"], "A\u{FFFD}da");
     assert_eq!(bad.errors[0].column.as_deref(), Some("name"));
+}
+
+/// One bad row never strands the others of its job. At intake, a profile link of only
+/// slashes is no contact point: a row with nothing else is invalid with the reason,
+/// never pending. Rows that still cannot become a contact at processing (here raw rows
+/// an earlier release stored pending: a blank name and a slash-only link) are marked
+/// failed with their reasons, while every good row around them is processed; a run
+/// after a crash processes only the unfinished rows, and the job handler succeeds.
+pub async fn bad_rows_never_strand_their_job(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let svc = Arc::new(service(&store));
+    let report = import_csv(&svc, ws, "links.csv", "name,linkedin_url\n,///\n").await;
+    assert_eq!(
+        (report.rows, report.pending, report.invalid),
+        (1, 0, 1),
+        "a slash-only link alone is invalid at intake"
+    );
+    let invalid = ok(store.list_intake(ws, None, Page::first(10)).await, "list").remove(0);
+    assert_eq!(invalid.status, IntakeStatus::Invalid);
+    assert_eq!(invalid.errors[0].line, Some(2));
+    assert!(!invalid.errors[0].reason.is_empty());
+
+    let good = format!(
+        "name,email\nAda Lovelace,{a}@acme.io\nGrace Hopper,{b}@navy.mil\nAlan Turing,{c}@npl.uk\n",
+        a = unique("ada"),
+        b = unique("grace"),
+        c = unique("alan"),
+    );
+    import_csv(&svc, ws, "good.csv", &good).await;
+    let good_rows = ok(
+        store
+            .list_intake(ws, Some(IntakeStatus::Pending), Page::first(10))
+            .await,
+        "list",
+    );
+    assert_eq!(good_rows.len(), 3);
+    let mut bad_ids = Vec::new();
+    for raw in [
+        json!({"name": "", "linkedin_url": "///"}),
+        json!({"name": "   ", "linkedin_url": "/"}),
+    ] {
+        let record = match IntakeRecord::new(ws, IntakeSource::Csv, "legacy.csv", raw, None, at(0))
+        {
+            Ok(record) => record,
+            Err(e) => panic!("legacy row: {e}"),
+        };
+        bad_ids.push(ok(store.insert_intake(&record).await, "insert_intake").id);
+    }
+    // good, bad, good, bad, good
+    let ids = vec![
+        good_rows[0].id,
+        bad_ids[0],
+        good_rows[1].id,
+        bad_ids[1],
+        good_rows[2].id,
+    ];
+    let manifest = Manifest::standard();
+
+    // A crash after the first row: the re-run processes only the unfinished rows.
+    ok_intake(svc.process(ws, ids[0], &manifest).await);
+    let report = ok_intake(svc.process_batch(ws, &ids, &manifest, false).await);
+    assert_eq!(report.rows, 5);
+    assert_eq!(
+        (
+            report.created,
+            report.skipped,
+            report.failed,
+            report.deferred
+        ),
+        (2, 1, 2, 0),
+        "{report:?}"
+    );
+    for id in &ids {
+        let row = ok(store.get_intake(ws, *id).await, "get_intake");
+        if bad_ids.contains(id) {
+            assert_eq!(row.status, IntakeStatus::Failed, "bad row {id}");
+            assert_eq!(row.errors.len(), 1);
+            assert!(row.errors[0].reason.starts_with("processing failed"));
+            assert_eq!(row.contact_id, None);
+        } else {
+            assert_eq!(row.status, IntakeStatus::Processed, "good row {id}");
+        }
+    }
+    let failed = ok(
+        store
+            .list_intake(ws, Some(IntakeStatus::Failed), Page::first(10))
+            .await,
+        "list failed rows",
+    );
+    assert_eq!(failed.len(), 2, "failed rows are listed by status");
+
+    // The job over the same rows succeeds and changes nothing twice.
+    let payload = match serde_json::to_value(ProcessPayload {
+        intake_ids: ids.clone(),
+        manifest,
+    }) {
+        Ok(p) => p,
+        Err(e) => panic!("payload: {e}"),
+    };
+    let job = match Job::new(ws, PROCESS_JOB, payload, at(0)) {
+        Ok(job) => job,
+        Err(e) => panic!("job: {e}"),
+    };
+    let handler = ProcessIntakeJob::new(Arc::clone(&svc));
+    if let Err(e) = handler
+        .handle(&job, &JobContext::new("test", at(1), 1))
+        .await
+    {
+        panic!("a job with bad rows still succeeds: {e}");
+    }
+    let created = events(&store, ws)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "contact.created")
+        .count();
+    assert_eq!(created, 3, "one contact per good row, none for bad rows");
+    assert_eq!(
+        ok(store.list_contacts(ws, Page::first(10)).await, "list").len(),
+        3
+    );
 }

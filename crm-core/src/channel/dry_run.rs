@@ -2,6 +2,7 @@
 //! sends nothing, never fails.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -11,7 +12,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::ids::OutboxMessageId;
 use crate::model::Channel;
 
-/// One message a [`DryRunChannel`] accepted.
+/// One message a [`DryRunChannel`] accepted. Its `Debug` masks the message's personal
+/// data, as [`OutboundMessage`]'s does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DryRunRecord {
     /// The message exactly as the dispatcher handed it over.
@@ -36,16 +38,29 @@ struct Log {
 /// - It keeps the latest `capacity` records (10,000 by default) so a long dry-run does
 ///   not grow without bound; [`DryRunChannel::total`] counts every recorded message.
 /// - Clones, and adapters made with [`DryRunChannel::for_channel`], share one log.
-/// - It logs ids only, never bodies or addresses.
+/// - It logs ids only, never bodies or addresses; its `Debug` shows the channel and
+///   the record counts, not the records.
 ///
 /// The dispatcher uses one for every channel through [`DryRunChannel::record`]; as a
 /// registered [`ChannelAdapter`] it reports the channel it was made for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DryRunChannel {
     channel: Channel,
     clock: Arc<dyn Clock>,
     capacity: usize,
     log: Arc<Mutex<Log>>,
+}
+
+impl fmt::Debug for DryRunChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = self.lock();
+        f.debug_struct("DryRunChannel")
+            .field("channel", &self.channel)
+            .field("capacity", &self.capacity)
+            .field("retained", &log.records.len())
+            .field("total", &log.total)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DryRunChannel {
@@ -224,5 +239,23 @@ mod tests {
         assert_eq!(dry.total(), 3);
         dry.clear();
         assert!(shared.is_empty());
+    }
+
+    #[test]
+    fn debug_shows_counts_not_messages() {
+        let dry = DryRunChannel::new(Channel::Sms);
+        let message = outbound();
+        dry.record(&message);
+        let channel_debug = format!("{dry:?}");
+        assert!(channel_debug.contains("total: 1"), "{channel_debug}");
+        let record_debug = format!("{:?}", dry.records());
+        for debug in [&channel_debug, &record_debug] {
+            assert!(!debug.contains("151123"), "the number leaks in {debug}");
+            assert!(!debug.contains("Hi\""), "the body leaks in {debug}");
+        }
+        assert!(
+            record_debug.contains(&message.id.to_string()),
+            "{record_debug}"
+        );
     }
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ValidationError, require_non_blank};
 use crate::ids::{ContactId, WorkspaceId};
 use crate::model::Actor;
-use crate::scoring::model::Tier;
-use crate::scoring::score::{Breakdown, Contribution};
+use crate::model::scoring::breakdown::{Breakdown, Contribution};
+use crate::model::scoring::scoring_model::Tier;
 
 /// A manual override of a contact's score. It needs a reason and is audited; while it
 /// is set, the contact's effective total and tier are the override's.

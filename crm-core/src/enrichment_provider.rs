@@ -1,4 +1,8 @@
 //! The provider seam: look up data about a contact or a company.
+//!
+//! A port: the [`EnrichmentProvider`] trait and every type it exchanges (query, data,
+//! error, cost, rate-limit state). Provider crates import this module and the model,
+//! never the enrichment engine, which re-exports it all under its historic paths.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -10,18 +14,7 @@ use crate::address::{Domain, EmailAddress};
 use crate::error::BoxError;
 use crate::money::Money;
 
-/// The kinds of lookup a provider may offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum LookupKind {
-    /// Person data from an email (or name + domain).
-    Contact,
-    /// Company data from a domain.
-    Company,
-    /// Deliverability of an email address.
-    EmailVerification,
-}
+pub use crate::model::enrichment::LookupKind;
 
 /// A hit or a miss. A miss is a normal answer, not an error: the waterfall moves on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ContactId, WorkspaceId};
+use crate::model::scoring::scoring_model::{Behavior, Intent};
 use crate::model::{Account, Activity, ActivityKind, Contact};
 use crate::money::Money;
-use crate::scoring::model::{Behavior, Intent};
 
 /// The set of intent signals seen, as bits (no allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
