@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::*;
 use crm_core::{ChannelAdapter, OutboundMessage};
-use crm_testkit::adapter::{AdapterHarness, Idempotency, ProviderResponse};
+use crm_testkit::adapter::{AdapterHarness, Idempotency, ProviderResponse, Support};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -100,6 +100,12 @@ impl AdapterHarness for LocalHarness {
 
     fn idempotency(&self) -> Idempotency {
         Idempotency::Local
+    }
+
+    fn error_classes(&self) -> Support {
+        Support::not_applicable(
+            "the adapter calls no provider, so there is no provider error to classify",
+        )
     }
 
     fn success(&self) -> ProviderResponse {
@@ -235,7 +241,9 @@ mod twilio {
                 m.metadata = serde_json::json!({"last_inbound_at": now().to_rfc3339()});
                 m
             },
-            idempotency: Idempotency::NotOffered,
+            idempotency: Idempotency::NotOffered {
+                reason: "Twilio's Messages API takes no idempotency key",
+            },
             success: ProviderResponse::json(201, &serde_json::json!({"sid": "SM1"})),
         }
     }
@@ -266,7 +274,9 @@ mod instagram {
                 m.metadata = serde_json::json!({"last_inbound_at": now().to_rfc3339()});
                 m
             },
-            idempotency: Idempotency::NotOffered,
+            idempotency: Idempotency::NotOffered {
+                reason: "Meta's Send API takes no idempotency key",
+            },
             success: ProviderResponse::json(
                 200,
                 &serde_json::json!({"recipient_id": "1784140000000001", "message_id": "mid.1"}),

@@ -71,7 +71,7 @@ mod resend_webhook {
     use crm_channels::webhooks::resend::ResendWebhook;
     use crm_core::secret::SecretString;
     use crm_core::{InboundWebhook, WebhookRequest};
-    use crm_testkit::adapter::{SigningKey, VerifierHarness};
+    use crm_testkit::adapter::{SigningKey, Timestamps, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -106,8 +106,10 @@ mod resend_webhook {
                 body,
             )
         }
-        fn tolerance(&self) -> Option<Duration> {
-            Some(Duration::from_secs(300))
+        fn timestamps(&self) -> Timestamps {
+            Timestamps::Signed {
+                tolerance: Duration::from_secs(300),
+            }
         }
         fn now(&self) -> DateTime<Utc> {
             now()
@@ -126,14 +128,12 @@ mod resend_webhook {
 
 #[cfg(feature = "twilio")]
 mod twilio_webhook {
-    use std::time::Duration;
-
     use chrono::{DateTime, Utc};
     use crm_channels::webhooks::WebhookConfig;
     use crm_channels::webhooks::twilio::TwilioWebhook;
     use crm_core::secret::SecretString;
     use crm_core::{InboundWebhook, WebhookRequest};
-    use crm_testkit::adapter::{SigningKey, VerifierHarness};
+    use crm_testkit::adapter::{SigningKey, Timestamps, VerifierHarness};
     use hmac::{Hmac, KeyInit, Mac};
 
     use super::webhooks::*;
@@ -165,8 +165,10 @@ mod twilio_webhook {
             let signature = b64(&mac.finalize().into_bytes());
             request(URL, &[("x-twilio-signature", signature)], body)
         }
-        fn tolerance(&self) -> Option<Duration> {
-            None
+        fn timestamps(&self) -> Timestamps {
+            Timestamps::NotSigned {
+                reason: "Twilio signs the URL and parameters, no timestamp; replays are stopped by de-duplication".to_owned(),
+            }
         }
         fn now(&self) -> DateTime<Utc> {
             now()
@@ -189,11 +191,9 @@ mod twilio_webhook {
 /// Schemes that sign the raw body with HMAC-SHA256 in hex, without a timestamp.
 #[cfg(any(feature = "instagram", feature = "cal-com"))]
 mod hex_body_webhooks {
-    use std::time::Duration;
-
     use chrono::{DateTime, Utc};
     use crm_core::{InboundWebhook, WebhookRequest};
-    use crm_testkit::adapter::{SigningKey, VerifierHarness};
+    use crm_testkit::adapter::{SigningKey, Timestamps, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -225,8 +225,10 @@ mod hex_body_webhooks {
                 body,
             )
         }
-        fn tolerance(&self) -> Option<Duration> {
-            None
+        fn timestamps(&self) -> Timestamps {
+            Timestamps::NotSigned {
+                reason: "this scheme signs the raw body only, no timestamp; replays are stopped by de-duplication".to_owned(),
+            }
         }
         fn now(&self) -> DateTime<Utc> {
             now()
@@ -291,7 +293,7 @@ mod calendly_webhook {
     use crm_channels::webhooks::calendly::CalendlyWebhook;
     use crm_core::secret::SecretString;
     use crm_core::{InboundWebhook, WebhookRequest};
-    use crm_testkit::adapter::{SigningKey, VerifierHarness};
+    use crm_testkit::adapter::{SigningKey, Timestamps, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -316,8 +318,10 @@ mod calendly_webhook {
                 body,
             )
         }
-        fn tolerance(&self) -> Option<Duration> {
-            Some(Duration::from_secs(180))
+        fn timestamps(&self) -> Timestamps {
+            Timestamps::Signed {
+                tolerance: Duration::from_secs(180),
+            }
         }
         fn now(&self) -> DateTime<Utc> {
             now()
@@ -346,7 +350,7 @@ mod slack_webhook {
     use crm_channels::webhooks::slack::SlackWebhook;
     use crm_core::secret::SecretString;
     use crm_core::{InboundWebhook, WebhookRequest};
-    use crm_testkit::adapter::{SigningKey, VerifierHarness};
+    use crm_testkit::adapter::{SigningKey, Timestamps, VerifierHarness};
 
     use super::webhooks::*;
 
@@ -380,8 +384,10 @@ mod slack_webhook {
                 body,
             )
         }
-        fn tolerance(&self) -> Option<Duration> {
-            Some(Duration::from_secs(300))
+        fn timestamps(&self) -> Timestamps {
+            Timestamps::Signed {
+                tolerance: Duration::from_secs(300),
+            }
         }
         fn now(&self) -> DateTime<Utc> {
             now()

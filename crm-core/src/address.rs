@@ -42,10 +42,11 @@ impl EmailAddress {
         &self.0
     }
 
-    /// The fully lower-cased address used for matching and suppression.
+    /// The identity key used for matching, uniqueness and suppression
+    /// ([`normalize_email`]). Every store compares addresses by this key.
     #[must_use]
     pub fn normalized(&self) -> String {
-        self.0.to_lowercase()
+        normalize_email(&self.0)
     }
 
     /// The domain part.
@@ -53,6 +54,25 @@ impl EmailAddress {
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }
+}
+
+/// The identity key of an email address: trimmed, the local part lower-cased with
+/// Unicode rules, the domain in its IDNA ASCII form (`Bücher.Example` and
+/// `xn--bcher-kva.example` are one domain). Two addresses are the same contact point
+/// exactly when their keys are equal; it is computed here, never by a database, so
+/// every store agrees. Text without `@` (or with a domain that is not a valid IDNA
+/// name) is lower-cased whole.
+#[must_use]
+pub fn normalize_email(address: &str) -> String {
+    let trimmed = address.trim();
+    let Some((local, domain)) = trimmed.rsplit_once('@') else {
+        return trimmed.to_lowercase();
+    };
+    let domain = match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => ascii,
+        _ => domain.to_lowercase(),
+    };
+    format!("{}@{domain}", local.to_lowercase())
 }
 
 impl fmt::Debug for EmailAddress {
@@ -237,6 +257,18 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn email_keys_fold_unicode_case_and_idn_domains() {
+        let unicode = EmailAddress::parse("JÖRG@BÜCHER.Example").unwrap();
+        let lower = EmailAddress::parse("jörg@bücher.example").unwrap();
+        let ascii = EmailAddress::parse("Jörg@xn--bcher-kva.EXAMPLE").unwrap();
+        assert_eq!(unicode.normalized(), "jörg@xn--bcher-kva.example");
+        assert_eq!(lower.normalized(), unicode.normalized());
+        assert_eq!(ascii.normalized(), unicode.normalized());
+        assert_eq!(normalize_email(" Ada@Example.COM "), "ada@example.com");
+        assert_eq!(normalize_email("no-at-sign"), "no-at-sign");
     }
 
     #[test]

@@ -5,13 +5,14 @@ use std::cmp::Reverse;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{ApprovalItem, ApprovalRule, ApprovalStatus, Channel, OutboxMessage};
 use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 use crm_core::{StoreError, ValidationError};
 
 use crate::outbox::{apply_update, check_update};
 
-use crate::table::{Table, Unique, cloned, require_first_version};
+use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
 
 /// The approval tables.
@@ -99,7 +100,7 @@ impl ApprovalTables {
 
 fn insert_item(t: &mut Tables, item: &ApprovalItem) -> Result<Inserted<ApprovalItem>, StoreError> {
     item.validate()?;
-    require_first_version(item.version)?;
+    require_new_version(item.version)?;
     let ws = item.workspace_id;
     let messages = &t.outbox.messages;
     let a = &mut t.outbox.approvals;
@@ -277,7 +278,7 @@ impl ApprovalStore for MemoryStore {
 
     async fn insert_approval_rule(&self, rule: &ApprovalRule) -> Result<ApprovalRule, StoreError> {
         rule.validate()?;
-        require_first_version(rule.version)?;
+        require_new_version(rule.version)?;
         self.with(|t| {
             let rules = &mut t.outbox.approvals.rules;
             rules.ensure_vacant(rule)?;

@@ -8,7 +8,7 @@ use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
 use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
 use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
 
-use crate::table::{Table, Unique, cloned, require_text};
+use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
 
 /// (channel or all channels, normalised address).
@@ -40,7 +40,7 @@ impl ComplianceTables {
 }
 
 fn record_consent(t: &mut Tables, consent: &Consent) -> Result<Consent, StoreError> {
-    require_text("consent.source", &consent.source)?;
+    consent.validate()?;
     t.compliance.consents.ensure_vacant(consent)?;
     t.crm
         .contacts
@@ -54,7 +54,7 @@ fn add_suppression(
 ) -> Result<Inserted<Suppression>, StoreError> {
     let mut row = suppression.clone();
     row.address = normalize_address(&row.address);
-    require_text("suppression.address", &row.address)?;
+    row.validate()?;
     let ws = row.workspace_id;
     let key = (row.channel, row.address.clone());
     let c = &mut t.compliance;
@@ -171,8 +171,7 @@ impl ComplianceStore for MemoryStore {
 #[async_trait]
 impl AuditStore for MemoryStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
-        require_text("audit.action", &entry.action)?;
-        require_text("audit.subject", &entry.subject)?;
+        entry.validate()?;
         self.with(|t| {
             t.compliance.audit.ensure_vacant(entry)?;
             Ok(t.compliance.audit.put(entry.clone()).clone())

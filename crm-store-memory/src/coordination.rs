@@ -5,13 +5,17 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::ids::{AnomalyId, WorkspaceId};
+use crm_core::model::rules::{
+    require_new_version, require_positive_ttl, validate_lease_request, validate_quota_amount,
+};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
 };
 use crm_core::{StoreError, ValidationError};
 
-use crate::table::{Table, Unique, cloned, deadline, require_first_version, require_text};
+use crate::table::{Table, Unique, cloned, deadline};
 use crate::{MemoryStore, Tables};
 
 /// A named lease row. It outlives its holders so the token keeps growing.
@@ -62,9 +66,7 @@ fn consume(
     cap: u32,
     amount: u32,
 ) -> Result<QuotaDecision, StoreError> {
-    if amount == 0 {
-        return Err(ValidationError::new("amount", "must be at least 1").into());
-    }
+    validate_quota_amount(amount)?;
     let quotas = &mut t.coordination.quotas;
     let used = quotas.get(&(ws, key.clone())).copied().unwrap_or(0);
     match used.checked_add(amount).filter(|total| *total <= cap) {
@@ -79,14 +81,6 @@ fn consume(
     }
 }
 
-fn require_positive(ttl: Duration) -> Result<(), StoreError> {
-    if ttl <= Duration::zero() {
-        Err(ValidationError::new("ttl", "must be positive").into())
-    } else {
-        Ok(())
-    }
-}
-
 fn acquire(
     t: &mut Tables,
     ws: WorkspaceId,
@@ -95,9 +89,7 @@ fn acquire(
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<LeaseGrant>, StoreError> {
-    require_text("lease.name", name)?;
-    require_text("lease.holder", holder)?;
-    require_positive(ttl)?;
+    validate_lease_request(name, holder, ttl)?;
     let expires_at = deadline(now, ttl)?;
     let row = t
         .coordination
@@ -109,7 +101,8 @@ fn acquire(
             expires_at: now,
         });
     let same_holder = row.holder.as_deref() == Some(holder);
-    let free = row.holder.is_none() || row.expires_at <= now;
+    // Another holder's lease is judged with the skew allowance (see `takeover_cutoff`).
+    let free = row.holder.is_none() || row.expires_at <= takeover_cutoff(now);
     if !same_holder && !free {
         return Ok(None);
     }
@@ -141,7 +134,7 @@ fn held<'a>(t: &'a mut Tables, grant: &LeaseGrant) -> Option<&'a mut LeaseRow> {
 
 fn raise(t: &mut Tables, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreError> {
     anomaly.validate()?;
-    require_first_version(anomaly.version)?;
+    require_new_version(anomaly.version)?;
     if anomaly.status != AnomalyStatus::Active {
         return Err(ValidationError::new("anomaly.status", "a new anomaly must be active").into());
     }
@@ -225,7 +218,7 @@ impl LeaseStore for MemoryStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<LeaseGrant, StoreError> {
-        require_positive(ttl)?;
+        require_positive_ttl(ttl)?;
         self.with(|t| {
             let row = held(t, grant).ok_or_else(|| StoreError::lease_lost("lease", &grant.name))?;
             row.expires_at = deadline(now, ttl)?;

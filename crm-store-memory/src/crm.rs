@@ -6,13 +6,14 @@ use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Activity, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{
     AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore, Page, validate_limit,
 };
 use crm_core::{ValidationError, model};
 
-use crate::table::{Row, Table, Unique, cloned, limit, require_first_version};
+use crate::table::{Row, Table, Unique, cloned, limit};
 use crate::{MemoryStore, Tables};
 
 /// The CRM record tables.
@@ -158,7 +159,7 @@ fn find_by_address(
 
 pub(crate) fn insert_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
     contact.validate()?;
-    require_first_version(contact.version)?;
+    require_new_version(contact.version)?;
     t.crm.contacts.ensure_vacant(contact)?;
     t.crm.write_contact(contact.clone(), None)
 }
@@ -172,7 +173,7 @@ pub(crate) fn update_contact(t: &mut Tables, contact: &Contact) -> Result<Contac
 
 fn insert_account(t: &mut Tables, account: &Account) -> Result<Account, StoreError> {
     account.validate()?;
-    require_first_version(account.version)?;
+    require_new_version(account.version)?;
     t.crm.accounts.ensure_vacant(account)?;
     t.crm.write_account(account.clone(), None)
 }
@@ -186,7 +187,7 @@ fn update_account(t: &mut Tables, account: &Account) -> Result<Account, StoreErr
 
 fn insert_deal(t: &mut Tables, deal: &Deal) -> Result<Deal, StoreError> {
     deal.validate()?;
-    require_first_version(deal.version)?;
+    require_new_version(deal.version)?;
     t.crm.deals.ensure_vacant(deal)?;
     t.crm.write_deal(deal.clone())
 }
@@ -293,7 +294,7 @@ impl AccountStore for MemoryStore {
 impl DealStore for MemoryStore {
     async fn insert_pipeline(&self, pipeline: &Pipeline) -> Result<Pipeline, StoreError> {
         pipeline.validate()?;
-        require_first_version(pipeline.version)?;
+        require_new_version(pipeline.version)?;
         self.with(|t| {
             t.crm.pipelines.ensure_vacant(pipeline)?;
             Ok(t.crm.pipelines.put(pipeline.clone()).clone())

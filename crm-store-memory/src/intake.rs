@@ -4,13 +4,14 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashSet};
 
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, IntakeStatus};
 use crm_core::store::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH, Page};
 use crm_core::{StoreError, ValidationError};
 
 use crate::crm::{insert_contact, update_contact};
 use crate::queue::{append_events, check_events};
-use crate::table::{Table, Unique, cloned, require_first_version};
+use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
 
 /// The intake tables.
@@ -48,7 +49,7 @@ fn primary_key(row: &IntakeRecord) -> Option<Fingerprint> {
 /// The checks `insert_intake` makes before writing anything.
 fn check_new(t: &Tables, record: &IntakeRecord) -> Result<(), StoreError> {
     record.validate()?;
-    require_first_version(record.version)?;
+    require_new_version(record.version)?;
     if !matches!(record.status, IntakeStatus::Pending | IntakeStatus::Invalid) {
         return Err(
             ValidationError::new("intake.status", "a new row must be pending or invalid").into(),
@@ -128,7 +129,7 @@ fn upsert_field_provenance(
 
 fn insert_intake(t: &mut Tables, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
     record.validate()?;
-    require_first_version(record.version)?;
+    require_new_version(record.version)?;
     if !matches!(record.status, IntakeStatus::Pending | IntakeStatus::Invalid) {
         return Err(
             ValidationError::new("intake.status", "a new row must be pending or invalid").into(),

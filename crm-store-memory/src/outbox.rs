@@ -5,13 +5,15 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Lease, OutboxMessage, OutboxStatus};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use crm_core::{StoreError, ValidationError};
 
 use crate::approval::ApprovalTables;
 use crate::sequences::{apply_enrollment, check_update_enrollment};
-use crate::table::{Fenced, Table, Unique, deadline, limit, require_first_version};
+use crate::table::{Fenced, Table, Unique, deadline, limit};
 use crate::{MemoryStore, Tables};
 
 /// The outbox and approval tables.
@@ -88,7 +90,7 @@ pub(crate) enum Enqueue {
 /// Checks an enqueue (see [`OutboxStore::enqueue_outbox`]) without writing anything.
 pub(crate) fn check_enqueue(t: &Tables, message: &OutboxMessage) -> Result<Enqueue, StoreError> {
     message.validate()?;
-    require_first_version(message.version)?;
+    require_new_version(message.version)?;
     let ws = message.workspace_id;
     let o = &t.outbox;
     // `ON CONFLICT (workspace, idempotency_key) DO NOTHING`: the key wins over every
@@ -296,12 +298,13 @@ fn finish(
 
 fn reap(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
     let o = &mut t.outbox;
+    let cutoff = takeover_cutoff(now);
     let expired: Vec<Fenced<OutboxMessage>> = o
         .messages
         .in_scope(scope)
         .filter(|m| {
             m.row.status == OutboxStatus::InFlight
-                && m.row.lease.as_ref().is_some_and(|l| l.expires_at <= now)
+                && m.row.lease.as_ref().is_some_and(|l| l.expires_at <= cutoff)
         })
         .cloned()
         .collect();
@@ -324,22 +327,7 @@ pub(crate) fn check_update(
     t: &Tables,
     message: &OutboxMessage,
 ) -> Result<Fenced<OutboxMessage>, StoreError> {
-    match message.status {
-        OutboxStatus::AwaitingApproval | OutboxStatus::Pending => message.validate()?,
-        OutboxStatus::Cancelled => {
-            // `validate` is written for new messages; keep its other rules.
-            let mut probe = message.clone();
-            probe.status = OutboxStatus::Pending;
-            probe.validate()?;
-        }
-        _ => {
-            return Err(ValidationError::new(
-                "outbox.status",
-                "must be awaiting_approval, pending or cancelled",
-            )
-            .into());
-        }
-    }
+    message.validate_update()?;
     let ws = message.workspace_id;
     let o = &t.outbox;
     let stored = o.messages.find(ws, message.id)?;

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{EventId, JobId, WorkspaceId};
 use crm_core::model::{Event, Job, JobStatus, Lease, NewEvent};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
 use crm_core::{StoreError, ValidationError};
 
@@ -319,12 +320,13 @@ fn claim_jobs(t: &mut Tables, claim: &Claim) -> Result<Vec<Job>, StoreError> {
 
 fn reap_jobs(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
     let q = &mut t.queue;
+    let cutoff = takeover_cutoff(now);
     let expired: Vec<Fenced<Job>> = q
         .jobs
         .in_scope(scope)
         .filter(|j| {
             j.row.status == JobStatus::Running
-                && j.row.lease.as_ref().is_some_and(|l| l.expires_at <= now)
+                && j.row.lease.as_ref().is_some_and(|l| l.expires_at <= cutoff)
         })
         .cloned()
         .collect();

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Sequence};
 use crm_core::store::{
     EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Page, Scope, SequenceStore,
@@ -14,7 +15,7 @@ use crm_core::store::{
 use crm_core::{StoreError, ValidationError};
 
 use crate::outbox::{apply_enqueue, cancel_queued, check_enqueue};
-use crate::table::{Table, Unique, cloned, limit, require_first_version};
+use crate::table::{Table, Unique, cloned, limit};
 use crate::{MemoryStore, Tables};
 
 /// The sequence tables.
@@ -96,7 +97,7 @@ pub(crate) fn apply_enrollment(t: &mut Tables, write: EnrollmentWrite) -> Enroll
 }
 
 fn insert_enrollment(t: &mut Tables, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
-    require_first_version(enrollment.version)?;
+    require_new_version(enrollment.version)?;
     t.sequences.enrollments.ensure_vacant(enrollment)?;
     let write = check_enrollment(t, enrollment.clone(), None)?;
     Ok(apply_enrollment(t, write))
@@ -209,7 +210,7 @@ fn advance(t: &mut Tables, change: &EnrollmentChange) -> Result<EnrollmentAdvanc
 impl SequenceStore for MemoryStore {
     async fn insert_sequence(&self, sequence: &Sequence) -> Result<Sequence, StoreError> {
         sequence.validate()?;
-        require_first_version(sequence.version)?;
+        require_new_version(sequence.version)?;
         self.with(|t| {
             t.sequences.sequences.ensure_vacant(sequence)?;
             Ok(t.sequences.sequences.put(sequence.clone()).clone())

@@ -306,25 +306,6 @@ impl<T: Versioned> Table<T> {
     }
 }
 
-/// `Invalid` unless a row being inserted has version 1.
-pub(crate) fn require_first_version(version: i64) -> Result<(), StoreError> {
-    if version == 1 {
-        Ok(())
-    } else {
-        Err(ValidationError::new("version", "must be 1 on insert").into())
-    }
-}
-
-/// `Invalid` when a required text field is blank (for entities whose model has no
-/// `validate`, so the store keeps the rule their constructor checks).
-pub(crate) fn require_text(field: &'static str, value: &str) -> Result<(), StoreError> {
-    if value.trim().is_empty() {
-        Err(ValidationError::new(field, "must not be empty").into())
-    } else {
-        Ok(())
-    }
-}
-
 /// Clones the rows of a page.
 pub(crate) fn cloned<T: Clone>(rows: Result<Vec<&T>, StoreError>) -> Result<Vec<T>, StoreError> {
     rows.map(|rows| rows.into_iter().cloned().collect())

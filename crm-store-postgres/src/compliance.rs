@@ -6,8 +6,10 @@ use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
 use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
 use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
 
+use sqlx::{FromRow, Row};
+
 use crate::PostgresStore;
-use crate::error::{Ref, db, db_refs, require_non_blank};
+use crate::error::{Ref, db, db_refs};
 use crate::page::{fetch_page, page_sql};
 use crate::rows::{
     AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, aligned, entities,
@@ -35,14 +37,19 @@ const FIND_SUPPRESSIONS: &str = "
      AND (s.channel IS NULL OR s.channel = t.channel)
     ORDER BY t.batch_ord, (s.channel IS NULL) DESC";
 
-/// How often `add_suppression` retries when the entry it collided with was removed
-/// before it could be read.
-const IDEMPOTENT_RETRIES: usize = 3;
+/// Adds a suppression or returns the entry of the same `(channel, address)`;
+/// `created` says which (`xmax = 0` only on a row this statement inserted).
+const ADD_SUPPRESSION: &str = "
+    INSERT INTO suppressions AS s (workspace_id, id, channel, address, reason, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (workspace_id, (coalesce(channel, '*')), address)
+    DO UPDATE SET address = s.address
+    RETURNING s.*, (s.xmax = 0) AS created";
 
 #[async_trait]
 impl ComplianceStore for PostgresStore {
     async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
-        require_non_blank("consent.source", &consent.source)?;
+        consent.validate()?;
         let refs = [Ref::new(
             "consents_contact_fk",
             "contact",
@@ -92,54 +99,27 @@ impl ComplianceStore for PostgresStore {
         &self,
         suppression: &Suppression,
     ) -> Result<Inserted<Suppression>, StoreError> {
-        let address = normalize_address(&suppression.address);
-        require_non_blank("suppression.address", &address)?;
-        let channel = suppression.channel.map(|c| c.as_str());
-        for _ in 0..IDEMPOTENT_RETRIES {
-            let inserted = sqlx::query_as::<_, SuppressionRow>(
-                "INSERT INTO suppressions (workspace_id, id, channel, address, reason, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (workspace_id, (coalesce(channel, '*')), address) DO NOTHING
-                 RETURNING *",
-            )
-            .bind(suppression.workspace_id.as_uuid())
-            .bind(suppression.id.as_uuid())
-            .bind(channel)
-            .bind(address.as_str())
-            .bind(suppression.reason.as_str())
-            .bind(suppression.created_at)
-            .fetch_optional(&self.pool)
+        let mut row = suppression.clone();
+        row.address = normalize_address(&row.address);
+        row.validate()?;
+        // One statement, so a racing `remove_suppression` is ordered before or after
+        // it and never makes it fail: an existing entry is locked and returned (the
+        // no-op update is what makes `RETURNING` see it), a fresh one is inserted.
+        let found = sqlx::query(ADD_SUPPRESSION)
+            .bind(row.workspace_id.as_uuid())
+            .bind(row.id.as_uuid())
+            .bind(row.channel.map(|c| c.as_str()))
+            .bind(row.address.as_str())
+            .bind(row.reason.as_str())
+            .bind(row.created_at)
+            .fetch_one(&self.pool)
             .await
             .map_err(db(SUPPRESSION))?;
-            if let Some(row) = inserted {
-                return Ok(Inserted {
-                    value: row.into_entity()?,
-                    created: true,
-                });
-            }
-            let existing = sqlx::query_as::<_, SuppressionRow>(
-                "SELECT * FROM suppressions
-                 WHERE workspace_id = $1 AND coalesce(channel, '*') = coalesce($2, '*')
-                   AND address = $3",
-            )
-            .bind(suppression.workspace_id.as_uuid())
-            .bind(channel)
-            .bind(address.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db(SUPPRESSION))?;
-            if let Some(row) = existing {
-                return Ok(Inserted {
-                    value: row.into_entity()?,
-                    created: false,
-                });
-            }
-            // The colliding entry was removed in between: try again.
-        }
-        Err(StoreError::conflict(
-            SUPPRESSION,
-            "the entry changed concurrently; try again",
-        ))
+        let created: bool = found.try_get("created").map_err(db(SUPPRESSION))?;
+        let value = SuppressionRow::from_row(&found)
+            .map_err(db(SUPPRESSION))?
+            .into_entity()?;
+        Ok(Inserted { value, created })
     }
 
     async fn find_suppressions(
@@ -205,8 +185,7 @@ impl ComplianceStore for PostgresStore {
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
-        require_non_blank("audit.action", &entry.action)?;
-        require_non_blank("audit.subject", &entry.subject)?;
+        entry.validate()?;
         let (actor_type, actor_id) = actor_columns(&entry.actor);
         sqlx::query_as::<_, AuditRow>(
             "INSERT INTO audit_entries (workspace_id, id, actor_type, actor_id, action, subject,

@@ -4,13 +4,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{AnomalyId, WorkspaceId};
+use crm_core::model::rules::{
+    require_new_version, require_positive_ttl, validate_lease_request, validate_quota_amount,
+};
 use crm_core::model::{Anomaly, AnomalyStatus, LeaseGrant};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
 };
 
 use crate::PostgresStore;
-use crate::error::{backend, cas_miss, db, invalid, require_non_blank, require_version_one};
+use crate::error::{backend, cas_miss, db, invalid};
 use crate::rows::{AnomalyRow, IntoEntity, entities};
 
 const QUOTA: &str = "quota";
@@ -33,8 +37,13 @@ const CONSUME: &str = "
     DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $5
     RETURNING used";
 
-/// Takes the lease if it is free (released), expired, or held by the same holder. The
-/// token grows by one when the lease changes hands and stays for the same holder.
+/// The units used of one counter.
+const QUOTA_USED: &str = "SELECT used FROM quota_counters
+    WHERE workspace_id = $1 AND counter = $2 AND period = $3";
+
+/// Takes the lease if it is free (released), expired at or before the takeover cutoff
+/// `$5` (the caller's now minus the clock-skew allowance), or held by the same holder.
+/// The token grows by one when the lease changes hands and stays for the same holder.
 const ACQUIRE: &str = "
     INSERT INTO leases AS l (workspace_id, name, holder, token, expires_at)
     VALUES ($1, $2, $3, 1, $4)
@@ -45,16 +54,8 @@ const ACQUIRE: &str = "
     WHERE l.holder IS NULL OR l.expires_at <= $5 OR l.holder = EXCLUDED.holder
     RETURNING token, expires_at";
 
-fn require_positive(ttl: Duration) -> Result<(), StoreError> {
-    if ttl <= Duration::zero() {
-        Err(invalid("ttl", "must be positive"))
-    } else {
-        Ok(())
-    }
-}
-
 fn expiry(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>, StoreError> {
-    require_positive(ttl)?;
+    require_positive_ttl(ttl)?;
     now.checked_add_signed(ttl)
         .ok_or_else(|| invalid("ttl", "is too long"))
 }
@@ -72,31 +73,44 @@ impl QuotaStore for PostgresStore {
         cap: u32,
         amount: u32,
     ) -> Result<QuotaDecision, StoreError> {
-        if amount == 0 {
-            return Err(invalid("amount", "must be at least 1"));
-        }
+        validate_quota_amount(amount)?;
+        // The upsert locks the counter row even when its `WHERE` refuses, and the
+        // lock holds until commit: the total read after a refusal in the same
+        // transaction is the one that decided it.
+        let mut tx = self.pool.begin().await.map_err(db(QUOTA))?;
         let granted = sqlx::query_scalar::<_, i64>(CONSUME)
             .bind(workspace_id.as_uuid())
             .bind(key.counter.as_str())
             .bind(key.period)
             .bind(i64::from(amount))
             .bind(i64::from(cap))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db(QUOTA))?;
-        match granted {
+        let decision = match granted {
             Some(used) => {
                 let used = to_u32(used)?;
-                Ok(QuotaDecision::Granted {
+                QuotaDecision::Granted {
                     used,
                     remaining: cap.saturating_sub(used),
-                })
+                }
             }
-            None => Ok(QuotaDecision::Exhausted {
-                used: self.quota_usage(workspace_id, key).await?,
-                cap,
-            }),
-        }
+            None => {
+                let used = sqlx::query_scalar::<_, i64>(QUOTA_USED)
+                    .bind(workspace_id.as_uuid())
+                    .bind(key.counter.as_str())
+                    .bind(key.period)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db(QUOTA))?;
+                QuotaDecision::Exhausted {
+                    used: to_u32(used.unwrap_or(0))?,
+                    cap,
+                }
+            }
+        };
+        tx.commit().await.map_err(db(QUOTA))?;
+        Ok(decision)
     }
 
     async fn quota_usage(
@@ -104,16 +118,13 @@ impl QuotaStore for PostgresStore {
         workspace_id: WorkspaceId,
         key: &QuotaKey,
     ) -> Result<u32, StoreError> {
-        let used = sqlx::query_scalar::<_, i64>(
-            "SELECT used FROM quota_counters
-             WHERE workspace_id = $1 AND counter = $2 AND period = $3",
-        )
-        .bind(workspace_id.as_uuid())
-        .bind(key.counter.as_str())
-        .bind(key.period)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(QUOTA))?;
+        let used = sqlx::query_scalar::<_, i64>(QUOTA_USED)
+            .bind(workspace_id.as_uuid())
+            .bind(key.counter.as_str())
+            .bind(key.period)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(QUOTA))?;
         to_u32(used.unwrap_or(0))
     }
 }
@@ -128,15 +139,14 @@ impl LeaseStore for PostgresStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<LeaseGrant>, StoreError> {
-        require_non_blank("lease.name", name)?;
-        require_non_blank("lease.holder", holder)?;
+        validate_lease_request(name, holder, ttl)?;
         let expires_at = expiry(now, ttl)?;
         let taken = sqlx::query_as::<_, (i64, DateTime<Utc>)>(ACQUIRE)
             .bind(workspace_id.as_uuid())
             .bind(name)
             .bind(holder)
             .bind(expires_at)
-            .bind(now)
+            .bind(takeover_cutoff(now))
             .fetch_optional(&self.pool)
             .await
             .map_err(db(LEASE))?;
@@ -198,7 +208,7 @@ impl LeaseStore for PostgresStore {
 impl AnomalyStore for PostgresStore {
     async fn raise_anomaly(&self, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreError> {
         anomaly.validate()?;
-        require_version_one(anomaly.version)?;
+        require_new_version(anomaly.version)?;
         if anomaly.status != AnomalyStatus::Active {
             return Err(invalid("anomaly.status", "a new anomaly must be active"));
         }

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
 
 use crate::PostgresStore;
-use crate::error::require_version_one;
 use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid};
 use crate::page::{fetch_page, page_sql};
 use crate::rows::{
@@ -25,20 +25,22 @@ const DEAL: &str = "deal";
 pub(crate) const INSERT_CONTACT: &str = "
     INSERT INTO contacts (workspace_id, id, first_name, last_name, email, phone, title,
         account_id, time_zone, linkedin_url, instagram_id, custom_fields, owner_id,
-        created_at, updated_at, version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        created_at, updated_at, version, email_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     RETURNING *";
 
 pub(crate) const UPDATE_CONTACT: &str = "
     UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, title = $7,
         account_id = $8, time_zone = $9, linkedin_url = $10, instagram_id = $11,
-        custom_fields = $12, owner_id = $13, updated_at = $15, version = version + 1
+        custom_fields = $12, owner_id = $13, updated_at = $15, version = version + 1,
+        email_key = $17
     WHERE workspace_id = $1 AND id = $2 AND version = $16
     RETURNING *";
 
 // Contacts by address, smallest id first when several share it; each has its index.
+// `email_key` is `EmailAddress::normalized`, written by Rust (migration 0007).
 const CONTACT_BY_EMAIL: &str = "SELECT * FROM contacts
-    WHERE workspace_id = $1 AND lower(email) = lower($2) ORDER BY id LIMIT 1";
+    WHERE workspace_id = $1 AND email_key = $2 ORDER BY id LIMIT 1";
 const CONTACT_BY_PHONE: &str = "SELECT * FROM contacts
     WHERE workspace_id = $1 AND phone = $2 ORDER BY id LIMIT 1";
 const CONTACT_BY_INSTAGRAM: &str = "SELECT * FROM contacts
@@ -118,7 +120,8 @@ pub(crate) fn bind_contact<'q>(
         .bind(c.owner_id.map(|id| id.as_uuid()))
         .bind(c.created_at)
         .bind(c.updated_at)
-        .bind(c.version))
+        .bind(c.version)
+        .bind(c.email.as_ref().map(EmailAddress::normalized)))
 }
 
 fn bind_account<'q>(q: PgQueryAs<'q, AccountRow>, a: &Account) -> PgQueryAs<'q, AccountRow> {
@@ -194,7 +197,7 @@ impl PostgresStore {
 impl ContactStore for PostgresStore {
     async fn insert_contact(&self, contact: &Contact) -> Result<Contact, StoreError> {
         contact.validate()?;
-        require_version_one(contact.version)?;
+        require_new_version(contact.version)?;
         bind_contact(sqlx::query_as(INSERT_CONTACT), contact)?
             .fetch_one(&self.pool)
             .await
@@ -225,10 +228,10 @@ impl ContactStore for PostgresStore {
         email: &EmailAddress,
     ) -> Result<Option<Contact>, StoreError> {
         sqlx::query_as::<_, ContactRow>(
-            "SELECT * FROM contacts WHERE workspace_id = $1 AND lower(email) = lower($2)",
+            "SELECT * FROM contacts WHERE workspace_id = $1 AND email_key = $2",
         )
         .bind(workspace_id.as_uuid())
-        .bind(email.as_str())
+        .bind(email.normalized())
         .fetch_optional(&self.pool)
         .await
         .map_err(db(CONTACT))?
@@ -252,8 +255,8 @@ impl ContactStore for PostgresStore {
             _ => return Ok(None),
         };
         // Stored phones are E.164 (PhoneNumber, contacts_phone_e164_check), which
-        // normalize_address leaves as is; for an email it trims and lowercases, and the
-        // comparison is case-insensitive anyway. Instagram ids and LinkedIn URLs are
+        // normalize_address leaves as is; for an email it gives the `email_key` form
+        // (crm_core::address::normalize_email). Instagram ids and LinkedIn URLs are
         // compared exactly.
         let address = match channel {
             Channel::Instagram | Channel::LinkedIn => address.to_owned(),
@@ -314,7 +317,7 @@ impl ContactStore for PostgresStore {
 impl AccountStore for PostgresStore {
     async fn insert_account(&self, account: &Account) -> Result<Account, StoreError> {
         account.validate()?;
-        require_version_one(account.version)?;
+        require_new_version(account.version)?;
         bind_account(sqlx::query_as(INSERT_ACCOUNT), account)
             .fetch_one(&self.pool)
             .await
@@ -401,7 +404,7 @@ impl AccountStore for PostgresStore {
 impl DealStore for PostgresStore {
     async fn insert_pipeline(&self, pipeline: &Pipeline) -> Result<Pipeline, StoreError> {
         pipeline.validate()?;
-        require_version_one(pipeline.version)?;
+        require_new_version(pipeline.version)?;
         sqlx::query_as::<_, PipelineRow>(
             "INSERT INTO pipelines (workspace_id, id, name, stages, created_at, updated_at, version)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
@@ -449,7 +452,7 @@ impl DealStore for PostgresStore {
 
     async fn insert_deal(&self, deal: &Deal) -> Result<Deal, StoreError> {
         deal.validate()?;
-        require_version_one(deal.version)?;
+        require_new_version(deal.version)?;
         let row = bind_deal(sqlx::query_as(INSERT_DEAL), deal)
             .fetch_optional(&self.pool)
             .await

@@ -179,33 +179,6 @@ pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> StoreEr
     StoreError::Invalid(ValidationError::new(field, reason.into()))
 }
 
-/// `Invalid` unless `value` has a non-blank character.
-pub(crate) fn require_non_blank(field: &'static str, value: &str) -> Result<(), StoreError> {
-    if value.trim().is_empty() {
-        Err(invalid(field, "must not be empty"))
-    } else {
-        Ok(())
-    }
-}
-
-/// `Invalid` unless a new row's version is 1.
-pub(crate) fn require_version_one(version: i64) -> Result<(), StoreError> {
-    if version == 1 {
-        Ok(())
-    } else {
-        Err(invalid("version", "a new row must have version 1"))
-    }
-}
-
-/// `Invalid` unless a compare-and-set's expected version is at least 1.
-pub(crate) fn require_min_version(version: i64) -> Result<(), StoreError> {
-    if version >= 1 {
-        Ok(())
-    } else {
-        Err(invalid("version", "must be at least 1"))
-    }
-}
-
 /// The stored version of a row, read with `sql` (`SELECT version FROM t WHERE
 /// workspace_id = $1 AND id = $2`), or `None` if the workspace has no such row.
 pub(crate) async fn current_version(

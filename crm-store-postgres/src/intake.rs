@@ -3,11 +3,12 @@
 use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use crm_core::store::{IntakeCompletion, IntakeStore, Page};
 
 use crate::PostgresStore;
-use crate::error::{Ref, cas_miss, db, db_refs, invalid, require_version_one};
+use crate::error::{Ref, cas_miss, db, db_refs, invalid};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{IntakeRow, IntoEntity, to_json};
 
@@ -97,7 +98,7 @@ pub(crate) fn refs(r: &IntakeRecord) -> [Ref; 2] {
 impl IntakeStore for PostgresStore {
     async fn insert_intake(&self, record: &IntakeRecord) -> Result<IntakeRecord, StoreError> {
         record.validate()?;
-        require_version_one(record.version)?;
+        require_new_version(record.version)?;
         if !matches!(record.status, IntakeStatus::Pending | IntakeStatus::Invalid) {
             return Err(invalid(
                 "intake.status",

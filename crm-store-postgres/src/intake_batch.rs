@@ -5,12 +5,13 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{AccountId, ContactId, IntakeRecordId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{Contact, FieldProvenance, IntakeRecord, IntakeStatus};
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::error::{Ref, db, db_refs, invalid, parse_text, require_version_one};
+use crate::error::{Ref, db, db_refs, invalid, parse_text};
 use crm_core::store::{MAX_INTAKE_BATCH, Page};
 
 use crate::rows::{ContactRow, entities};
@@ -119,7 +120,7 @@ fn check_batch(workspace_id: WorkspaceId, records: &[IntakeRecord]) -> Result<()
     let mut ids = HashSet::with_capacity(records.len());
     for r in records {
         r.validate()?;
-        require_version_one(r.version)?;
+        require_new_version(r.version)?;
         if r.workspace_id != workspace_id {
             return Err(invalid(
                 "intake.workspace_id",

@@ -4,14 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{OutboxMessage, OutboxStatus};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{
-    Ref, db, db_refs, invalid, lease_miss, require_min_version, require_version_one,
-};
+use crate::error::{Ref, db, db_refs, invalid, lease_miss};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{IntoEntity, OutboxRow, entities};
 use crate::sequences::enrollment_refs;
@@ -185,7 +185,7 @@ impl OutboxStore for PostgresStore {
         message: &OutboxMessage,
     ) -> Result<Inserted<OutboxMessage>, StoreError> {
         message.validate()?;
-        require_version_one(message.version)?;
+        require_new_version(message.version)?;
         let mut conn = self.pool.acquire().await.map_err(db(OUTBOX))?;
         insert_outbox(&mut conn, message).await
     }
@@ -278,7 +278,7 @@ impl OutboxStore for PostgresStore {
         a.validate()?;
         let e = sent.enrollment.as_ref();
         if let Some(e) = e {
-            require_min_version(e.version)?;
+            require_expected_version(e.version)?;
         }
         let foreign = if a.workspace_id != workspace_id {
             Some("sent.activity.workspace_id")
@@ -398,11 +398,12 @@ impl OutboxStore for PostgresStore {
             "UPDATE outbox_messages
              SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
                  updated_at = $1, version = version + 1
-             WHERE status = 'in_flight' AND lease_expires_at <= $1
+             WHERE status = 'in_flight' AND lease_expires_at <= $3
                AND ($2::uuid IS NULL OR workspace_id = $2)",
         )
         .bind(now)
         .bind(scope_id(scope))
+        .bind(takeover_cutoff(now))
         .execute(&self.pool)
         .await
         .map_err(db(OUTBOX))?;

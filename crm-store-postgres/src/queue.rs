@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{EventId, JobId, WorkspaceId};
 use crm_core::model::{Event, Job, JobStatus, NewEvent};
+use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
 
 use sqlx::PgConnection;
@@ -579,11 +580,12 @@ impl JobStore for PostgresStore {
                  last_error = CASE WHEN attempts < max_attempts THEN last_error
                                    ELSE 'lease expired' END,
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-             WHERE status = 'running' AND lease_expires_at <= $1
+             WHERE status = 'running' AND lease_expires_at <= $3
                AND ($2::uuid IS NULL OR workspace_id = $2)",
         )
         .bind(now)
         .bind(scope.workspace().map(|ws| ws.as_uuid()))
+        .bind(takeover_cutoff(now))
         .execute(&self.pool)
         .await
         .map_err(db(JOB))?;

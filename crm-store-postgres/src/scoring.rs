@@ -154,8 +154,16 @@ fn validate_batch(ws: WorkspaceId, scores: &[ContactScore]) -> Result<(), StoreE
 // computed fields would not change is not written at all (no row lock, new row
 // version, index entry or WAL: most rows of a nightly run), and its tier is the old
 // one. An existing manual override is kept because the update never touches it. Two
-// writers racing on one contact may both report the same previous tier, so both may
-// emit a tier event (a known, documented limit).
+// plain `upsert_contact_scores` writers racing on one contact may both report the same
+// previous tier; `upsert_contact_scores_with_events` first locks the contacts
+// (LOCK_SCORED_CONTACTS) so its writers never do.
+/// Locks the rows of the contacts `$2` (sorted, so writers never deadlock) until the
+/// transaction ends. `NO KEY UPDATE` conflicts with itself but not with the key-share
+/// locks that foreign keys take, so it orders score writers and nothing else.
+const LOCK_SCORED_CONTACTS: &str = "
+    SELECT 1 FROM contacts WHERE workspace_id = $1 AND id = ANY($2)
+    ORDER BY id FOR NO KEY UPDATE";
+
 const UPSERT_SCORES: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($2::uuid[], $3::smallint[], $4::text[], $5::jsonb[], $6::bigint[],
@@ -316,6 +324,17 @@ impl ScoringStore for PostgresStore {
     ) -> Result<Vec<ScoreWritten>, StoreError> {
         validate_batch(workspace_id, scores)?;
         let mut tx = self.pool.begin().await.map_err(db(SCORE))?;
+        // Writers of the same contacts take turns (row locks on the contacts, in id
+        // order), so the upsert's snapshot, taken after the lock, holds the previous
+        // writer's score: two writers never both report, and emit, one tier change.
+        let mut contacts: Vec<_> = scores.iter().map(|s| s.contact_id.as_uuid()).collect();
+        contacts.sort_unstable();
+        sqlx::query(LOCK_SCORED_CONTACTS)
+            .bind(workspace_id.as_uuid())
+            .bind(contacts)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(SCORE))?;
         let written = upsert_scores(&mut tx, workspace_id, scores).await?;
         let events = events_for(&written)?;
         insert_events_in(&mut tx, &events).await?;

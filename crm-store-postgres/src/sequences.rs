@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{EnrollmentId, SequenceId, WorkspaceId};
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{Enrollment, Sequence};
 use crm_core::store::{
     EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Page, SequenceStore, validate_limit,
@@ -11,7 +12,7 @@ use crm_core::store::{
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{Ref, cas_miss, db, db_refs, require_min_version, require_version_one};
+use crate::error::{Ref, cas_miss, db, db_refs};
 use crate::page::{fetch_page, page_sql};
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
@@ -156,7 +157,7 @@ pub(crate) fn enrollment_refs(e: &Enrollment) -> [Ref; 2] {
 impl SequenceStore for PostgresStore {
     async fn insert_sequence(&self, sequence: &Sequence) -> Result<Sequence, StoreError> {
         sequence.validate()?;
-        require_version_one(sequence.version)?;
+        require_new_version(sequence.version)?;
         bind_sequence(sqlx::query_as(INSERT_SEQUENCE), sequence)?
             .fetch_one(&self.pool)
             .await
@@ -239,7 +240,7 @@ impl SequenceStore for PostgresStore {
     }
 
     async fn insert_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
-        require_version_one(enrollment.version)?;
+        require_new_version(enrollment.version)?;
         bind_enrollment(
             sqlx::query_as(
                 "INSERT INTO enrollments (workspace_id, id, sequence_id, sequence_version,
@@ -273,7 +274,7 @@ impl SequenceStore for PostgresStore {
     }
 
     async fn update_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
-        require_min_version(enrollment.version)?;
+        require_expected_version(enrollment.version)?;
         let row = bind_enrollment(
             sqlx::query_as(
                 "UPDATE enrollments SET sequence_id = $3, sequence_version = $4,
@@ -364,3 +365,28 @@ impl SequenceStore for PostgresStore {
 // Last, so the SQL macros above are in scope.
 #[cfg(test)]
 mod plan_tests;
+
+#[cfg(test)]
+mod predicate_tests {
+    use crm_core::model::EnrollmentState;
+
+    #[test]
+    fn running_states_are_the_rust_predicate() {
+        let mut sql: Vec<&str> = running_states!()
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(", ")
+            .map(|s| s.trim_matches('\''))
+            .collect();
+        sql.sort_unstable();
+        let mut rust: Vec<&str> = EnrollmentState::ALL
+            .iter()
+            .filter(|s| s.is_running())
+            .map(EnrollmentState::as_str)
+            .collect();
+        rust.sort_unstable();
+        assert_eq!(
+            sql, rust,
+            "running_states! lists EnrollmentState::is_running"
+        );
+    }
+}

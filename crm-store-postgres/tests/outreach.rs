@@ -121,8 +121,27 @@ async fn migration_0002_applies_on_a_0001_database_and_backfills_versions() {
     .execute(store.pool())
     .await
     .unwrap();
-    // And a contact with a phone, which the new E.164 check must accept.
-    let c = store.insert_contact(&contact(ws)).await.unwrap();
+    // And a contact with a phone, which the new E.164 check must accept, written as
+    // the 0001 store wrote it (0007 adds and backfills `email_key`).
+    let c = contact(ws);
+    sqlx::query(
+        "INSERT INTO contacts (workspace_id, id, first_name, last_name, email, phone,
+             custom_fields, created_at, updated_at, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(ws.as_uuid())
+    .bind(c.id.as_uuid())
+    .bind(c.first_name.clone())
+    .bind(c.last_name.clone())
+    .bind(c.email.as_ref().map(|e| e.as_str().to_owned()))
+    .bind(c.phone.as_ref().map(|p| p.as_str().to_owned()))
+    .bind(serde_json::json!({}))
+    .bind(c.created_at)
+    .bind(c.updated_at)
+    .bind(c.version)
+    .execute(store.pool())
+    .await
+    .unwrap();
 
     store.migrate().await.unwrap();
     let (applied,): (i64,) = sqlx::query_as("SELECT count(*) FROM _sqlx_migrations")
@@ -153,7 +172,10 @@ async fn migration_0002_applies_on_a_0001_database_and_backfills_versions() {
         .find_contact_by_address(ws, Channel::Sms, "+49 151 1234-5678")
         .await
         .unwrap();
-    assert_eq!(found, Some(c));
+    assert_eq!(found, Some(c.clone()));
+    let email = c.email.clone().unwrap();
+    let by_email = store.find_contact_by_email(ws, &email).await.unwrap();
+    assert_eq!(by_email, Some(c), "0007 backfilled the email key");
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname",
     )

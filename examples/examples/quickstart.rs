@@ -67,8 +67,8 @@ async fn main() -> Res {
     let extra = BTreeMap::from([("sender".to_owned(), "Maria from Northwind".to_owned())]);
     let merge = Arc::new(StaticMergeValues(extra));
     let runner = RunnerConfig::default().with_holder("quickstart-runner");
-    let runner = Runner::new(store.clone(), settings.clone(), runner)?;
     let time: Arc<dyn Clock> = Arc::new(clock.clone());
+    let runner = Runner::new(store.clone(), time.clone(), settings.clone(), runner)?;
     let config = DispatcherConfig::default().with_dry_run(true);
     let config = config.with_env_dry_run(false);
     // No real adapter is registered: in dry-run every channel goes to the dry-run one.
@@ -80,11 +80,12 @@ async fn main() -> Res {
         channels,
         config,
     );
-    let policy = Arc::new(GraduatedRules::new(store.clone(), settings.clone()));
+    let policy = GraduatedRules::new(store.clone(), time.clone(), settings.clone());
+    let policy = Arc::new(policy);
     let dry_run = DryRunChannel::new(Channel::Email).with_clock(time.clone());
     let maria = UserId::new();
     let approvers = Arc::new(StaticApprovers::new().with_approver(ws, maria));
-    let inbox = ApprovalInbox::new(store.clone(), time, approvers);
+    let inbox = ApprovalInbox::new(store.clone(), time.clone(), approvers);
     let mut flow = Flow {
         store: store.clone(),
         clock: clock.clone(),
@@ -100,7 +101,7 @@ async fn main() -> Res {
     let sequence = Sequence::create(ws, "Acme intro", steps(), clock.now())?;
     let mut typo = sequence.clone();
     typo.steps[0].template.body = "Hi {{frist_name}}".into();
-    let editor = SequenceEditor::new(store.clone());
+    let editor = SequenceEditor::new(store.clone(), time.clone());
     if let Err(e) = editor.create(&typo).await {
         let why = std::error::Error::source(&e).map(ToString::to_string);
         println!("rejected  {e}: {}", why.unwrap_or_default());
@@ -130,12 +131,12 @@ async fn main() -> Res {
     }
 
     section(&clock, "Enrollment");
-    let enroller = Enroller::new(store.clone(), settings.clone());
+    let enroller = Enroller::new(store.clone(), time.clone(), settings.clone());
     for c in &contacts {
-        enroller.enroll(ws, c.id, sequence.id, clock.now()).await?;
+        enroller.enroll(ws, c.id, sequence.id).await?;
     }
     flow.changes().await?;
-    let again = enroller.enroll(ws, contacts[0].id, sequence.id, clock.now());
+    let again = enroller.enroll(ws, contacts[0].id, sequence.id);
     match again.await {
         Err(e) => println!("refused   Ada again: {e}"),
         Ok(_) => return Err("a second enrollment of Ada should be refused".into()),
@@ -213,7 +214,7 @@ async fn main() -> Res {
 
     clock.advance(Duration::minutes(30));
     section(&clock, "Inbound: a reply and an out-of-office");
-    let handler = InboundHandler::new(store.clone(), settings.clone());
+    let handler = InboundHandler::new(store.clone(), time.clone(), settings.clone());
     let sent = store.list_outbox(ws, Some(OutboxStatus::Sent), Page::first(100));
     let grace = contacts[1].id;
     let intro = sent
@@ -247,8 +248,9 @@ async fn main() -> Res {
     flow.run_until(monday + Duration::hours(102)).await?;
 
     section(&clock, "Send forecast for the next 7 days");
-    let forecast = Forecast::new(store.clone(), settings.clone()).with_merge_values(merge);
-    for entry in forecast.forecast(ws, 7, clock.now()).await? {
+    let forecast = Forecast::new(store.clone(), time.clone(), settings.clone());
+    let forecast = forecast.with_merge_values(merge);
+    for entry in forecast.forecast(ws, 7).await? {
         let what = match &entry.outcome {
             ForecastOutcome::Planned {
                 due_at,
@@ -404,7 +406,7 @@ fn steps() -> Vec<SequenceStep> {
 impl Flow {
     /// One runner tick and one dispatch batch at the clock's time.
     async fn cycle(&mut self) -> Res {
-        let report = self.runner.tick(self.clock.now()).await?;
+        let report = self.runner.tick().await?;
         if let Some(t) = report.tenant(self.ws).filter(|t| t.due > 0) {
             let (due, started, queued, later) = (t.due, t.started, t.enqueued, t.postponed);
             let line = format!("{due} due: {started} started, {queued} queued, {later} postponed");
@@ -437,7 +439,7 @@ impl Flow {
 
     /// Hands an inbound event to the handler and says what it changed.
     async fn inbound(&mut self, h: &InboundHandler, who: ContactId, e: &InboundEvent) -> Res {
-        let line = match h.handle(self.ws, e, self.clock.now()).await? {
+        let line = match h.handle(self.ws, e).await? {
             InboundOutcome::Handled(a) => {
                 let (moved, cancelled) = (a.changed.len(), a.cancelled_messages.len());
                 format!("handled: {moved} enrollment(s) moved, {cancelled} message(s) cancelled")

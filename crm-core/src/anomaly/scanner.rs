@@ -12,6 +12,7 @@ use crate::anomaly::rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
 };
+use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{AnomalyId, UserId, WorkspaceId};
 use crate::jobs::{JobContext, JobError, JobHandler, SYSTEM_WORKSPACE};
@@ -44,17 +45,23 @@ pub enum AnomalyError {
 #[derive(Debug, Clone)]
 pub struct AnomalyScanner {
     store: Arc<dyn AnomalyScannerStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     thresholds: AnomalyThresholds,
 }
 
 impl AnomalyScanner {
-    /// A scanner over `store` with default thresholds; `settings` gives the daily caps
-    /// and whether error anomalies pause channels.
+    /// A scanner over `store`, timed by `clock`, with default thresholds; `settings`
+    /// gives the daily caps and whether error anomalies pause channels.
     #[must_use]
-    pub fn new(store: Arc<dyn AnomalyScannerStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(
+        store: Arc<dyn AnomalyScannerStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
         Self {
             store,
+            clock,
             settings,
             thresholds: AnomalyThresholds::default(),
         }
@@ -73,10 +80,15 @@ impl AnomalyScanner {
         &self.thresholds
     }
 
-    /// What the rules find in `workspace_id` at `now`, without raising anything.
-    /// Channels are scanned in [`Channel::ALL`] order, except manual tasks (nothing is
-    /// sent on them); the confidence finding comes last.
-    pub async fn findings(
+    /// What the rules find in `workspace_id` at the clock's now, without raising
+    /// anything. Channels are scanned in [`Channel::ALL`] order, except manual tasks
+    /// (nothing is sent on them); the confidence finding comes last.
+    pub async fn findings(&self, workspace_id: WorkspaceId) -> Result<Vec<Finding>, StoreError> {
+        self.findings_at(workspace_id, self.clock.now()).await
+    }
+
+    /// [`AnomalyScanner::findings`] at `now`.
+    async fn findings_at(
         &self,
         workspace_id: WorkspaceId,
         now: DateTime<Utc>,
@@ -144,15 +156,16 @@ impl AnomalyScanner {
         Ok(findings)
     }
 
-    /// Scans `workspace_id` at `now` and raises every finding. An anomaly already open
-    /// under the same dedup key is returned with `created: false` and left unchanged.
+    /// Scans `workspace_id` at the clock's now and raises every finding. An anomaly
+    /// already open under the same dedup key is returned with `created: false` and left
+    /// unchanged.
     pub async fn scan(
         &self,
         workspace_id: WorkspaceId,
-        now: DateTime<Utc>,
     ) -> Result<Vec<Inserted<Anomaly>>, StoreError> {
+        let now = self.clock.now();
         let mut raised = Vec::new();
-        for finding in self.findings(workspace_id, now).await? {
+        for finding in self.findings_at(workspace_id, now).await? {
             let anomaly = finding.to_anomaly(workspace_id, now)?;
             let inserted = self.store.raise_anomaly(&anomaly).await?;
             if inserted.created {
@@ -175,8 +188,8 @@ impl AnomalyScanner {
         workspace_id: WorkspaceId,
         id: AnomalyId,
         user: UserId,
-        now: DateTime<Utc>,
     ) -> Result<Anomaly, AnomalyError> {
+        let now = self.clock.now();
         self.transition(workspace_id, id, |mut anomaly| match anomaly.status {
             AnomalyStatus::Resolved => Err(AnomalyError::AlreadyResolved { id }),
             AnomalyStatus::Acknowledged => Ok(None),
@@ -190,14 +203,14 @@ impl AnomalyScanner {
         .await
     }
 
-    /// Resolves an open anomaly at `now`; resolving a resolved one returns it
+    /// Resolves an open anomaly at the clock's now; resolving a resolved one returns it
     /// unchanged. Afterwards a scan that still sees the condition raises a new one.
     pub async fn resolve(
         &self,
         workspace_id: WorkspaceId,
         id: AnomalyId,
-        now: DateTime<Utc>,
     ) -> Result<Anomaly, AnomalyError> {
+        let now = self.clock.now();
         self.transition(workspace_id, id, |mut anomaly| {
             if anomaly.status == AnomalyStatus::Resolved {
                 return Ok(None);
@@ -338,7 +351,7 @@ impl AnomalyScanner {
     }
 }
 
-/// Handles [`ANOMALY_SCAN`](crate::jobs::ANOMALY_SCAN) jobs at the attempt's time.
+/// Handles [`ANOMALY_SCAN`](crate::jobs::ANOMALY_SCAN) jobs at the scanner's clock's now.
 ///
 /// The workspaces to scan come from the payload's `"workspaces"` array of ids (the
 /// store cannot list workspaces); without it, the job's own workspace is scanned. A
@@ -379,10 +392,10 @@ impl AnomalyScanHandler {
 
 #[async_trait]
 impl JobHandler for AnomalyScanHandler {
-    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
         let mut first_error = None;
         for workspace_id in Self::workspaces(job)? {
-            if let Err(err) = self.scanner.scan(workspace_id, ctx.now).await {
+            if let Err(err) = self.scanner.scan(workspace_id).await {
                 tracing::warn!(workspace = %workspace_id, error = %err, "anomaly scan failed");
                 first_error.get_or_insert(err);
             }

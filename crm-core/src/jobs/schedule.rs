@@ -219,8 +219,10 @@ impl Scheduler {
             .unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Enqueues every run due in `(now - lookback, now]` that is not enqueued yet.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
+    /// Enqueues every run due in `(now - lookback, now]`, `now` being the clock's, that
+    /// is not enqueued yet.
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let now = self.clock.now();
         let after = now
             .checked_sub_signed(self.lookback())
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -242,7 +244,7 @@ impl Scheduler {
     /// its sender is dropped). Failed ticks are logged; the next tick catches up.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         while !is_shutdown(&shutdown) {
-            match self.tick(self.clock.now()).await {
+            match self.tick().await {
                 Ok(report) if !report.enqueued.is_empty() => {
                     tracing::info!(enqueued = report.enqueued.len(), "enqueued periodic jobs");
                 }

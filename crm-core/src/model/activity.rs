@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ActivityId, ContactId, DealId, OutboxMessageId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{no_nul_json, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -84,7 +85,7 @@ impl Activity {
             outbox_message_id: None,
             summary: summary.into(),
             details: serde_json::Value::Null,
-            occurred_at,
+            occurred_at: stored_time(occurred_at),
         };
         activity.validate()?;
         Ok(activity)
@@ -126,6 +127,7 @@ impl Activity {
                 "needs a contact or a deal",
             ));
         }
-        crate::error::require_non_blank("activity.summary", &self.summary)
+        require_text("activity.summary", &self.summary)?;
+        no_nul_json("activity.details", &self.details)
     }
 }

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{AnomalyId, AuditEntryId, UserId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -83,6 +84,7 @@ impl Anomaly {
         summary: impl Into<String>,
         detected_at: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let detected_at = stored_time(detected_at);
         let anomaly = Self {
             id: AnomalyId::new(),
             workspace_id,
@@ -103,10 +105,12 @@ impl Anomaly {
         Ok(anomaly)
     }
 
-    /// Rule and dedup key must not be blank.
+    /// Rule and dedup key must not be blank; no text holds NUL.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("anomaly.rule", &self.rule)?;
-        require_non_blank("anomaly.dedup_key", &self.dedup_key)
+        require_text("anomaly.rule", &self.rule)?;
+        require_text("anomaly.dedup_key", &self.dedup_key)?;
+        no_nul("anomaly.summary", &self.summary)?;
+        no_nul_json("anomaly.details", &self.details)
     }
 }
 
@@ -156,10 +160,17 @@ impl AuditEntry {
             action: action.into(),
             subject: subject.into(),
             details,
-            at,
+            at: stored_time(at),
         };
-        require_non_blank("audit.action", &entry.action)?;
-        require_non_blank("audit.subject", &entry.subject)?;
+        entry.validate()?;
         Ok(entry)
+    }
+
+    /// Action and subject must not be blank; no text holds NUL. Stores call this on
+    /// every append.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        require_text("audit.action", &self.action)?;
+        require_text("audit.subject", &self.subject)?;
+        no_nul_json("audit.details", &self.details)
     }
 }

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, UserId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -80,6 +81,7 @@ impl ApprovalItem {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let (now, expires_at) = (stored_time(now), stored_time(expires_at));
         let item = Self {
             id: ApprovalItemId::new(),
             workspace_id,
@@ -107,7 +109,11 @@ impl ApprovalItem {
 
     /// Rules for a stored item.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("approval.original_body", &self.original_body)?;
+        require_text("approval.original_body", &self.original_body)?;
+        no_nul_opt("approval.edited_body", self.edited_body.as_deref())?;
+        no_nul_opt("approval.template_key", self.template_key.as_deref())?;
+        no_nul_opt("approval.reason", self.reason.as_deref())?;
+        no_nul_json("approval.context", &self.context)?;
         if let Some(c) = self.confidence
             && !(0.0..=1.0).contains(&c)
         {
@@ -177,6 +183,7 @@ impl ApprovalRule {
         conditions: RuleConditions,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let rule = Self {
             id: ApprovalRuleId::new(),
             workspace_id,
@@ -195,7 +202,7 @@ impl ApprovalRule {
 
     /// Rules for a stored rule.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("approval_rule.name", &self.name)?;
+        require_text("approval_rule.name", &self.name)?;
         if let Some(c) = self.conditions.min_confidence
             && !(0.0..=1.0).contains(&c)
         {

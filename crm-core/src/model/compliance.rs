@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ConsentId, ContactId, SuppressionId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -55,10 +56,15 @@ impl Consent {
             channel,
             status,
             source: source.into(),
-            recorded_at,
+            recorded_at: stored_time(recorded_at),
         };
-        require_non_blank("consent.source", &consent.source)?;
+        consent.validate()?;
         Ok(consent)
+    }
+
+    /// The source must not be blank or hold NUL. Stores call this on every write.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        require_text("consent.source", &self.source)
     }
 }
 
@@ -79,8 +85,9 @@ text_enum! {
     }
 }
 
-/// Normalises an address for suppression matching: trimmed and lower-cased, with
-/// spaces, dashes and brackets removed from phone numbers.
+/// Normalises an address for suppression matching: an email address to its identity
+/// key ([`normalize_email`](crate::address::normalize_email)), a phone number with
+/// spaces, dashes and brackets removed, anything else trimmed and lower-cased.
 #[must_use]
 pub fn normalize_address(address: &str) -> String {
     let trimmed = address.trim();
@@ -90,7 +97,7 @@ pub fn normalize_address(address: &str) -> String {
             .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
             .collect()
     } else {
-        trimmed.to_lowercase()
+        crate::address::normalize_email(trimmed)
     }
 }
 
@@ -121,16 +128,22 @@ impl Suppression {
         reason: SuppressionReason,
         created_at: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
-        let address = normalize_address(address);
-        require_non_blank("suppression.address", &address)?;
-        Ok(Self {
+        let suppression = Self {
             id: SuppressionId::new(),
             workspace_id,
             channel,
-            address,
+            address: normalize_address(address),
             reason,
-            created_at,
-        })
+            created_at: stored_time(created_at),
+        };
+        suppression.validate()?;
+        Ok(suppression)
+    }
+
+    /// The address must not be blank or hold NUL. Stores call this on every write, and
+    /// store the address normalised with [`normalize_address`].
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        require_text("suppression.address", &self.address)
     }
 }
 

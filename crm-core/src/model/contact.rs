@@ -7,8 +7,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::address::{Domain, EmailAddress, PhoneNumber};
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{AccountId, ContactId, UserId, WorkspaceId};
+use crate::model::rules::{no_nul, no_nul_map, no_nul_opt, require_text, stored_time};
 use crate::money::Money;
 
 /// A person the workspace may reach out to.
@@ -91,6 +92,7 @@ impl Contact {
         input: NewContact,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let contact = Self {
             id: ContactId::new(),
             workspace_id,
@@ -147,6 +149,16 @@ impl Contact {
                 "field names must not be empty",
             ));
         }
+        no_nul("contact.first_name", &self.first_name)?;
+        no_nul("contact.last_name", &self.last_name)?;
+        no_nul_opt(
+            "contact.email",
+            self.email.as_ref().map(EmailAddress::as_str),
+        )?;
+        no_nul_opt("contact.title", self.title.as_deref())?;
+        no_nul_opt("contact.linkedin_url", self.linkedin_url.as_deref())?;
+        no_nul_opt("contact.instagram_id", self.instagram_id.as_deref())?;
+        no_nul_map("custom_fields", &self.custom_fields)?;
         if self.version < 1 {
             return Err(ValidationError::new("version", "must be at least 1"));
         }
@@ -213,6 +225,7 @@ impl Account {
         input: NewAccount,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let account = Self {
             id: AccountId::new(),
             workspace_id,
@@ -232,7 +245,8 @@ impl Account {
 
     /// Checks the stored-row rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("account.name", &self.name)?;
+        require_text("account.name", &self.name)?;
+        no_nul_opt("account.industry", self.industry.as_deref())?;
         if self.version < 1 {
             return Err(ValidationError::new("version", "must be at least 1"));
         }

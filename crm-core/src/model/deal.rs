@@ -3,8 +3,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{AccountId, ContactId, DealId, PipelineId, StageId, UserId, WorkspaceId};
+use crate::model::rules::{require_text, stored_time};
 use crate::money::Money;
 
 /// Whether a stage is still open or closes the deal.
@@ -50,7 +51,7 @@ impl Stage {
             probability,
             outcome,
         };
-        require_non_blank("stage.name", &stage.name)?;
+        require_text("stage.name", &stage.name)?;
         if probability > 100 {
             return Err(ValidationError::new(
                 "stage.probability",
@@ -88,6 +89,7 @@ impl Pipeline {
         stages: Vec<Stage>,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let pipeline = Self {
             id: PipelineId::new(),
             workspace_id,
@@ -103,7 +105,7 @@ impl Pipeline {
 
     /// Checks the stored-row rules: a name, at least one stage, unique stage ids and names.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("pipeline.name", &self.name)?;
+        require_text("pipeline.name", &self.name)?;
         if self.stages.is_empty() {
             return Err(ValidationError::new(
                 "pipeline.stages",
@@ -111,7 +113,7 @@ impl Pipeline {
             ));
         }
         for (i, stage) in self.stages.iter().enumerate() {
-            require_non_blank("stage.name", &stage.name)?;
+            require_text("stage.name", &stage.name)?;
             if stage.probability > 100 {
                 return Err(ValidationError::new(
                     "stage.probability",
@@ -199,6 +201,7 @@ impl Deal {
         input: NewDeal,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let deal = Self {
             id: DealId::new(),
             workspace_id,
@@ -220,7 +223,7 @@ impl Deal {
 
     /// Checks the stored-row rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("deal.name", &self.name)?;
+        require_text("deal.name", &self.name)?;
         if self.amount.minor_units() < 0 {
             return Err(ValidationError::new("deal.amount", "must not be negative"));
         }

@@ -8,8 +8,9 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::WorkspaceId;
+use crate::model::rules::{no_nul_json, require_text};
 use crate::money::Money;
 use crate::text_enum::text_enum;
 
@@ -92,8 +93,9 @@ pub struct CachedEnrichment {
 impl CachedEnrichment {
     /// Subject and provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("enrichment_cache.subject", &self.subject)?;
-        require_non_blank("enrichment_cache.provider", &self.provider)
+        require_text("enrichment_cache.subject", &self.subject)?;
+        require_text("enrichment_cache.provider", &self.provider)?;
+        no_nul_json("enrichment_cache.payload", &self.payload)
     }
 }
 
@@ -119,7 +121,7 @@ pub struct EnrichmentUsage {
 impl EnrichmentUsage {
     /// The provider must not be blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("enrichment_usage.provider", &self.provider)
+        require_text("enrichment_usage.provider", &self.provider)
     }
 
     /// The spend period this usage counts toward ([`month_of`] its time).

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{EventId, WorkspaceId};
+use crate::model::rules::{no_nul, no_nul_json, require_text, stored_time};
 
 /// An event to append. The idempotency key makes the append safe to retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,16 +43,18 @@ impl NewEvent {
             subject: subject.into(),
             payload,
             idempotency_key: idempotency_key.into(),
-            occurred_at,
+            occurred_at: stored_time(occurred_at),
         };
         event.validate()?;
         Ok(event)
     }
 
-    /// Kind and idempotency key must not be blank.
+    /// Kind and idempotency key must not be blank; no text holds NUL.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("event.kind", &self.kind)?;
-        require_non_blank("event.idempotency_key", &self.idempotency_key)
+        require_text("event.kind", &self.kind)?;
+        require_text("event.idempotency_key", &self.idempotency_key)?;
+        no_nul("event.subject", &self.subject)?;
+        no_nul_json("event.payload", &self.payload)
     }
 }
 

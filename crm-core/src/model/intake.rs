@@ -164,6 +164,7 @@ impl IntakeRecord {
         fingerprint: Option<Fingerprint>,
         received_at: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let received_at = crate::model::rules::stored_time(received_at);
         let record = Self {
             id: IntakeRecordId::new(),
             workspace_id,

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{JobId, WorkspaceId};
 use crate::model::Lease;
+use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -64,6 +65,7 @@ impl Job {
         payload: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let job = Self {
             id: JobId::new(),
             workspace_id,
@@ -93,7 +95,7 @@ impl Job {
     /// Delays the first run.
     #[must_use]
     pub fn with_run_at(mut self, run_at: DateTime<Utc>) -> Self {
-        self.run_at = run_at;
+        self.run_at = stored_time(run_at);
         self
     }
 
@@ -106,10 +108,12 @@ impl Job {
 
     /// Rules for a job being enqueued.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("job.kind", &self.kind)?;
+        require_text("job.kind", &self.kind)?;
         if let Some(key) = &self.idempotency_key {
-            require_non_blank("job.idempotency_key", key)?;
+            require_text("job.idempotency_key", key)?;
         }
+        no_nul_json("job.payload", &self.payload)?;
+        no_nul_opt("job.last_error", self.last_error.as_deref())?;
         if self.max_attempts < 1 {
             return Err(ValidationError::new(
                 "job.max_attempts",

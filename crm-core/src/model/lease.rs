@@ -16,7 +16,8 @@ pub struct Lease {
     pub owner: String,
     /// Fencing token; pass it back to complete, fail or reschedule.
     pub token: i64,
-    /// When the lease runs out and the row becomes reapable.
+    /// When the lease runs out by the claimer's clock; the row becomes reapable
+    /// [`MAX_CLOCK_SKEW`](crate::store::MAX_CLOCK_SKEW) later.
     pub expires_at: DateTime<Utc>,
 }
 

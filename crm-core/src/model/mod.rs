@@ -20,6 +20,7 @@ mod job;
 mod lease;
 mod outbox;
 mod provenance;
+pub mod rules;
 pub mod scoring;
 mod sequence;
 

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
+use crate::model::rules::{no_nul_json, no_nul_opt, require_text, stored_time};
 use crate::model::{Channel, Lease};
 use crate::text_enum::text_enum;
 
@@ -97,6 +98,7 @@ impl OutboxMessage {
         idempotency_key: impl Into<String>,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let message = Self {
             id: OutboxMessageId::new(),
             workspace_id,
@@ -156,7 +158,7 @@ impl OutboxMessage {
     /// Delays the first send.
     #[must_use]
     pub fn with_not_before(mut self, not_before: DateTime<Utc>) -> Self {
-        self.not_before = not_before;
+        self.not_before = stored_time(not_before);
         self
     }
 
@@ -167,11 +169,10 @@ impl OutboxMessage {
         self
     }
 
-    /// Rules for a message being enqueued.
+    /// Rules for a message being enqueued: [`validate_content`](Self::validate_content),
+    /// and pending or awaiting approval.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("outbox.recipient", &self.recipient)?;
-        require_non_blank("outbox.body", &self.body)?;
-        require_non_blank("outbox.idempotency_key", &self.idempotency_key)?;
+        self.validate_content()?;
         if matches!(self.status, OutboxStatus::InFlight) || self.status.is_final() {
             return Err(ValidationError::new(
                 "outbox.status",
@@ -179,5 +180,38 @@ impl OutboxMessage {
             ));
         }
         Ok(())
+    }
+
+    /// Rules for a message being edited with `update_outbox`:
+    /// [`validate_content`](Self::validate_content), and awaiting approval, pending or
+    /// cancelled.
+    pub fn validate_update(&self) -> Result<(), ValidationError> {
+        self.validate_content()?;
+        if matches!(
+            self.status,
+            OutboxStatus::AwaitingApproval | OutboxStatus::Pending | OutboxStatus::Cancelled
+        ) {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                "outbox.status",
+                "must be awaiting_approval, pending or cancelled",
+            ))
+        }
+    }
+
+    /// The rules of every written message whatever its status: recipient, body and
+    /// idempotency key are not blank, and no text or metadata holds NUL.
+    pub fn validate_content(&self) -> Result<(), ValidationError> {
+        require_text("outbox.recipient", &self.recipient)?;
+        require_text("outbox.body", &self.body)?;
+        require_text("outbox.idempotency_key", &self.idempotency_key)?;
+        no_nul_opt("outbox.subject", self.subject.as_deref())?;
+        no_nul_opt(
+            "outbox.provider_message_id",
+            self.provider_message_id.as_deref(),
+        )?;
+        no_nul_opt("outbox.last_error", self.last_error.as_deref())?;
+        no_nul_json("outbox.metadata", &self.metadata)
     }
 }

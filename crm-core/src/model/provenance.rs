@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ContactId, IntakeRecordId, WorkspaceId};
 use crate::model::IntakeSource;
+use crate::model::rules::require_text;
 
 /// Where the current value of one contact field came from.
 ///
@@ -33,7 +34,7 @@ pub struct FieldProvenance {
 impl FieldProvenance {
     /// Rules for a stored row: field and source name are not blank.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("provenance.field", &self.field)?;
-        require_non_blank("provenance.source_ref", &self.source_ref)
+        require_text("provenance.field", &self.field)?;
+        require_text("provenance.source_ref", &self.source_ref)
     }
 }

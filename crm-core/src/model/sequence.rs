@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::Channel;
+use crate::model::rules::{no_nul_opt, require_text, stored_time};
 use crate::text_enum::text_enum;
 
 /// How long to wait after the previous step.
@@ -92,6 +93,7 @@ impl Sequence {
         steps: Vec<SequenceStep>,
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
+        let now = stored_time(now);
         let sequence = Self {
             id: SequenceId::new(),
             workspace_id,
@@ -108,7 +110,7 @@ impl Sequence {
 
     /// A name, at least one step, non-empty bodies and sane windows.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        require_non_blank("sequence.name", &self.name)?;
+        require_text("sequence.name", &self.name)?;
         if self.steps.is_empty() {
             return Err(ValidationError::new(
                 "sequence.steps",
@@ -116,7 +118,8 @@ impl Sequence {
             ));
         }
         for step in &self.steps {
-            require_non_blank("step.template.body", &step.template.body)?;
+            require_text("step.template.body", &step.template.body)?;
+            no_nul_opt("step.template.subject", step.template.subject.as_deref())?;
             if let Some(w) = &step.window
                 && (w.start_hour >= w.end_hour || w.end_hour > 24 || w.weekdays.is_empty())
             {
@@ -208,6 +211,7 @@ impl Enrollment {
         contact_id: ContactId,
         now: DateTime<Utc>,
     ) -> Self {
+        let now = stored_time(now);
         Self {
             id: EnrollmentId::new(),
             workspace_id,

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, ConsentStatus, Contact, Enrollment, Sequence, SuppressionReason};
@@ -164,25 +165,34 @@ impl EnrollError {
 #[derive(Debug, Clone)]
 pub struct Enroller {
     store: Arc<dyn EnrollerStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
 
 impl Enroller {
-    /// An enroller over `store` with the workspaces' `settings`.
+    /// An enroller over `store`, timed by `clock`, with the workspaces' `settings`.
     #[must_use]
-    pub fn new(store: Arc<dyn EnrollerStore>, settings: Arc<dyn SettingsProvider>) -> Self {
-        Self { store, settings }
+    pub fn new(
+        store: Arc<dyn EnrollerStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
-    /// Every conflict that would block enrolling the contact now (empty: it may be
-    /// enrolled). Writes nothing.
+    /// Every conflict that would block enrolling the contact at the clock's now
+    /// (empty: it may be enrolled). Writes nothing.
     pub async fn check(
         &self,
         workspace_id: WorkspaceId,
         contact_id: ContactId,
         sequence_id: SequenceId,
-        now: DateTime<Utc>,
     ) -> Result<Vec<Conflict>, EnrollError> {
+        let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
         let settings = self.settings.settings(workspace_id).await;
@@ -190,14 +200,14 @@ impl Enroller {
     }
 
     /// Enrolls the contact in the current version of the sequence, `Pending` and due
-    /// at `now` (the runner starts it), unless a conflict blocks it.
+    /// at the clock's now (the runner starts it), unless a conflict blocks it.
     pub async fn enroll(
         &self,
         workspace_id: WorkspaceId,
         contact_id: ContactId,
         sequence_id: SequenceId,
-        now: DateTime<Utc>,
     ) -> Result<Enrollment, EnrollError> {
+        let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
         let settings = self.settings.settings(workspace_id).await;

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, Contact, SuppressionReason};
@@ -152,18 +153,24 @@ impl ForecastError {
 #[derive(Debug, Clone)]
 pub struct Forecast {
     store: Arc<dyn ForecastStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     enforce_touch_limit: bool,
     merge_values: Option<Arc<dyn MergeValues>>,
 }
 
 impl Forecast {
-    /// A forecast over `store` with the workspaces' `settings`, applying the touch limit
-    /// as the default runner does.
+    /// A forecast over `store`, timed by `clock`, with the workspaces' `settings`,
+    /// applying the touch limit as the default runner does.
     #[must_use]
-    pub fn new(store: Arc<dyn ForecastStore>, settings: Arc<dyn SettingsProvider>) -> Self {
+    pub fn new(
+        store: Arc<dyn ForecastStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
         Self {
             store,
+            clock,
             settings,
             enforce_touch_limit: true,
             merge_values: None,
@@ -185,14 +192,15 @@ impl Forecast {
         self
     }
 
-    /// What the runner would send in `workspace_id` from `now` for `days` days (at most
-    /// [`MAX_FORECAST_DAYS`]), in the order it would meet the steps. Writes nothing.
+    /// What the runner would send in `workspace_id` from the clock's now for `days` days
+    /// (at most [`MAX_FORECAST_DAYS`]), in the order it would meet the steps. Writes
+    /// nothing.
     pub async fn forecast(
         &self,
         workspace_id: WorkspaceId,
         days: u32,
-        now: DateTime<Utc>,
     ) -> Result<Vec<ForecastEntry>, ForecastError> {
+        let now = self.clock.now();
         let settings = self.settings.settings(workspace_id).await;
         let horizon = now + Duration::days(i64::from(days.min(MAX_FORECAST_DAYS)));
         let mut sim = Sim {

@@ -28,13 +28,13 @@
 //! idempotent, consent is withdrawn only if it is not already, an ended enrollment is
 //! left as it is, and the activity is not recorded again when an equal one exists.
 
-mod job;
+mod task;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
 use crate::inbound::InboundEvent;
@@ -45,7 +45,7 @@ use crate::outreach::schedule::start_of_next_day;
 use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
 use crate::store::InboundHandlerStore;
 
-use job::{Job, fingerprint};
+use task::{InboundTask, fingerprint};
 
 /// Why an inbound event could not be handled. Handling it again is safe.
 #[derive(Debug, thiserror::Error)]
@@ -109,25 +109,34 @@ pub enum InboundOutcome {
 #[derive(Debug, Clone)]
 pub struct InboundHandler {
     store: Arc<dyn InboundHandlerStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
 
 impl InboundHandler {
-    /// A handler over `store` with the workspaces' `settings`.
+    /// A handler over `store`, timed by `clock`, with the workspaces' `settings`.
     #[must_use]
-    pub fn new(store: Arc<dyn InboundHandlerStore>, settings: Arc<dyn SettingsProvider>) -> Self {
-        Self { store, settings }
+    pub fn new(
+        store: Arc<dyn InboundHandlerStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
-    /// Applies `event` in `workspace_id` (see the module docs).
+    /// Applies `event` in `workspace_id` at the clock's now (see the module docs).
     pub async fn handle(
         &self,
         workspace_id: WorkspaceId,
         event: &InboundEvent,
-        now: DateTime<Utc>,
     ) -> Result<InboundOutcome, InboundError> {
+        let now = self.clock.now();
         let settings = self.settings.settings(workspace_id).await;
-        let mut job = Job {
+        let mut task = InboundTask {
             store: &*self.store,
             settings,
             workspace_id,
@@ -142,11 +151,11 @@ impl InboundHandler {
                 text,
                 in_reply_to,
             } => {
-                let (contact, enrollment) = job
+                let (contact, enrollment) = task
                     .resolve(*channel, in_reply_to.as_deref(), Some(from))
                     .await?;
                 let Some(contact) = contact else {
-                    return Ok(job.done());
+                    return Ok(task.done());
                 };
                 let fingerprint = fingerprint(&[
                     channel.as_str(),
@@ -154,7 +163,7 @@ impl InboundHandler {
                     text.as_deref().unwrap_or(""),
                 ]);
                 let details = json!({ "channel": channel, "in_reply_to": in_reply_to, "fingerprint": fingerprint });
-                job.activity(
+                task.activity(
                     &contact,
                     ActivityKind::ReplyReceived,
                     "Replied",
@@ -162,7 +171,7 @@ impl InboundHandler {
                     details,
                 )
                 .await?;
-                let replied = job
+                let replied = task
                     .transition_contact(
                         &contact,
                         enrollment,
@@ -170,8 +179,8 @@ impl InboundHandler {
                         "contact replied",
                     )
                     .await?;
-                if job.settings.account_level_stop {
-                    job.account_stop(&contact, &replied).await?;
+                if task.settings.account_level_stop {
+                    task.account_stop(&contact, &replied).await?;
                 }
             }
             InboundEvent::MeetingBooked {
@@ -179,16 +188,16 @@ impl InboundHandler {
                 starts_at,
                 booking_id,
             } => {
-                let (contact, _) = job.resolve(Channel::Email, None, Some(email)).await?;
+                let (contact, _) = task.resolve(Channel::Email, None, Some(email)).await?;
                 let Some(contact) = contact else {
-                    return Ok(job.done());
+                    return Ok(task.done());
                 };
                 let key = booking_id
                     .clone()
                     .or_else(|| starts_at.map(|t| t.to_rfc3339()))
                     .unwrap_or_default();
                 let details = json!({ "booking_id": booking_id, "starts_at": starts_at, "fingerprint": fingerprint(&["meeting", &key]) });
-                job.activity(
+                task.activity(
                     &contact,
                     ActivityKind::MeetingBooked,
                     "Meeting booked",
@@ -196,8 +205,8 @@ impl InboundHandler {
                     details,
                 )
                 .await?;
-                if job.settings.meeting_booked == MeetingBookedPolicy::Complete {
-                    job.transition_contact(
+                if task.settings.meeting_booked == MeetingBookedPolicy::Complete {
+                    task.transition_contact(
                         &contact,
                         None,
                         &EnrollmentEvent::MeetingBooked,
@@ -215,13 +224,13 @@ impl InboundHandler {
                 if !permanent {
                     return Ok(InboundOutcome::Ignored);
                 }
-                job.suppress(*channel, address, SuppressionReason::Bounced)
+                task.suppress(*channel, address, SuppressionReason::Bounced)
                     .await?;
-                let (contact, enrollment) = job
+                let (contact, enrollment) = task
                     .resolve(*channel, provider_message_id.as_deref(), Some(address))
                     .await?;
                 if let Some(contact) = contact {
-                    job.transition_contact(
+                    task.transition_contact(
                         &contact,
                         enrollment,
                         &EnrollmentEvent::Bounced,
@@ -235,7 +244,7 @@ impl InboundHandler {
                 provider_message_id,
                 address,
             } => {
-                job.opt_out(
+                task.opt_out(
                     *channel,
                     provider_message_id.as_deref(),
                     address,
@@ -244,7 +253,7 @@ impl InboundHandler {
                 .await?;
             }
             InboundEvent::Unsubscribed { channel, address } => {
-                job.opt_out(*channel, None, address, SuppressionReason::Unsubscribed)
+                task.opt_out(*channel, None, address, SuppressionReason::Unsubscribed)
                     .await?;
             }
             InboundEvent::OutOfOffice {
@@ -252,21 +261,21 @@ impl InboundHandler {
                 address,
                 return_on,
             } => {
-                let (contact, _) = job.resolve(*channel, None, Some(address)).await?;
+                let (contact, _) = task.resolve(*channel, None, Some(address)).await?;
                 let Some(contact) = contact else {
-                    return Ok(job.done());
+                    return Ok(task.done());
                 };
-                let tz = contact_time_zone(&contact, &job.settings);
+                let tz = contact_time_zone(&contact, &task.settings);
                 let until = return_on
                     .and_then(|day| day.pred_opt())
                     .map(|eve| start_of_next_day(tz, eve))
-                    .unwrap_or_else(|| now + job.settings.out_of_office_pause);
+                    .unwrap_or_else(|| now + task.settings.out_of_office_pause);
                 let event = EnrollmentEvent::OutOfOffice { until };
-                job.transition_contact(&contact, None, &event, "contact out of office")
+                task.transition_contact(&contact, None, &event, "contact out of office")
                     .await?;
             }
             _ => return Ok(InboundOutcome::Ignored),
         }
-        Ok(job.done())
+        Ok(task.done())
     }
 }

@@ -64,6 +64,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
+use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::outreach::enrollment::TransitionError;
@@ -275,21 +276,24 @@ impl TickReport {
 #[derive(Debug, Clone)]
 pub struct Runner {
     store: Arc<dyn RunnerStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     config: RunnerConfig,
     merge_values: Option<Arc<dyn MergeValues>>,
 }
 
 impl Runner {
-    /// A runner over `store` with the workspaces' `settings`.
+    /// A runner over `store`, timed by `clock`, with the workspaces' `settings`.
     pub fn new(
         store: Arc<dyn RunnerStore>,
+        clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
         config: RunnerConfig,
     ) -> Result<Self, RunnerError> {
         config.validate().map_err(RunnerError::Config)?;
         Ok(Self {
             store,
+            clock,
             settings,
             config,
             merge_values: None,
@@ -310,17 +314,19 @@ impl Runner {
         &self.config
     }
 
-    /// Works on every workspace with due enrollments, up to `parallelism` at once.
+    /// Works on every workspace with due enrollments at the clock's now, up to
+    /// `parallelism` at once.
     ///
     /// Fails only if the workspaces cannot be listed; a workspace or an enrollment that
     /// fails is reported in the [`TickReport`] and the others go on.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, RunnerError> {
+    pub async fn tick(&self) -> Result<TickReport, RunnerError> {
+        let now = self.clock.now();
         let workspaces = self
             .store
             .list_workspaces_with_due_enrollments(now, self.config.max_workspaces)
             .await?;
         let outcomes: Vec<_> = futures::stream::iter(workspaces)
-            .map(|ws| async move { (ws, self.run_workspace(ws, now).await) })
+            .map(|ws| async move { (ws, self.run_workspace_at(ws, now).await) })
             .buffer_unordered(self.config.parallelism.max(1))
             .collect()
             .await;
@@ -341,9 +347,17 @@ impl Runner {
         Ok(report)
     }
 
-    /// One pass over one workspace under its lease; `None` when another runner holds
-    /// the lease. The lease is released when the pass ends.
+    /// One pass over one workspace under its lease at the clock's now; `None` when
+    /// another runner holds the lease. The lease is released when the pass ends.
     pub async fn run_workspace(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<Option<TenantReport>, RunnerError> {
+        self.run_workspace_at(workspace_id, self.clock.now()).await
+    }
+
+    /// [`Runner::run_workspace`] at `now`, the instant of the whole tick.
+    async fn run_workspace_at(
         &self,
         workspace_id: WorkspaceId,
         now: DateTime<Utc>,

@@ -43,11 +43,23 @@ pub trait QuotaStore: Send + Sync + Debug {
 /// the acquirer: after another holder, after an expiry taken over, or after a release
 /// (even by the same holder). Re-acquiring or renewing a lease one still holds, expired
 /// or not, keeps the token.
+///
+/// # Clock skew
+/// Several processes whose clocks differ by up to
+/// [`MAX_CLOCK_SKEW`](crate::store::MAX_CLOCK_SKEW) MUST never hold one lease at once.
+/// Expiry is judged by the caller's `now`, never by the backend's own clock, so the
+/// contract is the same on every backend: a lease expires at the acquirer's
+/// `now + ttl`, and another holder MUST NOT take it before its own `now` reaches
+/// `expires_at + MAX_CLOCK_SKEW` (see [`takeover_cutoff`](crate::store::takeover_cutoff)),
+/// and MUST get it from then on. By then the lease has run out by the holder's clock
+/// too. The holder itself may re-acquire or renew at any time.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + Debug {
-    /// Takes the lease for `holder` until `now + ttl` if it is free, expired (at or
-    /// before `now`), or already held by `holder` (then it is extended and keeps its
-    /// token). Returns `None` while another holder's lease is unexpired. Atomic.
+    /// Takes the lease for `holder` until `now + ttl` if it is free, expired for
+    /// another holder (`expires_at` at or before `now - MAX_CLOCK_SKEW`, see the
+    /// trait's "Clock skew"), or already held by `holder` (then it is extended and
+    /// keeps its token). Returns `None` while another holder's lease is live. MUST be
+    /// atomic: however many callers race, at most one holds the lease.
     /// `ttl` must be positive and `name`/`holder` non-blank (`Invalid`).
     async fn try_acquire_lease(
         &self,

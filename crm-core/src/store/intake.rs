@@ -53,10 +53,12 @@ impl IntakeCompletion {
         let ws = self.intake.workspace_id;
         self.intake.validate()?;
         let contact_ws = match &self.contact {
-            ContactWrite::Create(c) if c.version != 1 => {
-                return Err(ValidationError::new("version", "must be 1 on insert"));
+            ContactWrite::Create(c) => {
+                crate::model::rules::require_new_version(c.version)?;
+                c.validate()?;
+                Some(c.workspace_id)
             }
-            ContactWrite::Create(c) | ContactWrite::Update(c) => {
+            ContactWrite::Update(c) => {
                 c.validate()?;
                 Some(c.workspace_id)
             }

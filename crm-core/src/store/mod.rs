@@ -23,6 +23,10 @@
 //!   claim and grow by one with every later claim of the same row; every method that
 //!   ends a claim (complete, retry, dead-letter, release, reschedule, mark sent, finish,
 //!   reap) clears the lease but keeps the token.
+//! - Time is the caller's `now`, never the backend's clock. Processes sharing a store
+//!   may disagree by up to [`MAX_CLOCK_SKEW`]; leases and claims stay exclusive under
+//!   that skew because no one but the holder takes over (or reaps) a lease before
+//!   `expires_at + MAX_CLOCK_SKEW` by its own clock.
 //! - Timestamps are kept to the microsecond (PostgreSQL's precision); a backend MAY
 //!   truncate finer parts. The engine's [`Clock`](crate::Clock)s tick in whole
 //!   microseconds, so rows written with their time read back unchanged.
@@ -33,6 +37,7 @@
 
 mod anomaly;
 mod approval;
+mod clock_skew;
 mod compliance;
 mod coordination;
 mod crm;
@@ -48,6 +53,7 @@ mod sequences;
 
 pub use anomaly::AnomalyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
+pub use clock_skew::{MAX_CLOCK_SKEW, takeover_cutoff};
 pub use compliance::{AuditStore, ComplianceStore};
 pub use coordination::{LeaseStore, QuotaStore};
 pub use crm::{AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore};

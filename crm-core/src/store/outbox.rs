@@ -46,6 +46,16 @@ pub struct Reschedule {
 /// return `LeaseLost` unless the message is `InFlight` with exactly the given fencing
 /// token; the token, not the clock, decides (an expired lease that nobody re-claimed
 /// can still be completed).
+///
+/// # Clock skew
+/// Dispatchers whose clocks differ by up to
+/// [`MAX_CLOCK_SKEW`](crate::store::MAX_CLOCK_SKEW) MUST never hold the same message at
+/// once. A claim's lease runs until the claimer's `now + lease_ttl`; an `InFlight`
+/// message is never claimable, and [`reap_outbox_leases`](Self::reap_outbox_leases)
+/// MUST NOT return it to `Pending` before the reaper's `now` reaches
+/// `expires_at + MAX_CLOCK_SKEW`, so a reaper whose clock runs ahead cannot free a
+/// lease the claimer still holds by its own clock. Expiry is judged by the caller's
+/// `now`, never by the backend's clock.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + Debug {
     /// Enqueues a message (status `Pending` or `AwaitingApproval`, `version` 1).
@@ -132,7 +142,9 @@ pub trait OutboxStore: Send + Sync + Debug {
     ) -> Result<OutboxMessage, StoreError>;
 
     /// Returns every `InFlight` message in `scope` whose lease expired at or before
-    /// `now` to `Pending` (lease cleared, token kept). Returns how many.
+    /// `now - MAX_CLOCK_SKEW` (see the trait's "Clock skew") to `Pending` (lease
+    /// cleared, token kept). Returns how many. A lease that expired later MUST be left
+    /// alone.
     async fn reap_outbox_leases(&self, scope: Scope, now: DateTime<Utc>)
     -> Result<u64, StoreError>;
 

@@ -59,6 +59,15 @@ pub trait EventStore: Send + Sync + Debug {
 /// Tenant scoping as for [`ContactStore`](crate::store::ContactStore). Lease-checked
 /// methods return `LeaseLost` unless the job is `Running` with exactly the given fencing
 /// token; the token, not the clock, decides.
+///
+/// # Clock skew
+/// Workers whose clocks differ by up to [`MAX_CLOCK_SKEW`](crate::store::MAX_CLOCK_SKEW)
+/// MUST never hold the same job at once. A claim's lease runs until the claimer's
+/// `now + lease_ttl`; a `Running` job is never claimable, and
+/// [`reap_expired_jobs`](Self::reap_expired_jobs) MUST NOT requeue it before the
+/// reaper's `now` reaches `expires_at + MAX_CLOCK_SKEW`, so a reaper whose clock runs
+/// ahead cannot free a lease the claimer still holds by its own clock. Expiry is judged
+/// by the caller's `now`, never by the backend's clock.
 #[async_trait]
 pub trait JobStore: Send + Sync + Debug {
     /// Enqueues a `Queued` job. With an idempotency key it is idempotent on
@@ -125,7 +134,8 @@ pub trait JobStore: Send + Sync + Debug {
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
 
-    /// Every `Running` job in `scope` whose lease expired at or before `now` goes back to
+    /// Every `Running` job in `scope` whose lease expired at or before
+    /// `now - MAX_CLOCK_SKEW` (see the trait's "Clock skew") goes back to
     /// `Queued` (due at `now`), or `Dead` with reason "lease expired" when it has no
     /// attempts left. Returns how many were reaped, requeued and dead together.
     async fn reap_expired_jobs(&self, scope: Scope, now: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -1,7 +1,6 @@
 //! Unit tests of the memory store's tricky parts. The full contract is checked by the
 //! shared conformance suite in `tests/conformance.rs`.
 
-mod concurrency;
 mod queues;
 mod records;
 

@@ -7,6 +7,7 @@ use crm_core::model::{
     Activity, ActivityKind, ApprovalItem, ApprovalStatus, Channel, Job, JobStatus, NewEvent,
     OutboxMessage, OutboxStatus,
 };
+use crm_core::store::MAX_CLOCK_SKEW;
 use crm_core::store::{
     ActivityFilter, ActivityStore, ApprovalStore, Claim, EventStore, JobStore, LeaseStore,
     OutboxStore, Page, QuotaKey, QuotaStore, Reschedule, Scope, SentRecord,
@@ -190,14 +191,17 @@ async fn outbox_reaping_and_updates() {
     );
     assert_eq!(
         store
-            .reap_outbox_leases(Scope::Workspace(WorkspaceId::new()), expiry)
+            .reap_outbox_leases(
+                Scope::Workspace(WorkspaceId::new()),
+                expiry + MAX_CLOCK_SKEW
+            )
             .await
             .unwrap(),
         0
     );
     assert_eq!(
         store
-            .reap_outbox_leases(Scope::Workspace(ws), expiry)
+            .reap_outbox_leases(Scope::Workspace(ws), expiry + MAX_CLOCK_SKEW)
             .await
             .unwrap(),
         1
@@ -300,7 +304,10 @@ async fn expired_job_leases_are_reaped() {
     let claimed = store.claim_jobs(&claim(Scope::All, 2)).await.unwrap();
     let expiry = claimed[0].lease.as_ref().unwrap().expires_at;
     assert_eq!(
-        store.reap_expired_jobs(Scope::All, expiry).await.unwrap(),
+        store
+            .reap_expired_jobs(Scope::All, expiry + MAX_CLOCK_SKEW)
+            .await
+            .unwrap(),
         2
     );
     let dead = store.get_job(ws, claimed[0].id).await.unwrap();
@@ -309,7 +316,7 @@ async fn expired_job_leases_are_reaped() {
     let requeued = store.get_job(ws, claimed[1].id).await.unwrap();
     assert_eq!(
         (requeued.status, requeued.run_at),
-        (JobStatus::Queued, expiry)
+        (JobStatus::Queued, expiry + MAX_CLOCK_SKEW)
     );
     let queued = store
         .list_jobs(ws, Some(JobStatus::Queued), Page::first(10))
@@ -444,7 +451,7 @@ async fn named_leases_are_exclusive_and_fenced() {
             .is_none()
     );
     let b = store
-        .try_acquire_lease(ws, "runner", "b", ttl, expiry)
+        .try_acquire_lease(ws, "runner", "b", ttl, expiry + MAX_CLOCK_SKEW)
         .await
         .unwrap()
         .unwrap();

@@ -4,15 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
+use crm_core::model::rules::require_new_version;
 use crm_core::model::{ApprovalItem, ApprovalRule, ApprovalStatus, Channel, OutboxMessage};
 use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 
 use super::update::{update_outbox_on, validate_update};
 use super::{OUTBOX, PgQueryAs, scope_id};
 use crate::PostgresStore;
-use crate::error::{
-    Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, require_version_one,
-};
+use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
 
@@ -148,7 +147,7 @@ impl ApprovalStore for PostgresStore {
         item: &ApprovalItem,
     ) -> Result<Inserted<ApprovalItem>, StoreError> {
         item.validate()?;
-        require_version_one(item.version)?;
+        require_new_version(item.version)?;
         let inserted = bind_approval(sqlx::query_as(INSERT_APPROVAL), item)
             .fetch_optional(&self.pool)
             .await
@@ -316,7 +315,7 @@ impl ApprovalStore for PostgresStore {
 
     async fn insert_approval_rule(&self, rule: &ApprovalRule) -> Result<ApprovalRule, StoreError> {
         rule.validate()?;
-        require_version_one(rule.version)?;
+        require_new_version(rule.version)?;
         sqlx::query_as::<_, ApprovalRuleRow>(
             "INSERT INTO approval_rules (workspace_id, id, channel, name, conditions, daily_cap,
                  enabled, created_at, updated_at, version)

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 
 use super::{OUTBOX, contact_ref};
 use crate::PostgresStore;
-use crate::error::{cas_error, db, db_refs, invalid, parse_text, require_non_blank};
+use crate::error::{cas_error, db, db_refs, parse_text};
 use crate::rows::{IntoEntity, OutboxRow};
 
 /// Outside the send path only a message awaiting approval or pending may change.
@@ -22,20 +22,10 @@ const UPDATE_OUTBOX: &str = "
       AND status IN ('awaiting_approval', 'pending')
     RETURNING *";
 
-/// The checks of `update_outbox` made before touching the database.
+/// The checks of `update_outbox` made before touching the database
+/// ([`OutboxMessage::validate_update`]).
 pub(super) fn validate_update(message: &OutboxMessage) -> Result<(), StoreError> {
-    if !matches!(
-        message.status,
-        OutboxStatus::AwaitingApproval | OutboxStatus::Pending | OutboxStatus::Cancelled
-    ) {
-        return Err(invalid(
-            "outbox.status",
-            "must be awaiting_approval, pending or cancelled",
-        ));
-    }
-    require_non_blank("outbox.recipient", &message.recipient)?;
-    require_non_blank("outbox.body", &message.body)?;
-    require_non_blank("outbox.idempotency_key", &message.idempotency_key)
+    Ok(message.validate_update()?)
 }
 
 /// The compare-and-set update of a validated message on `conn`; `None` if it matched

@@ -4,12 +4,13 @@
 
 use crm_core::StoreError;
 use crm_core::ids::OutboxMessageId;
+use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::store::{EnrollmentAdvanced, EnrollmentChange};
 use uuid::Uuid;
 
 use super::{ENROLLMENT, ENROLLMENT_VERSION, bind_enrollment, enrollment_refs};
 use crate::PostgresStore;
-use crate::error::{cas_miss, db, db_refs, invalid, require_min_version, require_version_one};
+use crate::error::{cas_miss, db, db_refs, invalid};
 use crate::outbox::insert_outbox;
 use crate::rows::{EnrollmentRow, IntoEntity};
 
@@ -56,7 +57,7 @@ pub(super) fn validate(change: &EnrollmentChange) -> Result<(), StoreError> {
             "enqueue and cancel_queued cannot both be set",
         ));
     }
-    require_min_version(enrollment.version)?;
+    require_expected_version(enrollment.version)?;
     if let Some(message) = enqueue {
         if message.workspace_id != enrollment.workspace_id {
             return Err(invalid(
@@ -71,7 +72,7 @@ pub(super) fn validate(change: &EnrollmentChange) -> Result<(), StoreError> {
             ));
         }
         message.validate()?;
-        require_version_one(message.version)?;
+        require_new_version(message.version)?;
     }
     Ok(())
 }

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ValidationError, require_non_blank};
+use crate::error::ValidationError;
 use crate::ids::{ContactId, WorkspaceId};
 use crate::model::Actor;
+use crate::model::rules::require_text;
 use crate::model::scoring::breakdown::{Breakdown, Contribution};
 use crate::model::scoring::scoring_model::Tier;
 
@@ -34,7 +35,7 @@ impl ScoreOverride {
                 "must be 0 to 100",
             ));
         }
-        require_non_blank("score.override.reason", &self.reason)
+        require_text("score.override.reason", &self.reason)
     }
 }
 

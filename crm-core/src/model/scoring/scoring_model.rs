@@ -253,7 +253,7 @@ impl ScoringModel {
             ));
         }
         for i in &f.industries {
-            crate::error::require_non_blank("scoring.industries", &i.industry)?;
+            crate::model::rules::require_text("scoring.industries", &i.industry)?;
             check_points("scoring.industries", i.points)?;
         }
         for (n, b) in self.behavioral.iter().enumerate() {

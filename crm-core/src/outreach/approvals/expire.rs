@@ -8,8 +8,9 @@ use crate::model::Job;
 
 /// Handles [`EXPIRE_APPROVALS`](crate::jobs::EXPIRE_APPROVALS): expires due approval
 /// items of every workspace and cancels their messages through
-/// [`ApprovalInbox::expire_due`] at the attempt's time. Items whose message could not be cancelled are logged by the inbox and stay
-/// unsendable; the job still succeeds, since the items are expired.
+/// [`ApprovalInbox::expire_due`] at the inbox's clock's now. Items whose message could
+/// not be cancelled are logged by the inbox and stay unsendable; the job still
+/// succeeds, since the items are expired.
 #[derive(Debug, Clone)]
 pub struct ExpireApprovalsHandler {
     inbox: ApprovalInbox,
@@ -25,8 +26,8 @@ impl ExpireApprovalsHandler {
 
 #[async_trait]
 impl JobHandler for ExpireApprovalsHandler {
-    async fn handle(&self, _job: &Job, ctx: &JobContext) -> Result<(), JobError> {
-        match self.inbox.expire_due(ctx.now).await {
+    async fn handle(&self, _job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
+        match self.inbox.expire_due().await {
             Ok(report) => {
                 if !report.expired.is_empty() {
                     tracing::info!(

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::ManualApproval;
 use crate::approval::{ApprovalDecision, ApprovalPolicy, ApprovalRequest, PolicyError};
+use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{ApprovalItemId, ApprovalRuleId, WorkspaceId};
 use crate::model::{ApprovalRule, ApprovalStatus};
@@ -46,6 +47,7 @@ pub fn rule_cap_key(rule: ApprovalRuleId, day: NaiveDate) -> QuotaKey {
 #[derive(Debug, Clone)]
 pub struct GraduatedRules {
     store: Arc<dyn GraduatedRulesStore>,
+    clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
 
@@ -64,11 +66,20 @@ pub struct RulePreview {
 }
 
 impl GraduatedRules {
-    /// Rules from `store`; the local day of daily caps uses each workspace's default
-    /// time zone from `settings`.
+    /// Rules from `store`, timed by `clock` (for previews; a decision is taken at its
+    /// request's `now`); the local day of daily caps uses each workspace's default time
+    /// zone from `settings`.
     #[must_use]
-    pub fn new(store: Arc<dyn GraduatedRulesStore>, settings: Arc<dyn SettingsProvider>) -> Self {
-        Self { store, settings }
+    pub fn new(
+        store: Arc<dyn GraduatedRulesStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
     /// The local day of `now` in the workspace's time zone.
@@ -77,12 +88,12 @@ impl GraduatedRules {
         now.with_timezone(&tz).date_naive()
     }
 
-    /// Lists which pending items in the inbox `rule` would approve at `now`, with the
-    /// failed condition for the others. Changes nothing and consumes no cap.
+    /// Lists which pending items in the inbox `rule` would approve at the clock's now,
+    /// with the failed condition for the others. Changes nothing and consumes no cap.
     ///
     /// The rule is evaluated as if enabled, so a draft can be previewed before it is
     /// switched on; items of other channels and items already due to expire (at or
-    /// before `now`) are left out. The items do not record whether their sequence step
+    /// before now) are left out. The items do not record whether their sequence step
     /// demands a person, so the preview cannot exclude those.
     ///
     /// # Errors
@@ -91,8 +102,8 @@ impl GraduatedRules {
         &self,
         workspace_id: WorkspaceId,
         rule: &ApprovalRule,
-        now: DateTime<Utc>,
     ) -> Result<RulePreview, PolicyError> {
+        let now = self.clock.now();
         if rule.workspace_id != workspace_id {
             return Err(StoreError::from(ValidationError::new(
                 "approval_rule.workspace_id",

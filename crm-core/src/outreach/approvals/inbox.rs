@@ -241,12 +241,13 @@ impl ApprovalInbox {
     }
 
     /// Expires every pending item of every workspace whose `expires_at` is at or
-    /// before `now`, and cancels each one's message if it still awaits approval. Meant
-    /// to run periodically.
+    /// before the clock's now, and cancels each one's message if it still awaits
+    /// approval. Meant to run periodically.
     ///
     /// # Errors
     /// Store failures of the expiry itself; per-message failures are in the report.
-    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<ExpiryReport, InboxError> {
+    pub async fn expire_due(&self) -> Result<ExpiryReport, InboxError> {
+        let now = self.clock.now();
         let mut report = ExpiryReport {
             expired: self.store.expire_approvals(Scope::All, now).await?,
             ..ExpiryReport::default()

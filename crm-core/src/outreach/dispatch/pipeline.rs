@@ -34,7 +34,38 @@ pub(super) enum Interrupt {
     Policy(#[from] PolicyError),
 }
 
+/// What ended a message after the gates: its outcome, or an interruption.
 pub(super) type Step<T> = Result<T, Interrupt>;
+
+/// Why a message goes no further than a gate.
+pub(super) enum Stop {
+    /// It was dealt with there: cancelled, held, postponed, failed or dead-lettered.
+    Settled(Outcome),
+    /// A store or policy error interrupted it; its lease is left to expire.
+    Interrupted(Interrupt),
+}
+
+impl From<Interrupt> for Stop {
+    fn from(e: Interrupt) -> Self {
+        Self::Interrupted(e)
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Self::Interrupted(e.into())
+    }
+}
+
+impl From<PolicyError> for Stop {
+    fn from(e: PolicyError) -> Self {
+        Self::Interrupted(e.into())
+    }
+}
+
+/// A gate's answer: `Ok` lets the message on to the next gate with what this one
+/// found; `Err` says why it stops here. Gates chain with `?`.
+pub(super) type Gate<T> = Result<T, Stop>;
 
 /// Where the gates left a message.
 pub(super) enum Gated<'a> {
@@ -46,7 +77,7 @@ pub(super) enum Gated<'a> {
 
 /// A message cleared by every gate.
 pub(super) struct Ready<'a> {
-    pub(super) job: Job<'a>,
+    pub(super) attempt: SendAttempt<'a>,
     pub(super) contact_id: ContactId,
     /// The approved text when it differs from the message's body.
     pub(super) body: Option<String>,
@@ -88,8 +119,8 @@ impl StepPlan {
     }
 }
 
-/// One claimed message under its lease.
-pub(super) struct Job<'a> {
+/// One claimed message on its way through the gates and the send, under its lease.
+pub(super) struct SendAttempt<'a> {
     pub(super) d: &'a Dispatcher,
     batch: &'a Batch,
     pub(super) ws: &'a WorkspaceState,
@@ -130,7 +161,7 @@ impl Dispatcher {
         let Some(Some(ws)) = batch.workspaces.get(&message.workspace_id) else {
             return Gated::Done(Outcome::LeftToExpire);
         };
-        let job = Job {
+        let attempt = SendAttempt {
             d: self,
             batch,
             ws,
@@ -138,93 +169,84 @@ impl Dispatcher {
             token,
             now: self.clock.now(),
         };
-        match job.gates().await {
-            Ok(Ok(ready)) => Gated::Ready(Box::new(ready)),
-            Ok(Err(outcome)) => Gated::Done(settle(message, Ok(outcome))),
-            Err(e) => Gated::Done(settle(message, Err(e))),
+        match attempt.gates().await {
+            Ok(ready) => Gated::Ready(Box::new(ready)),
+            Err(Stop::Settled(outcome)) => Gated::Done(settle(message, Ok(outcome))),
+            Err(Stop::Interrupted(e)) => Gated::Done(settle(message, Err(e))),
         }
     }
 }
 
-impl<'a> Job<'a> {
-    /// Stages 1 to 5; `Ok(Err(outcome))` when the message is dealt with.
-    async fn gates(self) -> Step<Result<Ready<'a>, Outcome>> {
-        let m = self.message;
-        let Some(contact_id) = m.contact_id else {
-            return self.finish(OutboxStatus::Failed, NO_CONTACT).await.map(Err);
+impl<'a> SendAttempt<'a> {
+    /// Stages 1 to 5, top-down: each gate either lets the message on (`Ok`) or
+    /// [`Stop`]s it there.
+    async fn gates(self) -> Gate<Ready<'a>> {
+        let contact_id = self.contact().await?;
+        self.within_attempt_budget().await?;
+        let enrollment = self.enrollment().await?;
+        let body = self.approval().await?;
+        self.compliance(contact_id).await?;
+        self.allowlist().await?;
+        self.channel_open().await?;
+        let plan = match enrollment {
+            Some(enrollment) => Some(self.plan(enrollment).await?),
+            None => None,
         };
+        let sender = self.sender().await?;
+        Ok(Ready {
+            attempt: self,
+            contact_id,
+            body,
+            plan,
+            sender,
+        })
+    }
+
+    /// Stage 1: the contact every send records its activity about; a message without
+    /// one fails.
+    async fn contact(&self) -> Gate<ContactId> {
+        match self.message.contact_id {
+            Some(contact_id) => Ok(contact_id),
+            None => self.stop(OutboxStatus::Failed, NO_CONTACT).await,
+        }
+    }
+
+    /// Stage 1: a message claimed more often than the attempt budget is dead-lettered.
+    async fn within_attempt_budget(&self) -> Gate<()> {
+        let m = self.message;
         let max = self.d.config.max_attempts();
         if u32::try_from(m.attempts).unwrap_or(0) > max {
             let reason = format!(
                 "claimed {} times without completing; the budget is {max} attempts",
                 m.attempts
             );
-            return self
-                .finish(OutboxStatus::DeadLettered, &reason)
-                .await
-                .map(Err);
+            return self.stop(OutboxStatus::DeadLettered, &reason).await;
         }
-        let enrollment = match m.enrollment_id {
-            None => None,
-            Some(id) => match self.d.store.get_enrollment(m.workspace_id, id).await {
-                Ok(e) => match enrollment_block(&e, m.step_index) {
-                    Some(reason) => {
-                        return self.finish(OutboxStatus::Cancelled, &reason).await.map(Err);
-                    }
-                    None => Some(e),
-                },
-                Err(e) if e.kind() == StoreErrorKind::NotFound => {
-                    let reason = "enrollment no longer exists";
-                    return self.finish(OutboxStatus::Cancelled, reason).await.map(Err);
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
-        let body = match self.approval().await? {
-            Ok(body) => body,
-            Err(outcome) => return Ok(Err(outcome)),
-        };
-        if let Some(reason) = self.compliance(contact_id).await? {
-            return self.finish(OutboxStatus::Cancelled, &reason).await.map(Err);
-        }
-        if let Some(list) = &self.ws.settings.allowlist
-            && !list.allows(&m.recipient)
-        {
-            let reason = "recipient not on the allowlist";
-            return self.finish(OutboxStatus::Cancelled, reason).await.map(Err);
-        }
-        if self.ws.paused.contains(&m.channel) {
-            let until = later(self.now, self.d.config.pause_delay());
-            let reason = format!("{} is paused by an open send-health anomaly", m.channel);
-            return self.postpone(until, &reason).await.map(Err);
-        }
-        let plan = match enrollment {
-            None => None,
-            Some(e) => match self.plan(e).await? {
-                Ok(plan) => Some(plan),
-                Err(reason) => return self.finish(OutboxStatus::Failed, &reason).await.map(Err),
-            },
-        };
-        let sender = if self.ws.dry_run {
-            Sender::DryRun
-        } else {
-            match self.d.channels.get(m.channel) {
-                Some(adapter) => Sender::Adapter(adapter),
-                None => return self.on_error(&missing_adapter(m.channel)).await.map(Err),
-            }
-        };
-        Ok(Ok(Ready {
-            job: self,
-            contact_id,
-            body,
-            plan,
-            sender,
-        }))
+        Ok(())
     }
 
-    /// Stage 2: the approval item, or the policy when there is none. `Ok(body)` clears
-    /// the message (with the approved text when it differs).
-    async fn approval(&self) -> Step<Result<Option<String>, Outcome>> {
+    /// Stage 1: the message's enrollment, if it has one, still waiting for this step.
+    async fn enrollment(&self) -> Gate<Option<Enrollment>> {
+        let m = self.message;
+        let Some(id) = m.enrollment_id else {
+            return Ok(None);
+        };
+        match self.d.store.get_enrollment(m.workspace_id, id).await {
+            Ok(enrollment) => match enrollment_block(&enrollment, m.step_index) {
+                Some(reason) => self.stop(OutboxStatus::Cancelled, &reason).await,
+                None => Ok(Some(enrollment)),
+            },
+            Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                let reason = "enrollment no longer exists";
+                self.stop(OutboxStatus::Cancelled, reason).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stage 2: the approval item, or the policy when there is none. Clears the message
+    /// with the approved text when it differs from the message's body.
+    async fn approval(&self) -> Gate<Option<String>> {
         let m = self.message;
         let store = &self.d.store;
         let found = match self.batch.prefetched.get(&m.id) {
@@ -237,31 +259,23 @@ impl<'a> Job<'a> {
         let request = approval_request(m, self.now);
         let reason = match self.d.policy.decide(&request).await? {
             ApprovalDecision::AutoApprove { rule } => {
-                let mut item = match self.new_item(&request) {
-                    Ok(item) => item,
-                    Err(reason) => {
-                        return self.finish(OutboxStatus::Failed, &reason).await.map(Err);
-                    }
-                };
+                let mut item = self.new_item(&request).await?;
                 item.status = ApprovalStatus::Approved;
                 item.decided_by_rule = Some(rule);
                 item.decided_at = Some(self.now);
                 let inserted = store.insert_approval(&item).await?;
                 if inserted.created {
-                    return Ok(Ok(None));
+                    return Ok(None);
                 }
                 return self.follow(&inserted.value).await;
             }
             ApprovalDecision::Reject { reason } => {
                 let reason = format!("rejected by the approval policy: {reason}");
-                return self.finish(OutboxStatus::Cancelled, &reason).await.map(Err);
+                return self.stop(OutboxStatus::Cancelled, &reason).await;
             }
             ApprovalDecision::RequireHuman { reason } => reason,
         };
-        let mut item = match self.new_item(&request) {
-            Ok(item) => item,
-            Err(reason) => return self.finish(OutboxStatus::Failed, &reason).await.map(Err),
-        };
+        let mut item = self.new_item(&request).await?;
         item.reason = Some(reason);
         let inserted = store.insert_approval(&item).await?;
         if !inserted.created {
@@ -279,23 +293,23 @@ impl<'a> Job<'a> {
                 "approval notification failed; the item stays in the inbox"
             );
         }
-        Ok(Err(Outcome::HeldForApproval))
+        Err(Stop::Settled(Outcome::HeldForApproval))
     }
 
     /// Acts on an existing approval item.
-    async fn follow(&self, item: &ApprovalItem) -> Step<Result<Option<String>, Outcome>> {
+    async fn follow(&self, item: &ApprovalItem) -> Gate<Option<String>> {
         let m = self.message;
         let reason = match item.status {
             ApprovalStatus::Approved => {
                 let body = item.body_to_send();
-                return Ok(Ok((body != m.body).then(|| body.to_owned())));
+                return Ok((body != m.body).then(|| body.to_owned()));
             }
             ApprovalStatus::Pending => {
                 self.d
                     .store
                     .hold_outbox_for_approval(m.workspace_id, m.id, self.token, self.now)
                     .await?;
-                return Ok(Err(Outcome::HeldForApproval));
+                return Err(Stop::Settled(Outcome::HeldForApproval));
             }
             ApprovalStatus::Rejected => match &item.reason {
                 Some(why) => format!("approval rejected: {why}"),
@@ -307,22 +321,29 @@ impl<'a> Job<'a> {
                 None => "approval withdrawn".to_owned(),
             },
         };
-        self.finish(OutboxStatus::Cancelled, &reason).await.map(Err)
+        self.stop(OutboxStatus::Cancelled, &reason).await
     }
 
-    /// A pending item for the message, carrying what the approver needs.
-    fn new_item(&self, request: &ApprovalRequest) -> Result<ApprovalItem, String> {
+    /// A pending item for the message, carrying what the approver needs; the message
+    /// fails if the item cannot be made.
+    async fn new_item(&self, request: &ApprovalRequest) -> Gate<ApprovalItem> {
         let m = self.message;
         let expires_at = later(self.now, self.d.config.approval_ttl());
-        let mut item = ApprovalItem::pending(
+        let item = ApprovalItem::pending(
             m.workspace_id,
             m.id,
             m.channel,
             m.body.clone(),
             self.now,
             expires_at,
-        )
-        .map_err(|e| format!("cannot create its approval item: {e}"))?;
+        );
+        let mut item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                let reason = format!("cannot create its approval item: {e}");
+                return self.stop(OutboxStatus::Failed, &reason).await;
+            }
+        };
         item.confidence = request.confidence;
         item.template_key.clone_from(&request.template_key);
         item.step_index = m.step_index;
@@ -330,8 +351,9 @@ impl<'a> Job<'a> {
         Ok(item)
     }
 
-    /// Stage 3: why suppression or consent forbids the send, if they do.
-    async fn compliance(&self, contact_id: ContactId) -> Step<Option<String>> {
+    /// Stage 3: a suppression of the address, or consent withdrawn for the channel,
+    /// cancels the message.
+    async fn compliance(&self, contact_id: ContactId) -> Gate<()> {
         let m = self.message;
         let store = &self.d.store;
         let (suppression, consent) = match self.batch.prefetched.get(&m.id) {
@@ -345,17 +367,42 @@ impl<'a> Job<'a> {
             }
         };
         if let Some(s) = suppression {
-            return Ok(Some(format!("recipient is suppressed ({})", s.reason)));
+            let reason = format!("recipient is suppressed ({})", s.reason);
+            return self.stop(OutboxStatus::Cancelled, &reason).await;
         }
         if consent.is_some_and(|c| c.status == ConsentStatus::Withdrawn) {
-            return Ok(Some(format!("contact withdrew consent for {}", m.channel)));
+            let reason = format!("contact withdrew consent for {}", m.channel);
+            return self.stop(OutboxStatus::Cancelled, &reason).await;
         }
-        Ok(None)
+        Ok(())
     }
 
-    /// Reads what moving the enrollment on needs; `Err(reason)` if the sequence
-    /// version is gone (the message then fails).
-    async fn plan(&self, enrollment: Enrollment) -> Step<Result<StepPlan, String>> {
+    /// Stage 4 (dry-run too): a recipient not on the workspace's allowlist cancels the
+    /// message.
+    async fn allowlist(&self) -> Gate<()> {
+        if let Some(list) = &self.ws.settings.allowlist
+            && !list.allows(&self.message.recipient)
+        {
+            let reason = "recipient not on the allowlist";
+            return self.stop(OutboxStatus::Cancelled, reason).await;
+        }
+        Ok(())
+    }
+
+    /// Stage 5: a channel paused by a send-health anomaly postpones the message.
+    async fn channel_open(&self) -> Gate<()> {
+        let channel = self.message.channel;
+        if self.ws.paused.contains(&channel) {
+            let until = later(self.now, self.d.config.pause_delay());
+            let reason = format!("{channel} is paused by an open send-health anomaly");
+            return Err(Stop::Settled(self.postpone(until, &reason).await?));
+        }
+        Ok(())
+    }
+
+    /// Reads what moving the enrollment on needs; the message fails if the sequence
+    /// version is gone.
+    async fn plan(&self, enrollment: Enrollment) -> Gate<StepPlan> {
         let ws = self.message.workspace_id;
         let key = (enrollment.sequence_id, enrollment.sequence_version);
         let cached = self
@@ -378,7 +425,8 @@ impl<'a> Job<'a> {
                     sequence
                 }
                 Err(e) if e.kind() == StoreErrorKind::NotFound => {
-                    return Ok(Err(format!("sequence {} has no version {}", key.0, key.1)));
+                    let reason = format!("sequence {} has no version {}", key.0, key.1);
+                    return self.stop(OutboxStatus::Failed, &reason).await;
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -392,12 +440,32 @@ impl<'a> Job<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Ok(StepPlan {
+        Ok(StepPlan {
             enrollment,
             sequence,
             step,
             tz,
-        }))
+        })
+    }
+
+    /// Who sends: the dry-run adapter, or the channel's adapter; a channel without an
+    /// adapter is handled as a failed send.
+    async fn sender(&self) -> Gate<Sender<'a>> {
+        if self.ws.dry_run {
+            return Ok(Sender::DryRun);
+        }
+        let channel = self.message.channel;
+        match self.d.channels.get(channel) {
+            Some(adapter) => Ok(Sender::Adapter(adapter)),
+            None => Err(Stop::Settled(
+                self.on_error(&missing_adapter(channel)).await?,
+            )),
+        }
+    }
+
+    /// Ends the message as `status` with `reason` and stops it at this gate.
+    async fn stop<T>(&self, status: OutboxStatus, reason: &str) -> Gate<T> {
+        Err(Stop::Settled(self.finish(status, reason).await?))
     }
 
     /// Puts the message back until `until`, giving the attempt back.

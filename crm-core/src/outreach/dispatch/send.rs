@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::backoff::jitter_fraction;
 use super::decision::{FailureAction, RetryPolicy, later, on_channel_error};
-use super::pipeline::{Job, Ready, Sender, Step, settle};
+use super::pipeline::{Ready, SendAttempt, Sender, Step, settle};
 use super::{Dispatcher, Outcome};
 use crate::channel::{ChannelError, OutboundMessage, SendReceipt};
 use crate::error::StoreError;
@@ -37,7 +37,7 @@ impl Dispatcher {
     ) -> Allotted<'a> {
         let mut groups: BTreeMap<(WorkspaceId, Channel), Vec<Ready<'a>>> = BTreeMap::new();
         for r in ready {
-            let key = (r.job.message.workspace_id, r.job.message.channel);
+            let key = (r.attempt.message.workspace_id, r.attempt.message.channel);
             groups.entry(key).or_default().push(r);
         }
         let keys: Vec<(WorkspaceId, Channel)> = groups.keys().copied().collect();
@@ -75,14 +75,16 @@ impl Dispatcher {
             postponed.extend(group);
         }
         let waits = futures::future::join_all(postponed.iter().map(|r| async move {
-            let tz = r.job.ws.settings.default_time_zone;
+            let tz = r.attempt.ws.settings.default_time_zone;
             let day = local_day(tz, now);
-            let channel = r.job.message.channel;
-            let cap = r.job.ws.settings.daily_cap(channel);
+            let channel = r.attempt.message.channel;
+            let cap = r.attempt.ws.settings.daily_cap(channel);
             let reason = format!("daily {channel} quota of {cap} exhausted");
             settle(
-                r.job.message,
-                r.job.postpone(start_of_next_day(tz, day), &reason).await,
+                r.attempt.message,
+                r.attempt
+                    .postpone(start_of_next_day(tz, day), &reason)
+                    .await,
             )
         }))
         .await;
@@ -102,7 +104,7 @@ impl Dispatcher {
         let Some(first) = group.first() else {
             return Ok(0);
         };
-        let settings = &first.job.ws.settings;
+        let settings = &first.attempt.ws.settings;
         let key = settings.send_quota_key(channel, now);
         let cap = settings.daily_cap(channel);
         let mut want = u32::try_from(group.len()).unwrap_or(u32::MAX);
@@ -124,25 +126,25 @@ impl Dispatcher {
 
     /// Stage 7 for one message within its quota.
     pub(super) async fn deliver(&self, ready: Ready<'_>) -> Outcome {
-        let message = ready.job.message;
+        let message = ready.attempt.message;
         settle(message, ready.send().await)
     }
 }
 
 impl Ready<'_> {
     async fn send(self) -> Step<Outcome> {
-        let job = &self.job;
-        let mut outbound = OutboundMessage::from_outbox(job.message);
+        let attempt = &self.attempt;
+        let mut outbound = OutboundMessage::from_outbox(attempt.message);
         if let Some(body) = self.body.clone() {
             outbound.body = body;
         }
         let (result, provider) = match self.sender {
-            Sender::DryRun => (Ok(job.d.dry_run.record(&outbound)), "dry-run"),
+            Sender::DryRun => (Ok(attempt.d.dry_run.record(&outbound)), "dry-run"),
             Sender::Adapter(adapter) => (adapter.send(&outbound).await, adapter.provider()),
         };
         match result {
             Ok(receipt) => self.sent(self.contact_id, receipt, provider).await,
-            Err(e) => job.on_error(&e).await,
+            Err(e) => attempt.on_error(&e).await,
         }
     }
 
@@ -153,12 +155,12 @@ impl Ready<'_> {
         receipt: SendReceipt,
         provider: &'static str,
     ) -> Step<Outcome> {
-        let job = &self.job;
-        let m = job.message;
-        let sent_at = job.d.clock.now();
+        let attempt = &self.attempt;
+        let m = attempt.message;
+        let sent_at = attempt.d.clock.now();
         let details = json!({
             "provider": provider,
-            "dry_run": job.ws.dry_run,
+            "dry_run": attempt.ws.dry_run,
             "provider_message_id": receipt.provider_message_id,
             "step_index": m.step_index,
         });
@@ -179,10 +181,10 @@ impl Ready<'_> {
             activity,
             enrollment: self.plan.as_ref().and_then(|p| p.advance(sent_at)),
         };
-        let marked = job
+        let marked = attempt
             .d
             .store
-            .mark_outbox_sent(m.workspace_id, m.id, job.token, &record)
+            .mark_outbox_sent(m.workspace_id, m.id, attempt.token, &record)
             .await;
         if let Err(e) = marked {
             tracing::error!(
@@ -197,7 +199,7 @@ impl Ready<'_> {
     }
 }
 
-impl Job<'_> {
+impl SendAttempt<'_> {
     /// Acts on a failed send.
     pub(super) async fn on_error(&self, error: &ChannelError) -> Step<Outcome> {
         let m = self.message;

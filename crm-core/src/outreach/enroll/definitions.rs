@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::model::{Contact, Enrollment, InFlightPolicy, NewContact, Sequence};
@@ -108,13 +109,14 @@ pub struct SequenceUpdate {
 #[derive(Debug, Clone)]
 pub struct SequenceEditor {
     store: Arc<dyn SequenceStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl SequenceEditor {
-    /// An editor over `store`.
+    /// An editor over `store`, timed by `clock`.
     #[must_use]
-    pub fn new(store: Arc<dyn SequenceStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn SequenceStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
     /// Validates the templates and inserts a new sequence (version 1).
@@ -136,8 +138,8 @@ impl SequenceEditor {
         &self,
         sequence: &Sequence,
         policy: InFlightPolicy,
-        now: DateTime<Utc>,
     ) -> Result<SequenceUpdate, DefinitionError> {
+        let now = self.clock.now();
         let mut edited = sequence.clone();
         edited.in_flight_policy = policy;
         edited.updated_at = now;

@@ -6,7 +6,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::{AnomalyId, UserId, WorkspaceId};
 use crm_core::model::{Anomaly, AnomalyStatus};
-use crm_core::store::{Page, QuotaDecision, QuotaKey};
+use crm_core::store::{MAX_CLOCK_SKEW, Page, QuotaDecision, QuotaKey};
 
 use super::fixtures::{
     assert_pagination, at, base, created, existing, expect_err, new_anomaly, ok, unique,
@@ -115,8 +115,9 @@ pub async fn quota_keys_are_independent(store: &DynStore) {
     );
 }
 
-/// A lease is refused to others while unexpired, taken over at expiry with token + 1;
-/// the old grant can neither renew nor release it.
+/// A lease is refused to others while unexpired and for MAX_CLOCK_SKEW after, taken
+/// over at expiry + MAX_CLOCK_SKEW with token + 1; the old grant can neither renew nor
+/// release it.
 pub async fn lease_acquire_refuse_and_take_over(store: &DynStore) {
     let ws = WorkspaceId::new();
     let name = unique("runner");
@@ -143,8 +144,24 @@ pub async fn lease_acquire_refuse_and_take_over(store: &DynStore) {
         refused, None,
         "another holder is refused while the lease is unexpired"
     );
-    let second = ok(acquire("b", minute, at(1)).await, "try_acquire_lease")
-        .expect("expired at now: taken over");
+    let within_skew = ok(
+        acquire(
+            "b",
+            minute,
+            at(1) + MAX_CLOCK_SKEW - Duration::microseconds(1),
+        )
+        .await,
+        "try_acquire_lease",
+    );
+    assert_eq!(
+        within_skew, None,
+        "another holder is refused until MAX_CLOCK_SKEW after the expiry"
+    );
+    let second = ok(
+        acquire("b", minute, at(1) + MAX_CLOCK_SKEW).await,
+        "try_acquire_lease",
+    )
+    .expect("expired at now - MAX_CLOCK_SKEW: taken over");
     assert_eq!(
         (second.holder.as_str(), second.token),
         ("b", first.token + 1),

@@ -1,11 +1,13 @@
 //! Cases for the lease-checked life of a [`JobStore`](crm_core::store::JobStore) job:
 //! complete, retry, dead letter, release, reap.
 
+use chrono::Duration;
+
 use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::JobStatus;
-use crm_core::store::Scope;
+use crm_core::store::{MAX_CLOCK_SKEW, Scope};
 
 use super::fixtures::{at, claim_at, claim_one_job, expect_err, job_due, ok, running_job, token};
 use super::jobs::settled;
@@ -248,7 +250,7 @@ pub async fn job_stale_token_refused_after_reclaim(store: &DynStore) {
 }
 
 /// reap_expired_jobs requeues (due at now) or kills ("lease expired") every Running job
-/// whose lease expired at or before now, and counts them.
+/// whose lease expired at or before now - MAX_CLOCK_SKEW, and counts them.
 pub async fn job_reap_expired_leases(store: &DynStore) {
     let ws = WorkspaceId::new();
     let spare = running_job(store, ws, 5).await;
@@ -257,15 +259,21 @@ pub async fn job_reap_expired_leases(store: &DynStore) {
     let late = claim_one_job(store, ws, at(3)).await;
     let reap = |now| store.reap_expired_jobs(Scope::Workspace(ws), now);
     assert_eq!(ok(reap(at(4)).await, "reap"), 0, "no lease has expired yet");
+    let past_skew = at(5) + MAX_CLOCK_SKEW;
     assert_eq!(
-        ok(reap(at(5)).await, "reap"),
+        ok(reap(past_skew - Duration::microseconds(1)).await, "reap"),
+        0,
+        "a lease that expired less than MAX_CLOCK_SKEW ago is not reaped"
+    );
+    assert_eq!(
+        ok(reap(past_skew).await, "reap"),
         2,
-        "leases expiring exactly at now are reaped, dead ones counted"
+        "leases expiring exactly at now - MAX_CLOCK_SKEW are reaped, dead ones counted"
     );
     let requeued = ok(store.get_job(ws, spare.id).await, "get");
     assert_eq!(
         (requeued.status, requeued.run_at),
-        (JobStatus::Queued, at(5)),
+        (JobStatus::Queued, past_skew),
         "a reaped job with attempts left is Queued, due at now"
     );
     let dead = ok(store.get_job(ws, last_try.id).await, "get");
@@ -285,7 +293,7 @@ pub async fn job_reap_expired_leases(store: &DynStore) {
         "an unexpired lease is not reaped"
     );
     assert_eq!(
-        ok(reap(at(5)).await, "reap"),
+        ok(reap(past_skew).await, "reap"),
         0,
         "reaping again finds nothing"
     );

@@ -15,12 +15,15 @@ pub mod fixtures;
 mod approval_decisions;
 mod approvals;
 mod batch_reads;
+mod claim_races;
+mod clock_skew;
 mod compliance;
 mod concurrency;
 mod contact_lookup;
 mod coordination;
 mod crm;
 mod deals;
+mod divergences;
 mod enrichment;
 mod event_jobs;
 mod events;
@@ -39,12 +42,15 @@ mod sequences;
 pub use approval_decisions::*;
 pub use approvals::*;
 pub use batch_reads::*;
+pub use claim_races::*;
+pub use clock_skew::*;
 pub use compliance::*;
 pub use concurrency::*;
 pub use contact_lookup::*;
 pub use coordination::*;
 pub use crm::*;
 pub use deals::*;
+pub use divergences::*;
 pub use enrichment::*;
 pub use event_jobs::*;
 pub use events::*;
@@ -261,6 +267,22 @@ macro_rules! __store_cases {
             scores_tenant_isolation
             scoring_inputs_match_the_reference
             concurrent_model_saves_one_version_wins
+            // clock skew: leases and claims between processes with skewed clocks
+            lease_is_exclusive_across_skewed_clocks
+            outbox_claim_is_exclusive_across_skewed_clocks
+            job_claim_is_exclusive_across_skewed_clocks
+            // claim races: moved from the per-store test files
+            concurrent_kind_claims_with_completions_never_overlap
+            concurrent_lease_race_after_release_passes_it_on
+            concurrent_mixed_key_appends_create_each_once_in_order
+            // divergences: behaviour the two stores used to disagree on
+            nul_in_text_or_json_is_invalid_everywhere
+            email_identity_folds_unicode_and_idn
+            concurrent_score_writers_emit_one_tier_change
+            suppression_add_racing_remove_never_fails
+            quota_exhausted_reports_the_deciding_total
+            sub_microsecond_times_round_trip_alike
+            unknown_references_name_the_same_entity
         }
     };
 }

@@ -1,11 +1,13 @@
 //! Cases for the lease-checked send path of [`OutboxStore`](crm_core::store::OutboxStore):
 //! mark sent, reschedule, finish, reap.
 
+use chrono::Duration;
+
 use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::model::OutboxStatus;
-use crm_core::store::{ActivityFilter, Scope};
+use crm_core::store::{ActivityFilter, MAX_CLOCK_SKEW, Scope};
 
 use super::fixtures::{
     at, claim_at, claim_one_message, contact, expect_err, in_flight_message, message_due, ok,
@@ -285,8 +287,8 @@ pub async fn outbox_lease_checks_use_the_token(store: &DynStore) {
     );
 }
 
-/// reap_outbox_leases returns messages whose lease expired at or before now to Pending,
-/// lease cleared and token kept; it counts them.
+/// reap_outbox_leases returns messages whose lease expired at or before
+/// now - MAX_CLOCK_SKEW to Pending, lease cleared and token kept; it counts them.
 pub async fn outbox_reap_expired_leases(store: &DynStore) {
     let ws = WorkspaceId::new();
     let early = in_flight_message(store, ws, None).await;
@@ -294,10 +296,16 @@ pub async fn outbox_reap_expired_leases(store: &DynStore) {
     let late = claim_one_message(store, ws, at(3)).await;
     let reap = |now| store.reap_outbox_leases(Scope::Workspace(ws), now);
     assert_eq!(ok(reap(at(4)).await, "reap"), 0, "no lease has expired yet");
+    let past_skew = at(5) + MAX_CLOCK_SKEW;
     assert_eq!(
-        ok(reap(at(5)).await, "reap"),
+        ok(reap(past_skew - Duration::microseconds(1)).await, "reap"),
+        0,
+        "a lease that expired less than MAX_CLOCK_SKEW ago is not reaped"
+    );
+    assert_eq!(
+        ok(reap(past_skew).await, "reap"),
         1,
-        "a lease expiring exactly at now is reaped"
+        "a lease expiring exactly at now - MAX_CLOCK_SKEW is reaped"
     );
     let reaped = ok(store.get_outbox(ws, early.id).await, "get");
     assert_eq!(
@@ -312,7 +320,7 @@ pub async fn outbox_reap_expired_leases(store: &DynStore) {
         "an unexpired lease is not reaped"
     );
     assert_eq!(
-        ok(reap(at(5)).await, "reap"),
+        ok(reap(past_skew).await, "reap"),
         0,
         "reaping again finds nothing"
     );

@@ -183,11 +183,13 @@ pub fn request(
     }
 }
 
-/// Graduated rules over `store`, every workspace in [`TIME_ZONE`].
+/// Graduated rules over `store`, every workspace in [`TIME_ZONE`], previewing at
+/// [`base`] (a manual clock that stays there; decisions take their request's `now`).
 pub fn graduated(store: &Arc<DynStore>) -> GraduatedRules {
     let settings =
         StaticSettings::new(WorkspaceSettings::default().with_default_time_zone(TIME_ZONE));
-    GraduatedRules::new(store.clone(), Arc::new(settings))
+    let clock = Arc::new(ManualClock::new(base()));
+    GraduatedRules::new(store.clone(), clock, Arc::new(settings))
 }
 
 /// An inbox over `store` where `approver` may decide in every workspace listed, with a

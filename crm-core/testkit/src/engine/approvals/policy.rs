@@ -321,7 +321,7 @@ pub async fn preview_lists_matching_pending_items_and_changes_nothing(store: Arc
         "list",
     );
     let preview = policy
-        .preview_rule(ws, &r, base())
+        .preview_rule(ws, &r)
         .await
         .unwrap_or_else(|e| panic!("preview_rule: {e:?}"));
     assert_eq!(

@@ -15,7 +15,7 @@ use crm_core::outreach::dispatch::DispatchReport;
 use crm_core::outreach::schedule::start_of_next_day;
 use crm_core::outreach::settings::{Allowlist, WorkspaceSettings};
 use crm_core::store::ApprovalStoreExt;
-use crm_core::store::{ActivityFilter, QuotaKey};
+use crm_core::store::{ActivityFilter, MAX_CLOCK_SKEW, QuotaKey};
 
 fn sent_activities() -> ActivityFilter {
     ActivityFilter {
@@ -308,7 +308,8 @@ pub async fn dispatch_stopped_mid_batch_sends_nothing_twice(store: Arc<DynStore>
         "stopped before the batch finished"
     );
 
-    h.clock.advance(cfg.lease_ttl() + Duration::seconds(1));
+    h.clock
+        .advance(cfg.lease_ttl() + MAX_CLOCK_SKEW + Duration::seconds(1));
     let second = h.dispatcher_with(&h.stub, WorkspaceSettings::default(), cfg);
     let reaped = second.reap_expired_leases().await.expect("reap");
     assert!(

@@ -17,6 +17,7 @@ use crm_core::anomaly::{
     AnomalyError, AnomalyScanHandler, AnomalyScanner, BOUNCE_SPIKE, FAILURE_RATE, LOW_CONFIDENCE,
     QUOTA_EXHAUSTED,
 };
+use crm_core::clock::ManualClock;
 use crm_core::ids::{AnomalyId, UserId, WorkspaceId};
 use crm_core::jobs::{
     ANOMALY_SCAN, HandlerRegistry, PeriodicJob, SYSTEM_WORKSPACE, Scheduler, Worker,
@@ -42,8 +43,16 @@ async fn record(
     .await;
 }
 
-fn scanner(store: &Arc<DynStore>) -> AnomalyScanner {
-    AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::default()))
+/// A scanner with default settings, timed by the returned clock, which stands at
+/// [`base`].
+fn scanner(store: &Arc<DynStore>) -> (AnomalyScanner, ManualClock) {
+    let clock = ManualClock::new(base());
+    let scanner = AnomalyScanner::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Arc::new(StaticSettings::default()),
+    );
+    (scanner, clock)
 }
 
 async fn open(store: &DynStore, ws: WorkspaceId) -> Vec<Anomaly> {
@@ -80,9 +89,9 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     .await;
     let old = now - Span::hours(2);
     record(&*store, ws, ActivityKind::SendFailed, Channel::Sms, 10, old).await;
-    let scanner = scanner(&store);
+    let (scanner, clock) = scanner(&store);
 
-    let first = ok(scanner.scan(ws, now).await, "scan");
+    let first = ok(scanner.scan(ws).await, "scan");
     assert_eq!(first.len(), 1, "only email's failure rate: {first:?}");
     let anomaly = &first[0].value;
     assert!(first[0].created);
@@ -91,23 +100,20 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     assert_eq!(anomaly.channel, Some(Channel::Email));
     assert_eq!(anomaly.dedup_key, "failure_rate:email");
 
-    let second = ok(scanner.scan(ws, now + Span::minutes(5)).await, "rescan");
+    clock.set(now + Span::minutes(5));
+    let second = ok(scanner.scan(ws).await, "rescan");
     assert_eq!(second.len(), 1);
     assert!(!second[0].created, "deduplicated while open");
     assert_eq!(second[0].value.id, anomaly.id);
     assert_eq!(open(&*store, ws).await.len(), 1);
 
+    clock.set(now + Span::minutes(6));
     ok(
-        scanner
-            .resolve(ws, anomaly.id, now + Span::minutes(6))
-            .await
-            .map_err(store_err),
+        scanner.resolve(ws, anomaly.id).await.map_err(store_err),
         "resolve",
     );
-    let third = ok(
-        scanner.scan(ws, now + Span::minutes(7)).await,
-        "scan after resolve",
-    );
+    clock.set(now + Span::minutes(7));
+    let third = ok(scanner.scan(ws).await, "scan after resolve");
     assert!(third[0].created, "raised again after resolve");
     assert_ne!(third[0].value.id, anomaly.id);
 }
@@ -127,7 +133,8 @@ pub async fn low_confidence_raises_a_warning(store: Arc<DynStore>) {
             created(store.insert_approval(&item).await, "insert_approval");
         }
     }
-    let raised = ok(scanner(&store).scan(ws, now).await, "scan");
+    let (scanner, _at_now) = scanner(&store);
+    let raised = ok(scanner.scan(ws).await, "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(
@@ -170,7 +177,8 @@ pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynSto
         )
         .await;
     }
-    let raised = ok(scanner(&store).scan(ws, now).await, "scan");
+    let (scanner, _at_now) = scanner(&store);
+    let raised = ok(scanner.scan(ws).await, "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, BOUNCE_SPIKE);
@@ -188,14 +196,19 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
     let now = base();
     let settings = WorkspaceSettings::default().with_daily_cap(Channel::Sms, 3);
     let key = settings.send_quota_key(Channel::Sms, now);
-    let scanner = AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::new(settings)));
+    let clock = ManualClock::new(now);
+    let scanner = AnomalyScanner::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Arc::new(StaticSettings::new(settings)),
+    );
     ok(store.try_consume_quota(ws, &key, 3, 2).await, "consume");
     assert!(
-        ok(scanner.scan(ws, now).await, "scan").is_empty(),
+        ok(scanner.scan(ws).await, "scan").is_empty(),
         "2 of 3 is fine"
     );
     ok(store.try_consume_quota(ws, &key, 3, 1).await, "consume");
-    let raised = ok(scanner.scan(ws, now).await, "scan");
+    let raised = ok(scanner.scan(ws).await, "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, QUOTA_EXHAUSTED);
@@ -203,8 +216,8 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
         (anomaly.channel, anomaly.severity),
         (Some(Channel::Sms), Severity::Warning)
     );
-    let tomorrow = now + Span::days(1);
-    let next_day = ok(scanner.findings(ws, tomorrow).await, "findings tomorrow");
+    clock.set(now + Span::days(1));
+    let next_day = ok(scanner.findings(ws).await, "findings tomorrow");
     assert!(next_day.is_empty(), "a new day uses a new counter");
 }
 
@@ -229,59 +242,47 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
         now,
     )
     .await;
-    let scanner = scanner(&store);
-    let raised = ok(scanner.scan(ws, now).await, "scan");
+    let (scanner, clock) = scanner(&store);
+    let raised = ok(scanner.scan(ws).await, "scan");
     let id = raised[0].value.id;
     let user = UserId::new();
 
     let acked = ok(
-        scanner
-            .acknowledge(ws, id, user, now)
-            .await
-            .map_err(store_err),
+        scanner.acknowledge(ws, id, user).await.map_err(store_err),
         "ack",
     );
     assert_eq!(acked.status, AnomalyStatus::Acknowledged);
     assert_eq!(acked.acknowledged_by, Some(user));
     let again = ok(
         scanner
-            .acknowledge(ws, id, UserId::new(), now)
+            .acknowledge(ws, id, UserId::new())
             .await
             .map_err(store_err),
         "ack",
     );
     assert_eq!(again, acked, "acknowledging twice changes nothing");
-    assert!(
-        !ok(scanner.scan(ws, now).await, "scan")[0].created,
-        "still open"
-    );
+    assert!(!ok(scanner.scan(ws).await, "scan")[0].created, "still open");
 
     let later = now + Span::minutes(1);
-    let resolved = ok(
-        scanner.resolve(ws, id, later).await.map_err(store_err),
-        "resolve",
-    );
+    clock.set(later);
+    let resolved = ok(scanner.resolve(ws, id).await.map_err(store_err), "resolve");
     assert_eq!(resolved.status, AnomalyStatus::Resolved);
     assert_eq!(resolved.resolved_at, Some(later));
-    let twice = ok(
-        scanner
-            .resolve(ws, id, later + Span::minutes(1))
-            .await
-            .map_err(store_err),
-        "resolve",
-    );
+    clock.set(later + Span::minutes(1));
+    let twice = ok(scanner.resolve(ws, id).await.map_err(store_err), "resolve");
     assert_eq!(twice, resolved, "resolving twice changes nothing");
+    clock.set(later);
     assert!(matches!(
-        scanner.acknowledge(ws, id, user, later).await,
+        scanner.acknowledge(ws, id, user).await,
         Err(AnomalyError::AlreadyResolved { .. })
     ));
     assert!(matches!(
-        scanner.resolve(ws, AnomalyId::new(), later).await,
+        scanner.resolve(ws, AnomalyId::new()).await,
         Err(AnomalyError::Store(e)) if e.kind() == crm_core::StoreErrorKind::NotFound
     ));
     assert!(
         matches!(
-            scanner.resolve(WorkspaceId::new(), id, later).await,
+            scanner.resolve(WorkspaceId::new(), id).await,
             Err(AnomalyError::Store(e)) if e.kind() == crm_core::StoreErrorKind::NotFound
         ),
         "another workspace cannot see it"
@@ -293,7 +294,7 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
 pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     let now = base();
-    let scanner = scanner(&store);
+    let (scanner, clock) = scanner(&store);
     assert!(!ok(
         scanner.is_channel_paused(ws, Channel::Email).await,
         "paused?"
@@ -308,7 +309,7 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
         now,
     )
     .await;
-    let raised = ok(scanner.scan(ws, now).await, "scan");
+    let raised = ok(scanner.scan(ws).await, "scan");
     let failure = raised[0].value.id;
     let mut custom = Anomaly::new(ws, "custom_rule", Severity::Error, "custom:sms", "x", now)
         .expect("valid anomaly");
@@ -336,7 +337,11 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
 
     let mut off = WorkspaceSettings::default();
     off.pause_channel_on_error_anomaly = false;
-    let lenient = AnomalyScanner::new(store.clone(), Arc::new(StaticSettings::new(off)));
+    let lenient = AnomalyScanner::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Arc::new(StaticSettings::new(off)),
+    );
     assert!(
         !ok(
             lenient.is_channel_paused(ws, Channel::Email).await,
@@ -347,7 +352,7 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
 
     ok(
         scanner
-            .acknowledge(ws, failure, UserId::new(), now)
+            .acknowledge(ws, failure, UserId::new())
             .await
             .map_err(store_err),
         "ack",
@@ -360,7 +365,7 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
         "acknowledged is open"
     );
     ok(
-        scanner.resolve(ws, failure, now).await.map_err(store_err),
+        scanner.resolve(ws, failure).await.map_err(store_err),
         "resolve",
     );
     assert!(
@@ -400,7 +405,7 @@ pub async fn anomaly_scan_job_scans_the_listed_workspaces(store: Arc<DynStore>) 
         Duration::from_secs(60),
     )
     .expect("valid scheduler");
-    assert_eq!(ok(scheduler.tick(now).await, "tick").enqueued.len(), 1);
+    assert_eq!(ok(scheduler.tick().await, "tick").enqueued.len(), 1);
     let broken = PeriodicJob::new(ANOMALY_SCAN, "0 0 * * * *")
         .expect("valid cron")
         .job_at(now - Span::hours(1))
@@ -410,7 +415,12 @@ pub async fn anomaly_scan_job_scans_the_listed_workspaces(store: Arc<DynStore>) 
         "enqueue a scan without a list",
     );
 
-    let handler = AnomalyScanHandler::new(scanner(&store));
+    let scanner = AnomalyScanner::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(StaticSettings::default()),
+    );
+    let handler = AnomalyScanHandler::new(scanner);
     let registry = HandlerRegistry::new().with(ANOMALY_SCAN, Arc::new(handler));
     let worker = Worker::new(
         jobs,

@@ -86,7 +86,7 @@ pub async fn publish_enqueues_mapped_jobs_once(store: Arc<DynStore>) {
 /// Two schedulers ticking the same periodic job concurrently enqueue each scheduled
 /// instant once; a later tick enqueues only the new instant.
 pub async fn schedulers_enqueue_each_instant_once(store: Arc<DynStore>) {
-    let (_manual, clock) = clock();
+    let (manual, clock) = clock();
     let every_minute = PeriodicJob::new("engine.periodic", "0 * * * * *").expect("valid cron");
     let jobs: Arc<dyn JobStore> = store.clone();
     let make = || {
@@ -99,10 +99,10 @@ pub async fn schedulers_enqueue_each_instant_once(store: Arc<DynStore>) {
         .expect("valid scheduler")
     };
     let (a, b) = (make(), make());
-    let now = base() + Span::seconds(30);
+    manual.set(base() + Span::seconds(30));
     let reports = join_all((0..8).map(|i| {
         let scheduler = if i % 2 == 0 { a.clone() } else { b.clone() };
-        async move { ok(scheduler.tick(now).await, "tick") }
+        async move { ok(scheduler.tick().await, "tick") }
     }))
     .await;
     let enqueued: usize = reports.iter().map(|r| r.enqueued.len()).sum();
@@ -124,7 +124,8 @@ pub async fn schedulers_enqueue_each_instant_once(store: Arc<DynStore>) {
         ]
     );
 
-    let later = ok(b.tick(base() + Span::seconds(61)).await, "later tick");
+    manual.set(base() + Span::seconds(61));
+    let later = ok(b.tick().await, "later tick");
     assert_eq!(later.enqueued.len(), 1, "only the new instant");
     assert_eq!(
         later.already_enqueued, 1,
@@ -167,7 +168,7 @@ pub async fn periodic_expiry_expires_approvals_and_cancels_messages(store: Arc<D
     );
 
     let now = manual.advance(Span::minutes(5));
-    let report = ok(scheduler.tick(now).await, "tick");
+    let report = ok(scheduler.tick().await, "tick");
     assert_eq!(report.enqueued.len(), 1, "one run at 09:05");
     let stats = ok(worker.drain().await, "drain");
     assert_eq!(stats.succeeded, 1, "{stats:?}");

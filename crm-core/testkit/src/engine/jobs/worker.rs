@@ -15,7 +15,7 @@ use crm_core::clock::Clock;
 use crm_core::ids::WorkspaceId;
 use crm_core::jobs::{HandlerRegistry, JobError, Worker};
 use crm_core::model::{Job, JobStatus};
-use crm_core::store::{Claim, JobStore, Scope};
+use crm_core::store::{Claim, JobStore, MAX_CLOCK_SKEW, Scope};
 
 const KIND: &str = "engine.record";
 
@@ -175,8 +175,9 @@ pub async fn unregistered_kinds_are_never_claimed(store: Arc<DynStore>) {
     assert_eq!((unknown.status, unknown.attempts), (JobStatus::Queued, 0));
 }
 
-/// A job claimed by a worker that died stays running until its lease expires; the
-/// worker's reaper loop then returns it and a claim loop runs it.
+/// A job claimed by a worker that died stays running until its lease expires (plus the
+/// clock-skew allowance); the worker's reaper loop then returns it and a claim loop
+/// runs it.
 pub async fn reaper_returns_expired_leases_and_the_job_runs_again(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     let queued = enqueue(&*store, &job(ws, KIND, 3)).await;
@@ -196,7 +197,7 @@ pub async fn reaper_returns_expired_leases_and_the_job_runs_again(store: Arc<Dyn
         "a leased job is not claimable"
     );
 
-    clock.advance(Span::minutes(5) + Span::seconds(1));
+    clock.advance(Span::minutes(5) + MAX_CLOCK_SKEW + Span::seconds(1));
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn({
         let worker = worker.clone();

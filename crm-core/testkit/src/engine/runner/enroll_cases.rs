@@ -39,6 +39,7 @@ fn assert_same_set(mut got: Vec<Conflict>, expected: &[Conflict], what: &str) {
 pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
     let w = World::new(&store, WorkspaceSettings::default());
     let now = base_time();
+    w.clock.set(now);
     let first = w.sequence(vec![email("Hi", "Hello {{first_name}}")]).await;
     let second = w
         .sequence(vec![
@@ -95,7 +96,7 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
         },
     ];
     let got = conflicts_of(
-        enroller.enroll(w.ws, ada.id, second.id, now).await,
+        enroller.enroll(w.ws, ada.id, second.id).await,
         "enroll with five conflicts",
     );
     assert_same_set(
@@ -104,7 +105,7 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
         "every blocking reason is listed (manual tasks need no address)",
     );
     let checked = enroller
-        .check(w.ws, ada.id, second.id, now)
+        .check(w.ws, ada.id, second.id)
         .await
         .expect("check");
     assert_same_set(
@@ -114,7 +115,7 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
     );
 
     let again = conflicts_of(
-        enroller.enroll(w.ws, ada.id, first.id, now).await,
+        enroller.enroll(w.ws, ada.id, first.id).await,
         "enroll in the running sequence",
     );
     assert!(
@@ -142,6 +143,7 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
 pub async fn enroll_touch_limit_follows_the_local_day(store: Arc<DynStore>) {
     let w = World::new(&store, WorkspaceSettings::default());
     let now = base_time(); // Monday 10:00 in Berlin
+    w.clock.set(now);
     let seq = w.sequence(vec![email("Hi", "Hello")]).await;
     let berlin = w.contact().await;
     let utc = w.contact_with(|c| c.time_zone = None).await; // workspace default: UTC
@@ -153,7 +155,7 @@ pub async fn enroll_touch_limit_follows_the_local_day(store: Arc<DynStore>) {
         ok(store.record_activity(&note).await, "record a note");
     }
     let enroller = w.enroller();
-    let check = |id| enroller.check(w.ws, id, seq.id, now);
+    let check = |id| enroller.check(w.ws, id, seq.id);
     assert!(
         check(berlin.id).await.expect("check").is_empty(),
         "one message since Berlin midnight is under the limit of 2; notes do not count"
@@ -179,7 +181,7 @@ pub async fn enroll_touch_limit_follows_the_local_day(store: Arc<DynStore>) {
     assert!(
         relaxed
             .enroller()
-            .check(w.ws, berlin.id, seq.id, now)
+            .check(w.ws, berlin.id, seq.id)
             .await
             .expect("check")
             .is_empty(),
@@ -191,12 +193,13 @@ pub async fn enroll_touch_limit_follows_the_local_day(store: Arc<DynStore>) {
 pub async fn enroll_parallel_sequence_policy(store: Arc<DynStore>) {
     let refuse = World::new(&store, WorkspaceSettings::default());
     let now = base_time();
+    refuse.clock.set(now);
     let a = refuse.sequence(vec![email("Hi", "A")]).await;
     let b = refuse.sequence(vec![email("Hi", "B")]).await;
     let ada = refuse.contact().await;
     refuse.enroll(&ada, &a, now).await;
     let got = conflicts_of(
-        refuse.enroller().enroll(refuse.ws, ada.id, b.id, now).await,
+        refuse.enroller().enroll(refuse.ws, ada.id, b.id).await,
         "a second sequence under Refuse",
     );
     assert_eq!(got, vec![Conflict::InAnotherSequence { sequence_id: a.id }]);
@@ -219,7 +222,7 @@ pub async fn enroll_parallel_sequence_policy(store: Arc<DynStore>) {
 
     let grace = refuse.contact().await;
     let enroller = refuse.enroller();
-    let results = race(8, |_| enroller.enroll(refuse.ws, grace.id, a.id, now)).await;
+    let results = race(8, |_| enroller.enroll(refuse.ws, grace.id, a.id)).await;
     let wins = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(
         wins, 1,

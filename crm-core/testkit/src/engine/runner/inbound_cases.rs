@@ -49,7 +49,9 @@ async fn count(w: &World, contact: &Contact, kind: ActivityKind) -> u64 {
 /// Enrolls `contact` in `steps` and ticks at [`base_time`] so step 0 is queued.
 async fn queued(w: &World, contact: &Contact, seq: &crm_core::model::Sequence) -> Enrollment {
     let e = w.enroll(contact, seq, base_time()).await;
-    w.runner("runner-a").tick(base_time()).await.expect("tick");
+    w.tick(&w.runner("runner-a"), base_time())
+        .await
+        .expect("tick");
     w.enrollment(e.id).await
 }
 
@@ -69,8 +71,7 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
     let provider_id = sent[0].provider_message_id.clone().expect("provider id");
     let due = sent_at + Duration::hours(1);
     assert_eq!(
-        w.runner("runner-a")
-            .tick(due)
+        w.tick(&w.runner("runner-a"), due)
             .await
             .expect("tick")
             .enqueued(),
@@ -90,7 +91,7 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
         in_reply_to: Some(provider_id),
     };
     let now = due + Duration::minutes(5);
-    let out = handled(w.inbound().handle(w.ws, &reply, now).await);
+    let out = handled(w.handle(&reply, now).await);
     assert_eq!(
         out.contact_id,
         Some(ada.id),
@@ -113,11 +114,7 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
     );
     assert_eq!(count(&w, &ada, ActivityKind::ReplyReceived).await, 1);
 
-    let again = handled(
-        w.inbound()
-            .handle(w.ws, &reply, now + Duration::minutes(1))
-            .await,
-    );
+    let again = handled(w.handle(&reply, now + Duration::minutes(1)).await);
     assert!(
         again.changed.is_empty() && !again.activity_recorded,
         "twice is harmless: {again:?}"
@@ -129,8 +126,7 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
         "recorded once"
     );
     assert_eq!(
-        w.runner("runner-a")
-            .tick(now + Duration::days(2))
+        w.tick(&w.runner("runner-a"), now + Duration::days(2))
             .await
             .expect("tick")
             .enqueued(),
@@ -143,7 +139,7 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
         text: None,
         in_reply_to: None,
     };
-    let out = handled(w.inbound().handle(w.ws, &stranger, now).await);
+    let out = handled(w.handle(&stranger, now).await);
     assert_eq!(out.contact_id, None, "an unknown sender matches no contact");
     assert!(out.changed.is_empty());
 }
@@ -164,7 +160,7 @@ pub async fn bounce_suppresses_the_address(store: Arc<DynStore>) {
         permanent: false,
     };
     assert_eq!(
-        w.inbound().handle(w.ws, &soft, now).await.expect("soft"),
+        w.handle(&soft, now).await.expect("soft"),
         InboundOutcome::Ignored
     );
     assert_eq!(w.enrollment(g.id).await.state, EnrollmentState::StepPending);
@@ -175,7 +171,7 @@ pub async fn bounce_suppresses_the_address(store: Arc<DynStore>) {
         address: address(&ada).to_uppercase(),
         permanent: true,
     };
-    let out = handled(w.inbound().handle(w.ws, &hard, now).await);
+    let out = handled(w.handle(&hard, now).await);
     assert!(out.suppressed);
     assert_eq!(out.changed, vec![e.id]);
     assert_eq!(w.enrollment(e.id).await.state, EnrollmentState::Bounced);
@@ -192,7 +188,7 @@ pub async fn bounce_suppresses_the_address(store: Arc<DynStore>) {
             .iter()
             .all(|m| m.status == OutboxStatus::Cancelled)
     );
-    let again = handled(w.inbound().handle(w.ws, &hard, now).await);
+    let again = handled(w.handle(&hard, now).await);
     assert!(
         !again.suppressed && again.changed.is_empty(),
         "twice is harmless"
@@ -212,7 +208,7 @@ pub async fn unsubscribe_suppresses_and_withdraws_consent(store: Arc<DynStore>) 
         channel: Channel::Email,
         address: address(&ada),
     };
-    let out = handled(w.inbound().handle(w.ws, &unsubscribe, now).await);
+    let out = handled(w.handle(&unsubscribe, now).await);
     assert!(out.suppressed && out.consent_withdrawn, "{out:?}");
     assert_eq!(
         w.enrollment(e.id).await.state,
@@ -230,7 +226,7 @@ pub async fn unsubscribe_suppresses_and_withdraws_consent(store: Arc<DynStore>) 
         "consent",
     );
     assert_eq!(consent.map(|c| c.status), Some(ConsentStatus::Withdrawn));
-    let again = handled(w.inbound().handle(w.ws, &unsubscribe, now).await);
+    let again = handled(w.handle(&unsubscribe, now).await);
     assert!(
         !again.suppressed && !again.consent_withdrawn,
         "twice is harmless: {again:?}"
@@ -241,7 +237,7 @@ pub async fn unsubscribe_suppresses_and_withdraws_consent(store: Arc<DynStore>) 
         provider_message_id: None,
         address: address(&grace),
     };
-    let out = handled(w.inbound().handle(w.ws, &complaint, now).await);
+    let out = handled(w.handle(&complaint, now).await);
     assert!(out.suppressed && out.consent_withdrawn);
     assert_eq!(
         w.enrollment(g.id).await.state,
@@ -272,7 +268,7 @@ pub async fn out_of_office_pauses_and_resumes(store: Arc<DynStore>) {
         address: address(&ada),
         return_on: NaiveDate::from_ymd_opt(2026, 1, 8),
     };
-    let out = handled(w.inbound().handle(w.ws, &ooo, now).await);
+    let out = handled(w.handle(&ooo, now).await);
     assert_eq!(out.changed, vec![e.id]);
     let back = utc(2026, 1, 7, 23, 0); // Thursday 00:00 in Berlin
     let paused = w.enrollment(e.id).await;
@@ -287,14 +283,13 @@ pub async fn out_of_office_pauses_and_resumes(store: Arc<DynStore>) {
 
     let runner = w.runner("runner-a");
     assert_eq!(
-        runner
-            .tick(back - Duration::minutes(1))
+        w.tick(&runner, back - Duration::minutes(1))
             .await
             .expect("tick")
             .enqueued(),
         0
     );
-    let report = runner.tick(back).await.expect("tick");
+    let report = w.tick(&runner, back).await.expect("tick");
     let t = report.tenant(w.ws).expect("worked on");
     assert_eq!(
         (t.resumed, t.postponed),
@@ -303,7 +298,7 @@ pub async fn out_of_office_pauses_and_resumes(store: Arc<DynStore>) {
     );
     let opening = utc(2026, 1, 8, 8, 0);
     assert_eq!(w.enrollment(e.id).await.next_run_at, Some(opening));
-    assert_eq!(runner.tick(opening).await.expect("tick").enqueued(), 1);
+    assert_eq!(w.tick(&runner, opening).await.expect("tick").enqueued(), 1);
     let messages = w.messages_of(e.id).await;
     assert_eq!(messages.len(), 2, "the cancelled message and its re-send");
     assert_ne!(
@@ -318,7 +313,7 @@ pub async fn out_of_office_pauses_and_resumes(store: Arc<DynStore>) {
         address: address(&grace),
         return_on: None,
     };
-    handled(w.inbound().handle(w.ws, &no_date, now).await);
+    handled(w.handle(&no_date, now).await);
     let g = w.enrollment(g.id).await;
     assert_eq!(
         g.next_run_at,
@@ -347,18 +342,14 @@ pub async fn account_level_stop(store: Arc<DynStore>) {
         let eb_side = w.enroll(&bob, &side, now).await;
         let ec = w.enroll(&cy, &seq, now).await;
         let ed = w.enroll(&dee, &seq, now).await;
-        w.runner("runner-a").tick(now).await.expect("tick");
+        w.tick(&w.runner("runner-a"), now).await.expect("tick");
         let reply = InboundEvent::Reply {
             channel: Channel::Email,
             from: address(&ada),
             text: Some("Yes".into()),
             in_reply_to: None,
         };
-        let out = handled(
-            w.inbound()
-                .handle(w.ws, &reply, now + Duration::hours(1))
-                .await,
-        );
+        let out = handled(w.handle(&reply, now + Duration::hours(1)).await);
         assert_eq!(out.changed, vec![ea.id]);
         assert_eq!(w.enrollment(ea.id).await.state, EnrollmentState::Replied);
         let running = [eb_side.id, ec.id, ed.id];
@@ -414,8 +405,8 @@ pub async fn meeting_booked_follows_the_policy(store: Arc<DynStore>) {
             booking_id: Some("booking-1".into()),
         };
         let now = base_time() + Duration::hours(1);
-        handled(w.inbound().handle(w.ws, &booked, now).await);
-        handled(w.inbound().handle(w.ws, &booked, now).await);
+        handled(w.handle(&booked, now).await);
+        handled(w.handle(&booked, now).await);
         let state = w.enrollment(e.id).await.state;
         match policy {
             MeetingBookedPolicy::Complete => assert_eq!(state, EnrollmentState::Completed),

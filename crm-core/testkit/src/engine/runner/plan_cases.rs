@@ -27,7 +27,7 @@ fn edited(seq: &Sequence, body: &str) -> Sequence {
 /// version or migrates them, as the policy says.
 pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
     let w = World::new(&store, WorkspaceSettings::default());
-    let editor = SequenceEditor::new(store.clone());
+    let editor = SequenceEditor::new(store.clone(), w.time());
     let now = base_time();
     let bad = Sequence::create(
         w.ws,
@@ -51,13 +51,13 @@ pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
     )
     .expect("valid model");
     let keep = editor.create(&valid).await.expect("create");
+    w.clock.set(now);
     assert!(
         matches!(
             editor
                 .update(
                     &edited(&keep, "Broken {{first_name"),
                     InFlightPolicy::KeepVersion,
-                    now
                 )
                 .await,
             Err(DefinitionError::Template { .. })
@@ -73,11 +73,11 @@ pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
     let ada = w.contact().await;
     let old = w.enroll(&ada, &keep, now).await;
     let later = now + Duration::minutes(1);
+    w.clock.set(later);
     let update = editor
         .update(
             &edited(&keep, "Version two, {{first_name}}"),
             InFlightPolicy::KeepVersion,
-            later,
         )
         .await
         .expect("update");
@@ -92,7 +92,7 @@ pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
         new.sequence_version, 2,
         "new enrollments take the new version"
     );
-    w.runner("runner-a").tick(later).await.expect("tick");
+    w.tick(&w.runner("runner-a"), later).await.expect("tick");
     assert_eq!(
         w.messages_of(old.id).await[0].body,
         "Version one, Ada",
@@ -114,12 +114,9 @@ pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
         ..w.clone()
     };
     let also = stale.enroll(&ada, &migrate, now).await;
+    w.clock.set(later);
     let update = editor
-        .update(
-            &edited(&migrate, "Second draft"),
-            InFlightPolicy::Migrate,
-            later,
-        )
+        .update(&edited(&migrate, "Second draft"), InFlightPolicy::Migrate)
         .await
         .expect("update");
     let mut migrated = update.migrated.clone();
@@ -128,7 +125,7 @@ pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
     expected.sort();
     assert_eq!(migrated, expected, "every running enrollment moves");
     assert_eq!(w.enrollment(moving.id).await.sequence_version, 2);
-    w.runner("runner-a").tick(later).await.expect("tick");
+    w.tick(&w.runner("runner-a"), later).await.expect("tick");
     assert_eq!(
         w.messages_of(moving.id).await[0].body,
         "Second draft",
@@ -222,7 +219,8 @@ pub async fn forecast_lists_planned_sends_and_writes_nothing(store: Arc<DynStore
     w.touch(&busy, now - Duration::hours(1)).await;
 
     let before = snapshot(&w).await;
-    let entries = w.forecast().forecast(w.ws, 3, now).await.expect("forecast");
+    w.clock.set(now);
+    let entries = w.forecast().forecast(w.ws, 3).await.expect("forecast");
     assert_eq!(snapshot(&w).await, before, "the forecast writes nothing");
 
     let planned = |at, postponed_by: Vec<HoldReason>, needs_approval| ForecastOutcome::Planned {

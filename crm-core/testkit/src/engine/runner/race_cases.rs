@@ -8,6 +8,7 @@ use chrono::Duration;
 
 use crate::store::fixtures::base;
 use crm_core::DynStore;
+use crm_core::clock::ManualClock;
 use crm_core::outreach::runner::{Runner, RunnerConfig};
 use crm_core::outreach::settings::WorkspaceSettings;
 
@@ -35,7 +36,9 @@ pub async fn two_runners_never_share_a_workspace(store: Arc<DynStore>) {
         worlds.push(w);
     }
     let mut now = base();
+    let clock = ManualClock::new(now);
     for round in 0..4 {
+        clock.set(now);
         let spy = Arc::new(
             SpySettings::new(
                 WorkspaceSettings::default(),
@@ -47,11 +50,12 @@ pub async fn two_runners_never_share_a_workspace(store: Arc<DynStore>) {
             let config = RunnerConfig::default()
                 .with_holder(holder)
                 .with_parallelism(4);
-            Runner::new(store.clone(), spy.clone(), config).expect("runner")
+            Runner::new(store.clone(), Arc::new(clock.clone()), spy.clone(), config)
+                .expect("runner")
         };
         let (a, b) = (runner("runner-a"), runner("runner-b"));
-        let ta = tokio::spawn(async move { a.tick(now).await });
-        let tb = tokio::spawn(async move { b.tick(now).await });
+        let ta = tokio::spawn(async move { a.tick().await });
+        let tb = tokio::spawn(async move { b.tick().await });
         let (ra, rb) = (
             ta.await.expect("join").expect("tick a"),
             tb.await.expect("join").expect("tick b"),
@@ -108,8 +112,9 @@ pub async fn runner_parallelism_is_respected(store: Arc<DynStore>) {
     let config = RunnerConfig::default()
         .with_holder("runner-a")
         .with_parallelism(3);
-    let runner = Runner::new(store.clone(), spy.clone(), config).expect("runner");
-    let report = runner.tick(base()).await.expect("tick");
+    let clock = Arc::new(ManualClock::new(base()));
+    let runner = Runner::new(store.clone(), clock, spy.clone(), config).expect("runner");
+    let report = runner.tick().await.expect("tick");
     assert_eq!(report.tenants.len(), 8, "every workspace was worked on");
     assert_eq!(report.enqueued(), 8);
     let max = spy.max_concurrent.load(Ordering::SeqCst);

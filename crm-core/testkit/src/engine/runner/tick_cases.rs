@@ -14,7 +14,7 @@ use crm_core::model::{
 use crm_core::outreach::enrollment::step_idempotency_key;
 use crm_core::outreach::runner::{RUNNER_LEASE, Runner, RunnerConfig, StaticMergeValues};
 use crm_core::outreach::settings::WorkspaceSettings;
-use crm_core::store::Page;
+use crm_core::store::{MAX_CLOCK_SKEW, Page};
 
 use super::world::{World, after, base_time, email, office_hours, reply_wait, step, utc, within};
 
@@ -50,7 +50,7 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     let enrolled = w.enroll(&ada, &seq, now).await;
     let runner = w.runner("runner-a");
 
-    let report = runner.tick(now).await.expect("tick");
+    let report = w.tick(&runner, now).await.expect("tick");
     let t = report.tenant(w.ws).expect("the workspace was worked on");
     assert_eq!((t.started, t.enqueued, t.failed.len()), (1, 1, 0), "{t:?}");
     let e = w.enrollment(enrolled.id).await;
@@ -80,7 +80,7 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     assert_eq!(m.metadata["template_key"], json!(format!("{}:1:0", seq.id)));
     assert_eq!(m.metadata["sequence_id"], json!(seq.id));
 
-    let again = runner.tick(now).await.expect("tick");
+    let again = w.tick(&runner, now).await.expect("tick");
     assert_eq!(
         again.enqueued(),
         0,
@@ -94,8 +94,7 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     assert_eq!((e.state, e.current_step), (EnrollmentState::StepSent, 1));
     assert_eq!(e.next_run_at, Some(sent_at + Duration::hours(24)));
     assert_eq!(
-        runner
-            .tick(sent_at + Duration::hours(23))
+        w.tick(&runner, sent_at + Duration::hours(23))
             .await
             .expect("tick")
             .enqueued(),
@@ -103,7 +102,7 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     );
     let due = sent_at + Duration::hours(24);
     assert_eq!(
-        runner.tick(due).await.expect("tick").enqueued(),
+        w.tick(&runner, due).await.expect("tick").enqueued(),
         1,
         "step 1 when due"
     );
@@ -125,7 +124,7 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     let e = w.enrollment(e.id).await;
     assert_eq!((e.state, e.current_step), (EnrollmentState::StepSent, 2));
     let end = due + reply_wait();
-    let report = runner.tick(end).await.expect("tick");
+    let report = w.tick(&runner, end).await.expect("tick");
     assert_eq!(report.tenant(w.ws).map(|t| t.exhausted), Some(1));
     assert_eq!(w.enrollment(e.id).await.state, EnrollmentState::NoResponse);
     assert_eq!(w.outbox().await.len(), 2, "exactly one message per step");
@@ -148,7 +147,7 @@ pub async fn tick_postpones_outside_the_window(store: Arc<DynStore>) {
         .await;
     let e = w.enroll(&ny, &seq, now).await;
     let runner = w.runner("runner-a");
-    let report = runner.tick(now).await.expect("tick");
+    let report = w.tick(&runner, now).await.expect("tick");
     assert_eq!(report.enqueued(), 0, "04:00 in New York is outside 09-17");
     let opening = utc(2026, 1, 5, 14, 0); // 09:00 EST
     let e = w.enrollment(e.id).await;
@@ -157,14 +156,13 @@ pub async fn tick_postpones_outside_the_window(store: Arc<DynStore>) {
         (EnrollmentState::Active, Some(opening))
     );
     assert_eq!(
-        runner
-            .tick(opening - Duration::minutes(1))
+        w.tick(&runner, opening - Duration::minutes(1))
             .await
             .expect("tick")
             .enqueued(),
         0
     );
-    assert_eq!(runner.tick(opening).await.expect("tick").enqueued(), 1);
+    assert_eq!(w.tick(&runner, opening).await.expect("tick").enqueued(), 1);
 
     // A due step on Friday evening (Berlin, the workspace default) waits for Monday.
     let local = w.contact_with(|c| c.time_zone = None).await;
@@ -172,7 +170,7 @@ pub async fn tick_postpones_outside_the_window(store: Arc<DynStore>) {
     let due = w
         .insert_enrollment(&local, &seq, EnrollmentState::Active, Some(friday_evening))
         .await;
-    let report = runner.tick(friday_evening).await.expect("tick");
+    let report = w.tick(&runner, friday_evening).await.expect("tick");
     assert_eq!(report.tenant(w.ws).map(|t| t.postponed), Some(1));
     let due = w.enrollment(due.id).await;
     assert_eq!(
@@ -197,7 +195,7 @@ pub async fn tick_missing_merge_field_parks_the_enrollment(store: Arc<DynStore>)
     let ada = w.contact().await; // no title
     let e = w.enroll(&ada, &seq, now).await;
     let runner = w.runner("runner-a");
-    let report = runner.tick(now).await.expect("tick");
+    let report = w.tick(&runner, now).await.expect("tick");
     let t = report.tenant(w.ws).expect("worked on");
     assert_eq!((t.enqueued, t.parked, t.failed.len()), (0, 1, 0), "{t:?}");
     assert!(w.outbox().await.is_empty(), "no message with a blank field");
@@ -219,8 +217,7 @@ pub async fn tick_missing_merge_field_parks_the_enrollment(store: Arc<DynStore>)
     assert_eq!(audit[0].details["field"], json!("title"));
     assert_eq!(audit[0].details["error"], json!("missing_field"));
     assert_eq!(
-        runner
-            .tick(now + Duration::hours(1))
+        w.tick(&runner, now + Duration::hours(1))
             .await
             .expect("tick")
             .enqueued(),
@@ -248,7 +245,7 @@ pub async fn tick_missing_merge_field_parks_the_enrollment(store: Arc<DynStore>)
         "https://cal.example/ada".to_owned(),
     )]));
     let with_values = w.runner("runner-b").with_merge_values(Arc::new(values));
-    assert_eq!(with_values.tick(now).await.expect("tick").enqueued(), 1);
+    assert_eq!(w.tick(&with_values, now).await.expect("tick").enqueued(), 1);
     assert_eq!(
         w.messages_of(e.id).await[0].body,
         "Book: https://cal.example/ada"
@@ -264,8 +261,8 @@ pub async fn tick_rerun_after_crash_creates_no_duplicate(store: Arc<DynStore>) {
     let ada = w.contact().await;
     w.enroll(&ada, &seq, now).await;
     let runner = w.runner("runner-a");
-    runner.tick(now).await.expect("tick");
-    runner.tick(now).await.expect("the same tick again");
+    w.tick(&runner, now).await.expect("tick");
+    w.tick(&runner, now).await.expect("the same tick again");
     assert_eq!(
         w.outbox().await.len(),
         1,
@@ -293,7 +290,7 @@ pub async fn tick_rerun_after_crash_creates_no_duplicate(store: Arc<DynStore>) {
         store.enqueue_outbox(&left).await,
         "the crashed run's message",
     );
-    let report = runner.tick(now).await.expect("tick after the crash");
+    let report = w.tick(&runner, now).await.expect("tick after the crash");
     let t = report.tenant(w.ws).expect("worked on");
     assert_eq!(
         (t.enqueued, t.reused),
@@ -320,7 +317,7 @@ pub async fn tick_touch_limit_postpones_to_the_next_local_day(store: Arc<DynStor
     let e = w.enroll(&ada, &seq, now).await;
     w.touch(&ada, now - Duration::minutes(30)).await;
     w.touch(&ada, now - Duration::minutes(20)).await;
-    let report = w.runner("runner-a").tick(now).await.expect("tick");
+    let report = w.tick(&w.runner("runner-a"), now).await.expect("tick");
     assert_eq!(report.enqueued(), 0);
     let e = w.enrollment(e.id).await;
     assert_eq!(e.state, EnrollmentState::Active);
@@ -333,13 +330,13 @@ pub async fn tick_touch_limit_postpones_to_the_next_local_day(store: Arc<DynStor
     let config = RunnerConfig::default()
         .with_holder("no-limit")
         .with_touch_limit(false);
-    let relaxed = Runner::new(store.clone(), w.provider(), config).expect("runner");
+    let relaxed = Runner::new(store.clone(), w.time(), w.provider(), config).expect("runner");
     let grace = w.contact().await;
     w.enroll(&grace, &seq, now).await;
     w.touch(&grace, now - Duration::minutes(30)).await;
     w.touch(&grace, now - Duration::minutes(20)).await;
     assert_eq!(
-        relaxed.tick(now).await.expect("tick").enqueued(),
+        w.tick(&relaxed, now).await.expect("tick").enqueued(),
         1,
         "limit off: sent"
     );
@@ -361,16 +358,27 @@ pub async fn tick_skips_a_workspace_leased_elsewhere(store: Arc<DynStore>) {
     )
     .expect("the lease is free");
     let runner = w.runner("runner-a");
-    let report = runner.tick(now).await.expect("tick");
+    let report = w.tick(&runner, now).await.expect("tick");
     assert_eq!(
         report.skipped,
         vec![w.ws],
         "skipped while another runner holds it"
     );
     assert_eq!(w.enrollment(e.id).await, e, "untouched");
-    let later = now + ttl;
-    let report = runner.tick(later).await.expect("tick");
-    assert_eq!(report.enqueued(), 1, "taken over once the lease expired");
+    let expired = now + ttl;
+    let report = w.tick(&runner, expired).await.expect("tick");
+    assert_eq!(
+        report.skipped,
+        vec![w.ws],
+        "still skipped at expiry: within the clock-skew allowance"
+    );
+    let later = expired + MAX_CLOCK_SKEW;
+    let report = w.tick(&runner, later).await.expect("tick");
+    assert_eq!(
+        report.enqueued(),
+        1,
+        "taken over once the lease expired by MAX_CLOCK_SKEW"
+    );
     let free = ok(
         store
             .try_acquire_lease(w.ws, RUNNER_LEASE, "other-process", ttl, later)

@@ -10,7 +10,9 @@ use chrono_tz::Tz;
 
 use crate::store::fixtures::{ok, unique, unique_domain, unique_email};
 use crm_core::DynStore;
+use crm_core::clock::{Clock, ManualClock};
 use crm_core::ids::{AccountId, EnrollmentId, WorkspaceId};
+use crm_core::inbound::InboundEvent;
 use crm_core::model::{
     Account, Activity, ActivityKind, Channel, Contact, Enrollment, EnrollmentState, NewAccount,
     NewContact, OutboxMessage, SendWindow, Sequence, SequenceStep, StepDelay, Template,
@@ -18,8 +20,8 @@ use crm_core::model::{
 use crm_core::outreach::enroll::Enroller;
 use crm_core::outreach::enrollment::{EnrollmentEvent, transition};
 use crm_core::outreach::forecast::Forecast;
-use crm_core::outreach::inbound::InboundHandler;
-use crm_core::outreach::runner::{RUNNER_LEASE, Runner, RunnerConfig};
+use crm_core::outreach::inbound::{InboundError, InboundHandler, InboundOutcome};
+use crm_core::outreach::runner::{RUNNER_LEASE, Runner, RunnerConfig, RunnerError, TickReport};
 use crm_core::outreach::schedule::{apply_delay, next_allowed};
 use crm_core::outreach::settings::{SettingsProvider, StaticSettings, WorkspaceSettings};
 use crm_core::store::{Claim, EnrollmentFilter, Page, Scope, SentRecord};
@@ -93,6 +95,8 @@ pub struct World {
     pub ws: WorkspaceId,
     /// Its settings.
     pub settings: WorkspaceSettings,
+    /// The clock every service of the world reads; starts at [`base_time`].
+    pub clock: ManualClock,
 }
 
 impl World {
@@ -102,7 +106,34 @@ impl World {
             store: Arc::clone(store),
             ws: WorkspaceId::new(),
             settings,
+            clock: ManualClock::new(base_time()),
         }
+    }
+
+    /// The world's clock, for services built outside the world.
+    pub fn time(&self) -> Arc<dyn Clock> {
+        Arc::new(self.clock.clone())
+    }
+
+    /// Ticks `runner` (built on [`World::time`]) with the clock set to `now`.
+    pub async fn tick(
+        &self,
+        runner: &Runner,
+        now: DateTime<Utc>,
+    ) -> Result<TickReport, RunnerError> {
+        self.clock.set(now);
+        runner.tick().await
+    }
+
+    /// Hands `event` to an [`InboundHandler`] of the workspace with the clock set to
+    /// `now`.
+    pub async fn handle(
+        &self,
+        event: &InboundEvent,
+        now: DateTime<Utc>,
+    ) -> Result<InboundOutcome, InboundError> {
+        self.clock.set(now);
+        self.inbound().handle(self.ws, event).await
     }
 
     /// The settings provider of this workspace.
@@ -112,23 +143,23 @@ impl World {
 
     /// An enroller.
     pub fn enroller(&self) -> Enroller {
-        Enroller::new(self.store.clone(), self.provider())
+        Enroller::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// A runner named `holder` with the default configuration otherwise.
     pub fn runner(&self, holder: &str) -> Runner {
         let config = RunnerConfig::default().with_holder(holder);
-        Runner::new(self.store.clone(), self.provider(), config).expect("valid runner")
+        Runner::new(self.store.clone(), self.time(), self.provider(), config).expect("valid runner")
     }
 
     /// An inbound handler.
     pub fn inbound(&self) -> InboundHandler {
-        InboundHandler::new(self.store.clone(), self.provider())
+        InboundHandler::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// A forecast.
     pub fn forecast(&self) -> Forecast {
-        Forecast::new(self.store.clone(), self.provider())
+        Forecast::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// Inserts an account.
@@ -176,16 +207,17 @@ impl World {
         )
     }
 
-    /// Enrolls through the [`Enroller`], which must accept.
+    /// Enrolls through the [`Enroller`] with the clock set to `now`; it must accept.
     pub async fn enroll(
         &self,
         contact: &Contact,
         sequence: &Sequence,
         now: DateTime<Utc>,
     ) -> Enrollment {
+        self.clock.set(now);
         match self
             .enroller()
-            .enroll(self.ws, contact.id, sequence.id, now)
+            .enroll(self.ws, contact.id, sequence.id)
             .await
         {
             Ok(e) => e,

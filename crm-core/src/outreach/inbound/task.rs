@@ -40,8 +40,8 @@ pub(super) fn fingerprint(parts: &[&str]) -> String {
         .collect()
 }
 
-/// One event being handled.
-pub(super) struct Job<'s> {
+/// One inbound event being handled, with what handling it has changed so far.
+pub(super) struct InboundTask<'s> {
     pub(super) store: &'s dyn InboundHandlerStore,
     pub(super) settings: WorkspaceSettings,
     pub(super) workspace_id: WorkspaceId,
@@ -50,7 +50,7 @@ pub(super) struct Job<'s> {
     pub(super) out: InboundApplied,
 }
 
-impl Job<'_> {
+impl InboundTask<'_> {
     pub(super) fn done(self) -> InboundOutcome {
         InboundOutcome::Handled(self.out)
     }
