@@ -221,19 +221,6 @@ impl ApprovalStore for MemoryStore {
         self.with(|t| t.outbox.approvals.items.find(workspace_id, id).cloned())
     }
 
-    async fn find_approval_for_outbox(
-        &self,
-        workspace_id: WorkspaceId,
-        outbox_message_id: OutboxMessageId,
-    ) -> Result<Option<ApprovalItem>, StoreError> {
-        self.with(|t| {
-            Ok(t.outbox
-                .approvals
-                .for_message(workspace_id, outbox_message_id)
-                .cloned())
-        })
-    }
-
     async fn find_approvals_for_outbox(
         &self,
         workspace_id: WorkspaceId,

@@ -95,22 +95,6 @@ impl ComplianceStore for MemoryStore {
         self.with(|t| record_consent(t, consent))
     }
 
-    async fn current_consent(
-        &self,
-        workspace_id: WorkspaceId,
-        contact_id: ContactId,
-        channel: Channel,
-    ) -> Result<Option<Consent>, StoreError> {
-        self.with(|t| {
-            Ok(t.compliance
-                .consents
-                .rows(workspace_id)
-                .filter(|c| c.contact_id == contact_id && c.channel == channel)
-                .max_by_key(|c| (c.recorded_at, c.id))
-                .cloned())
-        })
-    }
-
     async fn current_consents(
         &self,
         workspace_id: WorkspaceId,
@@ -139,23 +123,6 @@ impl ComplianceStore for MemoryStore {
         suppression: &Suppression,
     ) -> Result<Inserted<Suppression>, StoreError> {
         self.with(|t| add_suppression(t, suppression))
-    }
-
-    async fn find_suppression(
-        &self,
-        workspace_id: WorkspaceId,
-        channel: Channel,
-        address: &str,
-    ) -> Result<Option<Suppression>, StoreError> {
-        let address = normalize_address(address);
-        self.with(|t| {
-            Ok(blocking_suppression(
-                &t.compliance,
-                workspace_id,
-                channel,
-                address,
-            ))
-        })
     }
 
     async fn find_suppressions(

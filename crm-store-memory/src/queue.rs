@@ -350,10 +350,6 @@ fn reap_jobs(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
 
 #[async_trait]
 impl EventStore for MemoryStore {
-    async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError> {
-        self.with(|t| append_event(t, event))
-    }
-
     async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
         self.with(|t| append_events(t, events))
     }

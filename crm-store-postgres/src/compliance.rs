@@ -73,27 +73,6 @@ impl ComplianceStore for PostgresStore {
         .into_entity()
     }
 
-    async fn current_consent(
-        &self,
-        workspace_id: WorkspaceId,
-        contact_id: ContactId,
-        channel: Channel,
-    ) -> Result<Option<Consent>, StoreError> {
-        sqlx::query_as::<_, ConsentRow>(
-            "SELECT * FROM consents
-             WHERE workspace_id = $1 AND contact_id = $2 AND channel = $3
-             ORDER BY recorded_at DESC, id DESC LIMIT 1",
-        )
-        .bind(workspace_id.as_uuid())
-        .bind(contact_id.as_uuid())
-        .bind(channel.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(CONSENT))?
-        .map(IntoEntity::into_entity)
-        .transpose()
-    }
-
     async fn current_consents(
         &self,
         workspace_id: WorkspaceId,
@@ -141,28 +120,6 @@ impl ComplianceStore for PostgresStore {
             .map_err(db(SUPPRESSION))?
             .into_entity()?;
         Ok(Inserted { value, created })
-    }
-
-    async fn find_suppression(
-        &self,
-        workspace_id: WorkspaceId,
-        channel: Channel,
-        address: &str,
-    ) -> Result<Option<Suppression>, StoreError> {
-        // The all-channel entry (channel IS NULL) wins over the channel's own.
-        sqlx::query_as::<_, SuppressionRow>(
-            "SELECT * FROM suppressions
-             WHERE workspace_id = $1 AND address = $2 AND (channel IS NULL OR channel = $3)
-             ORDER BY (channel IS NULL) DESC LIMIT 1",
-        )
-        .bind(workspace_id.as_uuid())
-        .bind(normalize_address(address))
-        .bind(channel.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(SUPPRESSION))?
-        .map(IntoEntity::into_entity)
-        .transpose()
     }
 
     async fn find_suppressions(

@@ -264,17 +264,6 @@ impl PostgresStore {
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError> {
-        event.validate()?;
-        let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
-        let appended = append_locked(&mut tx, event).await?;
-        tx.commit().await.map_err(db(EVENT))?;
-        Ok(Inserted {
-            value: appended.value.into_entity()?,
-            created: appended.created,
-        })
-    }
-
     async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, TimeZone, Utc};
-use crm_core::Store;
 use crm_core::StoreErrorKind;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{Channel, Contact, NewContact, OutboxMessage};
+use crm_core::store::BackendName;
 use crm_core::store::{ContactStore, OutboxStore};
 use crm_store_postgres::testing::fresh_store;
 use crm_store_postgres::{PostgresConfig, PostgresStore};

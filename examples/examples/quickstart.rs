@@ -30,6 +30,7 @@ use crm_core::outreach::forecast::{Forecast, ForecastOutcome, HoldReason};
 use crm_core::outreach::inbound::{InboundHandler, InboundOutcome};
 use crm_core::outreach::runner::{Runner, RunnerConfig, StaticMergeValues};
 use crm_core::outreach::settings::{SettingsProvider, StaticSettings, WorkspaceSettings};
+use crm_core::store::ApprovalStoreExt;
 use crm_core::store::{EnrollmentFilter, Page};
 use crm_core::{Clock, Currency, DynStore, InboundEvent, ManualClock, Money};
 use crm_store_memory::MemoryStore;

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::DynStore;
 use crate::anomaly::rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
@@ -20,6 +19,7 @@ use crate::jobs::{JobContext, JobError, JobHandler, SYSTEM_WORKSPACE};
 use crate::model::{ActivityKind, Anomaly, AnomalyStatus, ApprovalItem, Channel, Job};
 use crate::outreach::dispatch::pauses_channel;
 use crate::outreach::settings::SettingsProvider;
+use crate::store::AnomalyScannerStore;
 use crate::store::{ActivityFilter, Inserted, Page};
 
 /// Compare-and-set rounds before giving up on a busy anomaly.
@@ -44,7 +44,7 @@ pub enum AnomalyError {
 /// Scans a workspace's recent activity with the rules of [`crate::anomaly`].
 #[derive(Debug, Clone)]
 pub struct AnomalyScanner {
-    store: Arc<DynStore>,
+    store: Arc<dyn AnomalyScannerStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     thresholds: AnomalyThresholds,
@@ -55,7 +55,7 @@ impl AnomalyScanner {
     /// gives the daily caps and whether error anomalies pause channels.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn AnomalyScannerStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
     ) -> Self {

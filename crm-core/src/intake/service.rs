@@ -23,7 +23,7 @@ use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::model::{
     Account, Contact, IntakeRecord, IntakeSource, IntakeStatus, Job, NewEvent, RowError,
 };
-use crate::store::{ContactWrite, DynStore, IntakeCompletion, MAX_INTAKE_BATCH, Page};
+use crate::store::{ContactWrite, IntakeCompletion, IntakeServiceStore, MAX_INTAKE_BATCH, Page};
 
 /// At most this many contacts of an account are compared by fuzzy rules; bounds the
 /// work per row in very large accounts.
@@ -132,7 +132,7 @@ impl ImportReport {
 
 /// Stores one prepared batch and enqueues its processing job; returns its counts.
 async fn store_batch(
-    store: &DynStore,
+    store: &dyn IntakeServiceStore,
     clock: &dyn Clock,
     workspace_id: WorkspaceId,
     manifest: Manifest,
@@ -187,7 +187,7 @@ fn joined<T>(
 /// [`MAX_INTAKE_BATCH`]; memory use of an import is bounded by two batches).
 #[derive(Debug, Clone)]
 pub struct IntakeService {
-    store: Arc<DynStore>,
+    store: Arc<dyn IntakeServiceStore>,
     clock: Arc<dyn Clock>,
     options: NormalizeOptions,
     rules: MatchRules,
@@ -197,7 +197,7 @@ pub struct IntakeService {
 impl IntakeService {
     /// A service with default options, rules and batches of 1000 rows.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn IntakeServiceStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             clock,

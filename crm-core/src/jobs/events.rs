@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::model::{Event, Job, NewEvent};
-use crate::store::{EventStore, Inserted};
+use crate::store::{EventStore, EventStoreExt, Inserted};
 
 /// Builds a job payload from an event.
 pub type Projection = Arc<dyn Fn(&NewEvent) -> Value + Send + Sync>;
@@ -185,7 +185,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl EventStore for NoStore {
-        async fn append_event(&self, _: &NewEvent) -> Result<Inserted<Event>, StoreError> {
+        async fn append_events(&self, _: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
             Err(StoreError::not_found("event", "-"))
         }
         async fn append_event_with_jobs(

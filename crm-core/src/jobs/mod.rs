@@ -43,7 +43,11 @@ pub use backoff::{Backoff, Jitter};
 pub use events::{EventBus, EventRoutes, Projection, event_payload, job_key};
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use schedule::{
-    ANOMALY_SCAN, EXPIRE_APPROVALS, ExpireApprovalsHandler, MAX_INSTANTS_PER_TICK, PeriodicJob,
-    SYSTEM_WORKSPACE, Scheduler, TickReport,
+    ANOMALY_SCAN, EXPIRE_APPROVALS, MAX_INSTANTS_PER_TICK, PeriodicJob, SYSTEM_WORKSPACE,
+    Scheduler, TickReport,
 };
+
+/// The handler of [`EXPIRE_APPROVALS`]; it lives with the approval code and is
+/// re-exported here beside the other built-in periodic job kinds.
+pub use crate::outreach::approvals::ExpireApprovalsHandler;
 pub use worker::{Worker, WorkerConfig, WorkerStats};

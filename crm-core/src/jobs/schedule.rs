@@ -5,7 +5,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -13,10 +12,8 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::WorkspaceId;
-use crate::jobs::handler::{JobContext, JobError, JobHandler};
 use crate::jobs::worker::{idle_wait, is_shutdown};
 use crate::model::Job;
-use crate::outreach::approvals::ApprovalInbox;
 use crate::store::JobStore;
 
 /// The workspace that holds periodic jobs spanning every tenant (the nil UUID). No
@@ -25,7 +22,8 @@ use crate::store::JobStore;
 pub const SYSTEM_WORKSPACE: WorkspaceId = WorkspaceId::from_uuid(uuid::Uuid::nil());
 
 /// Built-in periodic job: expire approval items past their `expires_at` in every
-/// workspace and cancel their messages ([`ExpireApprovalsHandler`]).
+/// workspace and cancel their messages
+/// ([`ExpireApprovalsHandler`](crate::outreach::approvals::ExpireApprovalsHandler)).
 pub const EXPIRE_APPROVALS: &str = "approvals.expire";
 
 /// Built-in periodic job: scan workspaces for anomalies
@@ -254,44 +252,6 @@ impl Scheduler {
                 Err(err) => tracing::warn!(error = %err, "scheduler tick failed"),
             }
             idle_wait(&mut shutdown, self.tick_interval).await;
-        }
-    }
-}
-
-/// Handles [`EXPIRE_APPROVALS`]: expires due approval items of every workspace and
-/// cancels their messages through [`ApprovalInbox::expire_due`] at the inbox's clock's
-/// now. Items whose message could not be cancelled are logged by the inbox and stay
-/// unsendable; the job still succeeds, since the items are expired.
-#[derive(Debug, Clone)]
-pub struct ExpireApprovalsHandler {
-    inbox: ApprovalInbox,
-}
-
-impl ExpireApprovalsHandler {
-    /// A handler expiring through `inbox`.
-    #[must_use]
-    pub fn new(inbox: ApprovalInbox) -> Self {
-        Self { inbox }
-    }
-}
-
-#[async_trait]
-impl JobHandler for ExpireApprovalsHandler {
-    async fn handle(&self, _job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
-        match self.inbox.expire_due().await {
-            Ok(report) => {
-                if !report.expired.is_empty() {
-                    tracing::info!(
-                        expired = report.expired.len(),
-                        cancelled = report.cancelled.len(),
-                        failed = report.failed.len(),
-                        "expired approval items"
-                    );
-                }
-                Ok(())
-            }
-            Err(err) if err.is_retryable() => Err(JobError::retryable(err.to_string())),
-            Err(err) => Err(JobError::permanent(err.to_string())),
         }
     }
 }

@@ -25,14 +25,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::DynStore;
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, ConsentStatus, Contact, Enrollment, Sequence, SuppressionReason};
 use crate::outreach::runner::{contact_address, contact_time_zone, touches_today};
 use crate::outreach::settings::{ParallelSequencePolicy, SettingsProvider, WorkspaceSettings};
-use crate::store::{EnrollmentFilter, Page};
+use crate::store::{ComplianceStoreExt, EnrollerStore, EnrollmentFilter, Page, SequenceStore};
 
 pub use definitions::{
     DefinitionError, SequenceEditor, SequenceUpdate, TemplatePart, validate_templates,
@@ -165,7 +164,7 @@ impl EnrollError {
 /// Enrolls contacts in sequences after checking for conflicts.
 #[derive(Debug, Clone)]
 pub struct Enroller {
-    store: Arc<DynStore>,
+    store: Arc<dyn EnrollerStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
@@ -174,7 +173,7 @@ impl Enroller {
     /// An enroller over `store`, timed by `clock`, with the workspaces' `settings`.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn EnrollerStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
     ) -> Self {
@@ -291,7 +290,7 @@ impl Enroller {
 
 /// Every running enrollment of a contact, across pages.
 pub(crate) async fn running_enrollments(
-    store: &DynStore,
+    store: &dyn SequenceStore,
     workspace_id: WorkspaceId,
     contact_id: ContactId,
 ) -> Result<Vec<Enrollment>, StoreError> {
@@ -305,7 +304,7 @@ pub(crate) async fn running_enrollments(
 
 /// Every enrollment matching `filter`, across pages.
 pub(crate) async fn all_enrollments(
-    store: &DynStore,
+    store: &dyn SequenceStore,
     workspace_id: WorkspaceId,
     filter: &EnrollmentFilter,
 ) -> Result<Vec<Enrollment>, StoreError> {

@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::DynStore;
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
@@ -42,6 +41,7 @@ use crate::outreach::enroll::all_enrollments;
 use crate::outreach::runner::{Definitions, MergeValues};
 use crate::outreach::settings::SettingsProvider;
 use crate::store::EnrollmentFilter;
+use crate::store::ForecastStore;
 
 use sim::Sim;
 
@@ -152,7 +152,7 @@ impl ForecastError {
 /// Computes send forecasts.
 #[derive(Debug, Clone)]
 pub struct Forecast {
-    store: Arc<DynStore>,
+    store: Arc<dyn ForecastStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     enforce_touch_limit: bool,
@@ -164,7 +164,7 @@ impl Forecast {
     /// applying the touch limit as the default runner does.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn ForecastStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
     ) -> Self {

@@ -34,7 +34,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::DynStore;
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, WorkspaceId};
@@ -44,6 +43,7 @@ use crate::outreach::enrollment::EnrollmentEvent;
 use crate::outreach::runner::{Definitions, contact_time_zone};
 use crate::outreach::schedule::start_of_next_day;
 use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
+use crate::store::InboundHandlerStore;
 
 use task::{InboundTask, fingerprint};
 
@@ -108,7 +108,7 @@ pub enum InboundOutcome {
 /// Applies inbound events to enrollments.
 #[derive(Debug, Clone)]
 pub struct InboundHandler {
-    store: Arc<DynStore>,
+    store: Arc<dyn InboundHandlerStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
@@ -117,7 +117,7 @@ impl InboundHandler {
     /// A handler over `store`, timed by `clock`, with the workspaces' `settings`.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn InboundHandlerStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
     ) -> Self {

@@ -64,12 +64,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
-use crate::DynStore;
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::outreach::enrollment::TransitionError;
 use crate::outreach::settings::SettingsProvider;
+use crate::store::RunnerStore;
 
 pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
 pub use support::{MergeValues, StaticMergeValues, contact_address};
@@ -275,7 +275,7 @@ impl TickReport {
 /// The sequence runner. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    store: Arc<DynStore>,
+    store: Arc<dyn RunnerStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     config: RunnerConfig,
@@ -285,7 +285,7 @@ pub struct Runner {
 impl Runner {
     /// A runner over `store`, timed by `clock`, with the workspaces' `settings`.
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn RunnerStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
         config: RunnerConfig,

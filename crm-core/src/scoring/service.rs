@@ -26,7 +26,7 @@ use crate::scoring::model::ScoringModel;
 use crate::scoring::record::{ContactScore, ScoreOverride, ScoreWritten};
 use crate::scoring::score::explain;
 use crate::scoring::tier::{CONTACT_SCORED, LEAD_QUALIFIED, TierChange};
-use crate::store::{DynStore, Page};
+use crate::store::{Page, ScorerStore};
 
 /// Event kind appended when a workspace's scoring model changes.
 pub const MODEL_CHANGED: &str = "scoring.model_changed";
@@ -99,14 +99,14 @@ pub struct RescoreReport {
 /// The scoring service over a store and a clock.
 #[derive(Debug, Clone)]
 pub struct Scorer {
-    store: Arc<DynStore>,
+    store: Arc<dyn ScorerStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Scorer {
     /// A scorer over `store`, reading time from `clock`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn ScorerStore>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 

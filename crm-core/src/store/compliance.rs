@@ -19,32 +19,16 @@ pub trait ComplianceStore: Send + Sync + Debug {
     /// (`InvalidReference`); a reused id is `Conflict`.
     async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError>;
 
-    /// The entry in force for the contact and channel: the one with the latest
+    /// The entry in force for each `(contact, channel)` pair: the one with the latest
     /// `recorded_at` (ties broken by the greater id), or `None` if none was recorded.
-    async fn current_consent(
-        &self,
-        workspace_id: WorkspaceId,
-        contact_id: ContactId,
-        channel: Channel,
-    ) -> Result<Option<Consent>, StoreError>;
-
-    /// [`current_consent`](Self::current_consent) for many `(contact, channel)` pairs
-    /// at once: one answer per pair, in order. A backend should answer in one round
-    /// trip (the default asks one by one).
+    /// One answer per pair, in order (exactly `keys.len()` answers). A backend should
+    /// answer in one round trip. The single-pair form is
+    /// [`ComplianceStoreExt::current_consent`](crate::store::ComplianceStoreExt::current_consent).
     async fn current_consents(
         &self,
         workspace_id: WorkspaceId,
         keys: &[(ContactId, Channel)],
-    ) -> Result<Vec<Option<Consent>>, StoreError> {
-        let mut found = Vec::with_capacity(keys.len());
-        for &(contact_id, channel) in keys {
-            found.push(
-                self.current_consent(workspace_id, contact_id, channel)
-                    .await?,
-            );
-        }
-        Ok(found)
-    }
+    ) -> Result<Vec<Option<Consent>>, StoreError>;
 
     /// Adds a suppression. Idempotent on (workspace, channel, normalised address): if an
     /// equal entry exists it is returned unchanged with `created: false`. The address
@@ -55,33 +39,18 @@ pub trait ComplianceStore: Send + Sync + Debug {
         suppression: &Suppression,
     ) -> Result<Inserted<Suppression>, StoreError>;
 
-    /// The suppression that blocks `address` on `channel`: an entry for that channel or
-    /// for all channels (`channel: None`), matched after normalising `address`. When
-    /// both exist, the all-channel entry is returned.
-    async fn find_suppression(
-        &self,
-        workspace_id: WorkspaceId,
-        channel: Channel,
-        address: &str,
-    ) -> Result<Option<Suppression>, StoreError>;
-
-    /// [`find_suppression`](Self::find_suppression) for many `(channel, address)`
-    /// pairs at once: one answer per pair, in order. The dispatcher checks a whole batch
-    /// with it; a backend should answer in one round trip (the default asks one by one).
+    /// For each `(channel, address)` pair, the suppression that blocks `address` on
+    /// `channel`: an entry for that channel or for all channels (`channel: None`),
+    /// matched after normalising `address`. When both exist, the all-channel entry is
+    /// answered. One answer per pair, in order (exactly `targets.len()` answers). The
+    /// dispatcher checks a whole batch with it; a backend should answer in one round
+    /// trip. The single-pair form is
+    /// [`ComplianceStoreExt::find_suppression`](crate::store::ComplianceStoreExt::find_suppression).
     async fn find_suppressions(
         &self,
         workspace_id: WorkspaceId,
         targets: &[(Channel, &str)],
-    ) -> Result<Vec<Option<Suppression>>, StoreError> {
-        let mut found = Vec::with_capacity(targets.len());
-        for &(channel, address) in targets {
-            found.push(
-                self.find_suppression(workspace_id, channel, address)
-                    .await?,
-            );
-        }
-        Ok(found)
-    }
+    ) -> Result<Vec<Option<Suppression>>, StoreError>;
 
     /// Removes the entry for exactly (channel, normalised address); `true` if one existed.
     async fn remove_suppression(

@@ -1,4 +1,4 @@
-//! Quotas, named leases and anomalies: state that coordinates engines.
+//! Quotas and named leases: state that coordinates engines.
 
 use std::fmt::Debug;
 
@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::StoreError;
-use crate::ids::{AnomalyId, WorkspaceId};
-use crate::model::{Anomaly, LeaseGrant};
-use crate::store::{Inserted, Page, QuotaDecision, QuotaKey};
+use crate::ids::WorkspaceId;
+use crate::model::LeaseGrant;
+use crate::store::{QuotaDecision, QuotaKey};
 
 /// Atomic counters with a cap, per workspace, counter and period.
 ///
@@ -82,34 +82,4 @@ pub trait LeaseStore: Send + Sync + Debug {
     /// Releases a held lease so the next acquirer need not wait for expiry. Returns
     /// `false` (and changes nothing) if `grant` no longer holds it.
     async fn release_lease(&self, grant: &LeaseGrant) -> Result<bool, StoreError>;
-}
-
-/// Detected anomalies.
-///
-/// # Contract
-/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore).
-#[async_trait]
-pub trait AnomalyStore: Send + Sync + Debug {
-    /// Records an anomaly (`version` 1, status `Active`). Deduplicated while open: if an
-    /// `Active` or `Acknowledged` anomaly with the same `dedup_key` exists in the
-    /// workspace, it is returned unchanged with `created: false`. Atomic.
-    async fn raise_anomaly(&self, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreError>;
-
-    /// The anomaly, or `NotFound`.
-    async fn get_anomaly(
-        &self,
-        workspace_id: WorkspaceId,
-        id: AnomalyId,
-    ) -> Result<Anomaly, StoreError>;
-
-    /// Compare-and-set update (acknowledge, resolve).
-    async fn update_anomaly(&self, anomaly: &Anomaly) -> Result<Anomaly, StoreError>;
-
-    /// Anomalies of the workspace, only open ones if `open_only`, ascending by id.
-    async fn list_anomalies(
-        &self,
-        workspace_id: WorkspaceId,
-        open_only: bool,
-        page: Page<AnomalyId>,
-    ) -> Result<Vec<Anomaly>, StoreError>;
 }

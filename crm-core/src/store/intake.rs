@@ -149,7 +149,7 @@ pub trait IntakeStore: Send + Sync + Debug {
     /// [`insert_contact`]: crate::store::ContactStore::insert_contact
     /// [`update_contact`]: crate::store::ContactStore::update_contact
     /// [`upsert_field_provenance`]: Self::upsert_field_provenance
-    /// [`append_event`]: crate::store::EventStore::append_event
+    /// [`append_event`]: crate::store::EventStoreExt::append_event
     /// [`update_intake`]: Self::update_intake
     async fn complete_intake(
         &self,

@@ -2,7 +2,10 @@
 //!
 //! [`Store`] is an umbrella over focused repository traits, implemented for every type
 //! that implements them all. An engine asks only for the repository it uses, for
-//! example `Arc<dyn OutboxStore>`; a host holds one `Arc<DynStore>` and upcasts.
+//! example `Arc<dyn OutboxStore>`, or the named port of its engine (see [`DispatcherStore`]
+//! and its siblings); a host holds one `Arc<DynStore>` and upcasts. Single-item
+//! conveniences over the batched methods are in extension traits
+//! ([`ComplianceStoreExt`], [`EventStoreExt`], [`ApprovalStoreExt`]).
 //!
 //! # Contract shared by every repository
 //! - Every method is scoped to a workspace: it never reads, returns or changes a row of
@@ -32,28 +35,40 @@
 //! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
 //! executable form of these contracts.
 
+mod anomaly;
+mod approval;
 mod clock_skew;
 mod compliance;
 mod coordination;
 mod crm;
 mod enrichment;
+mod ext;
 mod intake;
 mod outbox;
+mod ports;
 mod query;
 mod queue;
 mod scoring;
 mod sequences;
 
+pub use anomaly::AnomalyStore;
+pub use approval::{ApprovalDecided, ApprovalStore};
 pub use clock_skew::{MAX_CLOCK_SKEW, takeover_cutoff};
 pub use compliance::{AuditStore, ComplianceStore};
-pub use coordination::{AnomalyStore, LeaseStore, QuotaStore};
+pub use coordination::{LeaseStore, QuotaStore};
 pub use crm::{AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore};
 pub use enrichment::{
     CachedEnrichment, EnrichmentDataType, EnrichmentStore, EnrichmentUsage, SpendTotals, month_of,
     validate_month,
 };
+pub use ext::{AnswerCountMismatch, ApprovalStoreExt, ComplianceStoreExt, EventStoreExt};
 pub use intake::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH};
-pub use outbox::{ApprovalDecided, ApprovalStore, OutboxStore, Reschedule, SentRecord};
+pub use outbox::{OutboxStore, Reschedule, SentRecord};
+pub use ports::{
+    AnomalyScannerStore, ApprovalInboxStore, BackendName, DispatcherStore, EnricherStore,
+    EnrollerStore, ForecastStore, GraduatedRulesStore, InboundHandlerStore, IntakeServiceStore,
+    RunnerStore, ScorerStore,
+};
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
@@ -61,9 +76,12 @@ pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Sequ
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
 ///
-/// Implemented automatically for any type implementing all repository traits.
+/// Implemented automatically for any type implementing all repository traits and
+/// [`NamedBackend`]. Its supertraits include every engine's port (see [`DispatcherStore`]
+/// and its siblings), so an `Arc<DynStore>` upcasts to any of them.
 pub trait Store:
-    ContactStore
+    BackendName
+    + ContactStore
     + AccountStore
     + DealStore
     + ActivityStore
@@ -80,22 +98,30 @@ pub trait Store:
     + AnomalyStore
     + EnrichmentStore
     + ScoringStore
+    + DispatcherStore
+    + RunnerStore
+    + EnrollerStore
+    + ApprovalInboxStore
+    + GraduatedRulesStore
+    + AnomalyScannerStore
+    + EnricherStore
+    + ScorerStore
+    + IntakeServiceStore
+    + InboundHandlerStore
+    + ForecastStore
     + Send
     + Sync
     + 'static
 {
-    /// The backend's name, for errors and logs (`"memory"`, `"postgres"`).
-    fn backend_name(&self) -> &'static str;
 }
 
-/// Names a backend for [`Store::backend_name`]; implement it once per store type.
+/// Names a backend for [`BackendName::backend_name`]; implement it once per store type.
 pub trait NamedBackend {
     /// The backend's name.
     const NAME: &'static str;
 }
 
-impl<T> Store for T
-where
+impl<T> Store for T where
     T: NamedBackend
         + ContactStore
         + AccountStore
@@ -116,11 +142,8 @@ where
         + ScoringStore
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
-    fn backend_name(&self) -> &'static str {
-        T::NAME
-    }
 }
 
 /// The dynamically dispatched store a host holds as `Arc<DynStore>`.

@@ -1,4 +1,4 @@
-//! The outbox and the approval inbox.
+//! The outbox: outbound messages and their send path.
 
 use std::fmt::Debug;
 
@@ -6,11 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
-use crate::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
-use crate::model::{
-    Activity, ApprovalItem, ApprovalRule, ApprovalStatus, Channel, Enrollment, OutboxMessage,
-    OutboxStatus,
-};
+use crate::ids::{OutboxMessageId, WorkspaceId};
+use crate::model::{Activity, Enrollment, OutboxMessage, OutboxStatus};
 use crate::store::{Claim, Inserted, Page, Scope};
 
 /// What the dispatcher records when a provider accepted a message.
@@ -39,15 +36,6 @@ pub struct Reschedule {
     /// `false` when the claim did not reach the provider (window, quota), so the
     /// claim's attempt is given back.
     pub count_attempt: bool,
-}
-
-/// What [`ApprovalStore::decide_approval`] stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalDecided {
-    /// The item as stored.
-    pub item: ApprovalItem,
-    /// The message as stored, when one was given.
-    pub message: Option<OutboxMessage>,
 }
 
 /// Outbound messages and their single send path.
@@ -165,108 +153,4 @@ pub trait OutboxStore: Send + Sync + Debug {
     /// `AwaitingApproval`, `Pending` or `Cancelled` (else `Invalid`), and a message that
     /// is `InFlight` or final cannot be changed (`Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> Result<OutboxMessage, StoreError>;
-}
-
-/// The approval inbox and graduated rules.
-///
-/// # Contract
-/// Tenant scoping as for [`ContactStore`](crate::store::ContactStore).
-#[async_trait]
-pub trait ApprovalStore: Send + Sync + Debug {
-    /// Adds an inbox item (`version` 1). One item per outbox message: if one exists it
-    /// is returned unchanged with `created: false`. The outbox message must exist in the
-    /// workspace (`InvalidReference`).
-    async fn insert_approval(
-        &self,
-        item: &ApprovalItem,
-    ) -> Result<Inserted<ApprovalItem>, StoreError>;
-
-    /// The item, or `NotFound`.
-    async fn get_approval(
-        &self,
-        workspace_id: WorkspaceId,
-        id: ApprovalItemId,
-    ) -> Result<ApprovalItem, StoreError>;
-
-    /// The item of an outbox message, if one exists.
-    async fn find_approval_for_outbox(
-        &self,
-        workspace_id: WorkspaceId,
-        outbox_message_id: OutboxMessageId,
-    ) -> Result<Option<ApprovalItem>, StoreError>;
-
-    /// [`find_approval_for_outbox`](Self::find_approval_for_outbox) for many messages
-    /// at once: one answer per id, in order. A backend should answer in one round trip
-    /// (the default asks one by one).
-    async fn find_approvals_for_outbox(
-        &self,
-        workspace_id: WorkspaceId,
-        outbox_message_ids: &[OutboxMessageId],
-    ) -> Result<Vec<Option<ApprovalItem>>, StoreError> {
-        let mut found = Vec::with_capacity(outbox_message_ids.len());
-        for &id in outbox_message_ids {
-            found.push(self.find_approval_for_outbox(workspace_id, id).await?);
-        }
-        Ok(found)
-    }
-
-    /// How many times in a row the template was approved without edits: among items
-    /// with this `template_key` that are `Approved` or `Rejected`, newest decision first
-    /// (`decided_at`, then id), the number of approved items with no `edited_body`
-    /// before the first rejected or edited one. Expired, withdrawn and pending items do not count.
-    async fn clean_approval_streak(
-        &self,
-        workspace_id: WorkspaceId,
-        template_key: &str,
-    ) -> Result<u32, StoreError>;
-
-    /// Compare-and-set update (edits, context).
-    async fn update_approval(&self, item: &ApprovalItem) -> Result<ApprovalItem, StoreError>;
-
-    /// Records a decision atomically. Compare-and-set updates `item`, whose new status
-    /// must be `Approved`, `Rejected` or `Expired` (else `Invalid`), and in the same step
-    /// `message` when given: the item's own outbox message (else `Invalid`), updated by
-    /// the rules of [`OutboxStore::update_outbox`] (for example released to `Pending`
-    /// with the approved text, or `Cancelled` on rejection). Both are stored or neither.
-    async fn decide_approval(
-        &self,
-        item: &ApprovalItem,
-        message: Option<&OutboxMessage>,
-    ) -> Result<ApprovalDecided, StoreError>;
-
-    /// Items of the workspace, optionally with one status, ascending by id.
-    async fn list_approvals(
-        &self,
-        workspace_id: WorkspaceId,
-        status: Option<ApprovalStatus>,
-        page: Page<ApprovalItemId>,
-    ) -> Result<Vec<ApprovalItem>, StoreError>;
-
-    /// Marks every `Pending` item in `scope` with `expires_at <= now` as `Expired`
-    /// (version bumped, `updated_at = now`) and returns them, atomically per item.
-    async fn expire_approvals(
-        &self,
-        scope: Scope,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ApprovalItem>, StoreError>;
-
-    /// Inserts a rule (`version` 1); a reused id is `Conflict`.
-    async fn insert_approval_rule(&self, rule: &ApprovalRule) -> Result<ApprovalRule, StoreError>;
-
-    /// Compare-and-set update of a rule.
-    async fn update_approval_rule(&self, rule: &ApprovalRule) -> Result<ApprovalRule, StoreError>;
-
-    /// Rules of the workspace, optionally of one channel, ascending by id.
-    async fn list_approval_rules(
-        &self,
-        workspace_id: WorkspaceId,
-        channel: Option<Channel>,
-    ) -> Result<Vec<ApprovalRule>, StoreError>;
-
-    /// The rule, or `NotFound`.
-    async fn get_approval_rule(
-        &self,
-        workspace_id: WorkspaceId,
-        id: ApprovalRuleId,
-    ) -> Result<ApprovalRule, StoreError>;
 }

@@ -17,28 +17,21 @@ use crate::store::{Claim, Inserted, Page, Scope};
 /// changed. Positions strictly increase in commit order of appends within one store.
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug {
-    /// Appends an event. Idempotent on (workspace, `idempotency_key`): a duplicate
-    /// returns the existing event unchanged with `created: false`, atomically under
-    /// concurrent appends. A reused id with a different key is `Conflict`.
-    async fn append_event(&self, event: &NewEvent) -> Result<Inserted<Event>, StoreError>;
-
-    /// [`append_event`](Self::append_event) for many events, all or none: one answer
-    /// per event, in order. Within the batch, as across calls, a repeated idempotency
-    /// key creates the event once (its first occurrence) and answers the others with
-    /// it, `created: false`. A backend should append in one round trip (the default
-    /// appends one by one and so is not all-or-none; override it where the backend can).
-    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError> {
-        let mut appended = Vec::with_capacity(events.len());
-        for event in events {
-            appended.push(self.append_event(event).await?);
-        }
-        Ok(appended)
-    }
+    /// Appends events, all or none: one answer per event, in order. Idempotent on
+    /// (workspace, `idempotency_key`): an event whose key exists returns the existing
+    /// event unchanged with `created: false`, atomically under concurrent appends;
+    /// within the batch, as across calls, a repeated key creates the event once (its
+    /// first occurrence) and answers the others with it, `created: false`. A reused id
+    /// with a different key is `Conflict`. An empty batch answers an empty list. A
+    /// backend should append in one round trip. The single-event form is
+    /// [`EventStoreExt::append_event`](crate::store::EventStoreExt::append_event).
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError>;
 
     /// Appends an event and enqueues the jobs it triggers, atomically: when the event is
     /// created, every job is enqueued with it (each idempotent on its key, as by
     /// [`JobStore::enqueue_job`]); when the event already existed (same idempotency key),
-    /// nothing is enqueued and `created` is `false`. Every job must belong to the
+    /// nothing is enqueued and `created` is `false`. Idempotency and conflicts as in
+    /// [`append_events`](Self::append_events). Every job must belong to the
     /// event's workspace and carry an idempotency key (`Invalid`), so a retried append
     /// never doubles work.
     async fn append_event_with_jobs(

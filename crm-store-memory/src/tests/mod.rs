@@ -71,7 +71,7 @@ fn debug_prints_sizes_not_rows() {
 
 #[tokio::test]
 async fn clones_share_state_and_the_backend_is_named() {
-    use crm_core::Store;
+    use crm_core::store::BackendName;
     let store = MemoryStore::new();
     let clone = store.clone();
     let ws = WorkspaceId::new();

@@ -15,6 +15,7 @@ use crm_core::store::{
 
 use super::{assert_kind, stored_contact, t0};
 use crate::MemoryStore;
+use crm_core::store::EventStoreExt;
 
 fn message(ws: WorkspaceId, key: &str, offset_minutes: i64) -> OutboxMessage {
     OutboxMessage::new(ws, Channel::Email, "ada@example.com", "Hi", key, t0())

@@ -16,6 +16,7 @@ use crm_core::{Currency, EmailAddress, Money, StoreError};
 
 use super::{assert_kind, contact, sequence, stored_contact, t0};
 use crate::MemoryStore;
+use crm_core::store::ComplianceStoreExt;
 
 #[tokio::test]
 async fn contacts_use_compare_and_set() {

@@ -190,23 +190,6 @@ impl ApprovalStore for PostgresStore {
         .into_entity()
     }
 
-    async fn find_approval_for_outbox(
-        &self,
-        workspace_id: WorkspaceId,
-        outbox_message_id: OutboxMessageId,
-    ) -> Result<Option<ApprovalItem>, StoreError> {
-        sqlx::query_as::<_, ApprovalRow>(
-            "SELECT * FROM approval_items WHERE workspace_id = $1 AND outbox_message_id = $2",
-        )
-        .bind(workspace_id.as_uuid())
-        .bind(outbox_message_id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(APPROVAL))?
-        .map(IntoEntity::into_entity)
-        .transpose()
-    }
-
     async fn find_approvals_for_outbox(
         &self,
         workspace_id: WorkspaceId,

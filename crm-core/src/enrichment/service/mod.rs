@@ -26,7 +26,8 @@ use crate::ids::WorkspaceId;
 use crate::model::NewEvent;
 use crate::money::{Currency, Money};
 use crate::store::{
-    CachedEnrichment, DynStore, EnrichmentDataType, EnrichmentUsage, SpendTotals, month_of,
+    CachedEnrichment, EnricherStore, EnrichmentDataType, EnrichmentUsage, EventStoreExt,
+    SpendTotals, month_of,
 };
 
 mod social;
@@ -172,7 +173,7 @@ impl Request<'_> {
 /// provider names no price).
 #[derive(Debug)]
 pub struct Enricher {
-    store: Arc<DynStore>,
+    store: Arc<dyn EnricherStore>,
     clock: Arc<dyn Clock>,
     waterfall: Waterfall,
     cache: CachePolicy,
@@ -185,7 +186,7 @@ impl Enricher {
     /// An orchestrator over `waterfall` with the default cache policy, no rate limits
     /// and no budgets.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>, waterfall: Waterfall) -> Self {
+    pub fn new(store: Arc<dyn EnricherStore>, clock: Arc<dyn Clock>, waterfall: Waterfall) -> Self {
         Self {
             store,
             clock,

@@ -13,7 +13,7 @@ use crate::error::{StoreError, ValidationError};
 use crate::ids::{ApprovalItemId, ApprovalRuleId, WorkspaceId};
 use crate::model::{ApprovalRule, ApprovalStatus};
 use crate::outreach::settings::SettingsProvider;
-use crate::store::{DynStore, Page, QuotaDecision, QuotaKey};
+use crate::store::{GraduatedRulesStore, Page, QuotaDecision, QuotaKey};
 
 use super::rules::{NotMatched, RuleFacts, rule_matches};
 
@@ -46,7 +46,7 @@ pub fn rule_cap_key(rule: ApprovalRuleId, day: NaiveDate) -> QuotaKey {
 ///   allowlist: the dispatcher checks those after any approval.
 #[derive(Debug, Clone)]
 pub struct GraduatedRules {
-    store: Arc<DynStore>,
+    store: Arc<dyn GraduatedRulesStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
 }
@@ -71,7 +71,7 @@ impl GraduatedRules {
     /// zone from `settings`.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn GraduatedRulesStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
     ) -> Self {

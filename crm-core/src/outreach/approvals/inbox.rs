@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind, ValidationError};
 use crate::ids::{ApprovalItemId, OutboxMessageId, UserId, WorkspaceId};
 use crate::model::{Actor, ApprovalItem, ApprovalStatus, AuditEntry, OutboxStatus};
-use crate::store::{DynStore, Page, Scope};
+use crate::store::{ApprovalInboxStore, Page, Scope};
 
 use super::decision::{Action, EXPIRED_REASON, InboxError, plan};
 use super::notify::{Announcement, notify_if_needed};
@@ -37,7 +37,7 @@ const MAX_ATTEMPTS: usize = 5;
 /// it: if it fails, the failure is logged and the decision stands.
 #[derive(Debug, Clone)]
 pub struct ApprovalInbox {
-    store: Arc<DynStore>,
+    store: Arc<dyn ApprovalInboxStore>,
     clock: Arc<dyn Clock>,
     approvers: Arc<dyn ApproverDirectory>,
     notifier: Option<Arc<dyn Notifier>>,
@@ -70,7 +70,7 @@ impl ApprovalInbox {
     /// An inbox over `store`, timed by `clock`, where `approvers` says who may decide.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn ApprovalInboxStore>,
         clock: Arc<dyn Clock>,
         approvers: Arc<dyn ApproverDirectory>,
     ) -> Self {

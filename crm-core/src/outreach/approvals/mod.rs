@@ -9,6 +9,11 @@
 //! - [`ApprovalInbox`]: people approve, edit-then-approve, reject with a reason, or
 //!   batch approve pending items; [`ApprovalInbox::expire_due`] expires old ones. Who
 //!   may decide is an [`ApproverDirectory`]'s answer.
+//! - [`ExpireApprovalsHandler`]: the periodic job
+//!   ([`EXPIRE_APPROVALS`](crate::jobs::EXPIRE_APPROVALS)) that runs
+//!   [`ApprovalInbox::expire_due`].
+//! - [`approval_request`] and the `META_*` keys: what the dispatcher asks the policy
+//!   about a message, read from its metadata.
 //! - [`notify_if_needed`] tells a [`Notifier`](crate::approval::Notifier) that an item
 //!   waits; a failing notifier never loses the item. [`RecordingNotifier`] records
 //!   calls for tests.
@@ -17,15 +22,22 @@
 //! checks both after approval, on every send.
 
 mod decision;
+mod expire;
 mod graduated;
 mod inbox;
 mod notify;
 mod permissions;
+mod request;
 mod rules;
 
 pub use decision::InboxError;
+pub use expire::ExpireApprovalsHandler;
 pub use graduated::{GraduatedRules, RulePreview, STEP_REQUIRES_APPROVAL, rule_cap_key};
 pub use inbox::{ApprovalInbox, ExpiryReport, Submitted};
 pub use notify::{Announcement, RecordingNotifier, notify_if_needed};
 pub use permissions::{ApproverDirectory, StaticApprovers};
+pub use request::{
+    META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY, approval_request,
+    confidence_of, context_of, template_key_of,
+};
 pub use rules::{NotMatched, RuleFacts, rule_matches};

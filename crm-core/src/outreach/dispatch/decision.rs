@@ -1,28 +1,15 @@
 //! The dispatcher's decisions as pure functions: what a provider error leads to,
-//! what the approval policy is asked, whether an enrollment still wants its message,
-//! when the next step is due, and which anomalies pause a channel.
-
-use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
-use serde_json::Value;
+//! whether an enrollment still wants its message, when the next step is due, and which
+//! anomalies pause a channel. What the approval policy is asked is
+//! [`approval_request`](crate::outreach::approvals::approval_request).
 
 use super::backoff::backoff_delay;
 use super::config::max_delay;
-use crate::approval::ApprovalRequest;
 use crate::channel::{ChannelError, ChannelErrorKind};
-use crate::model::{
-    Anomaly, Channel, Enrollment, EnrollmentState, OutboxMessage, Sequence, Severity, StepDelay,
-};
+use crate::model::{Anomaly, Channel, Enrollment, EnrollmentState, Sequence, Severity, StepDelay};
 use crate::outreach::schedule::{apply_delay, next_allowed};
-
-/// Metadata key: a boolean, whether the step demands a human regardless of rules.
-pub const META_REQUIRES_APPROVAL: &str = "requires_approval";
-/// Metadata key: a number from 0.0 to 1.0, the drafting confidence.
-pub const META_CONFIDENCE: &str = "confidence";
-/// Metadata key: a string, the template identity for streak rules.
-pub const META_TEMPLATE_KEY: &str = "template_key";
-/// Metadata key: any JSON, shown to the approver as the item's context.
-pub const META_CONTEXT: &str = "context";
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 
 /// How failed sends are retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,54 +110,6 @@ pub(super) fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// A confidence from metadata: a finite number from 0.0 to 1.0, else `None`.
-#[must_use]
-pub fn confidence_of(message: &OutboxMessage) -> Option<f64> {
-    message
-        .metadata
-        .get(META_CONFIDENCE)
-        .and_then(Value::as_f64)
-        .filter(|c| (0.0..=1.0).contains(c))
-}
-
-/// The template key from metadata, if it is a non-blank string.
-#[must_use]
-pub fn template_key_of(message: &OutboxMessage) -> Option<String> {
-    message
-        .metadata
-        .get(META_TEMPLATE_KEY)
-        .and_then(Value::as_str)
-        .filter(|k| !k.trim().is_empty())
-        .map(str::to_owned)
-}
-
-/// The approver's context from metadata (`Null` when absent).
-#[must_use]
-pub fn context_of(message: &OutboxMessage) -> Value {
-    message
-        .metadata
-        .get(META_CONTEXT)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// What the approval policy is asked about `message` at `now`; anything missing or
-/// malformed in the metadata reads as absent (or `false`).
-#[must_use]
-pub fn approval_request(message: &OutboxMessage, now: DateTime<Utc>) -> ApprovalRequest {
-    ApprovalRequest {
-        step_requires_approval: message
-            .metadata
-            .get(META_REQUIRES_APPROVAL)
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        confidence: confidence_of(message),
-        template_key: template_key_of(message),
-        message: message.clone(),
-        now,
-    }
-}
-
 /// Why the message of `step` must not go out for `enrollment`, or `None` when the
 /// enrollment still waits for exactly this step (`StepPending` at `step`).
 #[must_use]
@@ -241,7 +180,6 @@ mod tests {
     use crate::ids::{ContactId, SequenceId, WorkspaceId};
     use crate::model::{SendWindow, SequenceStep, Template};
     use chrono::{TimeZone, Weekday};
-    use serde_json::json;
     use std::time::Duration as StdDuration;
 
     fn now() -> DateTime<Utc> {
@@ -315,31 +253,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn approval_requests_read_the_metadata_leniently() {
-        let message = OutboxMessage::new(
-            WorkspaceId::new(),
-            Channel::Email,
-            "a@b.c",
-            "Hi",
-            "k",
-            now(),
-        )
-        .unwrap()
-        .with_metadata(
-            json!({ "requires_approval": true, "confidence": 0.8, "template_key": "intro" }),
-        );
-        let request = approval_request(&message, now());
-        assert!(request.step_requires_approval);
-        assert_eq!(request.confidence, Some(0.8));
-        assert_eq!(request.template_key.as_deref(), Some("intro"));
-        let odd = message.with_metadata(json!({ "requires_approval": "yes", "confidence": 3 }));
-        let request = approval_request(&odd, now());
-        assert!(!request.step_requires_approval);
-        assert_eq!(request.confidence, None);
-        assert_eq!(request.template_key, None);
     }
 
     fn step(delay: StepDelay, window: Option<SendWindow>) -> SequenceStep {

@@ -75,9 +75,13 @@ pub use crate::channel::dry_run::{DryRunChannel, DryRunRecord};
 pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
 pub use config::{DRY_RUN_ENV, DispatcherConfig, env_forces_dry_run};
 pub use decision::{
-    FailureAction, META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY,
-    RetryPolicy, approval_request, confidence_of, context_of, enrollment_block, next_due,
-    next_due_needs_time_zone, on_channel_error, pauses_channel, template_key_of,
+    FailureAction, RetryPolicy, enrollment_block, next_due, next_due_needs_time_zone,
+    on_channel_error, pauses_channel,
+};
+// Approval metadata lives with the approval code; kept here too, where hosts found it.
+pub use crate::outreach::approvals::{
+    META_CONFIDENCE, META_CONTEXT, META_REQUIRES_APPROVAL, META_TEMPLATE_KEY, approval_request,
+    confidence_of, context_of, template_key_of,
 };
 pub use registry::ChannelRegistry;
 pub use report::{DispatchError, DispatchReport, Outcome};
@@ -91,7 +95,7 @@ use crate::clock::Clock;
 use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
 use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
-use crate::store::{Claim, DynStore, Page, Scope};
+use crate::store::{Claim, DispatcherStore, Page, Scope};
 
 /// The outbox dispatcher. See the [module docs](self) for the path a message takes.
 ///
@@ -99,7 +103,7 @@ use crate::store::{Claim, DynStore, Page, Scope};
 /// atomic and leases fenced, so each message is handed to an adapter by one dispatcher
 /// at a time. `Dispatcher` is `Send + Sync`; share it in an `Arc` or run several.
 pub struct Dispatcher {
-    store: Arc<DynStore>,
+    store: Arc<dyn DispatcherStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     channels: ChannelRegistry,
@@ -129,7 +133,7 @@ impl Dispatcher {
     /// configuration says so.
     #[must_use]
     pub fn new(
-        store: Arc<DynStore>,
+        store: Arc<dyn DispatcherStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
         channels: ChannelRegistry,

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::decision::{
-    approval_request, context_of, enrollment_block, later, missing_adapter, next_due,
-    next_due_needs_time_zone,
+    enrollment_block, later, missing_adapter, next_due, next_due_needs_time_zone,
 };
 use super::{Batch, Dispatcher, Outcome, WorkspaceState};
 use crate::approval::{ApprovalDecision, ApprovalRequest, PolicyError};
@@ -18,8 +17,9 @@ use crate::ids::ContactId;
 use crate::model::{
     ApprovalItem, ApprovalStatus, ConsentStatus, Enrollment, OutboxMessage, OutboxStatus, Sequence,
 };
+use crate::outreach::approvals::{approval_request, context_of};
 use crate::outreach::enrollment::{EnrollmentEvent, transition};
-use crate::store::Reschedule;
+use crate::store::{ApprovalStoreExt, ComplianceStoreExt, Reschedule};
 
 /// Why a message cannot be sent: every send records an activity about its contact.
 const NO_CONTACT: &str = "outbox message has no contact: every send records a timeline activity \

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::StoreError;
 use crate::ids::{OutboxMessageId, WorkspaceId};
 use crate::model::{ApprovalItem, Consent, OutboxMessage, Suppression};
-use crate::store::DynStore;
+use crate::store::DispatcherStore;
 
 /// What the gates of one message need to read, read ahead.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ pub(super) struct Prefetched {
 
 /// Reads ahead for every message of the batch, keyed by message id.
 pub(super) async fn prefetch(
-    store: &DynStore,
+    store: &dyn DispatcherStore,
     messages: &[OutboxMessage],
 ) -> HashMap<OutboxMessageId, Prefetched> {
     let mut by_workspace: BTreeMap<WorkspaceId, Vec<&OutboxMessage>> = BTreeMap::new();
@@ -51,7 +51,7 @@ pub(super) async fn prefetch(
 }
 
 async fn read_workspace(
-    store: &DynStore,
+    store: &dyn DispatcherStore,
     ws: WorkspaceId,
     messages: &[&OutboxMessage],
 ) -> Result<Vec<(OutboxMessageId, Prefetched)>, StoreError> {

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::DynStore;
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::model::{Contact, Enrollment, InFlightPolicy, NewContact, Sequence};
 use crate::outreach::template::{MergeContext, TemplateError, fields};
-use crate::store::EnrollmentFilter;
+use crate::store::{EnrollmentFilter, SequenceStore};
 
 use super::all_enrollments;
 
@@ -109,14 +108,14 @@ pub struct SequenceUpdate {
 /// Creates and edits sequence definitions.
 #[derive(Debug, Clone)]
 pub struct SequenceEditor {
-    store: Arc<DynStore>,
+    store: Arc<dyn SequenceStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl SequenceEditor {
     /// An editor over `store`, timed by `clock`.
     #[must_use]
-    pub fn new(store: Arc<DynStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn SequenceStore>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 

@@ -7,7 +7,6 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::{ForecastEntry, ForecastOutcome, HoldReason};
-use crate::DynStore;
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, WorkspaceId};
 use crate::model::{
@@ -21,7 +20,8 @@ use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_n
 use crate::outreach::settings::WorkspaceSettings;
 use crate::outreach::settings::send_quota_key;
 use crate::outreach::template::{MergeContext, render};
-use crate::store::Page;
+use crate::store::ForecastStore;
+use crate::store::{ComplianceStoreExt, Page};
 
 /// One enrollment being walked through its steps.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub(super) struct Walker {
 }
 
 pub(super) struct Sim<'s> {
-    pub(super) store: &'s DynStore,
+    pub(super) store: &'s dyn ForecastStore,
     pub(super) settings: WorkspaceSettings,
     pub(super) workspace_id: WorkspaceId,
     pub(super) now: DateTime<Utc>,

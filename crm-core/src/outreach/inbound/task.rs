@@ -8,7 +8,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{InboundApplied, InboundError, InboundOutcome};
-use crate::DynStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{
@@ -19,7 +18,8 @@ use crate::outreach::enroll::{all_enrollments, running_enrollments};
 use crate::outreach::enrollment::{Effect, EnrollmentEvent, TransitionError, transition};
 use crate::outreach::runner::{Definitions, step_count};
 use crate::outreach::settings::WorkspaceSettings;
-use crate::store::{ActivityFilter, EnrollmentFilter};
+use crate::store::InboundHandlerStore;
+use crate::store::{ActivityFilter, ComplianceStoreExt, EnrollmentFilter};
 
 /// How often one enrollment is re-read and retried when it changes under the handler.
 const CAS_ATTEMPTS: usize = 5;
@@ -42,7 +42,7 @@ pub(super) fn fingerprint(parts: &[&str]) -> String {
 
 /// One inbound event being handled, with what handling it has changed so far.
 pub(super) struct InboundTask<'s> {
-    pub(super) store: &'s DynStore,
+    pub(super) store: &'s dyn InboundHandlerStore,
     pub(super) settings: WorkspaceSettings,
     pub(super) workspace_id: WorkspaceId,
     pub(super) now: DateTime<Utc>,

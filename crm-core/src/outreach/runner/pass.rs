@@ -11,7 +11,6 @@ use super::support::{
     manual_task_recipient, step_count, touches_today,
 };
 use super::{EnrollmentFailure, RunnerConfig, RunnerError, TenantReport};
-use crate::DynStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::WorkspaceId;
 use crate::model::{
@@ -22,6 +21,7 @@ use crate::outreach::enrollment::{Effect, EnrollmentEvent, step_idempotency_key,
 use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
 use crate::outreach::template::{MergeContext, TemplateError, render};
+use crate::store::RunnerStore;
 use crate::store::{EnrollmentAdvanced, EnrollmentChange};
 
 /// How often one enrollment is looked at in one pass: start, resume, then its step.
@@ -53,7 +53,7 @@ struct Problem {
 }
 
 pub(super) struct Pass<'a> {
-    store: &'a DynStore,
+    store: &'a dyn RunnerStore,
     config: &'a RunnerConfig,
     merge_values: Option<&'a Arc<dyn MergeValues>>,
     settings: WorkspaceSettings,
@@ -65,7 +65,7 @@ pub(super) struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     pub(super) fn new(
-        store: &'a DynStore,
+        store: &'a dyn RunnerStore,
         config: &'a RunnerConfig,
         merge_values: Option<&'a Arc<dyn MergeValues>>,
         settings: WorkspaceSettings,

@@ -10,13 +10,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::DynStore;
 use crate::error::StoreError;
 use crate::ids::{ContactId, SequenceId, WorkspaceId};
 use crate::model::{ActivityKind, Channel, Contact, Enrollment, InFlightPolicy, Sequence};
 use crate::outreach::schedule::{local_day, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
-use crate::store::ActivityFilter;
+use crate::store::{ActivityFilter, ActivityStore, SequenceStore};
 
 /// The address `contact` is reached at on `channel`: the email for `Email` and
 /// `CalCom`, the phone for `WhatsApp` and `Sms`, the Instagram id for `Instagram`, the
@@ -95,7 +94,7 @@ pub(crate) fn start_of_local_day(tz: Tz, at: DateTime<Utc>) -> DateTime<Utc> {
 /// Messages sent to the contact since the start of its local day (`MessageSent`
 /// activities, every channel).
 pub(crate) async fn touches_today(
-    store: &DynStore,
+    store: &dyn ActivityStore,
     workspace_id: WorkspaceId,
     contact_id: ContactId,
     tz: Tz,
@@ -118,14 +117,14 @@ pub(crate) fn step_count(sequence: &Sequence) -> i32 {
 /// Sequence definitions loaded once per pass over a workspace.
 #[derive(Debug)]
 pub(crate) struct Definitions<'s> {
-    store: &'s DynStore,
+    store: &'s dyn SequenceStore,
     workspace_id: WorkspaceId,
     latest: HashMap<SequenceId, Arc<Sequence>>,
     versions: HashMap<(SequenceId, i64), Arc<Sequence>>,
 }
 
 impl<'s> Definitions<'s> {
-    pub(crate) fn new(store: &'s DynStore, workspace_id: WorkspaceId) -> Self {
+    pub(crate) fn new(store: &'s dyn SequenceStore, workspace_id: WorkspaceId) -> Self {
         Self {
             store,
             workspace_id,

@@ -75,7 +75,7 @@ macro_rules! __intake_case {
 
 fn service(store: &Arc<DynStore>) -> IntakeService {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at(0)));
-    IntakeService::new(Arc::clone(store), clock).with_batch_size(2)
+    IntakeService::new(store.clone(), clock).with_batch_size(2)
 }
 
 /// Imports `csv` under `source_ref` with the standard manifest.

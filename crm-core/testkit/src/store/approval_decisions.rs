@@ -5,6 +5,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::{OutboxMessageId, UserId, WorkspaceId};
 use crm_core::model::{ApprovalItem, ApprovalStatus, OutboxMessage, OutboxStatus};
+use crm_core::store::ApprovalStoreExt;
 
 use super::fixtures::{approval, at, awaiting_message, decided_approval, expect_err, ok, unique};
 use super::outbox::settled;

@@ -6,6 +6,7 @@
 use crm_core::DynStore;
 use crm_core::ids::{ContactId, OutboxMessageId, WorkspaceId};
 use crm_core::model::{Channel, ConsentStatus};
+use crm_core::store::ComplianceStoreExt;
 
 use super::fixtures::{
     approval, at, awaiting_message, consent, contact, created, ok, suppression, unique,

@@ -9,7 +9,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{Job, JobStatus};
-use crm_core::store::{Claim, Page, Scope};
+use crm_core::store::{Claim, EventStoreExt, Page, Scope};
 use futures::future::join_all;
 
 use super::fixtures::{base, created, expect_err, new_event, new_job, ok, race, token, unique};

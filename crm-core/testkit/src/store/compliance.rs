@@ -4,6 +4,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::model::{AuditEntry, Channel, ConsentStatus, Suppression};
+use crm_core::store::ComplianceStoreExt;
 use crm_core::store::Page;
 
 use super::fixtures::{

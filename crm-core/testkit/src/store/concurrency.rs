@@ -10,6 +10,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{IntakeStatus, JobStatus, OutboxStatus};
+use crm_core::store::EventStoreExt;
 use crm_core::store::{EnrollmentFilter, Page, QuotaDecision, QuotaKey};
 
 use super::fixtures::{

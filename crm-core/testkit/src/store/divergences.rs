@@ -13,7 +13,7 @@ use crm_core::model::{
     Activity, ActivityKind, Channel, ConsentStatus, Contact, Enrollment, NewContact,
 };
 use crm_core::scoring::{ContactScore, ScoreWritten, Tier};
-use crm_core::store::{QuotaDecision, QuotaKey, Scope};
+use crm_core::store::{EventStoreExt, QuotaDecision, QuotaKey, Scope};
 
 use super::fixtures::{
     approval, audit, base, consent, contact, expect_err, new_anomaly, new_contact, new_event,

@@ -4,6 +4,7 @@ use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::{EventId, WorkspaceId};
 use crm_core::model::{Event, NewEvent};
+use crm_core::store::EventStoreExt;
 use crm_core::store::Scope;
 
 use super::fixtures::{created, existing, expect_err, new_event, ok, unique};

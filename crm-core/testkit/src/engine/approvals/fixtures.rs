@@ -189,7 +189,7 @@ pub fn graduated(store: &Arc<DynStore>) -> GraduatedRules {
     let settings =
         StaticSettings::new(WorkspaceSettings::default().with_default_time_zone(TIME_ZONE));
     let clock = Arc::new(ManualClock::new(base()));
-    GraduatedRules::new(Arc::clone(store), clock, Arc::new(settings))
+    GraduatedRules::new(store.clone(), clock, Arc::new(settings))
 }
 
 /// An inbox over `store` where `approver` may decide in every workspace listed, with a
@@ -203,11 +203,7 @@ pub fn inbox(
         a.with_approver(*ws, approver)
     });
     let clock = ManualClock::new(base());
-    let inbox = ApprovalInbox::new(
-        Arc::clone(store),
-        Arc::new(clock.clone()),
-        Arc::new(approvers),
-    );
+    let inbox = ApprovalInbox::new(store.clone(), Arc::new(clock.clone()), Arc::new(approvers));
     (inbox, clock)
 }
 

@@ -13,6 +13,7 @@ use crm_core::clock::Clock;
 use crm_core::model::{Channel, OutboxStatus, SuppressionReason};
 use crm_core::outreach::dispatch::{StubChannel, StubFailure, backoff_ceiling};
 use crm_core::outreach::settings::WorkspaceSettings;
+use crm_core::store::ComplianceStoreExt;
 
 fn failing(h: &Harness, failure: StubFailure) -> StubChannel {
     StubChannel::failing(Channel::Email, failure).with_clock(Arc::new(h.clock.clone()))

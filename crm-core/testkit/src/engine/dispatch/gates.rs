@@ -19,6 +19,7 @@ use crm_core::model::{
     SuppressionReason, Template,
 };
 use crm_core::outreach::settings::WorkspaceSettings;
+use crm_core::store::ApprovalStoreExt;
 
 fn reason(message: &OutboxMessage) -> &str {
     message.last_error.as_deref().unwrap_or("")

@@ -14,6 +14,7 @@ use crm_core::model::{ActivityKind, ApprovalStatus, Channel, OutboxStatus};
 use crm_core::outreach::dispatch::DispatchReport;
 use crm_core::outreach::schedule::start_of_next_day;
 use crm_core::outreach::settings::{Allowlist, WorkspaceSettings};
+use crm_core::store::ApprovalStoreExt;
 use crm_core::store::{ActivityFilter, MAX_CLOCK_SKEW, QuotaKey};
 
 fn sent_activities() -> ActivityFilter {

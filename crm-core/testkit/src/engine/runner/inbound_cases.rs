@@ -16,6 +16,7 @@ use crm_core::outreach::inbound::{InboundApplied, InboundOutcome};
 use crm_core::outreach::settings::{
     MeetingBookedPolicy, ParallelSequencePolicy, WorkspaceSettings,
 };
+use crm_core::store::ComplianceStoreExt;
 use crm_core::store::{ActivityFilter, Page};
 
 use super::world::{World, after, base_time, email, office_hours, utc, within};

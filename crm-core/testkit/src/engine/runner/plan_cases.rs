@@ -27,7 +27,7 @@ fn edited(seq: &Sequence, body: &str) -> Sequence {
 /// version or migrates them, as the policy says.
 pub async fn sequence_edit_keeps_or_migrates(store: Arc<DynStore>) {
     let w = World::new(&store, WorkspaceSettings::default());
-    let editor = SequenceEditor::new(Arc::clone(&store), w.time());
+    let editor = SequenceEditor::new(store.clone(), w.time());
     let now = base_time();
     let bad = Sequence::create(
         w.ws,

@@ -50,13 +50,8 @@ pub async fn two_runners_never_share_a_workspace(store: Arc<DynStore>) {
             let config = RunnerConfig::default()
                 .with_holder(holder)
                 .with_parallelism(4);
-            Runner::new(
-                Arc::clone(&store),
-                Arc::new(clock.clone()),
-                spy.clone(),
-                config,
-            )
-            .expect("runner")
+            Runner::new(store.clone(), Arc::new(clock.clone()), spy.clone(), config)
+                .expect("runner")
         };
         let (a, b) = (runner("runner-a"), runner("runner-b"));
         let ta = tokio::spawn(async move { a.tick().await });
@@ -118,7 +113,7 @@ pub async fn runner_parallelism_is_respected(store: Arc<DynStore>) {
         .with_holder("runner-a")
         .with_parallelism(3);
     let clock = Arc::new(ManualClock::new(base()));
-    let runner = Runner::new(Arc::clone(&store), clock, spy.clone(), config).expect("runner");
+    let runner = Runner::new(store.clone(), clock, spy.clone(), config).expect("runner");
     let report = runner.tick().await.expect("tick");
     assert_eq!(report.tenants.len(), 8, "every workspace was worked on");
     assert_eq!(report.enqueued(), 8);

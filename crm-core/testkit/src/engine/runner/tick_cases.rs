@@ -330,7 +330,7 @@ pub async fn tick_touch_limit_postpones_to_the_next_local_day(store: Arc<DynStor
     let config = RunnerConfig::default()
         .with_holder("no-limit")
         .with_touch_limit(false);
-    let relaxed = Runner::new(Arc::clone(&store), w.time(), w.provider(), config).expect("runner");
+    let relaxed = Runner::new(store.clone(), w.time(), w.provider(), config).expect("runner");
     let grace = w.contact().await;
     w.enroll(&grace, &seq, now).await;
     w.touch(&grace, now - Duration::minutes(30)).await;

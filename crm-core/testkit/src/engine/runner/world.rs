@@ -143,29 +143,23 @@ impl World {
 
     /// An enroller.
     pub fn enroller(&self) -> Enroller {
-        Enroller::new(Arc::clone(&self.store), self.time(), self.provider())
+        Enroller::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// A runner named `holder` with the default configuration otherwise.
     pub fn runner(&self, holder: &str) -> Runner {
         let config = RunnerConfig::default().with_holder(holder);
-        Runner::new(
-            Arc::clone(&self.store),
-            self.time(),
-            self.provider(),
-            config,
-        )
-        .expect("valid runner")
+        Runner::new(self.store.clone(), self.time(), self.provider(), config).expect("valid runner")
     }
 
     /// An inbound handler.
     pub fn inbound(&self) -> InboundHandler {
-        InboundHandler::new(Arc::clone(&self.store), self.time(), self.provider())
+        InboundHandler::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// A forecast.
     pub fn forecast(&self) -> Forecast {
-        Forecast::new(Arc::clone(&self.store), self.time(), self.provider())
+        Forecast::new(self.store.clone(), self.time(), self.provider())
     }
 
     /// Inserts an account.
