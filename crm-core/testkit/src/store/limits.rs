@@ -16,7 +16,7 @@ use crm_core::model::rules::{
     MAX_TITLE_BYTES, MAX_URL_BYTES,
 };
 use crm_core::model::{IntakeRecord, IntakeSource, IntakeStatus};
-use crm_core::store::Scope;
+use crm_core::store::{EventStoreExt, Scope};
 
 use super::fixtures::{
     created, expect_err, new_contact, new_event, new_job, ok, unique, unique_email,
@@ -47,6 +47,9 @@ fn nested(depth: usize, leaf: Value) -> Value {
     (0..depth).fold(leaf, |v, _| json!([v]))
 }
 
+/// Makes one field of a contact one step too long.
+type Grow = fn(&mut crm_core::model::Contact);
+
 /// A contact whose indexed and free-text fields are exactly at their limits is stored
 /// and reads back exactly (on PostgreSQL the link at [`MAX_URL_BYTES`] goes through
 /// the contacts index); one byte more in any of them is `Invalid` naming the limit.
@@ -68,7 +71,7 @@ pub async fn text_at_the_limit_round_trips_and_past_it_is_invalid(store: &DynSto
         "reads back exactly"
     );
 
-    let over: [(&str, fn(&mut crm_core::model::Contact)); 5] = [
+    let over: [(&str, Grow); 5] = [
         ("first_name", |c| c.first_name.push('x')),
         ("title", |c| c.title = Some("T".repeat(MAX_TITLE_BYTES + 1))),
         ("linkedin_url", |c| {

@@ -21,7 +21,7 @@ use crate::store::fixtures::{at, ok, unique};
 
 fn service(store: &Arc<DynStore>) -> IntakeService {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at(0)));
-    IntakeService::new(Arc::clone(store), clock).with_batch_size(1000)
+    IntakeService::new(store.clone(), clock).with_batch_size(1000)
 }
 
 /// Imports `csv` bytes with the standard manifest.
