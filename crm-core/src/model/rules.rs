@@ -11,8 +11,8 @@
 //! # Limits
 //!
 //! Every text field has a maximum length in bytes of UTF-8, one constant per kind
-//! below. Any text passed through [`no_nul`] or [`require_text`] is held to
-//! [`MAX_BODY_BYTES`]; shorter kinds add [`max_len`]. Every field a PostgreSQL btree
+//! below. Any text passed through `no_nul` or `require_text` is held to
+//! [`MAX_BODY_BYTES`]; shorter kinds add `max_len`. Every field a PostgreSQL btree
 //! index covers (emails, links, phones, names, keys) is capped at
 //! [`MAX_URL_BYTES`] or less, well under the ~2.7 KB index row limit, so a value one
 //! store accepts never fails on the other's index.
