@@ -51,6 +51,7 @@ macro_rules! intake_conformance_tests {
             $crate::__intake_case!($make; hostile_formula_cells);
             $crate::__intake_case!($make; hostile_tens_of_thousands_of_duplicates);
             $crate::__intake_case!($make; hostile_odd_phone_formats);
+            $crate::__intake_case!($make; hostile_unclosed_quotes_and_bad_headers);
         }
     };
 }

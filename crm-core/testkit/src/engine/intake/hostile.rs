@@ -334,3 +334,64 @@ pub async fn hostile_odd_phone_formats(store: Arc<DynStore>) {
         5
     );
 }
+
+/// An unclosed quote never merges rows silently: opened in the last column it swallows
+/// the following lines into one row that is invalid and names the line where the
+/// quote opened; opened mid-file, the swallowing row is invalid and the rows after it
+/// read as usual. Duplicate, blank or reserved header names refuse the file before any
+/// row is stored.
+pub async fn hostile_unclosed_quotes_and_bad_headers(store: Arc<DynStore>) {
+    let svc = service(&store);
+    let tag = unique("quote");
+
+    let ws = WorkspaceId::new();
+    let csv = format!(
+        "email,name,title\na-{tag}@x.io,Ada,\"CTO\nb-{tag}@x.io,Bob,CEO\nc-{tag}@x.io,Cy,CFO\nd-{tag}@x.io,Di,COO\n"
+    );
+    let report = import(&svc, ws, csv.into_bytes()).await;
+    let rows = accounted(store.as_ref(), ws, &report, (1, 0, 0, 1), "quote to EOF").await;
+    let quote = rows[0]
+        .errors
+        .iter()
+        .find(|e| e.reason.contains("never closed"))
+        .unwrap_or_else(|| panic!("the unclosed quote is reported: {:?}", rows[0].errors));
+    assert_eq!(quote.line, Some(2), "the line where the quote opened");
+
+    let ws = WorkspaceId::new();
+    let csv = format!(
+        "email,name,title\na-{tag}@x.io,\"Ada,CTO\nb-{tag}@x.io,Bob,CEO\nc-{tag}@x.io,\"Cy\",CFO\ne-{tag}@x.io,Eve,CIO\n"
+    );
+    let report = import(&svc, ws, csv.into_bytes()).await;
+    let rows = accounted(store.as_ref(), ws, &report, (2, 1, 0, 1), "quote mid-file").await;
+    let bad = rows
+        .iter()
+        .find(|r| r.status == IntakeStatus::Invalid)
+        .unwrap_or_else(|| panic!("one row is invalid"));
+    assert!(
+        bad.errors
+            .iter()
+            .any(|e| e.reason.contains("unclosed quote")),
+        "{:?}",
+        bad.errors
+    );
+    assert_eq!(
+        process_all(store.as_ref(), &svc, ws, &rows, "quote mid-file").await,
+        1
+    );
+
+    let ws = WorkspaceId::new();
+    let header = CsvRows::new(std::io::Cursor::new(
+        format!("email,name,email,,,_extra\na-{tag}@x.io,Ada,b-{tag}@x.io,,,\n").into_bytes(),
+    ));
+    let Err(err) = header else {
+        panic!("duplicate, blank and reserved header names are refused");
+    };
+    assert!(
+        err.to_string().contains("`email` heads columns 1, 3"),
+        "{err}"
+    );
+    assert!(
+        all_rows(store.as_ref(), ws).await.is_empty(),
+        "nothing is stored from a refused file"
+    );
+}
