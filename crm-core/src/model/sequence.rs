@@ -12,6 +12,10 @@ use crate::model::rules::{
 use crate::text_enum::text_enum;
 
 /// How long to wait after the previous step.
+///
+/// At most [`StepDelay::MAX_HOURS`] or [`StepDelay::MAX_BUSINESS_DAYS`] (about ten
+/// years either way), checked when a sequence is saved, so schedule arithmetic stays
+/// far inside the calendar's range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "unit", content = "amount")]
 pub enum StepDelay {
@@ -19,6 +23,28 @@ pub enum StepDelay {
     Hours(u32),
     /// Business days (Monday to Friday) in the contact's time zone.
     BusinessDays(u32),
+}
+
+impl StepDelay {
+    /// The longest delay in hours: ten years of 365.25 days.
+    pub const MAX_HOURS: u32 = 87_660;
+    /// The longest delay in business days: ten years of 261 business days.
+    pub const MAX_BUSINESS_DAYS: u32 = 2_610;
+
+    /// Refuses a delay longer than its maximum.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let (amount, max, unit) = match *self {
+            Self::Hours(h) => (h, Self::MAX_HOURS, "hours"),
+            Self::BusinessDays(d) => (d, Self::MAX_BUSINESS_DAYS, "business days"),
+        };
+        if amount > max {
+            return Err(ValidationError::new(
+                "step.delay",
+                format!("{amount} {unit} is longer than the maximum of {max} {unit}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Local hours and weekdays in which a step may be sent.
@@ -110,7 +136,8 @@ impl Sequence {
         Ok(sequence)
     }
 
-    /// A name, at least one step, non-empty bodies and sane windows.
+    /// A name, at least one step, delays within their maximum, non-empty bodies and
+    /// sane windows.
     pub fn validate(&self) -> Result<(), ValidationError> {
         require_text_max("sequence.name", &self.name, MAX_NAME_BYTES)?;
         if self.steps.is_empty() {
@@ -120,6 +147,7 @@ impl Sequence {
             ));
         }
         for step in &self.steps {
+            step.delay.validate()?;
             require_text("step.template.body", &step.template.body)?;
             text_opt(
                 "step.template.subject",
@@ -230,6 +258,45 @@ impl Enrollment {
             created_at: now,
             updated_at: now,
             version: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_delay(delay: StepDelay) -> Result<Sequence, ValidationError> {
+        let step = SequenceStep {
+            channel: Channel::Email,
+            template: Template {
+                subject: None,
+                body: "Hi".into(),
+            },
+            delay,
+            window: None,
+            requires_approval: false,
+        };
+        Sequence::create(
+            WorkspaceId::new(),
+            "Intro",
+            vec![step],
+            DateTime::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn delays_past_their_maximum_are_refused_when_saved() {
+        assert!(with_delay(StepDelay::Hours(StepDelay::MAX_HOURS)).is_ok());
+        assert!(with_delay(StepDelay::BusinessDays(StepDelay::MAX_BUSINESS_DAYS)).is_ok());
+        for delay in [
+            StepDelay::Hours(StepDelay::MAX_HOURS + 1),
+            StepDelay::Hours(u32::MAX),
+            StepDelay::BusinessDays(StepDelay::MAX_BUSINESS_DAYS + 1),
+            StepDelay::BusinessDays(u32::MAX),
+        ] {
+            let err = with_delay(delay).expect_err("refused");
+            assert_eq!(err.field(), "step.delay", "{err}");
         }
     }
 }

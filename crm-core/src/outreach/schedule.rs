@@ -34,25 +34,54 @@ fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
+/// A delay that lands outside the calendar's range (only a delay past its maximum, or
+/// a start near the end of time, can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a delay of {delay:?} from {from} is outside the calendar")]
+pub struct DelayOutOfRange {
+    /// The delay.
+    pub delay: StepDelay,
+    /// The instant it was applied to.
+    pub from: DateTime<Utc>,
+}
+
 /// The instant `delay` after `from`. Business days skip Saturday and Sunday in `tz` and
-/// keep the local time of day.
-#[must_use]
-pub fn apply_delay(delay: StepDelay, tz: Tz, from: DateTime<Utc>) -> DateTime<Utc> {
+/// keep the local time of day. Takes time proportional to the number of weeks, never
+/// panics, and answers [`DelayOutOfRange`] where the result would not be a date.
+pub fn apply_delay(
+    delay: StepDelay,
+    tz: Tz,
+    from: DateTime<Utc>,
+) -> Result<DateTime<Utc>, DelayOutOfRange> {
+    let out_of_range = DelayOutOfRange { delay, from };
     match delay {
-        StepDelay::Hours(hours) => from + Duration::hours(i64::from(hours)),
+        StepDelay::Hours(hours) => Duration::try_hours(i64::from(hours))
+            .and_then(|d| from.checked_add_signed(d))
+            .ok_or(out_of_range),
         StepDelay::BusinessDays(days) => {
             let local = from.with_timezone(&tz).naive_local();
-            let mut date = local.date();
-            let mut left = days;
-            while left > 0 {
-                date = date.checked_add_days(Days::new(1)).unwrap_or(date);
-                if is_business_day(date.weekday()) {
-                    left -= 1;
-                }
-            }
-            local_to_utc(tz, date.and_time(local.time()))
+            let date = add_business_days(local.date(), days).ok_or(out_of_range)?;
+            Ok(local_to_utc(tz, date.and_time(local.time())))
         }
     }
+}
+
+/// The `days`-th business day after `date`. Any seven consecutive days hold exactly
+/// five business days, so whole weeks are jumped and at most five days walked.
+fn add_business_days(date: NaiveDate, days: u32) -> Option<NaiveDate> {
+    if days == 0 {
+        return Some(date);
+    }
+    let weeks = (days - 1) / 5;
+    let mut date = date.checked_add_days(Days::new(u64::from(weeks) * 7))?;
+    let mut left = days - weeks * 5;
+    while left > 0 {
+        date = date.checked_add_days(Days::new(1))?;
+        if is_business_day(date.weekday()) {
+            left -= 1;
+        }
+    }
+    Some(date)
 }
 
 /// The earliest instant at or after `at` that lies inside `window` in `tz`; `at` itself
@@ -160,15 +189,15 @@ mod tests {
     fn business_days_skip_weekends_and_keep_the_local_time() {
         // Friday 10:00 Berlin + 1 business day = Monday 10:00 Berlin.
         assert_eq!(
-            apply_delay(StepDelay::BusinessDays(1), Berlin, utc(2026, 1, 9, 9, 0)),
+            apply_delay(StepDelay::BusinessDays(1), Berlin, utc(2026, 1, 9, 9, 0)).unwrap(),
             utc(2026, 1, 12, 9, 0)
         );
         assert_eq!(
-            apply_delay(StepDelay::BusinessDays(5), Berlin, utc(2026, 1, 5, 9, 0)),
+            apply_delay(StepDelay::BusinessDays(5), Berlin, utc(2026, 1, 5, 9, 0)).unwrap(),
             utc(2026, 1, 12, 9, 0)
         );
         assert_eq!(
-            apply_delay(StepDelay::Hours(36), Berlin, utc(2026, 1, 5, 9, 0)),
+            apply_delay(StepDelay::Hours(36), Berlin, utc(2026, 1, 5, 9, 0)).unwrap(),
             utc(2026, 1, 6, 21, 0)
         );
     }
@@ -232,9 +261,54 @@ mod tests {
         #[test]
         fn business_day_delays_land_on_business_days(secs in 0i64..(2 * 365 * 86_400), n in 1u32..30) {
             let from = utc(2026, 1, 5, 9, 0) + Duration::seconds(secs);
-            let to = apply_delay(StepDelay::BusinessDays(n), Berlin, from);
+            let to = apply_delay(StepDelay::BusinessDays(n), Berlin, from).unwrap();
             prop_assert!(to > from);
             prop_assert!(is_business_day(to.with_timezone(&Berlin).weekday()));
         }
+
+        #[test]
+        fn week_jumps_agree_with_walking_day_by_day(start in 0u64..3_000, n in 0u32..400) {
+            let date = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + Days::new(start);
+            let mut walked = date;
+            let mut left = n;
+            while left > 0 {
+                walked = walked + Days::new(1);
+                if is_business_day(walked.weekday()) {
+                    left -= 1;
+                }
+            }
+            prop_assert_eq!(add_business_days(date, n), Some(walked));
+        }
+    }
+
+    #[test]
+    fn extreme_delays_are_errors_not_panics() {
+        let from = utc(2026, 1, 5, 9, 0);
+        for delay in [
+            StepDelay::Hours(u32::MAX),
+            StepDelay::BusinessDays(u32::MAX),
+        ] {
+            // u32::MAX hours is 490,000 years: inside chrono's range, so it is a date;
+            // u32::MAX business days is not, and is answered at once either way.
+            let _ = apply_delay(delay, Berlin, from);
+        }
+        assert_eq!(
+            apply_delay(StepDelay::BusinessDays(u32::MAX), Berlin, from),
+            Err(DelayOutOfRange {
+                delay: StepDelay::BusinessDays(u32::MAX),
+                from
+            })
+        );
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert!(apply_delay(StepDelay::Hours(1), Berlin, end).is_err());
+    }
+
+    #[test]
+    fn the_maximum_delays_stay_inside_the_calendar() {
+        let from = utc(2026, 1, 5, 9, 0);
+        let hours = apply_delay(StepDelay::Hours(StepDelay::MAX_HOURS), Berlin, from).unwrap();
+        assert_eq!(hours - from, Duration::hours(87_660));
+        let days = StepDelay::BusinessDays(StepDelay::MAX_BUSINESS_DAYS);
+        assert!(apply_delay(days, Berlin, from).unwrap() > from + Duration::days(3_600));
     }
 }

@@ -130,7 +130,8 @@ pub fn enrollment_block(enrollment: &Enrollment, step: Option<i32>) -> Option<St
 /// When the enrollment is due next after `step` of `sequence` was sent at `sent_at`:
 /// the next step's delay, moved into its send window, in `tz`; after the last step,
 /// `sent_at` plus the last step's delay (the reply wait). `None` if `step` is not a
-/// step of the sequence.
+/// step of the sequence, or the delay lands outside the calendar (a stored delay past
+/// its maximum).
 #[must_use]
 pub fn next_due(
     sequence: &Sequence,
@@ -144,9 +145,9 @@ pub fn next_due(
         Some(next) => next_allowed(
             next.window.as_ref(),
             tz,
-            apply_delay(next.delay, tz, sent_at),
+            apply_delay(next.delay, tz, sent_at).ok()?,
         ),
-        None => apply_delay(current.delay, tz, sent_at),
+        None => apply_delay(current.delay, tz, sent_at).ok()?,
     })
 }
 

@@ -105,7 +105,7 @@ impl Sim<'_> {
             EnrollmentState::Pending => sequence
                 .steps
                 .first()
-                .map(|s| apply_delay(s.delay, tz, enrollment.created_at)),
+                .and_then(|s| apply_delay(s.delay, tz, enrollment.created_at).ok()),
             EnrollmentState::StepPending => {
                 let m = message.filter(|m| m.step_index == Some(enrollment.current_step))?;
                 let due = m.not_before;
@@ -268,7 +268,11 @@ impl Sim<'_> {
         let Some(next) = w.sequence.steps.get(w.step) else {
             return Ok(false);
         };
-        w.due_at = apply_delay(next.delay, w.tz, t);
+        // A delay outside the calendar (only one past its maximum) ends the walk.
+        let Ok(due_at) = apply_delay(next.delay, w.tz, t) else {
+            return Ok(false);
+        };
+        w.due_at = due_at;
         w.at = w.due_at.max(t);
         Ok(true)
     }

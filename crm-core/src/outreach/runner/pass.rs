@@ -138,11 +138,18 @@ impl<'a> Pass<'a> {
         match (e.state, current) {
             (EnrollmentState::Pending, _) => {
                 let first_due = match sequence.steps.first() {
-                    Some(step) => next_allowed(
-                        step.window.as_ref(),
-                        tz,
-                        apply_delay(step.delay, tz, e.created_at),
-                    ),
+                    Some(step) => match apply_delay(step.delay, tz, e.created_at) {
+                        Ok(due) => next_allowed(step.window.as_ref(), tz, due),
+                        // Only a stored delay past its maximum gets here: this
+                        // enrollment is parked with the reason, the tick goes on.
+                        Err(err) => {
+                            let problem = Problem {
+                                action: "outreach.delay_out_of_range",
+                                details: json!({ "step": 0, "reason": err.to_string() }),
+                            };
+                            return self.park(e, n, problem).await;
+                        }
+                    },
                     None => now,
                 };
                 let event = EnrollmentEvent::Start { first_due };

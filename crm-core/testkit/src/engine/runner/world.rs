@@ -356,7 +356,10 @@ impl World {
             .ok()
             .and_then(|k| sequence.steps.get(k));
         let next_due = match next {
-            Some(s) => next_allowed(s.window.as_ref(), tz, apply_delay(s.delay, tz, at)),
+            Some(s) => {
+                let due = apply_delay(s.delay, tz, at).expect("a saved delay is in range");
+                next_allowed(s.window.as_ref(), tz, due)
+            }
             None => at + reply_wait(),
         };
         let n = i32::try_from(sequence.steps.len()).expect("few steps");
