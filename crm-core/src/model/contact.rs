@@ -84,9 +84,16 @@ pub struct NewContact {
 
 /// Parses an IANA time zone name.
 pub fn parse_time_zone(name: &str) -> Result<Tz, ValidationError> {
-    name.trim()
-        .parse::<Tz>()
-        .map_err(|_| ValidationError::new("time_zone", format!("unknown IANA time zone {name:?}")))
+    name.trim().parse::<Tz>().map_err(|_| {
+        // Quote a bounded prefix: the input may be anything a caller was sent.
+        const QUOTED_CHARS: usize = 64;
+        let prefix: String = name.chars().take(QUOTED_CHARS).collect();
+        let cut = if prefix.len() < name.len() { "..." } else { "" };
+        ValidationError::new(
+            "time_zone",
+            format!("unknown IANA time zone {prefix:?}{cut}"),
+        )
+    })
 }
 
 impl Contact {
@@ -288,6 +295,17 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_time_zone_quotes_a_bounded_prefix() {
+        let long = "Europe/".to_owned() + &"x".repeat(100_000);
+        let err = parse_time_zone(&long).expect_err("unknown");
+        assert!(err.to_string().len() < 200, "{}", err.to_string().len());
+        assert!(err.to_string().contains("\"Europe/xxx"), "{err}");
+        let short = parse_time_zone("Mars/Olympus").expect_err("unknown");
+        assert!(short.to_string().contains("\"Mars/Olympus\""), "{short}");
+        assert!(!short.to_string().contains("..."), "{short}");
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::UNIX_EPOCH
