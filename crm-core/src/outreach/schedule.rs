@@ -21,10 +21,12 @@ fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
         LocalResult::None => {
-            // Real-world gaps are at most two hours, so hourly probes step past them.
+            // Real-world gaps are at most two hours and start and end on whole minutes
+            // (half-hour ones too, as in Australia/Lord_Howe), so probing minute by
+            // minute finds the first real instant after the gap.
             let mut probe = local;
-            for _ in 0..4 {
-                probe += Duration::hours(1);
+            for _ in 0..240 {
+                probe += Duration::minutes(1);
                 if let Some(t) = tz.from_local_datetime(&probe).earliest() {
                     return t.with_timezone(&Utc);
                 }
@@ -213,6 +215,21 @@ mod tests {
         let at = utc(2026, 3, 28, 23, 0); // Sunday 00:00 Berlin (CET)
         let next = next_allowed(Some(&window), Berlin, at);
         assert_eq!(next, utc(2026, 3, 29, 1, 0)); // 03:00 CEST
+    }
+
+    #[test]
+    fn a_half_hour_dst_gap_opens_the_window_the_same_day() {
+        // Lord Howe Island moves from +10:30 to +11:00 at 02:00 on 2026-10-04: 02:00 to
+        // 02:30 does not exist, and a window opening at 02:00 opens at 02:30.
+        let lord_howe: Tz = "Australia/Lord_Howe".parse().unwrap();
+        let window = SendWindow {
+            start_hour: 2,
+            end_hour: 3,
+            weekdays: vec![Weekday::Sun],
+        };
+        let at = utc(2026, 10, 3, 12, 0); // Saturday 22:30 local
+        let next = next_allowed(Some(&window), lord_howe, at);
+        assert_eq!(next, utc(2026, 10, 3, 15, 30)); // Sunday 02:30 +11:00
     }
 
     #[test]
