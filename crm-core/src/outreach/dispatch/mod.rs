@@ -24,7 +24,10 @@
 //! 5. **Channel pause.** An open error-severity anomaly of the channel raised by one of
 //!    the [`SEND_HEALTH_RULES`](crate::anomaly::SEND_HEALTH_RULES) postpones the
 //!    message by the pause delay, when
-//!    the workspace enables `pause_channel_on_error_anomaly`.
+//!    the workspace enables `pause_channel_on_error_anomaly`. A sequence step's
+//!    message outside its step's send window in the contact's zone (a late approval,
+//!    a retry, a restart) is postponed to the window's next opening, its attempt given
+//!    back.
 //! 6. **Quota.** The workspace's daily cap for the channel (`send:<channel>`, per
 //!    local day of the workspace's default time zone) is consumed atomically, once per
 //!    workspace and channel for all the batch's messages that passed stages 1 to 5

@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::outreach::approvals::{approval_request, context_of};
 use crate::outreach::enrollment::{EnrollmentEvent, transition};
+use crate::outreach::schedule::next_allowed;
 use crate::store::{ApprovalStoreExt, ComplianceStoreExt, Reschedule};
 
 /// Why a message cannot be sent: every send records an activity about its contact.
@@ -192,6 +193,9 @@ impl<'a> SendAttempt<'a> {
             Some(enrollment) => Some(self.plan(enrollment).await?),
             None => None,
         };
+        if let Some(plan) = &plan {
+            self.within_window(plan).await?;
+        }
         let sender = self.sender().await?;
         Ok(Ready {
             attempt: self,
@@ -433,7 +437,11 @@ impl<'a> SendAttempt<'a> {
         };
         let step = enrollment.current_step;
         let mut tz = self.ws.settings.default_time_zone;
-        if next_due_needs_time_zone(&sequence, step) {
+        let windowed = usize::try_from(step)
+            .ok()
+            .and_then(|k| sequence.steps.get(k))
+            .is_some_and(|s| s.window.is_some());
+        if windowed || next_due_needs_time_zone(&sequence, step) {
             match self.d.store.get_contact(ws, enrollment.contact_id).await {
                 Ok(contact) => tz = contact.time_zone.unwrap_or(tz),
                 Err(e) if e.kind() == StoreErrorKind::NotFound => {}
@@ -446,6 +454,22 @@ impl<'a> SendAttempt<'a> {
             step,
             tz,
         })
+    }
+
+    /// A step's message goes only inside the step's send window in the contact's zone,
+    /// however it got here (a late approval, a retry, a restart): outside it, the
+    /// message waits for the window's next opening.
+    async fn within_window(&self, plan: &StepPlan) -> Gate<()> {
+        let window = usize::try_from(plan.step)
+            .ok()
+            .and_then(|k| plan.sequence.steps.get(k))
+            .and_then(|s| s.window.as_ref());
+        let opens = next_allowed(window, plan.tz, self.now);
+        if opens > self.now {
+            let reason = "outside the step's send window";
+            return Err(Stop::Settled(self.postpone(opens, reason).await?));
+        }
+        Ok(())
     }
 
     /// Who sends: the dry-run adapter, or the channel's adapter; a channel without an

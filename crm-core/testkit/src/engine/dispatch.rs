@@ -90,6 +90,7 @@ macro_rules! __dispatch_cases {
             dispatch_cancels_messages_of_stopped_enrollments
             dispatch_advances_the_enrollment_with_the_send
             dispatch_paused_channel_postpones
+            dispatch_outside_the_step_window_waits_for_it
             dispatch_fails_messages_without_a_contact
             // provider failures
             dispatch_retryable_errors_back_off_then_dead_letter

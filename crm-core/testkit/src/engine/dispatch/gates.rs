@@ -15,8 +15,8 @@ use crm_core::clock::Clock;
 use crm_core::ids::UserId;
 use crm_core::model::{
     Anomaly, ApprovalStatus, Channel, Consent, ConsentStatus, Enrollment, EnrollmentState,
-    OutboxMessage, OutboxStatus, Sequence, SequenceStep, Severity, StepDelay, Suppression,
-    SuppressionReason, Template,
+    OutboxMessage, OutboxStatus, SendWindow, Sequence, SequenceStep, Severity, StepDelay,
+    Suppression, SuppressionReason, Template,
 };
 use crm_core::outreach::settings::WorkspaceSettings;
 use crm_core::store::ApprovalStoreExt;
@@ -202,7 +202,17 @@ fn step(delay: StepDelay) -> SequenceStep {
 /// A two-step sequence (no delay, then 48 hours), an enrollment of a fresh contact
 /// waiting on step 0 (`StepPending`), and its enqueued message.
 async fn enrolled(h: &Harness) -> (Sequence, Enrollment, OutboxMessage) {
-    let steps = vec![step(StepDelay::Hours(0)), step(StepDelay::Hours(48))];
+    enrolled_with(h, None).await
+}
+
+/// [`enrolled`], with a send window on step 0.
+async fn enrolled_with(
+    h: &Harness,
+    window: Option<SendWindow>,
+) -> (Sequence, Enrollment, OutboxMessage) {
+    let mut first = step(StepDelay::Hours(0));
+    first.window = window;
+    let steps = vec![first, step(StepDelay::Hours(48))];
     let sequence = Sequence::create(h.ws, "Two steps", steps, base()).expect("valid sequence");
     let sequence = ok(h.store.insert_sequence(&sequence).await, "insert_sequence");
     let (contact, email) = h.contact().await;
@@ -319,4 +329,50 @@ pub async fn dispatch_fails_messages_without_a_contact(store: Arc<DynStore>) {
         "{:?}",
         stored.last_error
     );
+}
+
+/// A step's message claimed outside its step's send window (approved late, retried,
+/// restarted) waits for the window's next opening with its attempt given back, and
+/// goes then.
+pub async fn dispatch_outside_the_step_window_waits_for_it(store: Arc<DynStore>) {
+    use chrono::{Timelike, Weekday};
+    let h = Harness::new(store);
+    // A one-hour window two hours from now, every day, in the contact's zone (the
+    // fixtures' contacts live in Berlin).
+    let berlin = chrono_tz::Europe::Berlin;
+    let now = h.clock.now();
+    let start = u8::try_from((now.with_timezone(&berlin).hour() + 2) % 24).expect("an hour");
+    let window = SendWindow {
+        start_hour: start,
+        end_hour: start + 1,
+        weekdays: vec![
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ],
+    };
+    let (_, _, message) = enrolled_with(&h, Some(window)).await;
+
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.sent, 0, "{report:?}");
+    assert_eq!(h.stub.handed_count(), 0, "nothing goes outside the window");
+    let waiting = h.get(message.id).await;
+    assert_eq!(waiting.status, OutboxStatus::Pending);
+    assert_eq!(
+        waiting.attempts, 0,
+        "waiting for the window gives the attempt back"
+    );
+    assert!(waiting.not_before > now, "{:?}", waiting.not_before);
+    let opens = waiting.not_before.with_timezone(&berlin);
+    assert_eq!(u8::try_from(opens.hour()).ok(), Some(start));
+    assert_eq!(opens.minute(), 0, "the window's opening");
+
+    h.clock.set(waiting.not_before);
+    let report = once(&h.dispatcher()).await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert_eq!(h.get(message.id).await.status, OutboxStatus::Sent);
 }
