@@ -105,18 +105,15 @@ mod tests {
     use crate::intake::source::CsvRows;
     use crate::model::IntakeStatus;
 
-    #[test]
-    fn every_csv_row_becomes_a_record_good_or_invalid() {
-        let data = "email,name,phone\n Ada@Acme.io ,Ada Lovelace,+49 30 901820\nbroken,Bob,\n,,\n";
-        let ws = WorkspaceId::new();
-        let now = DateTime::UNIX_EPOCH;
-        let prepared: Vec<_> = CsvRows::new(data.as_bytes())
+    /// Prepares every row of `data` as a CSV import named `name`.
+    fn prepare_csv(ws: WorkspaceId, name: &str, data: &str, now: DateTime<Utc>) -> Vec<Prepared> {
+        CsvRows::new(data.as_bytes())
             .unwrap()
             .map(|row| {
                 prepare(
                     ws,
                     IntakeSource::Csv,
-                    "leads.csv",
+                    name,
                     row.unwrap(),
                     &Manifest::standard(),
                     &NormalizeOptions::default(),
@@ -124,7 +121,15 @@ mod tests {
                 )
                 .unwrap()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn every_csv_row_becomes_a_record_good_or_invalid() {
+        let data = "email,name,phone\n Ada@Acme.io ,Ada Lovelace,+49 30 901820\nbroken,Bob,\n,,\n";
+        let ws = WorkspaceId::new();
+        let now = DateTime::UNIX_EPOCH;
+        let prepared: Vec<_> = prepare_csv(ws, "leads.csv", data, now);
         assert_eq!(prepared.len(), 3);
         let good = &prepared[0];
         assert_eq!(good.record.status, IntakeStatus::Pending);
@@ -156,21 +161,7 @@ mod tests {
     fn a_link_of_only_slashes_is_no_contact_point() {
         let data = "name,linkedin_url\n,///\nAda,///\n";
         let ws = WorkspaceId::new();
-        let rows: Vec<_> = CsvRows::new(data.as_bytes())
-            .unwrap()
-            .map(|row| {
-                prepare(
-                    ws,
-                    IntakeSource::Csv,
-                    "links.csv",
-                    row.unwrap(),
-                    &Manifest::standard(),
-                    &NormalizeOptions::default(),
-                    DateTime::UNIX_EPOCH,
-                )
-                .unwrap()
-            })
-            .collect();
+        let rows: Vec<_> = prepare_csv(ws, "links.csv", data, DateTime::UNIX_EPOCH);
         assert_eq!(rows[0].record.status, IntakeStatus::Invalid);
         assert_eq!(
             rows[0].record.errors[0].reason,
@@ -188,21 +179,7 @@ mod tests {
             "name,linkedin_url,title\nAda,{link},CEO\nBob,,{}\n",
             "t".repeat(501)
         );
-        let rows: Vec<_> = CsvRows::new(data.as_bytes())
-            .unwrap()
-            .map(|row| {
-                prepare(
-                    WorkspaceId::new(),
-                    IntakeSource::Csv,
-                    "big.csv",
-                    row.unwrap(),
-                    &Manifest::standard(),
-                    &NormalizeOptions::default(),
-                    DateTime::UNIX_EPOCH,
-                )
-                .unwrap()
-            })
-            .collect();
+        let rows: Vec<_> = prepare_csv(WorkspaceId::new(), "big.csv", &data, DateTime::UNIX_EPOCH);
         let ada = &rows[0].record;
         assert_eq!(ada.status, IntakeStatus::Invalid);
         assert!(rows[0].normalized.is_none());

@@ -7,7 +7,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use crm_core::DynStore;
-use crm_core::error::{StoreError, StoreErrorKind as Kind, ValidationError};
+use crm_core::error::{StoreError, StoreErrorKind as Kind};
 use crm_core::ids::{AccountId, ContactId, SequenceId, WorkspaceId};
 use crm_core::model::{
     Activity, ActivityKind, Channel, ConsentStatus, Contact, Enrollment, NewContact,
@@ -17,24 +17,9 @@ use crm_core::store::{EventStoreExt, QuotaDecision, QuotaKey, Scope};
 
 use super::fixtures::{
     approval, audit, base, consent, contact, expect_err, new_anomaly, new_contact, new_event,
-    new_job, new_message, new_pipeline, new_sequence, ok, race, sequence, suppression, unique,
-    unique_email,
+    new_job, new_message, new_pipeline, new_sequence, ok, race, same_invalid, sequence,
+    suppression, unique, unique_email,
 };
-
-/// Asserts `result` is the `Invalid` error that `expected` (the model's own
-/// validation of the same value) gives: the same on every store.
-#[track_caller]
-fn same_invalid<T: std::fmt::Debug>(
-    result: Result<T, StoreError>,
-    expected: Result<(), ValidationError>,
-    what: &str,
-) {
-    let expected = expected.expect_err("the model refuses the value itself");
-    match expect_err(result, Kind::Invalid, what) {
-        StoreError::Invalid(e) => assert_eq!(e, expected, "{what}: the model's error"),
-        other => panic!("{what}: expected Invalid, got {other:?}"),
-    }
-}
 
 /// A NUL character (U+0000) in any text or JSON field is `Invalid`, the error the
 /// model's `validate` gives, and nothing is written.

@@ -14,7 +14,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use uuid::Uuid;
 
 use crm_core::DynStore;
-use crm_core::error::{StoreError, StoreErrorKind};
+use crm_core::error::{StoreError, StoreErrorKind, ValidationError};
 use crm_core::ids::{ContactId, WorkspaceId};
 use crm_core::model::{
     Account, Activity, ActivityKind, Actor, Anomaly, ApprovalItem, ApprovalRule, AuditEntry,
@@ -80,6 +80,21 @@ pub fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
     match result {
         Ok(value) => value,
         Err(err) => panic!("{what}: unexpected error {err:?}"),
+    }
+}
+
+/// Asserts `result` is the `Invalid` error that `expected` (the model's own
+/// validation of the same value) gives: the same on every store.
+#[track_caller]
+pub fn same_invalid<T: Debug>(
+    result: Result<T, StoreError>,
+    expected: Result<(), ValidationError>,
+    what: &str,
+) {
+    let expected = expected.expect_err("the model refuses the value itself");
+    match expect_err(result, StoreErrorKind::Invalid, what) {
+        StoreError::Invalid(e) => assert_eq!(e, expected, "{what}: the model's error"),
+        other => panic!("{what}: expected Invalid, got {other:?}"),
     }
 }
 

@@ -8,7 +8,6 @@ use chrono::DateTime;
 use serde_json::{Value, json};
 
 use crm_core::DynStore;
-use crm_core::error::{StoreError, StoreErrorKind as Kind, ValidationError};
 use crm_core::ids::WorkspaceId;
 use crm_core::intake::{CsvRows, Manifest, NormalizeOptions, prepare};
 use crm_core::model::rules::{
@@ -19,22 +18,8 @@ use crm_core::model::{IntakeRecord, IntakeSource, IntakeStatus};
 use crm_core::store::{EventStoreExt, Scope};
 
 use super::fixtures::{
-    created, expect_err, new_contact, new_event, new_job, ok, unique, unique_email,
+    created, new_contact, new_event, new_job, ok, same_invalid, unique, unique_email,
 };
-
-/// Asserts `result` is `Invalid` with the error the model's own validation gives.
-#[track_caller]
-fn same_invalid<T: std::fmt::Debug>(
-    result: Result<T, StoreError>,
-    expected: Result<(), ValidationError>,
-    what: &str,
-) {
-    let expected = expected.expect_err("the model refuses the value itself");
-    match expect_err(result, Kind::Invalid, what) {
-        StoreError::Invalid(e) => assert_eq!(e, expected, "{what}: the model's error"),
-        other => panic!("{what}: expected Invalid, got {other:?}"),
-    }
-}
 
 /// A LinkedIn profile link of exactly `bytes` bytes.
 fn link(bytes: usize) -> String {
