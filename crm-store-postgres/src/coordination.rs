@@ -74,27 +74,39 @@ impl QuotaStore for PostgresStore {
         amount: u32,
     ) -> Result<QuotaDecision, StoreError> {
         validate_quota_amount(amount)?;
-        // The upsert locks the counter row even when its `WHERE` refuses, and the
-        // lock holds until commit: the total read after a refusal in the same
-        // transaction is the one that decided it.
+        let consume = || {
+            sqlx::query_scalar::<_, i64>(CONSUME)
+                .bind(workspace_id.as_uuid())
+                .bind(key.counter.as_str())
+                .bind(key.period)
+                .bind(i64::from(amount))
+                .bind(i64::from(cap))
+        };
+        let granted = |used: i64| -> Result<QuotaDecision, StoreError> {
+            let used = to_u32(used)?;
+            Ok(QuotaDecision::Granted {
+                used,
+                remaining: cap.saturating_sub(used),
+            })
+        };
+        // The common case, a grant, is one statement.
+        if let Some(used) = consume()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(QUOTA))?
+        {
+            return granted(used);
+        }
+        // Refused: ask again in a transaction. The upsert locks the counter row even
+        // when its `WHERE` refuses, and the lock holds until commit, so the total read
+        // after it is the one that decided the refusal.
         let mut tx = self.pool.begin().await.map_err(db(QUOTA))?;
-        let granted = sqlx::query_scalar::<_, i64>(CONSUME)
-            .bind(workspace_id.as_uuid())
-            .bind(key.counter.as_str())
-            .bind(key.period)
-            .bind(i64::from(amount))
-            .bind(i64::from(cap))
+        let decision = match consume()
             .fetch_optional(&mut *tx)
             .await
-            .map_err(db(QUOTA))?;
-        let decision = match granted {
-            Some(used) => {
-                let used = to_u32(used)?;
-                QuotaDecision::Granted {
-                    used,
-                    remaining: cap.saturating_sub(used),
-                }
-            }
+            .map_err(db(QUOTA))?
+        {
+            Some(used) => granted(used)?,
             None => {
                 let used = sqlx::query_scalar::<_, i64>(QUOTA_USED)
                     .bind(workspace_id.as_uuid())
