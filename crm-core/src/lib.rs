@@ -33,6 +33,7 @@ pub use inbound::{
     InboundEvent, InboundWebhook, MAX_DELIVERY_ID_BYTES, UnverifiedWebhook, VerifiedWebhook,
     WebhookError, WebhookRequest, verify_webhook,
 };
+pub use model::catalogue as events;
 pub use money::{Currency, Money};
 pub use secret::{SecretError, SecretRef, SecretResolver};
 pub use store::{DynStore, Store};

@@ -75,6 +75,20 @@ impl FromStr for SecretRef {
     }
 }
 
+// Serialized as its `secret://<id>:<version>` text, so stored settings stay readable.
+impl serde::Serialize for SecretRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a secret could not be resolved. Messages name the reference, never the value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

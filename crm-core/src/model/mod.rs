@@ -8,7 +8,9 @@
 mod activity;
 mod anomaly;
 mod approval;
+pub mod catalogue;
 mod channel;
+mod channel_config;
 mod compliance;
 mod contact;
 mod deal;
@@ -28,6 +30,7 @@ pub use activity::{Activity, ActivityKind};
 pub use anomaly::{Actor, Anomaly, AnomalyStatus, AuditEntry, Severity};
 pub use approval::{ApprovalItem, ApprovalRule, ApprovalStatus, RuleConditions};
 pub use channel::Channel;
+pub use channel_config::ChannelConfig;
 pub use compliance::{Consent, ConsentStatus, Suppression, SuppressionReason, normalize_address};
 pub use contact::{Account, Contact, NewAccount, NewContact, parse_time_zone};
 pub use deal::{Deal, NewDeal, Pipeline, Stage, StageOutcome};

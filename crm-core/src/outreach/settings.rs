@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::WorkspaceId;
-use crate::model::{Channel, normalize_address};
+use crate::model::{Channel, ChannelConfig, normalize_address};
 use crate::store::QuotaKey;
 
 /// What to do when a contact is already running another sequence.
@@ -100,6 +100,8 @@ pub struct WorkspaceSettings {
     pub out_of_office_pause: Duration,
     /// Whether an error-severity send-health anomaly pauses the channel.
     pub pause_channel_on_error_anomaly: bool,
+    /// How each channel reaches its provider; credentials are `secret://` references.
+    pub channels: BTreeMap<Channel, ChannelConfig>,
 }
 
 impl Default for WorkspaceSettings {
@@ -116,6 +118,7 @@ impl Default for WorkspaceSettings {
             meeting_booked: MeetingBookedPolicy::Complete,
             out_of_office_pause: Duration::days(7),
             pause_channel_on_error_anomaly: true,
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -193,6 +196,13 @@ impl WorkspaceSettings {
     #[must_use]
     pub fn with_account_level_stop(mut self, on: bool) -> Self {
         self.account_level_stop = on;
+        self
+    }
+
+    /// Configures `channel` to reach its provider through `config`.
+    #[must_use]
+    pub fn with_channel(mut self, channel: Channel, config: ChannelConfig) -> Self {
+        self.channels.insert(channel, config);
         self
     }
 
