@@ -345,9 +345,7 @@ pub fn enrollment_enrolled(enrollment: &Enrollment) -> Result<NewEvent, Validati
 }
 
 /// The events of an enrollment's state change from `before` to `after` (its stored
-/// result), with `reason` (a short machine-readable cause such as `"manual"`,
-/// `"out_of_office"`, `"account_reply"`, `"meeting_booked"`, `"step_failed"`) when
-/// the caller knows one.
+/// result).
 ///
 /// Moving into `Paused`, `Replied`, `Bounced`, `Unsubscribed`, `Completed`,
 /// `NoResponse` (reported as completed), `Failed` or `Stopped` appends the matching
@@ -358,9 +356,10 @@ pub fn enrollment_enrolled(enrollment: &Enrollment) -> Result<NewEvent, Validati
 pub fn enrollment_transition(
     before: &Enrollment,
     after: &Enrollment,
-    reason: Option<&str>,
 ) -> Result<Vec<NewEvent>, ValidationError> {
     use EnrollmentState as S;
+    // The lifecycle work adds the enrollment's own stop reason here.
+    let reason: Option<&str> = None;
     if before.state == after.state {
         return Ok(Vec::new());
     }
@@ -555,7 +554,7 @@ mod tests {
         let mut after = before.clone();
         after.state = EnrollmentState::Completed;
         after.version = 4;
-        let events = enrollment_transition(&before, &after, None).unwrap();
+        let events = enrollment_transition(&before, &after).unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, [ENROLLMENT_COMPLETED, SEQUENCE_COMPLETED]);
         assert_ne!(events[0].idempotency_key, events[1].idempotency_key);
@@ -568,15 +567,10 @@ mod tests {
         let mut active = paused.clone();
         active.state = EnrollmentState::Active;
         active.version = 3;
-        let resumed = enrollment_transition(&paused, &active, Some("manual")).unwrap();
+        let resumed = enrollment_transition(&paused, &active).unwrap();
         assert_eq!(resumed[0].kind, ENROLLMENT_RESUMED);
-        assert_eq!(resumed[0].payload["reason"], "manual");
         let mut pending = active.clone();
         pending.state = EnrollmentState::StepPending;
-        assert!(
-            enrollment_transition(&active, &pending, None)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(enrollment_transition(&active, &pending).unwrap().is_empty());
     }
 }
