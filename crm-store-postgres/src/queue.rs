@@ -27,10 +27,12 @@ const JOB: &str = "job";
 const LOCK_EVENT_LOG: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))";
 
+/// An event appended with its jobs is routed at once: its jobs go in the same
+/// transaction, so the router never sees it.
 const APPEND_EVENT: &str = "
     INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
-        occurred_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+        occurred_at, routed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, true)
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
     RETURNING *";
 
@@ -46,7 +48,28 @@ macro_rules! insert_events_sql {
     };
 }
 const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING *");
-const INSERT_EVENTS: &str = insert_events_sql!();
+
+/// [`LOCK_EVENT_LOG`] and a batch insert in one statement, for the appends that go
+/// with a state change: the join cannot yield a row (whose position default is taken
+/// from the sequence) before the materialized lock row exists, so the lock is held
+/// before any position is drawn, and the store's own writes cost one round trip for
+/// their events.
+const INSERT_EVENTS: &str = "
+    WITH lock AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))
+    )
+    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+        occurred_at)
+    SELECT u.* FROM lock, unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+        $5::jsonb[], $6::text[], $7::timestamptz[]) AS u
+    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING";
+
+/// The router's listing: unrouted events, lowest position first, through the partial
+/// index `events_unrouted_idx` (whose predicate `NOT routed` each query repeats).
+const UNROUTED_ALL: &str = "
+    SELECT * FROM events WHERE NOT routed AND $1::uuid IS NULL ORDER BY position LIMIT $2";
+const UNROUTED_WORKSPACE: &str = "
+    SELECT * FROM events WHERE NOT routed AND workspace_id = $1 ORDER BY position LIMIT $2";
 
 /// Binds a batch of events to [`APPEND_EVENTS`] or [`INSERT_EVENTS`].
 macro_rules! bind_events {
@@ -78,8 +101,9 @@ macro_rules! bind_events {
 }
 
 /// Appends events inside the caller's transaction, answering nothing (see
-/// [`EventStore::append_events`] for the rules): for writes whose events are a side
-/// effect, such as tier changes written with their scores.
+/// [`EventStore::append_events`] for the rules): every store write appends its
+/// events (built by `crm_core::events`) this way, unrouted, in the write's
+/// transaction. One statement, whatever the number of events.
 pub(crate) async fn insert_events_in(
     conn: &mut PgConnection,
     events: &[NewEvent],
@@ -90,10 +114,6 @@ pub(crate) async fn insert_events_in(
     for event in events {
         event.validate()?;
     }
-    sqlx::query(LOCK_EVENT_LOG)
-        .execute(&mut *conn)
-        .await
-        .map_err(db(EVENT))?;
     bind_events!(sqlx::query(INSERT_EVENTS), events)
         .execute(&mut *conn)
         .await
