@@ -277,6 +277,7 @@ fn finish(
     token: i64,
     status: OutboxStatus,
     reason: &str,
+    now: DateTime<Utc>,
 ) -> Result<OutboxMessage, StoreError> {
     if !matches!(
         status,
@@ -291,7 +292,7 @@ fn finish(
     m.status = status;
     m.lease = None;
     m.last_error = Some(reason.to_owned());
-    // No "now" is given, so `updated_at` is left as the claim set it.
+    m.updated_at = now;
     m.version += 1;
     Ok(t.outbox.put(row))
 }
@@ -471,8 +472,9 @@ impl OutboxStore for MemoryStore {
         lease_token: i64,
         status: OutboxStatus,
         reason: &str,
+        now: DateTime<Utc>,
     ) -> Result<OutboxMessage, StoreError> {
-        self.with(|t| finish(t, workspace_id, id, lease_token, status, reason))
+        self.with(|t| finish(t, workspace_id, id, lease_token, status, reason, now))
     }
 
     async fn reap_outbox_leases(

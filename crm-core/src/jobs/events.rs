@@ -210,6 +210,21 @@ mod tests {
         ) -> Result<Vec<Event>, StoreError> {
             Ok(Vec::new())
         }
+        async fn list_unrouted_events(
+            &self,
+            _: crate::store::Scope,
+            _: u32,
+        ) -> Result<Vec<Event>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn mark_events_routed(
+            &self,
+            _: WorkspaceId,
+            _: &[crate::ids::EventId],
+            _: &[Job],
+        ) -> Result<u64, StoreError> {
+            Ok(0)
+        }
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub trait OutboxStore: Send + Sync + Debug {
         lease_token: i64,
         status: OutboxStatus,
         reason: &str,
+        now: DateTime<Utc>,
     ) -> Result<OutboxMessage, StoreError>;
 
     /// Returns every `InFlight` message in `scope` whose lease expired at or before
