@@ -232,6 +232,42 @@ async fn append_locked(tx: &mut PgConnection, event: &NewEvent) -> Result<Append
     })
 }
 
+/// Enqueues `$3..` (the jobs, as in [`ENQUEUE_JOB_BATCH`]) and marks the events `$2`
+/// of workspace `$1` routed, in one statement, so the two cannot come apart. Only
+/// unrouted rows are marked, so the count is of events this call routed.
+const MARK_ROUTED: &str = "
+    WITH enqueued AS (
+        INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status,
+            attempts, max_attempts, run_at, lease_owner, lease_token, lease_expires_at,
+            last_error, created_at, updated_at)
+        SELECT * FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[],
+            $8::text[], $9::int4[], $10::int4[], $11::timestamptz[], $12::text[],
+            $13::int8[], $14::timestamptz[], $15::text[], $16::timestamptz[],
+            $17::timestamptz[])
+        ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+        DO NOTHING
+    )
+    UPDATE events SET routed = true
+    WHERE workspace_id = $1 AND id = ANY($2) AND NOT routed";
+
+/// The rules for jobs enqueued with events: valid, queued, in the events' workspace,
+/// and keyed, so a retried call adds none.
+fn check_event_jobs(workspace_id: WorkspaceId, jobs: &[Job]) -> Result<(), StoreError> {
+    for job in jobs {
+        validate_new_job(job)?;
+        if job.workspace_id != workspace_id {
+            return Err(invalid("job.workspace_id", "must be the event's workspace"));
+        }
+        if job.idempotency_key.is_none() {
+            return Err(invalid(
+                "job.idempotency_key",
+                "a job enqueued with an event needs one, so a retried append adds none",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The rules of a job being enqueued: `Job::validate`, and queued.
 fn validate_new_job(job: &Job) -> Result<(), StoreError> {
     job.validate()?;
@@ -242,7 +278,8 @@ fn validate_new_job(job: &Job) -> Result<(), StoreError> {
     }
 }
 
-/// Binds `jobs` as the column arrays of [`ENQUEUE_JOB_BATCH`].
+/// Binds `jobs` as the column arrays of [`ENQUEUE_JOB_BATCH`] (`$1..$15`) or of
+/// [`MARK_ROUTED`] (`$3..$17`).
 fn bind_job_batch<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     jobs: &[Job],
@@ -359,18 +396,7 @@ impl EventStore for PostgresStore {
         jobs: &[Job],
     ) -> Result<Inserted<Event>, StoreError> {
         event.validate()?;
-        for job in jobs {
-            validate_new_job(job)?;
-            if job.workspace_id != event.workspace_id {
-                return Err(invalid("job.workspace_id", "must be the event's workspace"));
-            }
-            if job.idempotency_key.is_none() {
-                return Err(invalid(
-                    "job.idempotency_key",
-                    "a job enqueued with an event needs one, so a retried append adds none",
-                ));
-            }
-        }
+        check_event_jobs(event.workspace_id, jobs)?;
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
         let appended = append_locked(&mut tx, event).await?;
         if appended.created && !jobs.is_empty() {
@@ -416,6 +442,46 @@ impl EventStore for PostgresStore {
         .await
         .map_err(db(EVENT))?;
         entities(rows)
+    }
+
+    async fn list_unrouted_events(
+        &self,
+        scope: Scope,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        validate_limit(limit)?;
+        let sql = match scope {
+            Scope::All => UNROUTED_ALL,
+            Scope::Workspace(_) => UNROUTED_WORKSPACE,
+        };
+        let rows = sqlx::query_as::<_, EventRow>(sql)
+            .bind(scope.workspace().map(|ws| ws.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(EVENT))?;
+        entities(rows)
+    }
+
+    async fn mark_events_routed(
+        &self,
+        workspace_id: WorkspaceId,
+        event_ids: &[EventId],
+        jobs: &[Job],
+    ) -> Result<u64, StoreError> {
+        check_event_jobs(workspace_id, jobs)?;
+        if event_ids.is_empty() && jobs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<_> = event_ids.iter().map(|id| id.as_uuid()).collect();
+        let q = sqlx::query(MARK_ROUTED)
+            .bind(workspace_id.as_uuid())
+            .bind(ids);
+        let done = bind_job_batch(q, jobs)
+            .execute(&self.pool)
+            .await
+            .map_err(db(JOB))?;
+        Ok(done.rows_affected())
     }
 }
 
