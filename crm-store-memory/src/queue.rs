@@ -150,6 +150,19 @@ fn append_event(t: &mut Tables, event: &NewEvent) -> Result<Inserted<Event>, Sto
     }
 }
 
+/// Appends the catalogue events of a change the caller has just made (or is about to
+/// make, in the same locked section): built from the change's stored rows, so valid.
+/// Unrouted, like every event appended without its jobs. An event whose key exists is
+/// skipped (a retried change appends nothing twice); so is the astronomically unlikely
+/// event whose fresh id is taken, rather than failing a change already written.
+pub(crate) fn append_changes(t: &mut Tables, events: &[NewEvent]) {
+    for event in events {
+        if let Ok(Append::New) = check_append(t, event) {
+            put_event(t, event);
+        }
+    }
+}
+
 /// Appends a batch all or none: every event is checked (against the log and against
 /// the batch's earlier events) before the first is stored.
 pub(crate) fn append_events(
@@ -263,10 +276,10 @@ fn mark_routed(
     }
     let mut marked = 0;
     for id in ids {
-        if let Some(position) = q.event_ids.get(&(ws, *id)) {
-            if q.unrouted.remove(position) {
-                marked += 1;
-            }
+        if let Some(position) = q.event_ids.get(&(ws, *id))
+            && q.unrouted.remove(position)
+        {
+            marked += 1;
         }
     }
     Ok(marked)
