@@ -444,7 +444,7 @@ impl OutboxStore for PostgresStore {
             .await);
         };
         let stored = row.into_entity()?;
-        let appended = finish::finished_in(&mut tx, &stored, Some(reason), now).await?;
+        let appended = finish::finished_in(&mut tx, &stored, reason, now).await?;
         insert_events_in(&mut tx, &appended).await?;
         tx.commit().await.map_err(db(OUTBOX))?;
         Ok(stored)

@@ -5,7 +5,7 @@ use crm_core::StoreError;
 use crm_core::model::{NewEvent, OutboxMessage, OutboxStatus};
 use sqlx::PgConnection;
 
-use super::finish::finished_in;
+use super::finish::release;
 use super::{OUTBOX, contact_ref};
 use crate::PostgresStore;
 use crate::error::{cas_error, db, db_refs, parse_text};
@@ -65,9 +65,11 @@ pub(super) async fn update_outbox_on(
         .transpose()
 }
 
-/// [`update_outbox_on`], and what goes with a message it made final (a cancellation:
-/// see [`finished_in`], at the message's `updated_at`): the stored message and the
-/// events to append with it, in the caller's transaction.
+/// [`update_outbox_on`], and what goes with a message it made final: its events
+/// (without a reason: the caller's free text stays on the row), and for a
+/// cancellation the release of the enrollment waiting for it, at the message's
+/// `updated_at`. Answers the stored message and the events to append with it, in the
+/// caller's transaction.
 pub(super) async fn update_outbox_with_events(
     conn: &mut PgConnection,
     message: &OutboxMessage,
@@ -77,12 +79,10 @@ pub(super) async fn update_outbox_with_events(
     };
     // The update matched only a pending or awaiting message, so a final status here
     // is the change that made it final.
-    let appended = if stored.status.is_final() {
-        let at = stored.updated_at;
-        finished_in(conn, &stored, stored.last_error.as_deref(), at).await?
-    } else {
-        Vec::new()
-    };
+    let appended = crm_core::events::outbox_finished(&stored, None)?;
+    if stored.status == OutboxStatus::Cancelled {
+        release(conn, &stored, stored.updated_at).await?;
+    }
     Ok(Some((stored, appended)))
 }
 

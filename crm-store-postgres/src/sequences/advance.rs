@@ -15,26 +15,26 @@ use crate::PostgresStore;
 use crate::error::{cas_miss, db, db_refs, invalid};
 use crate::outbox::insert_outbox;
 use crate::queue::insert_events_in;
-use crate::rows::{IntoEntity, OutboxRow};
+use crate::rows::{ApprovalRow, OutboxRow, entities};
 
-/// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`) and
-/// withdraws their pending approval items, in one statement; answers the cancelled
-/// messages, whose events go with them.
+/// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`); answers
+/// them, for their events.
 const CANCEL_QUEUED: &str = "
-    WITH cancelled AS (
-        UPDATE outbox_messages
-        SET status = 'cancelled', last_error = $3, updated_at = $4, version = version + 1
-        WHERE workspace_id = $1 AND enrollment_id = $2
-          AND status IN ('pending', 'awaiting_approval')
-        RETURNING *
-    ), withdrawn AS (
-        UPDATE approval_items
-        SET status = 'withdrawn', reason = $3, decided_at = $4, updated_at = $4,
-            version = version + 1
-        WHERE workspace_id = $1 AND status = 'pending'
-          AND outbox_message_id IN (SELECT id FROM cancelled)
-    )
-    SELECT * FROM cancelled ORDER BY id";
+    UPDATE outbox_messages
+    SET status = 'cancelled', last_error = $3, updated_at = $4, version = version + 1
+    WHERE workspace_id = $1 AND enrollment_id = $2
+      AND status IN ('pending', 'awaiting_approval')
+    RETURNING *";
+
+/// Withdraws the pending approval items of the messages `$2` just cancelled (after
+/// them, so the message rows are always locked before their items); answers them, for
+/// their events.
+const WITHDRAW_PENDING: &str = "
+    UPDATE approval_items
+    SET status = 'withdrawn', reason = $3, decided_at = $4, updated_at = $4,
+        version = version + 1
+    WHERE workspace_id = $1 AND status = 'pending' AND outbox_message_id = ANY($2)
+    RETURNING *";
 
 /// The checks made before touching the database: `Invalid` for a change that sets both
 /// `enqueue` and `cancel_queued`, a message of another workspace or enrollment, or a
@@ -116,10 +116,27 @@ impl PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db(ENROLLMENT))?;
-            for row in rows {
-                let message = row.into_entity()?;
-                appended.extend(events::outbox_finished(&message, Some(reason))?);
+            let mut messages = entities(rows)?;
+            messages.sort_by_key(|m| m.id);
+            for message in &messages {
+                appended.extend(events::outbox_finished(message, Some(reason))?);
                 cancelled.push(message.id);
+            }
+            if !cancelled.is_empty() {
+                let ids: Vec<_> = cancelled.iter().map(|id| id.as_uuid()).collect();
+                let rows = sqlx::query_as::<_, ApprovalRow>(WITHDRAW_PENDING)
+                    .bind(e.workspace_id.as_uuid())
+                    .bind(ids)
+                    .bind(reason.as_str())
+                    .bind(*now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db(ENROLLMENT))?;
+                let mut items = entities(rows)?;
+                items.sort_by_key(|i| i.id);
+                for item in &items {
+                    appended.extend(events::approval_decided(item)?);
+                }
             }
         }
         let enqueued = match enqueue {
