@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
-use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
 use crm_core::events;
+use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
 use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
@@ -12,8 +12,8 @@ use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
 use crate::PostgresStore;
 use crate::emit::lock_at_version;
 use crate::error::{Ref, db, db_refs, invalid};
-use crate::queue::insert_events_in;
 use crate::page::{fetch_page, page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{
     AccountRow, ContactRow, DealRow, IntoEntity, PipelineRow, entities, opt_u32, to_json,
 };
@@ -57,8 +57,7 @@ pub(crate) const CONTACT_VERSION: &str =
 /// The row an update replaces, locked until the update's transaction ends.
 pub(crate) const LOCK_CONTACT: &str =
     "SELECT * FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
-const LOCK_ACCOUNT: &str =
-    "SELECT * FROM accounts WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
+const LOCK_ACCOUNT: &str = "SELECT * FROM accounts WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
 const LOCK_DEAL: &str = "SELECT * FROM deals WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
 
 const INSERT_ACCOUNT: &str = "
@@ -74,7 +73,6 @@ const UPDATE_ACCOUNT: &str = "
         updated_at = $11, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND version = $12
     RETURNING *";
-
 
 // A deal is written only if its stage belongs to its pipeline (pipelines are immutable).
 const INSERT_DEAL: &str = "
@@ -96,7 +94,6 @@ const UPDATE_DEAL: &str = "
                   WHERE p.workspace_id = $1 AND p.id = $3
                     AND p.stages @> jsonb_build_array(jsonb_build_object('id', $4::text)))
     RETURNING *";
-
 
 pub(crate) type PgQueryAs<'q, R> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;

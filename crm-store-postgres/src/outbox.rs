@@ -351,10 +351,11 @@ impl OutboxStore for PostgresStore {
             )
             .await);
         };
-        let before_state: Option<String> = row
-            .try_get("enrollment_before_state")
-            .map_err(db(OUTBOX))?;
-        let stored = OutboxRow::from_row(&row).map_err(db(OUTBOX))?.into_entity()?;
+        let before_state: Option<String> =
+            row.try_get("enrollment_before_state").map_err(db(OUTBOX))?;
+        let stored = OutboxRow::from_row(&row)
+            .map_err(db(OUTBOX))?
+            .into_entity()?;
         // The activity and the enrollment were written as given (the enrollment one
         // version on), so their events are built from them.
         let mut appended = events::outbox_finished(&stored, None)?;

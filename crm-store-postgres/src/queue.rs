@@ -3,20 +3,17 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use crm_core::StoreError;
-use crm_core::ids::{EventId, JobId, WorkspaceId};
+use crm_core::ids::{EventId, WorkspaceId};
 use crm_core::model::{Event, Job, JobStatus, NewEvent};
-use crm_core::store::takeover_cutoff;
-use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
+use crm_core::store::{EventStore, Inserted, Scope, validate_limit};
 
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use crate::PostgresStore;
-use crate::error::{db, invalid, lease_miss};
-use crate::page::{fetch_status_page, status_page_sql};
-use crate::rows::{EventRow, IntoEntity, JobRow, entities};
+use crate::error::{db, invalid};
+use crate::rows::{EventRow, IntoEntity, entities};
 
 mod jobs;
 #[cfg(test)]

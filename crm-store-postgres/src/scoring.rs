@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
+use crm_core::model::NewEvent;
 use crm_core::model::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
 use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};
-use crm_core::model::NewEvent;
 use crm_core::{StoreError, ValidationError, events};
 use serde_json::Value;
 use sqlx::PgConnection;

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::{Ref, cas_miss, db, db_refs, parse_text};
-use crate::queue::insert_events_in;
 use crate::page::{fetch_page, page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
 mod advance;

@@ -57,7 +57,10 @@ async fn the_migration_routes_the_events_already_in_the_log() {
         .unwrap();
 
     let listed = store.list_unrouted_events(Scope::All, 10).await.unwrap();
-    assert!(listed.is_empty(), "an event from before the upgrade: {listed:?}");
+    assert!(
+        listed.is_empty(),
+        "an event from before the upgrade: {listed:?}"
+    );
     let created = store.insert_contact(&contact(ws, 1)).await.unwrap();
     let listed = store
         .list_unrouted_events(Scope::Workspace(ws), 10)
@@ -132,8 +135,14 @@ async fn racing_routers_route_every_event_once() {
     }
 
     let total = WRITERS * PER_WRITER;
-    assert_eq!(marked, total as u64, "each event marked by exactly one router");
-    let log = store.list_events(Scope::Workspace(ws), 0, 1000).await.unwrap();
+    assert_eq!(
+        marked, total as u64,
+        "each event marked by exactly one router"
+    );
+    let log = store
+        .list_events(Scope::Workspace(ws), 0, 1000)
+        .await
+        .unwrap();
     assert_eq!(log.len(), total, "one contact.created per contact");
     assert!(
         store
@@ -146,8 +155,15 @@ async fn racing_routers_route_every_event_once() {
         .list_jobs(ws, Some(JobStatus::Queued), Page::first(1000))
         .await
         .unwrap();
-    let keys: HashSet<_> = jobs.iter().filter_map(|j| j.idempotency_key.clone()).collect();
-    assert_eq!(jobs.len(), total, "one job per event, though both routers enqueued");
+    let keys: HashSet<_> = jobs
+        .iter()
+        .filter_map(|j| j.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        jobs.len(),
+        total,
+        "one job per event, though both routers enqueued"
+    );
     let expected: HashSet<_> = log.iter().map(|e| format!("route:{}", e.id)).collect();
     assert_eq!(keys, expected);
 }

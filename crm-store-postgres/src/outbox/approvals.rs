@@ -14,11 +14,9 @@ use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 use super::update::{update_outbox_with_events, validate_update};
 use super::{OUTBOX, PgQueryAs, scope_id};
 use crate::PostgresStore;
-use crate::error::{
-    Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, parse_text,
-};
-use crate::queue::insert_events_in;
+use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, parse_text};
 use crate::page::{fetch_status_page, status_page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
 
 const APPROVAL: &str = "approval_item";
@@ -259,10 +257,13 @@ impl ApprovalStore for PostgresStore {
     async fn update_approval(&self, item: &ApprovalItem) -> Result<ApprovalItem, StoreError> {
         item.validate()?;
         let mut tx = self.pool.begin().await.map_err(db(APPROVAL))?;
-        let row = bind_approval(sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL), item)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
+        let row = bind_approval(
+            sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL),
+            item,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
         match row {
             Some(row) => {
                 let (stored, appended) = row.into_change()?;
@@ -297,10 +298,13 @@ impl ApprovalStore for PostgresStore {
             },
             None => (None, Vec::new()),
         };
-        let row = bind_approval(sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL), item)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
+        let row = bind_approval(
+            sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL),
+            item,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
         let Some(row) = row else {
             tx.rollback().await.map_err(db(APPROVAL))?;
             return Err(self.decision_miss(item, message).await);
