@@ -167,3 +167,33 @@ async fn racing_routers_route_every_event_once() {
     let expected: HashSet<_> = log.iter().map(|e| format!("route:{}", e.id)).collect();
     assert_eq!(keys, expected);
 }
+
+/// A change and its events are one transaction: when the event log refuses the
+/// append (here a trigger stands in for a failing log), the change is not made either.
+#[tokio::test]
+async fn a_change_whose_event_cannot_be_appended_is_not_made() {
+    let store = fresh_store().await;
+    let ws = WorkspaceId::new();
+    let kept = store.insert_contact(&contact(ws, 1)).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'event log unavailable'; END $$;
+         CREATE TRIGGER refuse_events BEFORE INSERT ON events
+             FOR EACH ROW EXECUTE FUNCTION refuse_events();",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    assert!(store.insert_contact(&contact(ws, 2)).await.is_err());
+    let mut renamed = kept.clone();
+    renamed.first_name = "Renamed".into();
+    assert!(store.update_contact(&renamed).await.is_err());
+
+    let contacts = store.list_contacts(ws, Page::first(10)).await.unwrap();
+    assert_eq!(
+        contacts,
+        vec![kept],
+        "neither change was made without its event"
+    );
+}
