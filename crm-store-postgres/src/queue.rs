@@ -17,6 +17,8 @@ use crate::rows::{EventRow, IntoEntity, entities};
 
 mod jobs;
 #[cfg(test)]
+mod lock_tests;
+#[cfg(test)]
 mod plan_tests;
 
 const EVENT: &str = "event";
