@@ -1,8 +1,8 @@
 //! The event-log lock that the store's own appends take inside their one statement.
 
-use chrono::Utc;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::NewEvent;
+use crm_core::{Clock, SystemClock};
 use serde_json::json;
 
 use super::insert_events_in;
@@ -21,7 +21,9 @@ async fn an_append_holds_the_log_lock_until_its_transaction_ends() {
     let ws = WorkspaceId::new();
     let events: Vec<_> = ["a", "b"]
         .iter()
-        .map(|k| NewEvent::new(ws, "contact.created", "c", json!({}), *k, Utc::now()).unwrap())
+        .map(|k| {
+            NewEvent::new(ws, "contact.created", "c", json!({}), *k, SystemClock.now()).unwrap()
+        })
         .collect();
     insert_events_in(&mut tx, &events).await.unwrap();
     let during: i64 = sqlx::query_scalar(HELD).fetch_one(&mut *tx).await.unwrap();
