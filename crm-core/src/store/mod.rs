@@ -34,8 +34,8 @@
 //!   ([`crate::events`]) in the same atomic step: the change and its events are
 //!   written together or not at all, each event idempotent on its key so a retried
 //!   call never appends one twice, and a refused call appends nothing. Those events
-//!   are *unrouted* ([`EventStore::list_unrouted_events`]) until the engine's
-//!   [`EventRouter`](crate::jobs::EventRouter) enqueues their jobs. Which method
+//!   are *unrouted* ([`EventStore::list_unrouted_events`]) until the engine's event
+//!   router (in the `jobs` engine) enqueues their jobs. Which method
 //!   appends which event is listed in the catalogue; in short: contact, account,
 //!   deal and sequence inserts and updates; every activity recorded (by
 //!   `record_activity` or with a send or a failure); enrollment inserts and every

@@ -25,6 +25,8 @@ pub trait EventStore: Send + Sync + Debug {
     /// with a different key is `Conflict`. An empty batch answers an empty list. A
     /// backend should append in one round trip. The single-event form is
     /// [`EventStoreExt::append_event`](crate::store::EventStoreExt::append_event).
+    /// The events are appended unrouted (see
+    /// [`list_unrouted_events`](Self::list_unrouted_events)).
     async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError>;
 
     /// Appends an event and enqueues the jobs it triggers, atomically: when the event is
@@ -33,7 +35,8 @@ pub trait EventStore: Send + Sync + Debug {
     /// nothing is enqueued and `created` is `false`. Idempotency and conflicts as in
     /// [`append_events`](Self::append_events). Every job must belong to the
     /// event's workspace and carry an idempotency key (`Invalid`), so a retried append
-    /// never doubles work.
+    /// never doubles work. The event is routed: it is never listed by
+    /// [`list_unrouted_events`](Self::list_unrouted_events).
     async fn append_event_with_jobs(
         &self,
         event: &NewEvent,
