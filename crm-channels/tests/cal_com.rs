@@ -258,10 +258,12 @@ async fn the_booking_link_goes_out_through_resend_with_the_same_idempotency_key(
         .expect(1)
         .mount(&server)
         .await;
+    let reference = crm_core::SecretRef::parse("secret://resend/x:1").unwrap();
     let resend = ResendChannel::new(
-        ResendConfig::new(SecretString::from("re_x".to_owned()), "sales@example.com")
+        ResendConfig::new(reference, "sales@example.com")
             .unwrap()
             .with_http(http_config(&server.uri())),
+        SecretString::from("re_x".to_owned()),
     )
     .unwrap();
     let step = CalComBookingLinkChannel::new(
