@@ -21,7 +21,9 @@
 //!
 //! A failed build is not cached: the next send tries again (the dispatcher backs off
 //! between attempts). [`ProviderChannels::invalidate`] drops a workspace's adapters at
-//! once. Two sends racing on a cold entry may both build; the last one is kept.
+//! once. Builds are single-flight per (workspace, channel): sends racing on a cold or
+//! stale entry wait for one build (one secret lookup, one HTTP client) instead of each
+//! making their own. The cache holds one entry per (workspace, channel) ever resolved.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -57,6 +59,9 @@ pub trait ProviderFactory: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Arc<dyn ChannelAdapter>, BuildError>;
 }
 
+/// The cache slot of one (workspace, channel): its lock makes builds single-flight.
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
 /// One cached adapter and what it was built from.
 struct Cached {
     config: ChannelConfig,
@@ -70,7 +75,7 @@ pub struct ProviderChannels {
     context: BuildContext,
     ttl: Duration,
     factories: BTreeMap<String, Arc<dyn ProviderFactory>>,
-    cache: Mutex<HashMap<(WorkspaceId, Channel), Cached>>,
+    cache: Mutex<HashMap<(WorkspaceId, Channel), Slot>>,
 }
 
 impl fmt::Debug for ProviderChannels {
@@ -140,16 +145,14 @@ impl ProviderChannels {
             .retain(|(ws, _), _| *ws != workspace_id);
     }
 
-    /// The cached adapter for `key` if it was built from `config` within the TTL.
-    fn cached(
-        &self,
-        key: (WorkspaceId, Channel),
-        config: &ChannelConfig,
-        now: DateTime<Utc>,
-    ) -> Option<Arc<dyn ChannelAdapter>> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = cache.get(&key)?;
-        (entry.config == *config && now - entry.built_at < self.ttl).then(|| entry.adapter.clone())
+    /// The slot of `key`, made on first use.
+    fn slot(&self, key: (WorkspaceId, Channel)) -> Slot {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone()
     }
 
     async fn build(
@@ -178,10 +181,15 @@ impl ChannelResolver for ProviderChannels {
                 format!("the workspace configures no provider for {channel}"),
             ));
         };
-        let key = (workspace_id, channel);
+        let slot = self.slot((workspace_id, channel));
+        // Held across the build on purpose: concurrent sends wait for this one.
+        let mut cached = slot.lock().await;
         let now = self.context.clock.now();
-        if let Some(adapter) = self.cached(key, config, now) {
-            return Ok(adapter);
+        if let Some(entry) = cached.as_ref()
+            && entry.config == *config
+            && now - entry.built_at < self.ttl
+        {
+            return Ok(entry.adapter.clone());
         }
         let adapter = self
             .build(channel, config)
@@ -193,17 +201,11 @@ impl ChannelResolver for ProviderChannels {
             provider = adapter.provider(),
             "channel adapter built"
         );
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                key,
-                Cached {
-                    config: config.clone(),
-                    adapter: adapter.clone(),
-                    built_at: now,
-                },
-            );
+        *cached = Some(Cached {
+            config: config.clone(),
+            adapter: adapter.clone(),
+            built_at: now,
+        });
         Ok(adapter)
     }
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use common::*;
-use crm_channels::resolver::{DEFAULT_TTL, ProviderChannels};
+use crm_channels::build::{BuildContext, BuildError};
+use crm_channels::resolver::{DEFAULT_TTL, ProviderChannels, ProviderFactory};
 use crm_channels::secrets::MemorySecretResolver;
 use crm_core::channel::ChannelResolver;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{Channel, ChannelConfig};
-use crm_core::{ChannelErrorKind, SecretRef};
+use crm_core::outreach::dispatch::StubChannel;
+use crm_core::{ChannelAdapter, ChannelErrorKind, SecretRef};
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -129,4 +131,58 @@ async fn unusable_configurations_are_retryable_configuration_errors() {
         assert!(printed.contains(why), "{printed:?} should say {why:?}");
         assert!(!printed.contains("re_do_not_print"), "{printed}");
     }
+}
+
+/// A host's own provider: counts its builds, slowly, and sends through a stub.
+#[derive(Debug, Default)]
+struct CountingFactory {
+    builds: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ProviderFactory for CountingFactory {
+    async fn build(
+        &self,
+        channel: Channel,
+        config: &ChannelConfig,
+        context: &BuildContext,
+    ) -> Result<Arc<dyn ChannelAdapter>, BuildError> {
+        let reference = config.secrets.get("token").cloned().unwrap();
+        context.secrets.resolve(&reference).await?;
+        self.builds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok(Arc::new(StubChannel::ok(channel)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_provider_is_built_once_for_concurrent_sends_until_invalidated() {
+    let key = SecretRef::parse("secret://acme/gateway:1").unwrap();
+    let factory = Arc::new(CountingFactory::default());
+    let channels = Arc::new(
+        ProviderChannels::new(Arc::new(MemorySecretResolver::new().with(&key, "t")))
+            .with_provider("acme-sms", factory.clone()),
+    );
+    let ws = WorkspaceId::new();
+    let config = ChannelConfig::new("acme-sms").with_secret("token", key);
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (channels, config) = (channels.clone(), config.clone());
+        sends.spawn(async move {
+            let adapter = channels.resolve(ws, Channel::Sms, Some(&config)).await?;
+            adapter.send(&message(Channel::Sms, "+4915112345678")).await
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent.unwrap().unwrap();
+    }
+    assert_eq!(factory.builds.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    channels.invalidate(ws);
+    channels
+        .resolve(ws, Channel::Sms, Some(&config))
+        .await
+        .unwrap();
+    assert_eq!(factory.builds.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
