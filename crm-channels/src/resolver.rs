@@ -5,7 +5,11 @@
 //! A configuration's `provider` picks the builder: the built-in `resend` (email),
 //! `twilio` (WhatsApp) and `instagram` (Instagram), each behind its cargo feature
 //! (see [`crate::build`] for the `params` and `secrets` each reads), or one a host
-//! registers with [`ProviderChannels::with_provider`] (which takes precedence).
+//! registers with [`ProviderChannels::with_provider`] (which takes precedence). The
+//! LinkedIn assisted channel (which records tasks in a store) and the Cal.com
+//! booking-link channel (which wraps a delivery adapter) need more than a
+//! configuration; a host that uses them per workspace registers a [`ProviderFactory`]
+//! that has what they need.
 //!
 //! # Cache policy
 //! A built adapter is kept per (workspace, channel) together with the configuration it
