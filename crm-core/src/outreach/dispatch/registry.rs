@@ -80,3 +80,37 @@ impl ChannelResolver for ChannelRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelErrorKind;
+    use crate::outreach::dispatch::StubChannel;
+
+    #[tokio::test]
+    async fn serves_every_workspace_the_same_adapter_and_refuses_the_rest_retryably() {
+        let registry = ChannelRegistry::new().with(Arc::new(StubChannel::ok(Channel::Email)));
+        let config = ChannelConfig::new("resend");
+        let a = registry
+            .resolve(WorkspaceId::new(), Channel::Email, Some(&config))
+            .await
+            .unwrap_or_else(|e| panic!("email is registered: {e}"));
+        let b = registry
+            .resolve(WorkspaceId::new(), Channel::Email, None)
+            .await
+            .unwrap_or_else(|e| panic!("email is registered: {e}"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let missing = registry
+            .resolve(WorkspaceId::new(), Channel::WhatsApp, Some(&config))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("no WhatsApp adapter is registered"));
+        assert_eq!(missing.kind(), ChannelErrorKind::Configuration);
+        assert!(missing.is_retryable());
+        assert!(
+            missing
+                .to_string()
+                .contains("no adapter registered for whatsapp")
+        );
+    }
+}
