@@ -223,9 +223,9 @@ impl Dispatcher {
     /// them, up to `concurrency` at once. Errors on single messages are counted in the
     /// report, never returned; only a failed claim is an error.
     ///
-    /// Runs in an `outbox.dispatch_batch` span (worker, claimed); each message's gates
-    /// and send run in an `outbox.message` span carrying workspace id, outbox id,
-    /// channel and attempt, never addresses or content.
+    /// Runs in an `outbox.dispatch_batch` span (worker, claimed); each message's send
+    /// runs in an `outbox.send` span carrying workspace id, outbox id, channel and
+    /// attempt, never addresses or content.
     pub async fn dispatch_batch(&self) -> Result<DispatchReport, DispatchError> {
         let span = tracing::info_span!(
             "outbox.dispatch_batch",
@@ -266,10 +266,7 @@ impl Dispatcher {
         let gates: Vec<_> = messages
             .iter()
             .enumerate()
-            .map(|(i, message)| {
-                let span = send::message_span(message, "gates");
-                async move { (i, self.gate(batch, message).await) }.instrument(span)
-            })
+            .map(|(i, message)| async move { (i, self.gate(batch, message).await) })
             .collect();
         let mut gated = futures::stream::iter(gates).buffer_unordered(concurrency);
         while let Some((i, gated)) = gated.next().await {

@@ -33,12 +33,11 @@ pub(super) enum Sender {
     Adapter(Arc<dyn ChannelAdapter>),
 }
 
-/// The span of one message's gates, quota and send: ids, channel and attempt only,
-/// never addresses or content.
-pub(super) fn message_span(message: &OutboxMessage, stage: &'static str) -> tracing::Span {
+/// The span of one message's send: ids, channel and attempt only, never addresses or
+/// content.
+fn send_span(message: &OutboxMessage) -> tracing::Span {
     tracing::info_span!(
-        "outbox.message",
-        stage,
+        "outbox.send",
         workspace_id = %message.workspace_id,
         outbox_id = %message.id,
         channel = message.channel.as_str(),
@@ -153,7 +152,7 @@ impl Dispatcher {
     /// Stage 7 for one message within its quota, in its own span.
     pub(super) async fn deliver(&self, ready: Ready<'_>) -> Outcome {
         let message = ready.attempt.message;
-        let span = message_span(message, "send");
+        let span = send_span(message);
         async move { settle(message, ready.send().await) }
             .instrument(span)
             .await
@@ -248,7 +247,14 @@ impl SendAttempt<'_> {
             Ok(adapter) => Ok(Sender::Adapter(adapter)),
             Err(e) => {
                 // The error names parameters and secret references, never values.
-                tracing::warn!(error = %e, "no adapter for the message's channel");
+                tracing::warn!(
+                    workspace_id = %m.workspace_id,
+                    outbox_id = %m.id,
+                    channel = m.channel.as_str(),
+                    attempt = m.attempts,
+                    error = %e,
+                    "no adapter for the message's channel"
+                );
                 Err(Stop::Settled(self.on_error(&e).await?))
             }
         }
