@@ -5,7 +5,7 @@
 #![cfg(all(feature = "resend", feature = "twilio"))]
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crm_channels::resolver::ProviderChannels;
 use crm_channels::secrets::MemorySecretResolver;
@@ -47,6 +47,8 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        // Every test logs to the one subscriber, so none runs before it exists.
+        Logs::capture();
         let clock = ManualClock::new(base());
         let secrets = MemorySecretResolver::new();
         let channels = ProviderChannels::new(Arc::new(secrets.clone()) as Arc<dyn SecretResolver>)
@@ -129,7 +131,10 @@ fn json_of(request: &Request) -> serde_json::Value {
     serde_json::from_slice(&request.body).unwrap()
 }
 
-/// Everything logged (spans included) while the returned guard lives, on this thread.
+/// Everything every test of this binary logged, spans included. One global subscriber,
+/// not one per test: tracing caches whether a call site is enabled across threads, so
+/// a thread-local subscriber can miss spans first hit by a test without one. Tests
+/// look for their own ids and secrets, which no other test uses.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -147,16 +152,21 @@ impl Write for Logs {
 }
 
 impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+    fn capture() -> Self {
+        static LOGS: OnceLock<Logs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Self::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            logs
+        })
+        .clone()
     }
 
     fn text(&self) -> String {
@@ -166,7 +176,7 @@ impl Logs {
 
 #[tokio::test]
 async fn each_workspace_sends_with_its_own_key_and_sender() {
-    let (logs, _guard) = Logs::capture();
+    let logs = Logs::capture();
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/emails"))
@@ -312,7 +322,7 @@ async fn a_rotated_secret_version_takes_effect_on_the_next_send() {
 
 #[tokio::test]
 async fn an_unresolvable_channel_reschedules_the_message_without_leaking_secrets() {
-    let (logs, _guard) = Logs::capture();
+    let logs = Logs::capture();
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "x"})))
