@@ -207,3 +207,54 @@ fn messaging_event(item: &Value) -> Option<InboundEvent> {
         provider_message_id: string_at(read, &["mid"])?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> WebhookRequest {
+        WebhookRequest {
+            method: http::Method::GET,
+            url: url.to_owned(),
+            headers: http::HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn hook() -> InstagramWebhook {
+        InstagramWebhook::new(SecretString::from("app-secret"), WebhookConfig::default())
+            .unwrap_or_else(|e| unreachable!("a valid secret: {e}"))
+    }
+
+    const SUBSCRIBE: &str = "https://crm.example.com/hooks/instagram?hub.mode=subscribe&hub.verify_token=tok-1&hub.challenge=1158201444";
+
+    #[test]
+    fn handshake_answers_the_challenge_with_the_configured_token() {
+        let hook = hook().with_verify_token(SecretString::from("tok-1"));
+        assert_eq!(
+            hook.handshake(&get(SUBSCRIBE)),
+            Some(Ok("1158201444".to_owned()))
+        );
+        let wrong = SUBSCRIBE.replace("tok-1", "tok-2");
+        assert_eq!(
+            hook.handshake(&get(&wrong)),
+            Some(Err(WebhookError::InvalidSignature))
+        );
+        let mut post = get(SUBSCRIBE);
+        post.method = http::Method::POST;
+        assert_eq!(hook.handshake(&post), None, "a POST is a delivery");
+        assert_eq!(
+            hook.handshake(&get("https://crm.example.com/hooks/instagram?x=1")),
+            None,
+            "a GET without hub.mode is no handshake"
+        );
+    }
+
+    #[test]
+    fn handshake_without_a_token_is_a_configuration_error() {
+        assert!(matches!(
+            hook().handshake(&get(SUBSCRIBE)),
+            Some(Err(WebhookError::InvalidSecret(_)))
+        ));
+    }
+}

@@ -29,6 +29,7 @@ macro_rules! inbound_conformance_tests {
                 inbound_same_delivery_through_two_pipelines_is_handled_once
                 inbound_refuses_bad_signatures_garbage_and_oversized_bodies
                 inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier
+                inbound_meeting_cancelled_is_recorded_and_reopens_nothing
             );
         }
     };

@@ -7,6 +7,8 @@ use crm_channels::webhooks::WebhookConfig;
 use crm_core::DynStore;
 use crm_core::anomaly::{AnomalyScanner, BOUNCE_SPIKE, RecordingAnomalyNotifier};
 use crm_core::clock::Clock;
+use crm_core::inbound::InboundEvent;
+use crm_core::model::scoring::Intent;
 use crm_core::model::{
     ActivityKind, Channel, Contact, EnrollmentState, OutboxMessage, SuppressionReason,
 };
@@ -400,4 +402,78 @@ pub async fn inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier(stor
         handed,
         "nothing reaches the provider"
     );
+}
+
+/// A booked meeting completes the enrollment and counts as a demo request for scoring;
+/// its cancellation is recorded with its status and reopens nothing (a person follows
+/// up), and the demo request stays on record. A redelivered cancellation is recorded
+/// once.
+pub async fn inbound_meeting_cancelled_is_recorded_and_reopens_nothing(store: Arc<DynStore>) {
+    let h = Inbound::new(&store, WorkspaceSettings::default());
+    let seq = h.sequence().await;
+    let ada = h.w.contact().await;
+    h.send_first_steps(std::slice::from_ref(&ada), &seq).await;
+    h.w.clock.set(base_time() + Duration::hours(2));
+    let handler = h.pipeline.handler();
+
+    let booked = InboundEvent::MeetingBooked {
+        email: address(&ada),
+        starts_at: Some(base_time() + Duration::days(1)),
+        booking_id: Some("booking-1".into()),
+    };
+    ok_handled(handler.handle_delivery(h.w.ws, &booked, Some("d-1")).await);
+    assert_eq!(enrollment_state(&h, &ada).await, EnrollmentState::Completed);
+
+    let cancelled = InboundEvent::MeetingCancelled {
+        email: address(&ada).to_uppercase(),
+        booking_id: Some("booking-1".into()),
+    };
+    let first = ok_handled(
+        handler
+            .handle_delivery(h.w.ws, &cancelled, Some("d-2"))
+            .await,
+    );
+    assert!(
+        first.activity_recorded && first.changed.is_empty(),
+        "{first:?}"
+    );
+    let again = ok_handled(
+        handler
+            .handle_delivery(h.w.ws, &cancelled, Some("d-3"))
+            .await,
+    );
+    assert!(
+        !again.activity_recorded,
+        "the same booking's cancellation is recorded once"
+    );
+
+    let rows = h.activities(&ada, ActivityKind::MeetingCancelled).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].details["status"], json!("cancelled"));
+    assert_eq!(rows[0].details["booking_id"], json!("booking-1"));
+    assert_eq!(
+        enrollment_state(&h, &ada).await,
+        EnrollmentState::Completed,
+        "a cancellation does not reopen the enrollment the booking completed"
+    );
+    let inputs = ok(
+        h.w.store
+            .scoring_inputs_for(h.w.ws, &[ada.id], base_time() - Duration::days(30))
+            .await,
+        "scoring_inputs_for",
+    );
+    assert!(
+        inputs[0].intents.contains(Intent::DemoRequest),
+        "the booked meeting counts as a demo request, cancelled or not"
+    );
+}
+
+#[track_caller]
+fn ok_handled(
+    outcome: Result<InboundOutcome, crm_core::outreach::inbound::InboundError>,
+) -> crm_core::outreach::inbound::InboundApplied {
+    match outcome {
+        Ok(InboundOutcome::Handled(applied)) => applied,
+        other => panic!("expected the event to be handled, got {other:?}"),
+    }
 }
