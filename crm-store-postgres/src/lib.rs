@@ -62,6 +62,7 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+mod webhook;
 // Test support, behind the `testing` feature because it can drop schemas.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

@@ -65,6 +65,7 @@ mod query;
 mod queue;
 mod scoring;
 mod sequences;
+mod webhook;
 
 pub use anomaly::AnomalyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
@@ -88,6 +89,9 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use webhook::{
+    InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore, validate_webhook_delivery,
+};
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
 ///
@@ -113,6 +117,7 @@ pub trait Store:
     + AnomalyStore
     + EnrichmentStore
     + ScoringStore
+    + WebhookStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -123,6 +128,7 @@ pub trait Store:
     + ScorerStore
     + IntakeServiceStore
     + InboundHandlerStore
+    + InboundPipelineStore
     + ForecastStore
     + Send
     + Sync
@@ -155,6 +161,7 @@ impl<T> Store for T where
         + AnomalyStore
         + EnrichmentStore
         + ScoringStore
+        + WebhookStore
         + Send
         + Sync
         + 'static

@@ -42,6 +42,7 @@ mod outbox_send;
 mod outreach;
 mod scoring;
 mod sequences;
+mod webhooks;
 
 pub use approval_decisions::*;
 pub use approvals::*;
@@ -73,6 +74,7 @@ pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
+pub use webhooks::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
 ///
@@ -308,6 +310,10 @@ macro_rules! __store_cases {
             oversized_profile_link_is_invalid_at_intake
             unreadable_json_is_refused_everywhere
             json_at_the_limits_round_trips_exactly
+            // inbound webhook deliveries: durable deduplication
+            webhook_delivery_recorded_once_per_key
+            webhook_delivery_concurrent_duplicates_have_one_winner
+            webhook_delivery_purge_keeps_recent
         }
     };
 }
