@@ -62,7 +62,8 @@ mod pipeline;
 mod task;
 
 pub use pipeline::{
-    DeliveryOutcome, DeliveryReport, InboundEndpoint, InboundPipeline, PipelineError,
+    DEFAULT_DELIVERY_LEASE, DeliveryOutcome, DeliveryReport, InboundEndpoint, InboundPipeline,
+    MAX_RETRY_AFTER, PipelineError,
 };
 
 use std::sync::Arc;

@@ -90,7 +90,8 @@ pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
 pub use webhook::{
-    InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore, validate_webhook_delivery,
+    DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
+    validate_webhook_delivery, webhook_lease_expiry,
 };
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use tracing::Instrument as _;
 
 use super::{InboundError, InboundHandler, InboundOutcome};
@@ -12,7 +12,17 @@ use crate::error::StoreError;
 use crate::ids::WorkspaceId;
 use crate::inbound::{InboundWebhook, WebhookError, WebhookRequest, verify_webhook};
 use crate::outreach::settings::SettingsProvider;
-use crate::store::InboundPipelineStore;
+use crate::store::{DeliveryClaim, InboundPipelineStore, MAX_CLOCK_SKEW};
+
+/// How long a claimed delivery stays in progress before a retry may take it over
+/// (the default of [`InboundPipeline::with_delivery_lease`]): 60 seconds, well over the
+/// time handling one delivery takes.
+pub const DEFAULT_DELIVERY_LEASE: Duration = Duration::seconds(60);
+
+/// The longest `Retry-After` a [`DeliveryOutcome::InProgress`] asks for: the handler
+/// holding the delivery usually finishes within it, and the retry then answers
+/// [`DeliveryOutcome::Duplicate`].
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One workspace's webhook endpoint for one provider: the verifier and parser built
 /// with the signing secret of the provider account that workspace configured.
@@ -95,11 +105,23 @@ impl PipelineError {
 pub enum DeliveryOutcome {
     /// Verified, recorded and handled: answer 200.
     Accepted(DeliveryReport),
-    /// This delivery was handled before (a provider retry, or the same delivery
-    /// reaching another process): answer 200 so the provider stops retrying.
+    /// This delivery was handled to the end before (a provider retry, or the same
+    /// delivery reaching another process): answer 200 so the provider stops retrying.
     Duplicate {
         /// The provider's delivery id.
         delivery_id: String,
+    },
+    /// Another call (here or in another process) holds this delivery and may still be
+    /// handling it, or may yet fail: answer 503 with `Retry-After`
+    /// ([`DeliveryOutcome::retry_after`]) so the provider retries. A retry after the
+    /// holder completed is a [`DeliveryOutcome::Duplicate`]; one after the holder's
+    /// lease ran out (it crashed) handles the delivery.
+    InProgress {
+        /// The provider's delivery id.
+        delivery_id: String,
+        /// How long to ask the provider to wait: until the holder's lease can be taken
+        /// over, at most [`MAX_RETRY_AFTER`], at least a second.
+        retry_after: std::time::Duration,
     },
     /// The answer to a provider's subscription handshake (Meta's `hub.challenge`):
     /// answer 200 with exactly this body.
@@ -134,6 +156,7 @@ impl DeliveryOutcome {
             Self::Malformed(_) => 400,
             Self::TooLarge { .. } => 413,
             Self::Misconfigured(_) => 500,
+            Self::InProgress { .. } => 503,
             Self::Failed(e) if e.is_retryable() => 503,
             Self::Failed(_) => 500,
         }
@@ -145,12 +168,23 @@ impl DeliveryOutcome {
         match self {
             Self::Accepted(_) => "accepted",
             Self::Duplicate { .. } => "duplicate",
+            Self::InProgress { .. } => "in_progress",
             Self::Challenge(_) => "challenge",
             Self::BadSignature(_) => "bad_signature",
             Self::Malformed(_) => "malformed",
             Self::TooLarge { .. } => "too_large",
             Self::Misconfigured(_) => "misconfigured",
             Self::Failed(_) => "failed",
+        }
+    }
+
+    /// The `Retry-After` to answer with, when the provider should retry later than its
+    /// own schedule says: only for [`DeliveryOutcome::InProgress`].
+    #[must_use]
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::InProgress { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -180,27 +214,31 @@ fn refused(error: WebhookError) -> DeliveryOutcome {
 ///    is one;
 /// 2. verifies the request with the endpoint's verifier ([`verify_webhook`]);
 /// 3. parses it into events with the endpoint's parser;
-/// 4. records the provider's delivery id in the store
-///    ([`WebhookStore`](crate::store::WebhookStore)): of any number of processes
-///    receiving the same delivery, exactly one goes on, the others answer
-///    [`DeliveryOutcome::Duplicate`]. A scheme without a delivery id is not
-///    deduplicated here; the handler's activity fingerprints still keep a redelivery
-///    from being recorded twice;
+/// 4. claims the provider's delivery id in the store
+///    ([`WebhookStore`](crate::store::WebhookStore)) under a lease
+///    ([`InboundPipeline::with_delivery_lease`]): of any number of processes receiving
+///    the same delivery, one goes on; the others answer
+///    [`DeliveryOutcome::InProgress`] while it holds the claim and
+///    [`DeliveryOutcome::Duplicate`] once it completed. A scheme without a delivery id
+///    is not deduplicated here; the handler's activity fingerprints still keep a
+///    redelivery from being recorded twice;
 /// 5. hands every event, in order, to the [`InboundHandler`] in the endpoint's
-///    workspace. If one fails, the delivery record is removed again, so the provider's
-///    retry is handled (the handler is idempotent: events already applied are not
-///    applied twice).
+///    workspace, then marks the delivery done. If an event fails, the claim is released,
+///    so the provider's retry is handled (the handler is idempotent: events already
+///    applied are not applied twice).
+///
+/// A crash between step 4 and the end of step 5 loses nothing: the claim stays in
+/// progress, retries answer `InProgress` until its lease has run out (plus
+/// [`MAX_CLOCK_SKEW`]), and the next retry takes the delivery over and handles it.
 ///
 /// Each call runs in a `tracing` span `inbound.delivery` with the provider, workspace,
 /// delivery id and outcome; never addresses or bodies.
-///
-/// A crash between step 4 and the end of step 5 leaves the delivery recorded: the
-/// provider's retry is then answered as a duplicate.
 #[derive(Debug, Clone)]
 pub struct InboundPipeline {
     store: Arc<dyn InboundPipelineStore>,
     clock: Arc<dyn Clock>,
     handler: InboundHandler,
+    lease: Duration,
 }
 
 impl InboundPipeline {
@@ -217,7 +255,19 @@ impl InboundPipeline {
             store,
             clock,
             handler,
+            lease: DEFAULT_DELIVERY_LEASE,
         }
+    }
+
+    /// How long a delivery this pipeline claims stays in progress before another
+    /// arrival of it may take it over (default [`DEFAULT_DELIVERY_LEASE`]). Keep it well
+    /// above the time handling one delivery takes: a handler outliving its lease may
+    /// see the delivery handled a second time (harmless, the handler is idempotent).
+    /// A lease that is not positive is refused by the store on every delivery.
+    #[must_use]
+    pub fn with_delivery_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// The handler events are handed to.
@@ -285,11 +335,17 @@ impl InboundPipeline {
         let ws = endpoint.workspace_id;
         let provider = endpoint.provider();
         if let Some(id) = &delivery_id {
-            match self.record(ws, provider, id, now).await {
-                Ok(true) => {}
-                Ok(false) => {
+            match self.claim(ws, provider, id, now).await {
+                Ok(DeliveryClaim::Claimed) => {}
+                Ok(DeliveryClaim::Done) => {
                     return DeliveryOutcome::Duplicate {
                         delivery_id: id.clone(),
+                    };
+                }
+                Ok(DeliveryClaim::InProgress { lease_expires_at }) => {
+                    return DeliveryOutcome::InProgress {
+                        delivery_id: id.clone(),
+                        retry_after: retry_after(lease_expires_at, now),
                     };
                 }
                 Err(e) => return DeliveryOutcome::Failed(PipelineError::Dedup(e)),
@@ -311,33 +367,51 @@ impl InboundPipeline {
                 }
             }
         }
+        if let Some(id) = &delivery_id {
+            self.complete(ws, provider, id).await;
+        }
         DeliveryOutcome::Accepted(DeliveryReport {
             delivery_id,
             outcomes,
         })
     }
 
-    async fn record(
+    async fn claim(
         &self,
         ws: WorkspaceId,
         provider: &str,
         delivery_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DeliveryClaim, StoreError> {
         self.store
-            .record_webhook_delivery(ws, provider, delivery_id, now)
+            .record_webhook_delivery(ws, provider, delivery_id, now, self.lease)
             .await
     }
 
-    /// Removes the record of a delivery whose handling failed. If that fails too, the
-    /// provider's retry is answered as a duplicate: logged, as nothing else can be done.
+    /// Marks a handled delivery done. If that fails, the events are applied all the
+    /// same, so the delivery is still accepted; its claim then runs out, and a later
+    /// arrival of it (there should be none after the 200) is handled again, harmlessly.
+    async fn complete(&self, ws: WorkspaceId, provider: &str, delivery_id: &str) {
+        let now = self.clock.now();
+        if let Err(e) = self
+            .store
+            .complete_webhook_delivery(ws, provider, delivery_id, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark a handled delivery done; a redelivery after its lease is handled again");
+        }
+    }
+
+    /// Releases the claim of a delivery whose handling failed, so the provider's retry
+    /// is handled at once. If that fails too, retries answer `InProgress` until the
+    /// lease runs out, then take the delivery over.
     async fn forget(&self, ws: WorkspaceId, provider: &str, delivery_id: &str) {
         if let Err(e) = self
             .store
             .forget_webhook_delivery(ws, provider, delivery_id)
             .await
         {
-            tracing::error!(error = %e, "could not forget a failed delivery; its retry will be answered as a duplicate");
+            tracing::warn!(error = %e, "could not release a failed delivery; its retry is handled once the lease runs out");
         }
     }
 
@@ -347,5 +421,34 @@ impl InboundPipeline {
     /// about a day and a half; a few days is safe).
     pub async fn purge_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.store.purge_webhook_deliveries(before).await
+    }
+}
+
+/// The `Retry-After` of an arrival at `now` of a delivery another caller holds until
+/// `lease_expires_at` (by its clock): until the claim can be taken over
+/// (`lease_expires_at + MAX_CLOCK_SKEW`), capped at [`MAX_RETRY_AFTER`] because the
+/// holder usually completes long before, and at least a second.
+fn retry_after(lease_expires_at: DateTime<Utc>, now: DateTime<Utc>) -> std::time::Duration {
+    let takeover_at = lease_expires_at
+        .checked_add_signed(MAX_CLOCK_SKEW)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let wait = (takeover_at - now)
+        .to_std()
+        .unwrap_or(std::time::Duration::ZERO);
+    wait.clamp(std::time::Duration::from_secs(1), MAX_RETRY_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_short_and_at_least_a_second() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(secs(retry_after(now + Duration::seconds(60), now)), 5);
+        assert_eq!(secs(retry_after(now - Duration::seconds(28), now)), 2);
+        assert_eq!(secs(retry_after(now - Duration::hours(1), now)), 1);
+        assert_eq!(secs(retry_after(DateTime::<Utc>::MAX_UTC, now)), 5);
     }
 }

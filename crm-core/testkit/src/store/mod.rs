@@ -312,6 +312,7 @@ macro_rules! __store_cases {
             json_at_the_limits_round_trips_exactly
             // inbound webhook deliveries: durable deduplication
             webhook_delivery_recorded_once_per_key
+            webhook_delivery_expired_claim_is_taken_over
             webhook_delivery_concurrent_duplicates_have_one_winner
             webhook_delivery_purge_keeps_recent
         }
