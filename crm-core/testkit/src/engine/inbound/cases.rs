@@ -14,7 +14,9 @@ use crm_core::model::{
 };
 use crm_core::outreach::inbound::{DeliveryOutcome, InboundEndpoint, InboundOutcome};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
-use crm_core::store::{ActivityFilter, ComplianceStoreExt, EnrollmentFilter, Page};
+use crm_core::store::{
+    ActivityFilter, ComplianceStoreExt, DeliveryClaim, EnrollmentFilter, MAX_CLOCK_SKEW, Page,
+};
 use serde_json::json;
 
 use super::harness::{
@@ -172,8 +174,9 @@ pub async fn inbound_signed_feedback_records_activities_and_moves_enrollments(
 }
 
 /// The same signed delivery reaching two processes at once (two pipelines sharing the
-/// store) is handled by exactly one; a later retry is a duplicate too; a second open of
-/// the same message (another delivery) is counted.
+/// store) is handled by exactly one; the other answers a duplicate, or, while the first
+/// still holds it, "in progress" (503, so the provider retries); a later retry is a
+/// duplicate; a second open of the same message (another delivery) is counted.
 pub async fn inbound_same_delivery_through_two_pipelines_is_handled_once(store: Arc<DynStore>) {
     let h = Inbound::new(&store, WorkspaceSettings::default());
     let seq = h.sequence().await;
@@ -192,16 +195,21 @@ pub async fn inbound_same_delivery_through_two_pipelines_is_handled_once(store: 
         .iter()
         .filter(|o| matches!(o, DeliveryOutcome::Accepted(_)))
         .count();
-    let duplicates = [&a, &b]
+    let losers = [&a, &b]
         .iter()
-        .filter(|o| matches!(o, DeliveryOutcome::Duplicate { delivery_id } if delivery_id == "msg_open_1"))
+        .filter(|o| match o {
+            DeliveryOutcome::Duplicate { delivery_id } => delivery_id == "msg_open_1",
+            DeliveryOutcome::InProgress { delivery_id, .. } => {
+                delivery_id == "msg_open_1" && o.http_status() == 503
+            }
+            _ => false,
+        })
         .count();
     assert_eq!(
-        (accepted_count, duplicates),
+        (accepted_count, losers),
         (1, 1),
-        "one pipeline handles it, the other answers duplicate: {a:?} / {b:?}"
+        "one pipeline handles it, the other answers duplicate or in progress: {a:?} / {b:?}"
     );
-    assert_eq!(b.http_status(), 200, "a duplicate is acknowledged");
 
     let retry = h.pipeline.receive(&h.endpoint, &request).await;
     assert!(
@@ -221,6 +229,76 @@ pub async fn inbound_same_delivery_through_two_pipelines_is_handled_once(store: 
         2,
         "two opens of one message are two activities"
     );
+}
+
+/// A process that claimed a delivery and crashed before handling it (the claim is
+/// recorded, never completed) loses nothing: a retry while its lease holds answers
+/// `InProgress` (503 with a short `Retry-After`) and applies nothing; a retry once the
+/// lease has run out by every clock (lease + `MAX_CLOCK_SKEW`) takes the delivery over
+/// and handles it; the next retry is a duplicate.
+pub async fn inbound_delivery_of_a_crashed_process_is_handled_after_its_lease(
+    store: Arc<DynStore>,
+) {
+    let h = Inbound::new(&store, WorkspaceSettings::default());
+    let lease = Duration::seconds(20);
+    let pipeline = h.pipeline.clone().with_delivery_lease(lease);
+    let seq = h.sequence().await;
+    let ada = h.w.contact().await;
+    let sent = h.send_first_steps(std::slice::from_ref(&ada), &seq).await;
+    let crashed_at = base_time() + Duration::minutes(5);
+    h.w.clock.set(crashed_at);
+    let opened = body(&resend_event("email.opened", &sent[0], json!({})));
+
+    // The crashed process got as far as claiming the delivery.
+    let claim = h.w.store.record_webhook_delivery(
+        h.w.ws,
+        h.endpoint.provider(),
+        "msg_crash",
+        crashed_at,
+        lease,
+    );
+    assert_eq!(ok(claim.await, "claim"), DeliveryClaim::Claimed);
+
+    for wait in [
+        Duration::seconds(1),
+        lease + MAX_CLOCK_SKEW - Duration::seconds(1),
+    ] {
+        h.w.clock.set(crashed_at + wait);
+        let early = pipeline
+            .receive(&h.endpoint, &h.signed("msg_crash", &opened))
+            .await;
+        assert!(
+            matches!(&early, DeliveryOutcome::InProgress { delivery_id, .. } if delivery_id == "msg_crash"),
+            "{wait}: {early:?}"
+        );
+        assert_eq!(early.http_status(), 503, "the provider retries");
+        let retry_after = early.retry_after().expect("a Retry-After");
+        assert!(
+            (1..=5).contains(&retry_after.as_secs()),
+            "a short Retry-After: {retry_after:?}"
+        );
+        assert!(!early.is_accepted());
+        assert!(h.activities(&ada, ActivityKind::Opened).await.is_empty());
+    }
+
+    h.w.clock.set(crashed_at + lease + MAX_CLOCK_SKEW);
+    accepted(
+        pipeline
+            .receive(&h.endpoint, &h.signed("msg_crash", &opened))
+            .await,
+        "the retry after the lease",
+    );
+    assert_eq!(h.activities(&ada, ActivityKind::Opened).await.len(), 1);
+    h.w.clock.set(crashed_at + Duration::hours(1));
+    let again = h
+        .another_pipeline()
+        .receive(&h.endpoint, &h.signed("msg_crash", &opened))
+        .await;
+    assert!(
+        matches!(again, DeliveryOutcome::Duplicate { .. }),
+        "handled to the end: {again:?}"
+    );
+    assert_eq!(h.activities(&ada, ActivityKind::Opened).await.len(), 1);
 }
 
 /// A request not signed with the endpoint's secret, tampered with, unsigned or stale

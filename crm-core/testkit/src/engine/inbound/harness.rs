@@ -28,12 +28,12 @@ use crate::store::fixtures::ok;
 
 /// The Standard Webhooks reference libraries' published test secret (PROVIDERS.md SW-1):
 /// the endpoint's signing secret.
-pub(super) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Another valid secret: requests signed with it are forged for the endpoint.
 pub(super) const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIGVuZHBvaW50cyBzZWNyZXQ=";
 
 /// A Resend verifier with `secret` and `config`.
-pub(super) fn resend(secret: &str, config: WebhookConfig) -> Arc<ResendWebhook> {
+pub(crate) fn resend(secret: &str, config: WebhookConfig) -> Arc<ResendWebhook> {
     Arc::new(
         ResendWebhook::new(SecretString::from(secret.to_owned()), config).expect("valid secret"),
     )
@@ -165,13 +165,13 @@ impl Inbound {
 }
 
 /// The JSON bytes of `event`.
-pub(super) fn body(event: &Value) -> Vec<u8> {
+pub(crate) fn body(event: &Value) -> Vec<u8> {
     serde_json::to_vec(event).expect("serializable")
 }
 
 /// A Standard Webhooks request: `webhook-id`, `webhook-timestamp` and a `v1` signature
 /// by `hook`'s secret over `{id}.{timestamp}.{body}`.
-pub(super) fn sign(
+pub(crate) fn sign(
     hook: &ResendWebhook,
     delivery_id: &str,
     timestamp: i64,
@@ -200,7 +200,7 @@ pub(super) fn sign(
 
 /// A Resend email event of `kind` (`email.delivered`, ...) about `message`, with
 /// `extra` merged into its `data`.
-pub(super) fn resend_event(kind: &str, message: &OutboxMessage, extra: Value) -> Value {
+pub(crate) fn resend_event(kind: &str, message: &OutboxMessage, extra: Value) -> Value {
     let mut data = json!({
         "email_id": message.provider_message_id,
         "created_at": "2026-01-05T09:01:00.000Z",
@@ -215,7 +215,7 @@ pub(super) fn resend_event(kind: &str, message: &OutboxMessage, extra: Value) ->
 }
 
 /// A hard (`Permanent`) or soft (`Transient`) bounce of `message`.
-pub(super) fn bounce(message: &OutboxMessage, permanent: bool) -> Value {
+pub(crate) fn bounce(message: &OutboxMessage, permanent: bool) -> Value {
     let kind = if permanent { "Permanent" } else { "Transient" };
     resend_event(
         "email.bounced",
@@ -226,7 +226,7 @@ pub(super) fn bounce(message: &OutboxMessage, permanent: bool) -> Value {
 
 /// The report of an accepted delivery; panics naming `what` otherwise.
 #[track_caller]
-pub(super) fn accepted(outcome: DeliveryOutcome, what: &str) -> DeliveryReport {
+pub(crate) fn accepted(outcome: DeliveryOutcome, what: &str) -> DeliveryReport {
     assert_eq!(outcome.http_status(), 200, "{what}: {outcome:?}");
     match outcome {
         DeliveryOutcome::Accepted(report) => report,

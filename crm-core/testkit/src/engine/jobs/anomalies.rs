@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, Utc};
-use futures::future::join_all;
 use serde_json::json;
 
 use super::{clock, test_config};
 use crate::engine::dispatch::{Harness, config, drain};
-use crate::store::fixtures::{
-    activity, awaiting_message, base, contact, created, new_approval, ok,
-};
+use crate::engine::inbound::harness::{SECRET, accepted, body, bounce, resend, sign};
+use crate::store::fixtures::{awaiting_message, base, created, new_approval, ok, unique};
+use crm_channels::webhooks::WebhookConfig;
 use crm_core::DynStore;
 use crm_core::anomaly::{
     AnomalyError, AnomalyScanHandler, AnomalyScanner, BOUNCE_SPIKE, FAILURE_RATE, LOW_CONFIDENCE,
@@ -23,30 +22,56 @@ use crm_core::ids::{AnomalyId, UserId, WorkspaceId};
 use crm_core::jobs::{
     ANOMALY_SCAN, HandlerRegistry, PeriodicJob, SYSTEM_WORKSPACE, Scheduler, Worker,
 };
-use crm_core::model::{
-    ActivityKind, Anomaly, AnomalyStatus, Channel, JobStatus, OutboxStatus, Severity,
-};
+use crm_core::model::{Anomaly, AnomalyStatus, Channel, JobStatus, OutboxStatus, Severity};
 use crm_core::outreach::dispatch::{StubChannel, StubFailure};
+use crm_core::outreach::inbound::{InboundEndpoint, InboundPipeline};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::{JobStore, Page, Scope};
 
-/// Records `n` activities of `kind` on `channel` at `at`. Only for what no engine
-/// records yet (failed sends come from the dispatcher, see `send_email`): bounces (the inbound handler stops the enrollment and suppresses the
-/// address but writes no `Bounced` activity) and the sends they are a rate of.
-async fn record(
-    store: &DynStore,
+/// Sends `sent` email messages through a real dispatcher whose clock stands at `at`,
+/// then bounces the first `bounced` of them for good with signed Resend webhooks
+/// through the real inbound pipeline, at the same time: the `MessageSent` and
+/// `Bounced` activities the scanner counts are the ones the engine records.
+async fn send_and_bounce(
+    store: &Arc<DynStore>,
     ws: WorkspaceId,
-    kind: ActivityKind,
-    channel: Channel,
-    n: usize,
+    sent: usize,
+    bounced: usize,
     at: DateTime<Utc>,
 ) {
-    let who = contact(store, ws).await;
-    join_all((0..n).map(|_| async {
-        let entry = activity(ws, who.id, kind, at).with_channel(channel);
-        ok(store.record_activity(&entry).await, "record_activity");
-    }))
-    .await;
+    let mut h = Harness::new(store.clone());
+    h.ws = ws;
+    h.clock.set(at);
+    let mut messages = Vec::with_capacity(sent);
+    for _ in 0..sent {
+        messages.push(h.enqueue().await);
+    }
+    let report = drain(&h.dispatcher()).await;
+    assert_eq!(
+        report.sent as usize, sent,
+        "every message was sent: {report:?}"
+    );
+
+    let hook = resend(SECRET, WebhookConfig::default());
+    let endpoint = InboundEndpoint::new(ws, hook.clone());
+    let pipeline = InboundPipeline::new(
+        store.clone(),
+        Arc::new(h.clock.clone()),
+        Arc::new(StaticSettings::default()),
+    );
+    for message in messages.iter().take(bounced) {
+        let message = h.get(message.id).await;
+        let request = sign(
+            &hook,
+            &unique("msg_bounce"),
+            at.timestamp(),
+            &body(&bounce(&message, true)),
+        );
+        accepted(
+            pipeline.receive(&endpoint, &request).await,
+            "a signed hard bounce",
+        );
+    }
 }
 
 /// Sends `accepted` email messages the provider accepts and `rejected` ones it
@@ -181,35 +206,22 @@ pub async fn low_confidence_raises_a_warning(store: Arc<DynStore>) {
 }
 
 /// A bounce rate of 15 % against a 2 % baseline raises an Error on that channel; the
-/// same rate against a 10 % baseline does not.
+/// same rate in a workspace whose baseline is 10 % does not. Sends come from the
+/// dispatcher, bounces from signed webhooks through the inbound pipeline.
 pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynStore>) {
-    let ws = WorkspaceId::new();
     let now = base();
     let (recent, earlier) = (now - Span::hours(3), now - Span::days(3));
-    for (channel, baseline_bounces) in [(Channel::Email, 2), (Channel::WhatsApp, 10)] {
-        record(&*store, ws, ActivityKind::MessageSent, channel, 40, recent).await;
-        record(&*store, ws, ActivityKind::Bounced, channel, 6, recent).await;
-        record(
-            &*store,
-            ws,
-            ActivityKind::MessageSent,
-            channel,
-            100,
-            earlier,
-        )
-        .await;
-        record(
-            &*store,
-            ws,
-            ActivityKind::Bounced,
-            channel,
-            baseline_bounces,
-            earlier,
-        )
-        .await;
+    let (spiking, steady) = (WorkspaceId::new(), WorkspaceId::new());
+    for (ws, baseline_bounces) in [(spiking, 1), (steady, 5)] {
+        send_and_bounce(&store, ws, 20, 3, recent).await;
+        send_and_bounce(&store, ws, 50, baseline_bounces, earlier).await;
     }
     let (scanner, _at_now) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    assert!(
+        ok(scanner.scan(steady).await, "scan").is_empty(),
+        "15 % against a 10 % baseline is no spike"
+    );
+    let raised = ok(scanner.scan(spiking).await, "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, BOUNCE_SPIKE);
