@@ -10,6 +10,7 @@
 //! signed webhooks.
 
 mod cases;
+mod faults;
 pub(crate) mod harness;
 
 pub use cases::*;
@@ -28,6 +29,7 @@ macro_rules! inbound_conformance_tests {
                 inbound_signed_feedback_records_activities_and_moves_enrollments
                 inbound_same_delivery_through_two_pipelines_is_handled_once
                 inbound_delivery_of_a_crashed_process_is_handled_after_its_lease
+                inbound_failed_delivery_is_handled_on_the_retry
                 inbound_refuses_bad_signatures_garbage_and_oversized_bodies
                 inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier
                 inbound_meeting_cancelled_is_recorded_and_reopens_nothing

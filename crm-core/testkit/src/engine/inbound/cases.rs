@@ -12,13 +12,16 @@ use crm_core::model::scoring::Intent;
 use crm_core::model::{
     ActivityKind, Channel, Contact, EnrollmentState, OutboxMessage, SuppressionReason,
 };
-use crm_core::outreach::inbound::{DeliveryOutcome, InboundEndpoint, InboundOutcome};
+use crm_core::outreach::inbound::{
+    DeliveryOutcome, InboundEndpoint, InboundOutcome, InboundPipeline,
+};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::{
     ActivityFilter, ComplianceStoreExt, DeliveryClaim, EnrollmentFilter, MAX_CLOCK_SKEW, Page,
 };
 use serde_json::json;
 
+use super::faults::FailingOnce;
 use super::harness::{
     Inbound, OTHER_SECRET, SECRET, accepted, body, bounce, resend, resend_event, sign,
 };
@@ -299,6 +302,49 @@ pub async fn inbound_delivery_of_a_crashed_process_is_handled_after_its_lease(
         "handled to the end: {again:?}"
     );
     assert_eq!(h.activities(&ada, ActivityKind::Opened).await.len(), 1);
+}
+
+/// A delivery whose handling fails (the store fails once while the handler records
+/// the event) answers a retryable `Failed` (503) and releases its claim: the
+/// provider's retry right after is handled, not answered as a duplicate or in
+/// progress; the retry after that is a duplicate.
+pub async fn inbound_failed_delivery_is_handled_on_the_retry(store: Arc<DynStore>) {
+    let h = Inbound::new(&store, WorkspaceSettings::default());
+    let seq = h.sequence().await;
+    let ada = h.w.contact().await;
+    let sent = h.send_first_steps(std::slice::from_ref(&ada), &seq).await;
+    h.w.clock.set(base_time() + Duration::minutes(5));
+    let faulty = Arc::new(FailingOnce::new(store.clone()));
+    let pipeline = InboundPipeline::new(faulty.clone(), h.w.time(), h.w.provider());
+    let opened = body(&resend_event("email.opened", &sent[0], json!({})));
+
+    faulty.arm();
+    let first = pipeline
+        .receive(&h.endpoint, &h.signed("msg_flaky", &opened))
+        .await;
+    assert!(
+        matches!(&first, DeliveryOutcome::Failed(e) if e.is_retryable()),
+        "{first:?}"
+    );
+    assert_eq!(first.http_status(), 503, "the provider retries");
+    assert!(h.activities(&ada, ActivityKind::Opened).await.is_empty());
+
+    h.w.clock
+        .set(base_time() + Duration::minutes(5) + Duration::seconds(1));
+    accepted(
+        pipeline
+            .receive(&h.endpoint, &h.signed("msg_flaky", &opened))
+            .await,
+        "the retry right after the failure",
+    );
+    assert_eq!(h.activities(&ada, ActivityKind::Opened).await.len(), 1);
+    let again = pipeline
+        .receive(&h.endpoint, &h.signed("msg_flaky", &opened))
+        .await;
+    assert!(
+        matches!(again, DeliveryOutcome::Duplicate { .. }),
+        "{again:?}"
+    );
 }
 
 /// A request not signed with the endpoint's secret, tampered with, unsigned or stale
