@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use crate::anomaly::AnomalyScanner;
 use crate::approval::{ApprovalPolicy, ManualApproval, Notifier};
 use crate::clock::{Clock, SystemClock};
-use crate::enrichment::{Enricher, Waterfall};
+use crate::enrichment::{BudgetPolicy, Enricher, Waterfall};
 use crate::error::ValidationError;
 use crate::intake::IntakeService;
 use crate::jobs::{EventBus, EventRoutes, JobHandler, PeriodicJob, Scheduler, Worker};
@@ -74,6 +74,8 @@ pub struct EngineBuilder {
     settings: Arc<dyn SettingsProvider>,
     channels: ChannelRegistry,
     waterfall: Waterfall,
+    default_budget: Option<BudgetPolicy>,
+    budgets: Vec<(crate::ids::WorkspaceId, BudgetPolicy)>,
     policy: Policy,
     notifier: Arc<dyn Notifier>,
     approvers: Arc<dyn ApproverDirectory>,
@@ -110,6 +112,8 @@ impl EngineBuilder {
             // workspace's settings and the secret resolver.
             channels: ChannelRegistry::new(),
             waterfall: Waterfall::new(),
+            default_budget: None,
+            budgets: Vec::new(),
             policy: Policy::Manual,
             notifier: Arc::new(LoggingNotifier),
             approvers: Arc::new(StaticApprovers::new()),
@@ -150,6 +154,25 @@ impl EngineBuilder {
     #[must_use]
     pub fn enrichment(mut self, waterfall: Waterfall) -> Self {
         self.waterfall = waterfall;
+        self
+    }
+
+    /// The monthly enrichment budget of workspaces without one of their own (default:
+    /// no limit).
+    #[must_use]
+    pub fn default_enrichment_budget(mut self, budget: BudgetPolicy) -> Self {
+        self.default_budget = Some(budget);
+        self
+    }
+
+    /// The monthly enrichment budget of one workspace.
+    #[must_use]
+    pub fn enrichment_budget(
+        mut self,
+        workspace_id: crate::ids::WorkspaceId,
+        budget: BudgetPolicy,
+    ) -> Self {
+        self.budgets.push((workspace_id, budget));
         self
     }
 
@@ -259,7 +282,14 @@ impl EngineBuilder {
             .with_notifier(self.notifier.clone());
         let inbound = InboundHandler::new(store.clone(), clock.clone(), settings.clone());
         let intake = Arc::new(IntakeService::new(store.clone(), clock.clone()));
-        let enricher = Arc::new(Enricher::new(store.clone(), clock.clone(), self.waterfall));
+        let mut enricher = Enricher::new(store.clone(), clock.clone(), self.waterfall);
+        if let Some(budget) = self.default_budget {
+            enricher = enricher.with_default_budget(budget);
+        }
+        for (workspace_id, budget) in self.budgets {
+            enricher = enricher.with_budget(workspace_id, budget);
+        }
+        let enricher = Arc::new(enricher);
         let scorer = Scorer::new(store.clone(), clock.clone());
         let anomalies = AnomalyScanner::new(store.clone(), clock.clone(), settings.clone());
         let mut forecast = Forecast::new(store.clone(), clock.clone(), settings.clone())
