@@ -68,6 +68,7 @@ macro_rules! __engine_cases {
             engine_lifecycle::shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_it
             engine_lifecycle::run_due_drives_every_part_and_the_periodic_jobs
             engine_lifecycle::an_engine_runs_once_at_a_time
+            e2e::csv_to_reply_through_real_adapters
         }
     };
 }
@@ -96,7 +97,7 @@ fn engine(
 }
 
 /// Polls `check` every 5 ms until it answers `Some`, for up to 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
