@@ -512,7 +512,7 @@ impl<'a> SendAttempt<'a> {
         let m = self.message;
         self.d
             .store
-            .finish_outbox(m.workspace_id, m.id, self.token, status, reason)
+            .finish_outbox(m.workspace_id, m.id, self.token, status, reason, self.now)
             .await?;
         Ok(match status {
             OutboxStatus::Failed => Outcome::Failed,
