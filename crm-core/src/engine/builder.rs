@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::enrichment::{BudgetPolicy, Enricher, Waterfall};
 use crate::error::ValidationError;
 use crate::intake::IntakeService;
-use crate::jobs::{EventBus, EventRoutes, JobHandler, PeriodicJob, Scheduler, Worker};
+use crate::jobs::{EventBus, EventRouter, EventRoutes, JobHandler, PeriodicJob, Scheduler, Worker};
 use crate::outreach::approvals::{
     ApprovalInbox, ApproverDirectory, GraduatedRules, StaticApprovers,
 };
@@ -363,6 +363,7 @@ impl EngineBuilder {
             job: "scheduler".to_owned(),
             source,
         })?;
+        let router = EventRouter::new(store.clone(), self.routes.clone(), clock.clone());
         let events = EventBus::new(store.clone(), self.routes, clock.clone());
 
         Ok(Engine {
@@ -385,6 +386,7 @@ impl EngineBuilder {
                 worker,
                 scheduler,
                 events,
+                router,
                 known: self.known,
                 workspaces,
                 running: AtomicBool::new(false),

@@ -18,8 +18,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::error::StoreError;
-use crate::jobs::WorkerStats;
+use crate::jobs::{RouteReport, WorkerStats};
 use crate::outreach::dispatch::DispatchReport;
+use crate::store::Scope;
 
 use super::Inner;
 
@@ -226,9 +227,9 @@ pub(crate) async fn events(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) -
         tally.iterations += 1;
         let span = tracing::info_span!("engine.events", iteration = tally.iterations);
         let went = match guarded(span, route_events(&inner)).await {
-            Some(Ok(routed)) => {
-                tally.routed += routed;
-                if routed >= u64::from(inner.config.event_batch) {
+            Some(Ok(report)) => {
+                tally.routed += report.routed;
+                if report.listed >= u64::from(inner.config.event_batch) {
                     Went::Busy
                 } else {
                     Went::Idle
@@ -242,15 +243,13 @@ pub(crate) async fn events(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) -
     tally
 }
 
-/// Routes up to a batch of pending events to their jobs; returns how many.
-///
-/// SEAM(ev-mem): stores are learning to append events unrouted with every change, and
-/// `crm_core::jobs::EventRouter::route_pending(scope, limit)` turns them into the jobs
-/// of the engine's routes. Until it lands there is nothing to route: events published
-/// through [`Engine::events`](super::Engine::events) enqueue their jobs themselves.
-pub(crate) async fn route_events(inner: &Inner) -> Result<u64, StoreError> {
-    let _ = (&inner.events, inner.config.event_batch);
-    Ok(0)
+/// Routes up to a batch of the events stores appended with their changes (unrouted)
+/// to the jobs of the engine's routes, across every workspace.
+pub(crate) async fn route_events(inner: &Inner) -> Result<RouteReport, StoreError> {
+    inner
+        .router
+        .route_pending(Scope::All, inner.config.event_batch)
+        .await
 }
 
 #[cfg(test)]

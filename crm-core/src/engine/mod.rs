@@ -25,7 +25,9 @@
 //! - the **job worker**, with every built-in handler ([`BUILT_IN_JOBS`]) and the host's;
 //! - the **scheduler** of the built-in periodic jobs (approval expiry, the anomaly scan
 //!   of every workspace, nightly score decay) and the host's;
-//! - the **event router**, which turns appended events into their jobs.
+//! - the **event router**: stores append an event with every state change, unrouted;
+//!   the router turns each into the jobs of the engine's routes (rescoring by
+//!   default, plus the host's [`EngineBuilder::routes`]) and marks it routed.
 //!
 //! Each loop logs and backs off on errors and survives a panic in one iteration; each
 //! iteration runs in a span (`engine.runner`, `engine.dispatch`, `engine.scheduler`,
@@ -62,7 +64,7 @@ use crate::anomaly::AnomalyScanner;
 use crate::clock::Clock;
 use crate::enrichment::Enricher;
 use crate::intake::IntakeService;
-use crate::jobs::{EventBus, Scheduler, Worker};
+use crate::jobs::{EventBus, EventRouter, Scheduler, Worker};
 use crate::outreach::approvals::ApprovalInbox;
 use crate::outreach::dispatch::Dispatcher;
 use crate::outreach::enroll::{Enroller, SequenceEditor};
@@ -99,6 +101,7 @@ struct Inner {
     worker: Worker,
     scheduler: Scheduler,
     events: EventBus,
+    router: EventRouter,
     known: KnownWorkspaces,
     workspaces: Arc<dyn WorkspaceDirectory>,
     /// Whether a [`RunningEngine`] of this engine is alive.

@@ -204,7 +204,8 @@ impl Engine {
                 .len(),
             events_routed: loops::route_events(inner)
                 .await
-                .map_err(StepError::Events)?,
+                .map_err(StepError::Events)?
+                .routed,
             runner: inner.runner.tick().await.map_err(StepError::Runner)?,
             ..StepReport::default()
         };

@@ -255,9 +255,9 @@ pub async fn shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_i
     no_leases_left(&again, ws).await;
 }
 
-/// [`Engine::run_due`] ticks the scheduler (the built-in periodic jobs), the runner,
-/// the dispatcher and the worker at the clock's now; the periodic jobs run on the
-/// engine's own worker.
+/// [`Engine::run_due`] ticks the scheduler (the built-in periodic jobs), routes the
+/// events the store appended, ticks the runner, the dispatcher and the worker at the
+/// clock's now; the periodic and routed jobs run on the engine's own worker.
 pub async fn run_due_drives_every_part_and_the_periodic_jobs(store: Arc<DynStore>) {
     let (ws, clock) = (WorkspaceId::new(), ManualClock::new(base()));
     let email = StubChannel::ok(Channel::Email);
@@ -280,7 +280,6 @@ pub async fn run_due_drives_every_part_and_the_periodic_jobs(store: Arc<DynStore
         step.dispatched.held_for_approval, 1,
         "and held for a person"
     );
-    assert_eq!(step.jobs.succeeded, 2, "both periodic jobs ran: {step:?}");
     let done = store
         .list_jobs(
             SYSTEM_WORKSPACE,
@@ -290,7 +289,20 @@ pub async fn run_due_drives_every_part_and_the_periodic_jobs(store: Arc<DynStore
         .await;
     let mut kinds: Vec<_> = ok(done, "list jobs").into_iter().map(|j| j.kind).collect();
     kinds.sort();
-    assert_eq!(kinds, ["anomalies.scan", "approvals.expire"]);
+    assert_eq!(
+        kinds,
+        ["anomalies.scan", "approvals.expire"],
+        "both periodic jobs ran"
+    );
+    // The store appended `contact.created` with the contact; the router turned it into
+    // a rescore of the contact, which the worker ran.
+    assert!(step.events_routed > 0, "{step:?}");
+    let done = store
+        .list_jobs(ws, Some(JobStatus::Succeeded), Page::first(10))
+        .await;
+    let kinds: Vec<_> = ok(done, "list jobs").into_iter().map(|j| j.kind).collect();
+    assert_eq!(kinds, ["scoring.rescore_contact"], "the routed job ran");
+    assert_eq!(step.jobs.succeeded, 3, "{step:?}");
 
     let again = engine.run_due().await.expect("a second pass");
     assert_eq!(again.periodic_enqueued, 0, "each instant is enqueued once");
