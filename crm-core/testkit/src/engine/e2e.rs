@@ -8,9 +8,9 @@
 //! moves forward while the loops run.
 //!
 //! What it cannot assert yet, because the pieces are being built (see issue 10):
-//! - the event log beyond `contact.created` (enrollment, outbox, approval, activity
-//!   events appended by the stores, and their routing): waits for the stores' events
-//!   and `EventRouter` (`ev-mem`, `ev-pg`);
+//! - the failed and dead-lettered sends' events (`outbox.failed`, `SendFailed`
+//!   activities), `contact.enriched` and `score.changed`, and `sequence.completed`:
+//!   wait for the feedback loops and the enrollment lifecycle;
 //! - delivered and opened webhooks recorded as activities feeding scoring, a bounce
 //!   recording `Bounced`, the failure-rate anomaly pausing the channel: waits for the
 //!   feedback loops (`inbound`, `lifecycle`);
@@ -34,7 +34,10 @@ use crm_channels::webhooks::WebhookConfig;
 use crm_channels::webhooks::resend::ResendWebhook;
 use crm_core::clock::{Clock, ManualClock};
 use crm_core::engine::{Engine, EngineConfig};
-use crm_core::events::kinds::CONTACT_CREATED;
+use crm_core::events::kinds::{
+    ACTIVITY_LOGGED, APPROVAL_DECIDED, APPROVAL_REQUESTED, CONTACT_CREATED, ENROLLMENT_BOUNCED,
+    ENROLLMENT_ENROLLED, ENROLLMENT_REPLIED, ENROLLMENT_STEP_SENT, OUTBOX_SENT, SEQUENCE_CREATED,
+};
 use crm_core::ids::{UserId, WorkspaceId};
 use crm_core::inbound::{InboundEvent, InboundWebhook, WebhookRequest, verify_webhook};
 use crm_core::intake::{CsvRows, Manifest};
@@ -357,11 +360,51 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         "no message after the bounce and reply"
     );
 
-    // The event log, in order, as far as the stores append events today.
+    // The event log: every state change above appended its event, in order.
     let events = ok(
         store.list_events(Scope::Workspace(ws), 0, 1000).await,
         "list events",
     );
-    let created = events.iter().filter(|e| e.kind == CONTACT_CREATED).count();
-    assert_eq!(created, 3, "one contact.created per imported row");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
+    let first = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} event in {kinds:?}"))
+    };
+    assert_eq!(count(CONTACT_CREATED), 3, "one per imported row: {kinds:?}");
+    assert_eq!(count(ENROLLMENT_ENROLLED), 3, "{kinds:?}");
+    assert_eq!(
+        count(APPROVAL_REQUESTED),
+        4,
+        "three first steps, Ada's follow-up"
+    );
+    assert_eq!(count(APPROVAL_DECIDED), 3, "{kinds:?}");
+    assert_eq!(count(OUTBOX_SENT), 3, "each message sent once: {kinds:?}");
+    assert_eq!(count(ENROLLMENT_STEP_SENT), 3, "{kinds:?}");
+    assert_eq!(count(ENROLLMENT_BOUNCED), 1, "{kinds:?}");
+    assert_eq!(count(ENROLLMENT_REPLIED), 1, "{kinds:?}");
+    assert!(
+        count(ACTIVITY_LOGGED) >= 3,
+        "a sent activity per message: {kinds:?}"
+    );
+    let order = [
+        CONTACT_CREATED,
+        SEQUENCE_CREATED,
+        ENROLLMENT_ENROLLED,
+        APPROVAL_REQUESTED,
+        APPROVAL_DECIDED,
+        OUTBOX_SENT,
+        ENROLLMENT_BOUNCED,
+        ENROLLMENT_REPLIED,
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            first(pair[0]) < first(pair[1]),
+            "{} comes before {}: {kinds:?}",
+            pair[0],
+            pair[1]
+        );
+    }
 }
