@@ -75,6 +75,8 @@ async fn main() -> Res {
     let dispatcher = DispatcherConfig::default().with_env_dry_run(false);
     let config = EngineConfig::default()
         .with_name("quickstart")
+        // Quick loops, so the short background run at the end shows them working.
+        .with_poll_interval(std::time::Duration::from_millis(20))
         .with_dispatcher(dispatcher)
         .with_dry_run(true);
     let engine = Engine::builder(store.clone())
@@ -296,15 +298,15 @@ async fn main() -> Res {
     // the job worker (intake, scoring, approval expiry, anomaly scans) and the
     // scheduler of periodic jobs run on Tokio until then.
     let running = engine.start()?;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let report = running.shutdown().await;
-    let (ticks, jobs, periodic) = (
-        report.runner_ticks,
-        report.jobs.succeeded,
+    let (routed, periodic, jobs) = (
+        report.events_routed,
         report.periodic_enqueued,
+        report.jobs.succeeded,
     );
     println!(
-        "engine    ran {ticks} runner tick(s), {periodic} periodic job(s) scheduled, {jobs} job(s) done"
+        "engine    routed {routed} event(s) to their jobs, scheduled {periodic} periodic job(s), ran {jobs} job(s)"
     );
     let clean = if report.is_clean() {
         "every loop stopped in time"
