@@ -80,6 +80,7 @@ mod queue;
 mod scoring;
 mod sequences;
 mod table;
+mod workspace;
 
 /// A [`Store`](crm_core::Store) in process memory.
 ///
@@ -135,6 +136,7 @@ struct Tables {
     coordination: coordination::CoordinationTables,
     enrichment: enrichment::EnrichmentTables,
     scoring: scoring::ScoringTables,
+    workspaces: workspace::WorkspaceTables,
 }
 
 impl Tables {
@@ -150,6 +152,7 @@ impl Tables {
         self.coordination.sizes(&mut sizes);
         self.enrichment.sizes(&mut sizes);
         self.scoring.sizes(&mut sizes);
+        self.workspaces.sizes(&mut sizes);
         sizes
     }
 }

@@ -61,6 +61,7 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

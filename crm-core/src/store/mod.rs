@@ -10,6 +10,8 @@
 //! # Contract shared by every repository
 //! - Every method is scoped to a workspace: it never reads, returns or changes a row of
 //!   another workspace. A row of another workspace looks exactly like a missing row.
+//!   (The workspace registry, [`WorkspaceStore`], is the one exception: its rows are
+//!   the workspaces, and listing them is how engines find every tenant.)
 //! - Each method is atomic on its own. There is no generic transaction; operations that
 //!   must change several rows together are single methods (for example
 //!   [`OutboxStore::mark_outbox_sent`]).
@@ -50,6 +52,7 @@ mod query;
 mod queue;
 mod scoring;
 mod sequences;
+mod workspace;
 
 pub use anomaly::AnomalyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
@@ -73,6 +76,7 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use workspace::WorkspaceStore;
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
 ///
@@ -98,6 +102,7 @@ pub trait Store:
     + AnomalyStore
     + EnrichmentStore
     + ScoringStore
+    + WorkspaceStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -140,6 +145,7 @@ impl<T> Store for T where
         + AnomalyStore
         + EnrichmentStore
         + ScoringStore
+        + WorkspaceStore
         + Send
         + Sync
         + 'static
@@ -158,5 +164,6 @@ fn _assert_dyn_compatible(
     _: &dyn JobStore,
     _: &dyn LeaseStore,
     _: &dyn EnrichmentStore,
+    _: &dyn WorkspaceStore,
 ) {
 }

@@ -39,6 +39,7 @@ mod outbox_send;
 mod outreach;
 mod scoring;
 mod sequences;
+mod workspaces;
 
 pub use approval_decisions::*;
 pub use approvals::*;
@@ -67,6 +68,7 @@ pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
+pub use workspaces::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
 ///
@@ -290,6 +292,11 @@ macro_rules! __store_cases {
             oversized_profile_link_is_invalid_at_intake
             unreadable_json_is_refused_everywhere
             json_at_the_limits_round_trips_exactly
+            // workspaces: the registry and its settings
+            workspace_round_trip_and_insert_rules
+            workspace_update_compare_and_set
+            workspace_list_pages_by_id
+            concurrent_workspace_updates_one_version_wins
         }
     };
 }
