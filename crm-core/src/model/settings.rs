@@ -1,19 +1,6 @@
 //! The settings of one workspace: send limits, safety nets and provider configuration.
 //!
-//! [`WorkspaceSettings`] is plain data that a [`Workspace`](crate::model::Workspace)
-//! row carries and stores persist as JSON. Its serialized form is stable:
-//!
-//! - the time zone is its IANA name (`"Europe/Berlin"`), durations are whole seconds
-//!   (`out_of_office_pause_secs`), channels and policies are their storage names;
-//! - **unknown fields are rejected.** A field this version does not know may be a
-//!   safety setting written by a newer version (a tighter allowlist, say); ignoring it
-//!   would send what the newer version would hold back, so an older reader fails the
-//!   read instead, and engines fail closed on a failed read;
-//! - **missing fields take their documented defaults** (those of
-//!   [`WorkspaceSettings::default`]), so settings saved before a field existed still
-//!   read.
-//!
-//! Stores call [`WorkspaceSettings::validate`] on every save.
+//! See [`WorkspaceSettings`] for the serialized form and the rules checked on save.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -156,7 +143,22 @@ impl Allowlist {
     }
 }
 
-/// The settings of one workspace. See the [module docs](self) for the serialized form.
+/// The settings of one workspace.
+///
+/// [`WorkspaceSettings`] is plain data that a [`Workspace`](crate::model::Workspace)
+/// row carries and stores persist as JSON. Its serialized form is stable:
+///
+/// - the time zone is its IANA name (`"Europe/Berlin"`), durations are whole seconds
+///   (`out_of_office_pause_secs`), channels and policies are their storage names;
+/// - **unknown fields are rejected.** A field this version does not know may be a
+///   safety setting written by a newer version (a tighter allowlist, say); ignoring it
+///   would send what the newer version would hold back, so an older reader fails the
+///   read instead, and engines fail closed on a failed read;
+/// - **missing fields take their documented defaults** (those of
+///   [`WorkspaceSettings::default`]), so settings saved before a field existed still
+///   read.
+///
+/// Stores call [`WorkspaceSettings::validate`] on every save.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]

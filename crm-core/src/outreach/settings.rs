@@ -2,7 +2,7 @@
 //! store-backed provider ([`StoreSettings`]) and fixed values ([`StaticSettings`]).
 //!
 //! The settings types themselves are model types
-//! ([`WorkspaceSettings`](crate::model::WorkspaceSettings) and its parts), re-exported
+//! ([`crate::model::WorkspaceSettings`] and its parts), re-exported
 //! here where engines and hosts have always found them.
 //!
 //! # Failing closed
