@@ -50,7 +50,7 @@
 //! let claimed = store.claim_outbox(&claim).await?;
 //! let token = claimed[0].lease.as_ref().map(|l| l.token).unwrap_or_default();
 //! let done = store
-//!     .finish_outbox(ws, message.id, token, OutboxStatus::Cancelled, "changed our mind")
+//!     .finish_outbox(ws, message.id, token, OutboxStatus::Cancelled, "changed our mind", now)
 //!     .await?;
 //! assert_eq!(done.status, OutboxStatus::Cancelled);
 //!

@@ -50,6 +50,7 @@ mod compliance;
 mod config;
 mod coordination;
 mod crm;
+mod emit;
 mod enrichment;
 mod error;
 mod intake;

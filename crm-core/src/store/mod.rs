@@ -32,6 +32,21 @@
 //! - Timestamps are kept to the microsecond (PostgreSQL's precision); a backend MAY
 //!   truncate finer parts. The engine's [`Clock`](crate::Clock)s tick in whole
 //!   microseconds, so rows written with their time read back unchanged.
+//! - A state-changing method appends the catalogue events of its change
+//!   ([`crate::events`]) in the same atomic step: the change and its events are
+//!   written together or not at all, each event idempotent on its key so a retried
+//!   call never appends one twice, and a refused call appends nothing. Those events
+//!   are *unrouted* ([`EventStore::list_unrouted_events`]) until the engine's event
+//!   router (in the `jobs` engine) enqueues their jobs. Which method
+//!   appends which event is listed in the catalogue; in short: contact, account,
+//!   deal and sequence inserts and updates; every activity recorded (by
+//!   `record_activity` or with a send or a failure); enrollment inserts and every
+//!   enrollment state change (by update, change-set or send); outbox messages
+//!   reaching a final status; approval items requested and leaving `Pending`;
+//!   anomalies opened and resolved; effective score or tier changes. Intake's
+//!   [`IntakeStore::complete_intake`] is the exception that proves the rule: its
+//!   completion carries the contact's one event (`contact.created` or
+//!   `contact.merged`), so the contact write appends no other.
 //!
 //! # Implementing
 //! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
