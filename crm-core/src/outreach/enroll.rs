@@ -30,7 +30,9 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, ConsentStatus, Contact, Enrollment, Sequence, SuppressionReason};
 use crate::outreach::runner::{contact_address, contact_time_zone, touches_today};
-use crate::outreach::settings::{ParallelSequencePolicy, SettingsProvider, WorkspaceSettings};
+use crate::outreach::settings::{
+    ParallelSequencePolicy, SettingsError, SettingsProvider, WorkspaceSettings,
+};
 use crate::store::{ComplianceStoreExt, EnrollerStore, EnrollmentFilter, Page, SequenceStore};
 
 pub use definitions::{
@@ -131,6 +133,9 @@ pub enum EnrollError {
     /// The store failed (an unknown contact or sequence is `NotFound`).
     #[error("enrollment store call failed")]
     Store(#[from] StoreError),
+    /// The workspace's settings could not be read; nothing was checked or enrolled.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 fn list(conflicts: &[Conflict]) -> String {
@@ -148,6 +153,7 @@ impl EnrollError {
         match self {
             Self::Conflicts(_) => false,
             Self::Store(e) => e.is_retryable(),
+            Self::Settings(e) => e.is_retryable(),
         }
     }
 
@@ -156,7 +162,7 @@ impl EnrollError {
     pub fn conflicts(&self) -> &[Conflict] {
         match self {
             Self::Conflicts(c) => c,
-            Self::Store(_) => &[],
+            Self::Store(_) | Self::Settings(_) => &[],
         }
     }
 }
@@ -195,7 +201,7 @@ impl Enroller {
         let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         self.conflicts(&sequence, &contact, &settings, now).await
     }
 
@@ -210,7 +216,7 @@ impl Enroller {
         let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let conflicts = self.conflicts(&sequence, &contact, &settings, now).await?;
         if !conflicts.is_empty() {
             return Err(EnrollError::Conflicts(conflicts));

@@ -68,7 +68,7 @@ use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::outreach::enrollment::TransitionError;
-use crate::outreach::settings::SettingsProvider;
+use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::RunnerStore;
 
 pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
@@ -186,6 +186,10 @@ pub enum RunnerError {
     /// that is not due).
     #[error("enrollment does not accept the runner's event")]
     Transition(#[from] TransitionError),
+    /// The workspace's settings could not be read: the workspace is skipped for this
+    /// tick (nothing is queued without its limits and safety settings).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 impl RunnerError {
@@ -194,6 +198,7 @@ impl RunnerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
+            Self::Settings(e) => e.is_retryable(),
             Self::Config(_) | Self::Transition(_) => false,
         }
     }
@@ -388,7 +393,7 @@ impl Runner {
         workspace_id: WorkspaceId,
         now: DateTime<Utc>,
     ) -> Result<TenantReport, RunnerError> {
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let due = self
             .store
             .list_due_enrollments(workspace_id, now, self.config.batch_size)

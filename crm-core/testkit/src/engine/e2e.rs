@@ -138,9 +138,12 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         .await;
     let twilio_server = MockServer::start().await;
     let http = |server: &MockServer| HttpConfig::new(&server.uri()).expect("loopback url");
-    let email = ResendConfig::new(secret("secret://resend/api_key:1"), "Sales <sales@e2e.example>")
-        .expect("config")
-        .with_http(http(&resend_server));
+    let email = ResendConfig::new(
+        secret("secret://resend/api_key:1"),
+        "Sales <sales@e2e.example>",
+    )
+    .expect("config")
+    .with_http(http(&resend_server));
     let whatsapp = TwilioConfig::new(
         "AC00000000000000000000000000000000",
         secret("secret://twilio/auth_token:1"),

@@ -13,6 +13,7 @@ mod enroll_cases;
 mod inbound_cases;
 mod plan_cases;
 mod race_cases;
+mod settings_cases;
 mod tick_cases;
 pub mod world;
 
@@ -20,6 +21,7 @@ pub use enroll_cases::*;
 pub use inbound_cases::*;
 pub use plan_cases::*;
 pub use race_cases::*;
+pub use settings_cases::*;
 pub use tick_cases::*;
 pub use world::World;
 
@@ -96,6 +98,9 @@ macro_rules! __runner_cases {
             // definitions and forecast
             sequence_edit_keeps_or_migrates
             forecast_lists_planned_sends_and_writes_nothing
+            // settings that cannot be read: fail closed
+            tick_skips_a_workspace_whose_settings_fail
+            enroll_returns_the_settings_error
         }
     };
 }

@@ -43,6 +43,7 @@ mod outreach;
 mod scoring;
 mod sequences;
 mod webhooks;
+mod workspaces;
 
 pub use approval_decisions::*;
 pub use approvals::*;
@@ -75,6 +76,7 @@ pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
 pub use webhooks::*;
+pub use workspaces::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
 ///
@@ -314,6 +316,11 @@ macro_rules! __store_cases {
             webhook_delivery_recorded_once_per_key
             webhook_delivery_concurrent_duplicates_have_one_winner
             webhook_delivery_purge_keeps_recent
+            // workspaces: the registry and its settings
+            workspace_round_trip_and_insert_rules
+            workspace_update_compare_and_set
+            workspace_list_pages_by_id
+            concurrent_workspace_updates_one_version_wins
         }
     };
 }

@@ -117,7 +117,7 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     send_email(&store, ws, 7, 3, recent).await;
     let (scanner, clock) = scanner(&store);
 
-    let first = ok(scanner.scan(ws).await, "scan");
+    let first = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(
         first.len(),
         1,
@@ -132,7 +132,7 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     assert_eq!(anomaly.dedup_key, "failure_rate:email");
 
     clock.set(now + Span::minutes(5));
-    let second = ok(scanner.scan(ws).await, "rescan");
+    let second = ok(scanner.scan(ws).await.map_err(store_err), "rescan");
     assert_eq!(second.len(), 1);
     assert!(!second[0].created, "deduplicated while open");
     assert_eq!(second[0].value.id, anomaly.id);
@@ -144,7 +144,10 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
         "resolve",
     );
     clock.set(now + Span::minutes(7));
-    let third = ok(scanner.scan(ws).await, "scan after resolve");
+    let third = ok(
+        scanner.scan(ws).await.map_err(store_err),
+        "scan after resolve",
+    );
     assert!(third[0].created, "raised again after resolve");
     assert_ne!(third[0].value.id, anomaly.id);
 }
@@ -165,7 +168,7 @@ pub async fn low_confidence_raises_a_warning(store: Arc<DynStore>) {
         }
     }
     let (scanner, _at_now) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(
@@ -209,7 +212,7 @@ pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynSto
         .await;
     }
     let (scanner, _at_now) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, BOUNCE_SPIKE);
@@ -235,11 +238,11 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
     );
     ok(store.try_consume_quota(ws, &key, 3, 2).await, "consume");
     assert!(
-        ok(scanner.scan(ws).await, "scan").is_empty(),
+        ok(scanner.scan(ws).await.map_err(store_err), "scan").is_empty(),
         "2 of 3 is fine"
     );
     ok(store.try_consume_quota(ws, &key, 3, 1).await, "consume");
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, QUOTA_EXHAUSTED);
@@ -248,7 +251,10 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
         (Some(Channel::Sms), Severity::Warning)
     );
     clock.set(now + Span::days(1));
-    let next_day = ok(scanner.findings(ws).await, "findings tomorrow");
+    let next_day = ok(
+        scanner.findings(ws).await.map_err(store_err),
+        "findings tomorrow",
+    );
     assert!(next_day.is_empty(), "a new day uses a new counter");
 }
 
@@ -266,7 +272,7 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
     let now = base();
     send_email(&store, ws, 0, 10, now).await;
     let (scanner, clock) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     let id = raised[0].value.id;
     let user = UserId::new();
 
@@ -284,7 +290,10 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
         "ack",
     );
     assert_eq!(again, acked, "acknowledging twice changes nothing");
-    assert!(!ok(scanner.scan(ws).await, "scan")[0].created, "still open");
+    assert!(
+        !ok(scanner.scan(ws).await.map_err(store_err), "scan")[0].created,
+        "still open"
+    );
 
     let later = now + Span::minutes(1);
     clock.set(later);
@@ -319,7 +328,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     let now = base();
     let (scanner, clock) = scanner(&store);
     assert!(!ok(
-        scanner.is_channel_paused(ws, Channel::Email).await,
+        scanner
+            .is_channel_paused(ws, Channel::Email)
+            .await
+            .map_err(store_err),
         "paused?"
     ));
 
@@ -332,7 +344,7 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
         store.try_consume_quota(ws, &sms_quota, cap, cap).await,
         "use up the SMS quota",
     );
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     let rules: Vec<_> = raised.iter().map(|r| r.value.rule.as_str()).collect();
     assert_eq!(rules, [FAILURE_RATE, QUOTA_EXHAUSTED], "{raised:?}");
     let failure = raised[0].value.id;
@@ -342,17 +354,27 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
 
     assert!(ok(
-        scanner.is_channel_paused(ws, Channel::Email).await,
+        scanner
+            .is_channel_paused(ws, Channel::Email)
+            .await
+            .map_err(store_err),
         "paused?"
     ));
     assert!(
-        !ok(scanner.is_channel_paused(ws, Channel::Sms).await, "paused?"),
+        !ok(
+            scanner
+                .is_channel_paused(ws, Channel::Sms)
+                .await
+                .map_err(store_err),
+            "paused?"
+        ),
         "not send-health or not Error"
     );
     assert!(!ok(
         scanner
             .is_channel_paused(WorkspaceId::new(), Channel::Email)
-            .await,
+            .await
+            .map_err(store_err),
         "paused?"
     ));
 
@@ -365,7 +387,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         !ok(
-            lenient.is_channel_paused(ws, Channel::Email).await,
+            lenient
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "setting off"
@@ -380,7 +405,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         ok(
-            scanner.is_channel_paused(ws, Channel::Email).await,
+            scanner
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "acknowledged is open"
@@ -391,7 +419,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         !ok(
-            scanner.is_channel_paused(ws, Channel::Email).await,
+            scanner
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "resolved"
