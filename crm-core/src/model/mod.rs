@@ -42,6 +42,7 @@ pub use lease::{Lease, LeaseGrant};
 pub use outbox::{OutboxMessage, OutboxStatus};
 pub use provenance::FieldProvenance;
 pub use sequence::{
-    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStep, StepDelay,
-    Template,
+    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStatus,
+    SequenceStep, StepDelay, StepFailurePolicy, StepOptions, Template, WhatsAppTemplate,
+    end_reasons,
 };

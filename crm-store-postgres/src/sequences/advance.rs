@@ -14,11 +14,12 @@ use crate::error::{cas_miss, db, db_refs, invalid};
 use crate::outbox::insert_outbox;
 use crate::rows::{EnrollmentRow, IntoEntity};
 
-/// The compare-and-set: `$1`..`$11` as `bind_enrollment` binds them, `$12` the
+/// The compare-and-set: `$1`..`$14` as `bind_enrollment` binds them, `$15` the
 /// change's time.
 const ADVANCE: &str = "
     UPDATE enrollments SET sequence_id = $3, sequence_version = $4, contact_id = $5,
-        state = $6, current_step = $7, next_run_at = $8, updated_at = $12,
+        state = $6, current_step = $7, next_run_at = $8, updated_at = $15,
+        end_reason = $12, ended_at = $13, step_message_id = $14,
         version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND version = $11
     RETURNING *";

@@ -266,6 +266,7 @@ mod tests {
             delay,
             window,
             requires_approval: false,
+            options: Default::default(),
         }
     }
 

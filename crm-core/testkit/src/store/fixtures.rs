@@ -395,6 +395,7 @@ pub fn new_sequence(ws: WorkspaceId) -> Sequence {
         delay: StepDelay::Hours(0),
         window: None,
         requires_approval: true,
+        options: Default::default(),
     };
     Sequence::create(ws, "Onboarding", vec![step], base()).expect("valid sequence")
 }

@@ -196,6 +196,7 @@ fn step(delay: StepDelay) -> SequenceStep {
         delay,
         window: None,
         requires_approval: false,
+        options: Default::default(),
     }
 }
 
