@@ -67,7 +67,11 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     let messages = w.outbox().await;
     assert_eq!(messages.len(), 1, "one message for step 0");
     let m = &messages[0];
-    assert_eq!(e.step_message_id, Some(m.id), "the enrollment knows its message");
+    assert_eq!(
+        e.step_message_id,
+        Some(m.id),
+        "the enrollment knows its message"
+    );
     assert_eq!(m.subject.as_deref(), Some("Hello Ada"));
     assert_eq!(m.body, "Hi Ada Lovelace at Acme!");
     assert_eq!(m.recipient, ada.email.as_ref().expect("email").to_string());
