@@ -148,7 +148,14 @@ impl<'a> Pass<'a> {
                 };
                 return self.apply(e, n, &event, None, Count::Stopped).await;
             }
-            SequenceStatus::Paused if e.state != EnrollmentState::StepPending => {
+            // A queued step still resolves, and a paused enrollment still resumes at
+            // its time (then it is held): neither loses what it waits for.
+            SequenceStatus::Paused
+                if matches!(
+                    e.state,
+                    EnrollmentState::Pending | EnrollmentState::Active | EnrollmentState::StepSent
+                ) =>
+            {
                 return self.hold(e).await;
             }
             _ => {}
