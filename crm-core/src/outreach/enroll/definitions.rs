@@ -249,7 +249,8 @@ impl SequenceEditor {
     }
 
     /// Saves an edited definition as a new version (compare-and-set on
-    /// `sequence.version`), recording `policy` as the sequence's in-flight policy.
+    /// `sequence.version`), recording `policy` as the sequence's in-flight policy. The
+    /// stored status is kept (see [`SequenceControl`](crate::outreach::control::SequenceControl)).
     ///
     /// - `KeepVersion`: running enrollments finish on the version they run on.
     /// - `Migrate`: every running enrollment is moved to the new version, each with
@@ -266,6 +267,13 @@ impl SequenceEditor {
         let mut edited = sequence.clone();
         edited.in_flight_policy = policy;
         edited.updated_at = now;
+        // Status changes go through `SequenceControl` (which stops or wakes
+        // enrollments with them); an edit keeps the stored status.
+        let current = self
+            .store
+            .get_sequence(sequence.workspace_id, sequence.id)
+            .await?;
+        edited.status = current.status;
         self.check(&edited).await?;
         let stored = self.store.update_sequence(&edited).await?;
         let filter = EnrollmentFilter {
