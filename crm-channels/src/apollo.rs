@@ -23,11 +23,12 @@ use crm_core::enrichment_provider::{
     CompanyData, ContactData, ContactQuery, EnrichmentError, EnrichmentProvider, Lookup,
     LookupCost, LookupKind, RateLimitState,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use http::Method;
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::build::BuildError;
 use crate::fields::{join_present, text_at, u32_at, usd_at};
 use crate::http::{Auth, ConfigError, HttpConfig, ProviderClient, RateLimitHeaders, send_span};
 
@@ -45,8 +46,8 @@ const PROVIDER: &str = "apollo";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ApolloConfig {
-    /// API key.
-    pub api_key: SecretString,
+    /// API key, by reference.
+    pub api_key: SecretRef,
     /// Base URL and timeouts.
     pub http: HttpConfig,
 }
@@ -62,7 +63,7 @@ impl fmt::Debug for ApolloConfig {
 
 impl ApolloConfig {
     /// A config for the public API.
-    pub fn new(api_key: SecretString) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             http: HttpConfig::new(DEFAULT_BASE_URL)?,
@@ -123,12 +124,23 @@ fn company_from(organization: &Value) -> CompanyData {
 }
 
 impl ApolloProvider {
-    /// A provider for `config`.
-    pub fn new(config: ApolloConfig) -> Result<Self, ConfigError> {
+    /// A provider for `config`, its API key resolved through `secrets` now (build a new
+    /// one to pick up a rotated API key).
+    pub async fn connect(
+        config: ApolloConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A provider for `config` with `api_key`, the value behind `config.api_key` that the
+    /// caller resolved itself.
+    pub fn new(config: ApolloConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?
                 .with_rate_limit_headers(RATE_LIMIT_HEADERS),
-            api_key: config.api_key,
+            api_key,
         })
     }
 

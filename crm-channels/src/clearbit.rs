@@ -24,11 +24,12 @@ use crm_core::enrichment_provider::{
     CompanyData, ContactData, ContactQuery, EnrichmentError, EnrichmentProvider, Lookup,
     LookupCost, LookupKind, RateLimitState,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::build::BuildError;
 use crate::fields::{at, text_at, u32_at, usd_at};
 use crate::http::{Auth, ConfigError, HttpConfig, ProviderClient, send_span};
 
@@ -42,8 +43,8 @@ const PROVIDER: &str = "clearbit";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ClearbitConfig {
-    /// A legacy Clearbit secret key.
-    pub api_key: SecretString,
+    /// A legacy Clearbit secret key, by reference.
+    pub api_key: SecretRef,
     /// The person API (base URL and timeouts).
     pub person_http: HttpConfig,
     /// The company API (base URL and timeouts).
@@ -62,7 +63,7 @@ impl fmt::Debug for ClearbitConfig {
 
 impl ClearbitConfig {
     /// A config for the public APIs.
-    pub fn new(api_key: SecretString) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             person_http: HttpConfig::new(DEFAULT_PERSON_BASE_URL)?,
@@ -128,12 +129,23 @@ fn company_from(company: &Value) -> CompanyData {
 }
 
 impl ClearbitProvider {
-    /// A provider for `config`.
-    pub fn new(config: ClearbitConfig) -> Result<Self, ConfigError> {
+    /// A provider for `config`, its API key resolved through `secrets` now (build a new
+    /// one to pick up a rotated API key).
+    pub async fn connect(
+        config: ClearbitConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A provider for `config` with `api_key`, the value behind `config.api_key` that the
+    /// caller resolved itself.
+    pub fn new(config: ClearbitConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             person: ProviderClient::new(PROVIDER, &config.person_http)?,
             company: ProviderClient::new(PROVIDER, &config.company_http)?,
-            api_key: config.api_key,
+            api_key,
         })
     }
 

@@ -25,11 +25,12 @@ use crm_core::enrichment_provider::{
     ContactData, ContactQuery, EmailStatus, EmailVerification, EnrichmentError, EnrichmentProvider,
     Lookup, LookupCost, LookupKind, RateLimitState,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::build::BuildError;
 use crate::fields::{text_at, u32_at};
 use crate::http::{Auth, ConfigError, HttpConfig, HttpResponse, ProviderClient, send_span};
 
@@ -41,8 +42,8 @@ const PROVIDER: &str = "hunter";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct HunterConfig {
-    /// API key.
-    pub api_key: SecretString,
+    /// API key, by reference.
+    pub api_key: SecretRef,
     /// Base URL and timeouts.
     pub http: HttpConfig,
 }
@@ -58,7 +59,7 @@ impl fmt::Debug for HunterConfig {
 
 impl HunterConfig {
     /// A config for the public API.
-    pub fn new(api_key: SecretString) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             http: HttpConfig::new(DEFAULT_BASE_URL)?,
@@ -120,11 +121,22 @@ fn verdict(data: &Value) -> EmailStatus {
 }
 
 impl HunterProvider {
-    /// A provider for `config`.
-    pub fn new(config: HunterConfig) -> Result<Self, ConfigError> {
+    /// A provider for `config`, its API key resolved through `secrets` now (build a new
+    /// one to pick up a rotated API key).
+    pub async fn connect(
+        config: HunterConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A provider for `config` with `api_key`, the value behind `config.api_key` that the
+    /// caller resolved itself.
+    pub fn new(config: HunterConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            api_key: config.api_key,
+            api_key,
         })
     }
 

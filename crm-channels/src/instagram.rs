@@ -1,5 +1,9 @@
 //! Instagram direct messages through Meta's Graph API.
 //!
+//! Built from a workspace's [`ChannelConfig`] (provider `instagram`): secret
+//! `access_token`, params `page_id` or `ig_user_id`, `api_version` and `base_url`; see
+//! [`InstagramConfig::from_channel_config`].
+//!
 //! Two documented routes, chosen by [`InstagramEndpoint`]:
 //! - Messenger Platform with a Facebook Page linked to the Instagram professional account:
 //!   `POST https://graph.facebook.com/<version>/me/messages?access_token=<page token>`
@@ -37,12 +41,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::model::ChannelConfig;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use crm_core::{ChannelAdapter, ChannelError, Clock, OutboundMessage, SendReceipt, SystemClock};
 use http::Method;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::build::{BuildError, http_config, optional_param, secret_ref};
 use crate::http::{Auth, ConfigError, HttpConfig, HttpResponse, ProviderClient, send_span};
 use crate::window::{CUSTOMER_SERVICE_WINDOW, WindowCheck, last_inbound_at};
 
@@ -74,12 +80,13 @@ pub enum InstagramEndpoint {
     },
 }
 
-/// How to reach the Graph API.
-#[derive(Clone)]
+/// How to reach the Graph API. Holds the token as a reference;
+/// [`InstagramChannel::connect`] resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InstagramConfig {
-    /// Page access token or Instagram user token.
-    pub access_token: SecretString,
+    /// Page access token or Instagram user token, by reference.
+    pub access_token: SecretRef,
     /// The route.
     pub endpoint: InstagramEndpoint,
     /// Graph API version, e.g. `v23.0`.
@@ -88,23 +95,9 @@ pub struct InstagramConfig {
     pub http: HttpConfig,
 }
 
-impl fmt::Debug for InstagramConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InstagramConfig")
-            .field("access_token", &"[redacted]")
-            .field("endpoint", &self.endpoint)
-            .field("api_version", &self.api_version)
-            .field("http", &self.http)
-            .finish()
-    }
-}
-
 impl InstagramConfig {
     /// A config for `endpoint` on its public API root.
-    pub fn new(
-        access_token: SecretString,
-        endpoint: InstagramEndpoint,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(access_token: SecretRef, endpoint: InstagramEndpoint) -> Result<Self, ConfigError> {
         let base = match endpoint {
             InstagramEndpoint::Page { .. } => DEFAULT_BASE_URL,
             InstagramEndpoint::InstagramLogin { .. } => INSTAGRAM_LOGIN_BASE_URL,
@@ -114,6 +107,35 @@ impl InstagramConfig {
             endpoint,
             api_version: DEFAULT_API_VERSION.to_owned(),
             http: HttpConfig::new(base)?,
+        })
+    }
+
+    /// Reads a workspace's channel configuration: secret `access_token`; param
+    /// `ig_user_id` selects the Instagram Login route, otherwise the Page route with
+    /// the optional `page_id`; `api_version` (default [`DEFAULT_API_VERSION`]) and
+    /// `base_url` (default the route's public root).
+    pub fn from_channel_config(config: &ChannelConfig) -> Result<Self, ConfigError> {
+        let (endpoint, default_base) = match optional_param(config, "ig_user_id") {
+            Some(id) => (
+                InstagramEndpoint::InstagramLogin {
+                    ig_user_id: id.to_owned(),
+                },
+                INSTAGRAM_LOGIN_BASE_URL,
+            ),
+            None => (
+                InstagramEndpoint::Page {
+                    page_id: optional_param(config, "page_id").map(str::to_owned),
+                },
+                DEFAULT_BASE_URL,
+            ),
+        };
+        Ok(Self {
+            access_token: secret_ref(config, "access_token")?,
+            endpoint,
+            api_version: optional_param(config, "api_version")
+                .unwrap_or(DEFAULT_API_VERSION)
+                .to_owned(),
+            http: http_config(config, default_base)?,
         })
     }
 
@@ -185,8 +207,19 @@ fn permanent(reason: impl Into<String>) -> ChannelError {
 }
 
 impl InstagramChannel {
-    /// A channel sending through `config`.
-    pub fn new(config: InstagramConfig) -> Result<Self, ConfigError> {
+    /// A channel sending through `config`, its token resolved through `secrets` now
+    /// (resolve again, by building a new channel, to pick up a rotated token).
+    pub async fn connect(
+        config: InstagramConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let access_token = secrets.resolve(&config.access_token).await?;
+        Ok(Self::new(config, access_token)?)
+    }
+
+    /// A channel sending through `config` with `access_token`, the value behind
+    /// `config.access_token` that the caller resolved itself.
+    pub fn new(config: InstagramConfig, access_token: SecretString) -> Result<Self, ConfigError> {
         if config.api_version.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "api_version",
@@ -195,7 +228,7 @@ impl InstagramChannel {
         }
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            access_token: config.access_token,
+            access_token,
             endpoint: config.endpoint,
             api_version: config.api_version,
             clock: Arc::new(SystemClock),

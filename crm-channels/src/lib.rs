@@ -17,7 +17,10 @@
 //! | `zerobounce` | | | `zerobounce::ZeroBounceProvider` (email validation) |
 //! | `clearbit` | | | `clearbit::ClearbitProvider` (legacy keys only) |
 //!
-//! Always available: [`dry_run::DryRunChannel`] (records sends, no network),
+//! Always available: [`resolver::ProviderChannels`] (a `ChannelResolver` building each
+//! workspace's adapters from its channel configuration and secret references; the
+//! names each provider reads are in [`build`]), [`dry_run::DryRunChannel`] (records
+//! sends, no network),
 //! [`secrets`] (`secret://` references from environment variables or files), [`window`]
 //! (the 24-hour conversation window), [`fields`] (reading loose JSON answers), and
 //! [`http`], the shared HTTP layer.
@@ -30,8 +33,10 @@
 //!   connections → `Retryable`; other 4xx → `Permanent`; provider codes that mean an
 //!   unusable address → `InvalidRecipient`. Error messages never contain URLs (which may
 //!   carry API keys), credentials or raw addresses.
-//! - Credentials are [`crm_core::secret::SecretString`]s; every client's `Debug` prints
-//!   `[redacted]` for them. Tracing spans record recipients redacted
+//! - Channel provider configs hold credentials as [`crm_core::SecretRef`]s, resolved
+//!   through a [`crm_core::SecretResolver`] when the adapter is built (`connect`);
+//!   resolved credentials are [`crm_core::secret::SecretString`]s, and every client's
+//!   `Debug` prints `[redacted]` for them. Tracing spans record recipients redacted
 //!   ([`http::redact_address`]).
 //! - Channel adapters pass the conformance kit of `crm_testkit::adapter`.
 //!
@@ -67,19 +72,49 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use crm_channels::resend::{ResendChannel, ResendConfig};
 //! use crm_channels::secrets::EnvSecretResolver;
-//! use crm_core::{SecretRef, SecretResolver};
+//! use crm_core::SecretRef;
 //!
 //! let secrets = EnvSecretResolver::new(); // reads CRM_SECRET_RESEND_API_KEY_1
-//! let key = secrets.resolve(&SecretRef::parse("secret://resend/api-key:1")?).await?;
-//! let email = ResendChannel::new(ResendConfig::new(key, "Sales <sales@example.com>")?)?;
+//! let key = SecretRef::parse("secret://resend/api-key:1")?;
+//! let config = ResendConfig::new(key, "Sales <sales@example.com>")?;
+//! let email = ResendChannel::connect(config, &secrets).await?;
 //! # let _ = email;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A host serving several workspaces instead hands the dispatcher a
+//! [`resolver::ProviderChannels`], which builds each workspace's adapter from the
+//! channel configurations of its settings (`WorkspaceSettings::with_channel`):
+//! ```
+//! # #[cfg(feature = "resend")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use crm_channels::resolver::ProviderChannels;
+//! use crm_channels::secrets::MemorySecretResolver;
+//! use crm_core::channel::ChannelResolver;
+//! use crm_core::ids::WorkspaceId;
+//! use crm_core::model::{Channel, ChannelConfig};
+//! use crm_core::SecretRef;
+//!
+//! let key = SecretRef::parse("secret://acme/resend:2")?;
+//! let secrets = MemorySecretResolver::new().with(&key, "re_live_123");
+//! let channels = ProviderChannels::new(Arc::new(secrets));
+//! let email = ChannelConfig::new("resend")
+//!     .with_param("from", "Sales <sales@acme.example>")
+//!     .with_secret("api_key", key);
+//! let adapter = channels.resolve(WorkspaceId::new(), Channel::Email, Some(&email)).await?;
+//! assert_eq!(adapter.provider(), "resend");
+//! // Dispatcher::with_resolver(store, clock, settings, Arc::new(channels), config)
+//! # Ok(())
+//! # }
+//! //! ```
 
+pub mod build;
 pub mod dry_run;
 pub mod fields;
 pub mod http;
+pub mod resolver;
 pub mod secrets;
 pub mod webhooks;
 pub mod window;

@@ -1,5 +1,8 @@
 //! Email through Resend: `POST /emails` with bearer auth and an `Idempotency-Key`.
 //!
+//! Built from a workspace's [`ChannelConfig`] (provider `resend`): secret `api_key`,
+//! params `from` (required) and `base_url`; see [`ResendConfig::from_channel_config`].
+//!
 //! The request is `{"from", "to": [recipient], "subject", "text"}`, plus from
 //! [`OutboundMessage::metadata`]:
 //!
@@ -31,7 +34,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use crm_core::enrichment_provider::RateLimitState;
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::model::ChannelConfig;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use crm_core::{
     ChannelAdapter, ChannelError, Clock, EmailAddress, OutboundMessage, SendReceipt, SystemClock,
 };
@@ -39,6 +43,7 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::build::{BuildError, http_config, param, secret_ref};
 use crate::http::{Auth, ConfigError, HttpConfig, HttpResponse, ProviderClient, send_span};
 use crate::window::metadata_str;
 
@@ -46,35 +51,36 @@ use crate::window::metadata_str;
 pub const DEFAULT_BASE_URL: &str = "https://api.resend.com";
 const PROVIDER: &str = "resend";
 
-/// How to reach Resend.
-#[derive(Clone)]
+/// How to reach Resend. Holds the API key as a reference; [`ResendChannel::connect`]
+/// resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResendConfig {
-    /// API key (`re_...`).
-    pub api_key: SecretString,
+    /// API key (`re_...`), by reference.
+    pub api_key: SecretRef,
     /// Sender, e.g. `"Sales <sales@example.com>"`, on a domain verified with Resend.
     pub from: String,
     /// Base URL and timeouts.
     pub http: HttpConfig,
 }
 
-impl fmt::Debug for ResendConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResendConfig")
-            .field("api_key", &"[redacted]")
-            .field("from", &self.from)
-            .field("http", &self.http)
-            .finish()
-    }
-}
-
 impl ResendConfig {
     /// A config for the public API.
-    pub fn new(api_key: SecretString, from: impl Into<String>) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef, from: impl Into<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             from: from.into(),
             http: HttpConfig::new(DEFAULT_BASE_URL)?,
+        })
+    }
+
+    /// Reads a workspace's channel configuration: secret `api_key`, params `from`
+    /// (required) and `base_url` (default [`DEFAULT_BASE_URL`]).
+    pub fn from_channel_config(config: &ChannelConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api_key: secret_ref(config, "api_key")?,
+            from: param(config, "from")?.to_owned(),
+            http: http_config(config, DEFAULT_BASE_URL)?,
         })
     }
 
@@ -130,8 +136,19 @@ struct SendEmailResponse {
 }
 
 impl ResendChannel {
-    /// A channel sending through `config`.
-    pub fn new(config: ResendConfig) -> Result<Self, ConfigError> {
+    /// A channel sending through `config`, its API key resolved through `secrets`
+    /// now (resolve again, by building a new channel, to pick up a rotated key).
+    pub async fn connect(
+        config: ResendConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A channel sending through `config` with `api_key`, the value behind
+    /// `config.api_key` that the caller resolved itself.
+    pub fn new(config: ResendConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         if config.from.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "from",
@@ -140,7 +157,7 @@ impl ResendChannel {
         }
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            api_key: config.api_key,
+            api_key,
             from: config.from,
             clock: Arc::new(SystemClock),
         })

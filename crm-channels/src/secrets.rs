@@ -1,12 +1,15 @@
 //! [`SecretResolver`]s for `secret://<id>:<version>` references, backed by environment
-//! variables ([`EnvSecretResolver`]) or a directory of files ([`FileSecretResolver`]).
+//! variables ([`EnvSecretResolver`]), a directory of files ([`FileSecretResolver`]) or
+//! a map in memory ([`MemorySecretResolver`], for tests and hosts that load secrets
+//! themselves).
 //!
 //! Neither logs a value or puts one in an error; errors name the reference only.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use crm_core::secret::{SecretError, SecretRef, SecretResolver, SecretString};
@@ -202,5 +205,73 @@ impl SecretResolver for FileSecretResolver {
             }
         }
         Ok(SecretString::from(value))
+    }
+}
+
+/// Resolves secrets from a map in memory, keyed by reference (id and version).
+///
+/// Clones share the map, so a host (or a test) can add a rotated version while the
+/// engine runs. `Debug` lists how many secrets it holds, never their values or ids.
+#[derive(Clone, Default)]
+pub struct MemorySecretResolver {
+    values: Arc<RwLock<HashMap<SecretRef, SecretString>>>,
+}
+
+impl fmt::Debug for MemorySecretResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held = self
+            .values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("MemorySecretResolver")
+            .field("secrets", &held)
+            .finish()
+    }
+}
+
+impl MemorySecretResolver {
+    /// An empty resolver.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `value` as `reference`.
+    #[must_use]
+    pub fn with(self, reference: &SecretRef, value: impl Into<String>) -> Self {
+        self.insert(reference, value);
+        self
+    }
+
+    /// Sets `reference` to `value`, replacing any earlier value.
+    pub fn insert(&self, reference: &SecretRef, value: impl Into<String>) {
+        self.values
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(reference.clone(), SecretString::from(value.into()));
+    }
+
+    /// Forgets `reference`; returns whether it was there.
+    pub fn remove(&self, reference: &SecretRef) -> bool {
+        self.values
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(reference)
+            .is_some()
+    }
+}
+
+#[async_trait]
+impl SecretResolver for MemorySecretResolver {
+    async fn resolve(&self, reference: &SecretRef) -> Result<SecretString, SecretError> {
+        self.values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| SecretError::NotFound {
+                reference: reference.clone(),
+            })
     }
 }

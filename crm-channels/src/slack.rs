@@ -23,12 +23,13 @@ use async_trait::async_trait;
 use crm_core::ChannelError;
 use crm_core::approval::Notifier;
 use crm_core::model::ApprovalItem;
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::build::BuildError;
 use crate::http::{Auth, ConfigError, ErrorDetail, HttpConfig, HttpResponse, ProviderClient};
 use crate::webhooks::slack::{APPROVE_ACTION_ID, REJECT_ACTION_ID};
 
@@ -42,8 +43,8 @@ const PROVIDER: &str = "slack";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SlackConfig {
-    /// Bot token (`xoxb-...`) with `chat:write`.
-    pub bot_token: SecretString,
+    /// Bot token (`xoxb-...`) with `chat:write`, by reference.
+    pub bot_token: SecretRef,
     /// The channel (id or name) approvals are posted to.
     pub channel: String,
     /// Base URL and timeouts.
@@ -62,7 +63,7 @@ impl fmt::Debug for SlackConfig {
 
 impl SlackConfig {
     /// A config for the public API.
-    pub fn new(bot_token: SecretString, channel: impl Into<String>) -> Result<Self, ConfigError> {
+    pub fn new(bot_token: SecretRef, channel: impl Into<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             bot_token,
             channel: channel.into(),
@@ -197,8 +198,19 @@ fn classify_not_ok(response: &HttpResponse, detail: &ErrorDetail) -> ChannelErro
 }
 
 impl SlackNotifier {
-    /// A notifier posting through `config`.
-    pub fn new(config: SlackConfig) -> Result<Self, ConfigError> {
+    /// A notifier posting through `config`, its bot token resolved through `secrets` now
+    /// (build a new one to pick up a rotated bot token).
+    pub async fn connect(
+        config: SlackConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let bot_token = secrets.resolve(&config.bot_token).await?;
+        Ok(Self::new(config, bot_token)?)
+    }
+
+    /// A notifier posting through `config` with `bot_token`, the value behind
+    /// `config.bot_token` that the caller resolved itself.
+    pub fn new(config: SlackConfig, bot_token: SecretString) -> Result<Self, ConfigError> {
         if config.channel.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "channel",
@@ -207,7 +219,7 @@ impl SlackNotifier {
         }
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            bot_token: config.bot_token,
+            bot_token,
             channel: config.channel,
         })
     }

@@ -1,5 +1,10 @@
 //! WhatsApp through Twilio's Programmable Messaging API.
 //!
+//! Built from a workspace's [`ChannelConfig`] (provider `twilio`): secret
+//! `auth_token`, params `account_sid` (required), `from` or `messaging_service_sid`
+//! (one required), `status_callback` and `base_url`; see
+//! [`TwilioConfig::from_channel_config`].
+//!
 //! `POST /Accounts/{AccountSid}/Messages.json` (under `https://api.twilio.com/2010-04-01`),
 //! HTTP Basic auth (Account SID, Auth Token), form-encoded body.
 //!
@@ -40,7 +45,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::model::ChannelConfig;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use crm_core::{
     ChannelAdapter, ChannelError, Clock, OutboundMessage, PhoneNumber, SendReceipt, SystemClock,
 };
@@ -49,6 +55,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 use url::Url;
 
+use crate::build::{BuildError, http_config, optional_param, param, secret_ref};
 use crate::http::{Auth, ConfigError, HttpConfig, HttpResponse, ProviderClient, send_span};
 use crate::window::{CUSTOMER_SERVICE_WINDOW, WindowCheck, last_inbound_at, metadata_str};
 
@@ -69,14 +76,15 @@ pub enum TwilioSender {
     MessagingService(String),
 }
 
-/// How to reach Twilio.
+/// How to reach Twilio. Holds the Auth Token as a reference;
+/// [`TwilioWhatsAppChannel::connect`] resolves it.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct TwilioConfig {
     /// Account SID (`AC...`), also the Basic-auth user name.
     pub account_sid: String,
-    /// Auth Token, the Basic-auth password.
-    pub auth_token: SecretString,
+    /// Auth Token, the Basic-auth password, by reference.
+    pub auth_token: SecretRef,
     /// The sender.
     pub sender: TwilioSender,
     /// Where Twilio reports delivery status (`StatusCallback`), if anywhere.
@@ -89,7 +97,7 @@ impl fmt::Debug for TwilioConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TwilioConfig")
             .field("account_sid", &self.account_sid)
-            .field("auth_token", &"[redacted]")
+            .field("auth_token", &self.auth_token)
             .field("sender", &self.sender)
             .field(
                 "status_callback",
@@ -104,7 +112,7 @@ impl TwilioConfig {
     /// A config for the public API.
     pub fn new(
         account_sid: impl Into<String>,
-        auth_token: SecretString,
+        auth_token: SecretRef,
         sender: TwilioSender,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -113,6 +121,35 @@ impl TwilioConfig {
             sender,
             status_callback: None,
             http: HttpConfig::new(DEFAULT_BASE_URL)?,
+        })
+    }
+
+    /// Reads a workspace's channel configuration: secret `auth_token`, params
+    /// `account_sid` (required), `from` (a WhatsApp sender number) or
+    /// `messaging_service_sid` (one of them required; `from` wins), `status_callback`
+    /// (a URL) and `base_url` (default [`DEFAULT_BASE_URL`]).
+    pub fn from_channel_config(config: &ChannelConfig) -> Result<Self, ConfigError> {
+        let sender = match (
+            optional_param(config, "from"),
+            optional_param(config, "messaging_service_sid"),
+        ) {
+            (Some(from), _) => TwilioSender::From(from.to_owned()),
+            (None, Some(sid)) => TwilioSender::MessagingService(sid.to_owned()),
+            (None, None) => return Err(ConfigError::Missing { field: "from" }),
+        };
+        let status_callback = optional_param(config, "status_callback")
+            .map(Url::parse)
+            .transpose()
+            .map_err(|_| ConfigError::Invalid {
+                field: "status_callback",
+                reason: "must be a URL",
+            })?;
+        Ok(Self {
+            account_sid: param(config, "account_sid")?.to_owned(),
+            auth_token: secret_ref(config, "auth_token")?,
+            sender,
+            status_callback,
+            http: http_config(config, DEFAULT_BASE_URL)?,
         })
     }
 
@@ -176,8 +213,19 @@ fn permanent(reason: impl Into<String>) -> ChannelError {
 }
 
 impl TwilioWhatsAppChannel {
-    /// A channel sending through `config`.
-    pub fn new(config: TwilioConfig) -> Result<Self, ConfigError> {
+    /// A channel sending through `config`, its Auth Token resolved through `secrets`
+    /// now (resolve again, by building a new channel, to pick up a rotated token).
+    pub async fn connect(
+        config: TwilioConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let auth_token = secrets.resolve(&config.auth_token).await?;
+        Ok(Self::new(config, auth_token)?)
+    }
+
+    /// A channel sending through `config` with `auth_token`, the value behind
+    /// `config.auth_token` that the caller resolved itself.
+    pub fn new(config: TwilioConfig, auth_token: SecretString) -> Result<Self, ConfigError> {
         if config.account_sid.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "account_sid",
@@ -198,7 +246,7 @@ impl TwilioWhatsAppChannel {
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
             account_sid: config.account_sid,
-            auth_token: config.auth_token,
+            auth_token,
             sender,
             status_callback: config.status_callback.map(String::from),
             clock: Arc::new(SystemClock),

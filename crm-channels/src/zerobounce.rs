@@ -31,11 +31,12 @@ use crm_core::enrichment_provider::{
     EmailStatus, EmailVerification, EnrichmentError, EnrichmentProvider, Lookup, LookupCost,
     LookupKind, RateLimitState,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::build::BuildError;
 use crate::fields::text_at;
 use crate::http::{
     Auth, ConfigError, ErrorDetail, HttpConfig, HttpResponse, ProviderClient, send_span,
@@ -51,8 +52,8 @@ const PROVIDER: &str = "zerobounce";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ZeroBounceConfig {
-    /// API key.
-    pub api_key: SecretString,
+    /// API key, by reference.
+    pub api_key: SecretRef,
     /// Base URL (the regional EU/US roots work too) and timeouts.
     pub http: HttpConfig,
 }
@@ -68,7 +69,7 @@ impl fmt::Debug for ZeroBounceConfig {
 
 impl ZeroBounceConfig {
     /// A config for the public API.
-    pub fn new(api_key: SecretString) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             http: HttpConfig::new(DEFAULT_BASE_URL)?,
@@ -125,11 +126,22 @@ fn verdict(body: &Value) -> EmailStatus {
 }
 
 impl ZeroBounceProvider {
-    /// A provider for `config`.
-    pub fn new(config: ZeroBounceConfig) -> Result<Self, ConfigError> {
+    /// A provider for `config`, its API key resolved through `secrets` now (build a new
+    /// one to pick up a rotated API key).
+    pub async fn connect(
+        config: ZeroBounceConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A provider for `config` with `api_key`, the value behind `config.api_key` that the
+    /// caller resolved itself.
+    pub fn new(config: ZeroBounceConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            api_key: config.api_key,
+            api_key,
         })
     }
 

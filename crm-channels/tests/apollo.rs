@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use crm_channels::apollo::{ApolloConfig, ApolloProvider};
 use crm_core::enrichment::{ContactQuery, EnrichmentError, EnrichmentProvider, Lookup, LookupKind};
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{Domain, EmailAddress};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
@@ -18,10 +18,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "apollo-key-123";
 
 fn provider(base: &str) -> ApolloProvider {
-    let config = ApolloConfig::new(SecretString::from(KEY.to_owned()))
+    let config = ApolloConfig::new(SecretRef::parse("secret://apollo/key:1").unwrap())
         .unwrap()
         .with_http(http_config(&format!("{base}/api/v1")));
-    ApolloProvider::new(config).unwrap()
+    ApolloProvider::new(config, SecretString::from(KEY.to_owned())).unwrap()
 }
 
 fn by_email() -> ContactQuery {

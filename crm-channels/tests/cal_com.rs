@@ -17,7 +17,7 @@ use crm_channels::dry_run::DryRunChannel;
 use crm_channels::http::TransportErrorKind;
 use crm_channels::resend::{ResendChannel, ResendConfig};
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{ChannelAdapter, ChannelError, ChannelErrorKind, EmailAddress};
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -26,10 +26,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "cal_live_test123";
 
 fn client(base: &str) -> CalComClient {
-    let config = CalComConfig::new(SecretString::from(KEY.to_owned()))
+    let config = CalComConfig::new(SecretRef::parse("secret://cal_com/key:1").unwrap())
         .unwrap()
         .with_http(http_config(&format!("{base}/v2")));
-    CalComClient::new(config).unwrap()
+    CalComClient::new(config, SecretString::from(KEY.to_owned())).unwrap()
 }
 
 fn booking() -> BookingRequest {
@@ -116,7 +116,7 @@ async fn the_api_version_is_configurable_and_slugs_are_supported() {
         .expect(1)
         .mount(&server)
         .await;
-    let config = CalComConfig::new(SecretString::from(KEY.to_owned()))
+    let config = CalComConfig::new(SecretRef::parse("secret://cal_com/key:1").unwrap())
         .unwrap()
         .with_bookings_api_version("2026-02-25")
         .with_http(http_config(&format!("{}/v2", server.uri())));
@@ -128,7 +128,11 @@ async fn the_api_version_is_configurable_and_slugs_are_supported() {
         username: "ada".into(),
         organization_slug: Some("acme".into()),
     };
-    CalComClient::new(config)
+    // Built as a host would: the key resolved from its reference.
+    let secrets = crm_channels::secrets::MemorySecretResolver::new()
+        .with(&SecretRef::parse("secret://cal_com/key:1").unwrap(), KEY);
+    CalComClient::connect(config, &secrets)
+        .await
         .unwrap()
         .create_booking(&request)
         .await
@@ -258,10 +262,12 @@ async fn the_booking_link_goes_out_through_resend_with_the_same_idempotency_key(
         .expect(1)
         .mount(&server)
         .await;
+    let reference = crm_core::SecretRef::parse("secret://resend/x:1").unwrap();
     let resend = ResendChannel::new(
-        ResendConfig::new(SecretString::from("re_x".to_owned()), "sales@example.com")
+        ResendConfig::new(reference, "sales@example.com")
             .unwrap()
             .with_http(http_config(&server.uri())),
+        SecretString::from("re_x".to_owned()),
     )
     .unwrap();
     let step = CalComBookingLinkChannel::new(

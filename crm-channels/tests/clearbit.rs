@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use crm_channels::clearbit::{ClearbitConfig, ClearbitProvider};
 use crm_core::enrichment::{ContactQuery, EnrichmentError, EnrichmentProvider, Lookup};
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{Domain, EmailAddress};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
@@ -18,13 +18,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "sk_clearbit_legacy";
 
 fn provider(base: &str) -> ClearbitProvider {
-    let config = ClearbitConfig::new(SecretString::from(KEY.to_owned()))
+    let config = ClearbitConfig::new(SecretRef::parse("secret://clearbit/key:1").unwrap())
         .unwrap()
         .with_http(
             http_config(&format!("{base}/person/v2")),
             http_config(&format!("{base}/company/v2")),
         );
-    ClearbitProvider::new(config).unwrap()
+    ClearbitProvider::new(config, SecretString::from(KEY.to_owned())).unwrap()
 }
 
 fn by_email() -> ContactQuery {

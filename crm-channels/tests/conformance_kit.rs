@@ -162,13 +162,14 @@ mod resend {
     use super::*;
     use crm_channels::resend::{ResendChannel, ResendConfig};
     use crm_core::model::Channel;
-    use crm_core::secret::SecretString;
+    use crm_core::secret::{SecretRef, SecretString};
 
     pub(super) fn channel(base: &str) -> ResendChannel {
-        let config = ResendConfig::new(SecretString::from("re_kit".to_owned()), "a@example.com")
+        let reference = SecretRef::parse("secret://resend/kit:1").unwrap();
+        let config = ResendConfig::new(reference, "a@example.com")
             .unwrap()
             .with_http(http_config(base));
-        ResendChannel::new(config).unwrap()
+        ResendChannel::new(config, SecretString::from("re_kit".to_owned())).unwrap()
     }
 
     pub(super) fn success() -> ProviderResponse {
@@ -218,20 +219,20 @@ mod twilio {
     use super::*;
     use crm_channels::twilio::{TwilioConfig, TwilioSender, TwilioWhatsAppChannel};
     use crm_core::model::Channel;
-    use crm_core::secret::SecretString;
+    use crm_core::secret::{SecretRef, SecretString};
 
     async fn harness() -> WiremockHarness {
         let server = MockServer::start().await;
         let config = TwilioConfig::new(
             "AC1",
-            SecretString::from("token".to_owned()),
+            SecretRef::parse("secret://twilio/kit:1").unwrap(),
             TwilioSender::From("+14155238886".into()),
         )
         .unwrap()
         .with_http(http_config(&server.uri()));
         WiremockHarness {
             adapter: Arc::new(
-                TwilioWhatsAppChannel::new(config)
+                TwilioWhatsAppChannel::new(config, SecretString::from("token".to_owned()))
                     .unwrap()
                     .with_clock(clock()),
             ),
@@ -256,18 +257,22 @@ mod instagram {
     use super::*;
     use crm_channels::instagram::{InstagramChannel, InstagramConfig, InstagramEndpoint};
     use crm_core::model::Channel;
-    use crm_core::secret::SecretString;
+    use crm_core::secret::{SecretRef, SecretString};
 
     async fn harness() -> WiremockHarness {
         let server = MockServer::start().await;
         let config = InstagramConfig::new(
-            SecretString::from("token".to_owned()),
+            SecretRef::parse("secret://instagram/kit:1").unwrap(),
             InstagramEndpoint::Page { page_id: None },
         )
         .unwrap()
         .with_http(http_config(&server.uri()));
         WiremockHarness {
-            adapter: Arc::new(InstagramChannel::new(config).unwrap().with_clock(clock())),
+            adapter: Arc::new(
+                InstagramChannel::new(config, SecretString::from("token".to_owned()))
+                    .unwrap()
+                    .with_clock(clock()),
+            ),
             server,
             message: || {
                 let mut m = message(Channel::Instagram, "1784140000000001");

@@ -11,7 +11,7 @@ use crm_channels::hunter::{HunterConfig, HunterProvider};
 use crm_core::enrichment::{
     ContactQuery, EmailStatus, EnrichmentError, EnrichmentProvider, Lookup,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{Domain, EmailAddress};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
@@ -20,10 +20,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "hunter-key-123";
 
 fn provider(base: &str) -> HunterProvider {
-    let config = HunterConfig::new(SecretString::from(KEY.to_owned()))
+    let config = HunterConfig::new(SecretRef::parse("secret://hunter/key:1").unwrap())
         .unwrap()
         .with_http(http_config(&format!("{base}/v2")));
-    HunterProvider::new(config).unwrap()
+    HunterProvider::new(config, SecretString::from(KEY.to_owned())).unwrap()
 }
 
 fn named() -> ContactQuery {

@@ -11,7 +11,7 @@ use common::*;
 use crm_channels::http::TransportErrorKind;
 use crm_channels::instagram::{InstagramChannel, InstagramConfig, InstagramEndpoint};
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage};
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -21,11 +21,14 @@ const TOKEN: &str = "EAAGpagetoken123";
 const IGSID: &str = "1784140000000001";
 
 fn channel_for(base: &str, endpoint: InstagramEndpoint) -> InstagramChannel {
-    let config = InstagramConfig::new(SecretString::from(TOKEN.to_owned()), endpoint)
+    let reference = SecretRef::parse("secret://instagram/token:1").unwrap();
+    let config = InstagramConfig::new(reference, endpoint)
         .unwrap()
         .with_api_version("v23.0")
         .with_http(http_config(base));
-    InstagramChannel::new(config).unwrap().with_clock(clock())
+    InstagramChannel::new(config, SecretString::from(TOKEN.to_owned()))
+        .unwrap()
+        .with_clock(clock())
 }
 
 fn channel(base: &str) -> InstagramChannel {

@@ -10,7 +10,7 @@ use common::*;
 use crm_channels::http::TransportErrorKind;
 use crm_channels::resend::{ResendChannel, ResendConfig};
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage};
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path};
@@ -20,12 +20,14 @@ const KEY: &str = "re_test_123456";
 
 fn channel(base: &str) -> ResendChannel {
     let config = ResendConfig::new(
-        SecretString::from(KEY.to_owned()),
+        SecretRef::parse("secret://resend/api-key:1").unwrap(),
         "Sales <sales@example.com>",
     )
     .unwrap()
     .with_http(http_config(base));
-    ResendChannel::new(config).unwrap().with_clock(clock())
+    ResendChannel::new(config, SecretString::from(KEY.to_owned()))
+        .unwrap()
+        .with_clock(clock())
 }
 
 fn email() -> OutboundMessage {
@@ -306,6 +308,7 @@ fn debug_redacts_the_key() {
     let printed = format!("{c:?}");
     assert!(!printed.contains(KEY), "{printed}");
     assert!(printed.contains("[redacted]"));
-    let config = ResendConfig::new(SecretString::from(KEY.to_owned()), "a@example.com").unwrap();
+    let reference = SecretRef::parse("secret://resend/api-key:1").unwrap();
+    let config = ResendConfig::new(reference, "a@example.com").unwrap();
     assert!(!format!("{config:?}").contains(KEY));
 }

@@ -13,7 +13,7 @@ use crm_channels::slack::{SlackConfig, SlackNotifier};
 use crm_core::approval::Notifier;
 use crm_core::ids::{ApprovalItemId, OutboxMessageId, WorkspaceId};
 use crm_core::model::{ApprovalItem, ApprovalStatus, Channel};
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{ChannelError, ChannelErrorKind};
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path};
@@ -22,10 +22,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const TOKEN: &str = "xoxb-test-token";
 
 fn notifier(base: &str) -> SlackNotifier {
-    let config = SlackConfig::new(SecretString::from(TOKEN.to_owned()), "C0APPROVALS")
-        .unwrap()
-        .with_http(http_config(base));
-    SlackNotifier::new(config).unwrap()
+    let config = SlackConfig::new(
+        SecretRef::parse("secret://slack/key:1").unwrap(),
+        "C0APPROVALS",
+    )
+    .unwrap()
+    .with_http(http_config(base));
+    SlackNotifier::new(config, SecretString::from(TOKEN.to_owned())).unwrap()
 }
 
 fn item() -> ApprovalItem {

@@ -12,7 +12,7 @@ use common::*;
 use crm_channels::http::TransportErrorKind;
 use crm_channels::twilio::{TwilioConfig, TwilioSender, TwilioWhatsAppChannel};
 use crm_core::model::Channel;
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::{ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage};
 use serde_json::json;
 use wiremock::matchers::{body_string, header, method, path};
@@ -23,7 +23,7 @@ const TOKEN: &str = "twilio-auth-token-xyz";
 const MESSAGES: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 
 fn channel_with(base: &str, sender: TwilioSender) -> TwilioWhatsAppChannel {
-    let config = TwilioConfig::new(SID, SecretString::from(TOKEN.to_owned()), sender)
+    let config = TwilioConfig::new(SID, token_ref(), sender)
         .unwrap()
         .with_status_callback(
             "https://crm.example.com/hooks/twilio/status"
@@ -31,9 +31,13 @@ fn channel_with(base: &str, sender: TwilioSender) -> TwilioWhatsAppChannel {
                 .unwrap(),
         )
         .with_http(http_config(&format!("{base}/2010-04-01")));
-    TwilioWhatsAppChannel::new(config)
+    TwilioWhatsAppChannel::new(config, SecretString::from(TOKEN.to_owned()))
         .unwrap()
         .with_clock(clock())
+}
+
+fn token_ref() -> SecretRef {
+    SecretRef::parse("secret://twilio/auth-token:1").unwrap()
 }
 
 fn channel(base: &str) -> TwilioWhatsAppChannel {
@@ -228,11 +232,7 @@ async fn server_errors_and_transport_failures_are_retryable() {
 fn debug_redacts_the_token() {
     let c = channel("http://127.0.0.1:9");
     assert!(!format!("{c:?}").contains(TOKEN));
-    let config = TwilioConfig::new(
-        SID,
-        SecretString::from(TOKEN.to_owned()),
-        TwilioSender::From("+14155238886".into()),
-    )
-    .unwrap();
+    let config =
+        TwilioConfig::new(SID, token_ref(), TwilioSender::From("+14155238886".into())).unwrap();
     assert!(!format!("{config:?}").contains(TOKEN));
 }

@@ -12,7 +12,7 @@ use crm_core::EmailAddress;
 use crm_core::enrichment::{
     EmailStatus, EmailVerification, EnrichmentError, EnrichmentProvider, Lookup,
 };
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use serde_json::json;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -20,10 +20,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "zb-key-123";
 
 fn provider(base: &str) -> ZeroBounceProvider {
-    let config = ZeroBounceConfig::new(SecretString::from(KEY.to_owned()))
+    let config = ZeroBounceConfig::new(SecretRef::parse("secret://zerobounce/key:1").unwrap())
         .unwrap()
         .with_http(http_config(&format!("{base}/v2")));
-    ZeroBounceProvider::new(config).unwrap()
+    ZeroBounceProvider::new(config, SecretString::from(KEY.to_owned())).unwrap()
 }
 
 fn email() -> EmailAddress {

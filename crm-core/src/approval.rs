@@ -102,3 +102,20 @@ pub trait Notifier: Send + Sync + Debug + 'static {
         item: &crate::model::ApprovalItem,
     ) -> Result<(), crate::channel::ChannelError>;
 }
+
+/// Tells a person that an anomaly was raised (failure rate, bounce spike, ...), next to
+/// the approval [`Notifier`] so one integration (Slack, email) can implement both.
+///
+/// # Contract
+/// - Called once per anomaly when it is raised (not again while it stays open); a
+///   failure MUST NOT lose the anomaly (it stays open in the store), so callers log and
+///   move on.
+/// - MUST NOT include secrets; an anomaly holds counts and rates, never addresses.
+#[async_trait]
+pub trait AnomalyNotifier: Send + Sync + Debug + 'static {
+    /// Announces `anomaly`, just raised.
+    async fn anomaly_raised(
+        &self,
+        anomaly: &crate::model::Anomaly,
+    ) -> Result<(), crate::channel::ChannelError>;
+}

@@ -13,8 +13,10 @@ use crate::model::{Channel, OutboxMessage};
 use crate::redact::{Masked, MaskedAddress, MaskedJson, masked_opt};
 
 pub mod dry_run;
+pub mod resolver;
 
 pub use dry_run::{DryRunChannel, DryRunRecord};
+pub use resolver::ChannelResolver;
 
 /// One message as an adapter sees it. Its `Debug` masks the recipient, subject, body and
 /// metadata.
@@ -100,6 +102,10 @@ pub enum ChannelErrorKind {
     InvalidRecipient,
     /// Credentials are wrong or lack permission; retrying will not help until fixed.
     Auth,
+    /// The workspace's channel is not configured, or its configuration cannot be used
+    /// (unknown provider, missing parameter, unresolvable secret). Retried with
+    /// backoff: a configuration fixed within the retry budget rescues the message.
+    Configuration,
 }
 
 /// Why a send failed.
@@ -151,6 +157,21 @@ pub enum ChannelError {
         /// Why.
         reason: String,
     },
+    /// No adapter could be made for the channel: it is not configured for the
+    /// workspace, names an unknown provider, lacks a parameter, or a secret reference
+    /// cannot be resolved. Nothing was sent.
+    #[error("{channel} is not usable as configured: {reason}")]
+    Configuration {
+        /// The channel.
+        channel: Channel,
+        /// What is wrong (names parameters and secret references, never secret
+        /// values).
+        reason: String,
+        /// The underlying error, if any (kept out of the message, which is stored as
+        /// the outbox message's `last_error`).
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl ChannelError {
@@ -163,13 +184,28 @@ impl ChannelError {
             Self::Permanent { .. } => ChannelErrorKind::Permanent,
             Self::InvalidRecipient { .. } => ChannelErrorKind::InvalidRecipient,
             Self::Auth { .. } => ChannelErrorKind::Auth,
+            Self::Configuration { .. } => ChannelErrorKind::Configuration,
         }
     }
 
-    /// Whether sending again later may succeed.
+    /// A [`ChannelError::Configuration`] without a source.
+    #[must_use]
+    pub fn configuration(channel: Channel, reason: impl Into<String>) -> Self {
+        Self::Configuration {
+            channel,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Whether sending again later may succeed. A configuration error is retryable:
+    /// the host may fix the settings or add the secret before the budget is spent.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable { .. } | Self::RateLimited { .. })
+        matches!(
+            self,
+            Self::Retryable { .. } | Self::RateLimited { .. } | Self::Configuration { .. }
+        )
     }
 
     /// How long the provider asked us to wait, if it said.
@@ -253,5 +289,10 @@ mod tests {
         assert!(!invalid.is_retryable());
         assert!(invalid.suppresses_recipient());
         assert_eq!(invalid.kind(), ChannelErrorKind::InvalidRecipient);
+        let unconfigured = ChannelError::configuration(Channel::Email, "no provider");
+        assert_eq!(unconfigured.kind(), ChannelErrorKind::Configuration);
+        assert!(unconfigured.is_retryable());
+        assert!(!unconfigured.suppresses_recipient());
+        assert_eq!(unconfigured.retry_after(), None);
     }
 }

@@ -477,6 +477,18 @@ pub trait InboundWebhook: Send + Sync + Debug + 'static {
 
     /// Turns a verified request into events (possibly none).
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError>;
+
+    /// Answers the provider's subscription handshake, if `request` is one: a request
+    /// that proves the endpoint is ours before any event is sent (Meta's
+    /// `GET ?hub.mode=subscribe&hub.challenge=..`).
+    ///
+    /// `None` when the request is not a handshake (so it is verified and parsed as a
+    /// delivery); `Some(Ok(body))` to answer 200 with exactly `body`; `Some(Err(_))` to
+    /// refuse it. The default answers `None`: most providers have no handshake.
+    fn handshake(&self, request: &WebhookRequest) -> Option<Result<String, WebhookError>> {
+        let _ = request;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
 use crm_core::model::rules::require_new_version;
-use crm_core::model::{ApprovalItem, ApprovalRule, ApprovalStatus, Channel, OutboxMessage};
+use crm_core::model::{
+    ApprovalItem, ApprovalRule, ApprovalStatus, Channel, NewEvent, OutboxMessage,
+};
 use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 use crm_core::{StoreError, ValidationError};
 
 use crate::outbox::{apply_update, check_update};
+use crate::queue::append_changes;
+use crm_core::events;
 
 use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
@@ -43,14 +47,14 @@ impl ApprovalTables {
     }
 
     /// Withdraws the `Pending` items of `messages` with `reason` at `now` (part
-    /// of cancelling an enrollment's queued messages).
+    /// of cancelling an enrollment's queued messages); returns them, for their events.
     pub(crate) fn withdraw_pending(
         &mut self,
         ws: WorkspaceId,
         messages: &[OutboxMessageId],
         reason: &str,
         now: DateTime<Utc>,
-    ) {
+    ) -> Vec<ApprovalItem> {
         let pending: Vec<ApprovalItem> = messages
             .iter()
             .filter_map(|m| self.by_message.get(ws, m))
@@ -58,14 +62,17 @@ impl ApprovalTables {
             .filter(|i| i.status == ApprovalStatus::Pending)
             .cloned()
             .collect();
-        for mut item in pending {
-            item.status = ApprovalStatus::Withdrawn;
-            item.reason = Some(reason.to_owned());
-            item.decided_at = Some(now);
-            item.updated_at = now;
-            item.version += 1;
-            self.put(item);
-        }
+        pending
+            .into_iter()
+            .map(|mut item| {
+                item.status = ApprovalStatus::Withdrawn;
+                item.reason = Some(reason.to_owned());
+                item.decided_at = Some(now);
+                item.updated_at = now;
+                item.version += 1;
+                self.put(item)
+            })
+            .collect()
     }
 
     /// The item of `message`, if any.
@@ -117,20 +124,26 @@ fn insert_item(t: &mut Tables, item: &ApprovalItem) -> Result<Inserted<ApprovalI
     }
     a.items.ensure_vacant(item)?;
     messages.ensure_ref(ws, Some(item.outbox_message_id))?;
+    let event = events::approval_requested(item)?;
+    let value = a.put(item.clone());
+    append_changes(t, &[event]);
     Ok(Inserted {
-        value: a.put(item.clone()),
+        value,
         created: true,
     })
 }
 
 /// Checks an update of `item` (see [`ApprovalStore::update_approval`]) and returns the
-/// row to store, without writing anything.
-fn check_update_item(t: &Tables, item: &ApprovalItem) -> Result<ApprovalItem, StoreError> {
+/// row to store with its event (when it leaves `Pending`), without writing anything.
+fn check_update_item(
+    t: &Tables,
+    item: &ApprovalItem,
+) -> Result<(ApprovalItem, Option<NewEvent>), StoreError> {
     item.validate()?;
     let ws = item.workspace_id;
     let messages = &t.outbox.messages;
     let a = &t.outbox.approvals;
-    let (row, _) = a.items.cas(item)?;
+    let (row, old) = a.items.cas(item)?;
     a.by_message.check(
         ws,
         Some(&row.outbox_message_id),
@@ -138,12 +151,24 @@ fn check_update_item(t: &Tables, item: &ApprovalItem) -> Result<ApprovalItem, St
         "outbox_message_id",
     )?;
     messages.ensure_ref(ws, Some(row.outbox_message_id))?;
-    Ok(row)
+    let event = if old.status == ApprovalStatus::Pending {
+        events::approval_decided(&row)?
+    } else {
+        None
+    };
+    Ok((row, event))
+}
+
+/// Stores a checked item update with its event.
+fn put_item(t: &mut Tables, row: ApprovalItem, event: Option<NewEvent>) -> ApprovalItem {
+    let stored = t.outbox.approvals.put(row);
+    append_changes(t, event.as_slice());
+    stored
 }
 
 fn update_item(t: &mut Tables, item: &ApprovalItem) -> Result<ApprovalItem, StoreError> {
-    let row = check_update_item(t, item)?;
-    Ok(t.outbox.approvals.put(row))
+    let (row, event) = check_update_item(t, item)?;
+    Ok(put_item(t, row, event))
 }
 
 /// Records a decision and its message together: every check first, then both writes.
@@ -169,10 +194,10 @@ fn decide(
             ValidationError::new("message", "must be the item's own outbox message").into(),
         );
     }
-    let row = check_update_item(t, item)?;
+    let (row, event) = check_update_item(t, item)?;
     let message_row = message.map(|m| check_update(t, m)).transpose()?;
     // Every check passed: from here on nothing fails.
-    let item = t.outbox.approvals.put(row);
+    let item = put_item(t, row, event);
     let message = message_row.map(|m| apply_update(t, m));
     Ok(ApprovalDecided { item, message })
 }
@@ -187,14 +212,22 @@ fn expire(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> Vec<ApprovalItem>
         .collect();
     // Returned ascending by id, as `ORDER BY id` would over all workspaces.
     due.sort_unstable_by_key(|i| i.id);
-    due.into_iter()
+    let expired: Vec<ApprovalItem> = due
+        .into_iter()
         .map(|mut item| {
             item.status = ApprovalStatus::Expired;
             item.updated_at = now;
             item.version += 1;
             a.put(item)
         })
-        .collect()
+        .collect();
+    // Built from stored rows: cannot fail, and the items are written already.
+    let changes: Vec<NewEvent> = expired
+        .iter()
+        .filter_map(|item| events::approval_decided(item).ok().flatten())
+        .collect();
+    append_changes(t, &changes);
+    expired
 }
 
 fn update_rule(t: &mut Tables, rule: &ApprovalRule) -> Result<ApprovalRule, StoreError> {

@@ -13,8 +13,9 @@ use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     AnomalyStore, Inserted, LeaseStore, Page, QuotaDecision, QuotaKey, QuotaStore,
 };
-use crm_core::{StoreError, ValidationError};
+use crm_core::{StoreError, ValidationError, events};
 
+use crate::queue::append_changes;
 use crate::table::{Table, Unique, cloned, deadline};
 use crate::{MemoryStore, Tables};
 
@@ -151,8 +152,11 @@ fn raise(t: &mut Tables, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreEr
         });
     }
     c.anomalies.ensure_vacant(anomaly)?;
+    let event = events::anomaly_changed(None, anomaly)?;
+    let value = c.put_anomaly(anomaly.clone());
+    append_changes(t, event.as_slice());
     Ok(Inserted {
-        value: c.put_anomaly(anomaly.clone()),
+        value,
         created: true,
     })
 }
@@ -160,7 +164,8 @@ fn raise(t: &mut Tables, anomaly: &Anomaly) -> Result<Inserted<Anomaly>, StoreEr
 fn update_anomaly(t: &mut Tables, anomaly: &Anomaly) -> Result<Anomaly, StoreError> {
     anomaly.validate()?;
     let c = &mut t.coordination;
-    let (row, _) = c.anomalies.cas(anomaly)?;
+    let (row, old) = c.anomalies.cas(anomaly)?;
+    let event = events::anomaly_changed(Some(old), &row)?;
     // Reopening or re-keying must not make a second open anomaly with one key (a
     // partial unique index in SQL).
     c.open.check(
@@ -169,7 +174,9 @@ fn update_anomaly(t: &mut Tables, anomaly: &Anomaly) -> Result<Anomaly, StoreErr
         row.id,
         "dedup_key",
     )?;
-    Ok(c.put_anomaly(row))
+    let stored = c.put_anomaly(row);
+    append_changes(t, event.as_slice());
+    Ok(stored)
 }
 
 #[async_trait]

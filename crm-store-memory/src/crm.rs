@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
+use crm_core::events;
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
 use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Activity, Channel, Contact, Deal, Pipeline, normalize_address};
@@ -13,6 +14,7 @@ use crm_core::store::{
 };
 use crm_core::{ValidationError, model};
 
+use crate::queue::append_changes;
 use crate::table::{Row, Table, Unique, cloned, limit};
 use crate::{MemoryStore, Tables};
 
@@ -157,45 +159,91 @@ fn find_by_address(
     }
 }
 
-pub(crate) fn insert_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+/// Stores a new contact without its event: intake writes its own `contact.created`
+/// with the contact (see `complete_intake`).
+pub(crate) fn insert_contact_row(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
     contact.validate()?;
     require_new_version(contact.version)?;
     t.crm.contacts.ensure_vacant(contact)?;
     t.crm.write_contact(contact.clone(), None)
 }
 
-pub(crate) fn update_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+/// Stores a contact update without its event: intake writes its own
+/// `contact.merged` with the contact (see `complete_intake`).
+pub(crate) fn update_contact_row(
+    t: &mut Tables,
+    contact: &Contact,
+) -> Result<(Contact, Contact), StoreError> {
     contact.validate()?;
     let (row, old) = t.crm.contacts.cas(contact)?;
+    let old = old.clone();
     let old_email = old.email.as_ref().map(EmailAddress::normalized);
-    t.crm.write_contact(row, old_email)
+    Ok((old, t.crm.write_contact(row, old_email)?))
+}
+
+fn insert_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+    let event = events::contact_created(contact)?;
+    let stored = insert_contact_row(t, contact)?;
+    append_changes(t, &[event]);
+    Ok(stored)
+}
+
+fn update_contact(t: &mut Tables, contact: &Contact) -> Result<Contact, StoreError> {
+    // The event is built from the row `cas` would store, before anything is written.
+    contact.validate()?;
+    let (next, old) = t.crm.contacts.cas(contact)?;
+    let event = events::contact_updated(old, &next)?;
+    let (_, stored) = update_contact_row(t, contact)?;
+    append_changes(t, &[event]);
+    Ok(stored)
 }
 
 fn insert_account(t: &mut Tables, account: &Account) -> Result<Account, StoreError> {
     account.validate()?;
     require_new_version(account.version)?;
     t.crm.accounts.ensure_vacant(account)?;
-    t.crm.write_account(account.clone(), None)
+    let event = events::account_saved(account)?;
+    let stored = t.crm.write_account(account.clone(), None)?;
+    append_changes(t, &[event]);
+    Ok(stored)
 }
 
 fn update_account(t: &mut Tables, account: &Account) -> Result<Account, StoreError> {
     account.validate()?;
     let (row, old) = t.crm.accounts.cas(account)?;
     let old_domain = old.domain.as_ref().map(|d| d.as_str().to_owned());
-    t.crm.write_account(row, old_domain)
+    let event = events::account_saved(&row)?;
+    let stored = t.crm.write_account(row, old_domain)?;
+    append_changes(t, &[event]);
+    Ok(stored)
 }
 
 fn insert_deal(t: &mut Tables, deal: &Deal) -> Result<Deal, StoreError> {
     deal.validate()?;
     require_new_version(deal.version)?;
     t.crm.deals.ensure_vacant(deal)?;
-    t.crm.write_deal(deal.clone())
+    let saved = events::deal_saved(None, deal)?;
+    let stored = t.crm.write_deal(deal.clone())?;
+    append_changes(t, &saved);
+    Ok(stored)
 }
 
 fn update_deal(t: &mut Tables, deal: &Deal) -> Result<Deal, StoreError> {
     deal.validate()?;
-    let (row, _) = t.crm.deals.cas(deal)?;
-    t.crm.write_deal(row)
+    let (row, old) = t.crm.deals.cas(deal)?;
+    let saved = events::deal_saved(Some(old), &row)?;
+    let stored = t.crm.write_deal(row)?;
+    append_changes(t, &saved);
+    Ok(stored)
+}
+
+/// Records an activity with its `activity.logged` event.
+pub(crate) fn record_activity(t: &mut Tables, activity: &Activity) -> Result<Activity, StoreError> {
+    t.crm.check_activity(activity)?;
+    let event = events::activity_logged(activity)?;
+    let stored = t.crm.put_activity(activity.clone());
+    append_changes(t, &[event]);
+    Ok(stored)
 }
 
 #[async_trait]
@@ -342,10 +390,7 @@ impl DealStore for MemoryStore {
 #[async_trait]
 impl ActivityStore for MemoryStore {
     async fn record_activity(&self, activity: &Activity) -> Result<Activity, StoreError> {
-        self.with(|t| {
-            t.crm.check_activity(activity)?;
-            Ok(t.crm.put_activity(activity.clone()))
-        })
+        self.with(|t| record_activity(t, activity))
     }
 
     async fn list_activities(

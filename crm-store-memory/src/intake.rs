@@ -9,7 +9,7 @@ use crm_core::model::{Contact, FieldProvenance, Fingerprint, IntakeRecord, Intak
 use crm_core::store::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH, Page};
 use crm_core::{StoreError, ValidationError};
 
-use crate::crm::{insert_contact, update_contact};
+use crate::crm::{insert_contact_row, update_contact_row};
 use crate::queue::{append_events, check_events};
 use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
@@ -205,11 +205,13 @@ fn complete_intake(t: &mut Tables, c: &IntakeCompletion) -> Result<IntakeRecord,
         contact_ref(t, id)?;
     }
     match &c.contact {
+        // The completion's own event (`contact.created` / `contact.merged`) is the
+        // contact's one event: the rows are written without another.
         ContactWrite::Create(x) => {
-            insert_contact(t, x)?;
+            insert_contact_row(t, x)?;
         }
         ContactWrite::Update(x) => {
-            update_contact(t, x)?;
+            update_contact_row(t, x)?;
         }
         ContactWrite::Keep => {}
     }

@@ -50,7 +50,7 @@
 //! let claimed = store.claim_outbox(&claim).await?;
 //! let token = claimed[0].lease.as_ref().map(|l| l.token).unwrap_or_default();
 //! let done = store
-//!     .finish_outbox(ws, message.id, token, OutboxStatus::Cancelled, "changed our mind")
+//!     .finish_outbox(ws, message.id, token, OutboxStatus::Cancelled, "changed our mind", now)
 //!     .await?;
 //! assert_eq!(done.status, OutboxStatus::Cancelled);
 //!
@@ -80,6 +80,7 @@ mod queue;
 mod scoring;
 mod sequences;
 mod table;
+mod webhook;
 
 /// A [`Store`](crm_core::Store) in process memory.
 ///
@@ -135,6 +136,7 @@ struct Tables {
     coordination: coordination::CoordinationTables,
     enrichment: enrichment::EnrichmentTables,
     scoring: scoring::ScoringTables,
+    webhook: webhook::WebhookTables,
 }
 
 impl Tables {
@@ -150,6 +152,7 @@ impl Tables {
         self.coordination.sizes(&mut sizes);
         self.enrichment.sizes(&mut sizes);
         self.scoring.sizes(&mut sizes);
+        self.webhook.sizes(&mut sizes);
         sizes
     }
 }

@@ -5,14 +5,17 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
+use crm_core::model::NewEvent;
 use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Lease, OutboxMessage, OutboxStatus};
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
-use crm_core::{StoreError, ValidationError};
+use crm_core::{StoreError, ValidationError, events};
 
 use crate::approval::ApprovalTables;
-use crate::sequences::{apply_enrollment, check_update_enrollment};
+use crate::crm::record_activity;
+use crate::queue::append_changes;
+use crate::sequences::{apply_enrollment, check_update_enrollment, nudge_enrollment};
 use crate::table::{Fenced, Table, Unique, deadline, limit};
 use crate::{MemoryStore, Tables};
 
@@ -132,7 +135,8 @@ fn enqueue(t: &mut Tables, message: &OutboxMessage) -> Result<Inserted<OutboxMes
 }
 
 /// Cancels every `Pending` or `AwaitingApproval` message of `enrollment` with `reason`
-/// and rejects their pending approval items; returns the cancelled ids, ascending.
+/// and withdraws their pending approval items, each with its event; returns the
+/// cancelled ids, ascending.
 pub(crate) fn cancel_queued(
     t: &mut Tables,
     enrollment: &Enrollment,
@@ -154,15 +158,23 @@ pub(crate) fn cancel_queued(
         .cloned()
         .collect();
     let mut cancelled = Vec::with_capacity(queued.len());
+    let mut changes = Vec::new();
     for mut row in queued {
         let m = &mut row.row;
         m.status = OutboxStatus::Cancelled;
         m.last_error = Some(reason.to_owned());
         m.updated_at = now;
         m.version += 1;
-        cancelled.push(o.put(row).id);
+        let stored = o.put(row);
+        // Built from stored rows with valid ids and kinds: these cannot fail, and
+        // this path has already written, so a failure is not an answer it can give.
+        changes.extend(events::outbox_finished(&stored, Some(reason)).unwrap_or_default());
+        cancelled.push(stored.id);
     }
-    o.approvals.withdraw_pending(ws, &cancelled, reason, now);
+    for item in o.approvals.withdraw_pending(ws, &cancelled, reason, now) {
+        changes.extend(events::approval_decided(&item).ok().flatten());
+    }
+    append_changes(t, &changes);
     cancelled
 }
 
@@ -217,6 +229,7 @@ fn mark_sent(
         .into());
     }
     t.crm.check_activity(&sent.activity)?;
+    let logged = events::activity_logged(&sent.activity)?;
     let enrollment = match &sent.enrollment {
         Some(e) if e.workspace_id != ws => {
             return Err(ValidationError::new(
@@ -242,11 +255,15 @@ fn mark_sent(
     m.sent_at = Some(sent.sent_at);
     m.updated_at = sent.sent_at;
     m.version += 1;
+    let finished = events::outbox_finished(m, None)?;
     t.crm.put_activity(sent.activity.clone());
+    let stored = t.outbox.put(row);
+    append_changes(t, &finished);
+    append_changes(t, &[logged]);
     if let Some(write) = enrollment {
         apply_enrollment(t, write);
     }
-    Ok(t.outbox.put(row))
+    Ok(stored)
 }
 
 fn reschedule(
@@ -277,6 +294,7 @@ fn finish(
     token: i64,
     status: OutboxStatus,
     reason: &str,
+    now: DateTime<Utc>,
 ) -> Result<OutboxMessage, StoreError> {
     if !matches!(
         status,
@@ -291,9 +309,23 @@ fn finish(
     m.status = status;
     m.lease = None;
     m.last_error = Some(reason.to_owned());
-    // No "now" is given, so `updated_at` is left as the claim set it.
+    m.updated_at = now;
     m.version += 1;
-    Ok(t.outbox.put(row))
+    let finished = events::outbox_finished(m, Some(reason))?;
+    let failure = events::send_failed_activity(m, reason, now)?;
+    if let Some(activity) = &failure {
+        t.crm.check_activity(activity)?;
+    }
+    // Every check passed: from here on nothing fails.
+    let stored = t.outbox.put(row);
+    append_changes(t, &finished);
+    if let Some(activity) = failure {
+        record_activity(t, &activity)?;
+    }
+    if let Some(enrollment) = stored.enrollment_id {
+        nudge_enrollment(t, ws, enrollment, stored.step_index, now);
+    }
+    Ok(stored)
 }
 
 fn reap(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
@@ -321,12 +353,19 @@ fn reap(t: &mut Tables, scope: Scope, now: DateTime<Utc>) -> u64 {
     reaped
 }
 
+/// An outbox update that passed every check, with the events of its change.
+pub(crate) struct OutboxUpdate {
+    row: Fenced<OutboxMessage>,
+    /// `outbox.cancelled` when the update cancels the message.
+    events: Vec<NewEvent>,
+}
+
 /// Checks an update (see [`OutboxStore::update_outbox`]) and returns the row to store,
 /// without writing anything.
 pub(crate) fn check_update(
     t: &Tables,
     message: &OutboxMessage,
-) -> Result<Fenced<OutboxMessage>, StoreError> {
+) -> Result<OutboxUpdate, StoreError> {
     message.validate_update()?;
     let ws = message.workspace_id;
     let o = &t.outbox;
@@ -353,12 +392,27 @@ pub(crate) fn check_update(
         "idempotency_key",
     )?;
     t.crm.contacts.ensure_ref(ws, row.row.contact_id)?;
-    Ok(row)
+    // The stored row is never final (checked above), so a final status here is the
+    // change into it. The caller's free-text reason stays on the row, not in the event.
+    let events = events::outbox_finished(&row.row, None)?;
+    Ok(OutboxUpdate { row, events })
 }
 
-/// Stores a row that passed [`check_update`].
-pub(crate) fn apply_update(t: &mut Tables, row: Fenced<OutboxMessage>) -> OutboxMessage {
-    t.outbox.put(row)
+/// Stores an update that passed [`check_update`] with its events; a cancelled step
+/// message makes its waiting enrollment due at the message's `updated_at`.
+pub(crate) fn apply_update(t: &mut Tables, update: OutboxUpdate) -> OutboxMessage {
+    let stored = t.outbox.put(update.row);
+    append_changes(t, &update.events);
+    if let (OutboxStatus::Cancelled, Some(enrollment)) = (stored.status, stored.enrollment_id) {
+        nudge_enrollment(
+            t,
+            stored.workspace_id,
+            enrollment,
+            stored.step_index,
+            stored.updated_at,
+        );
+    }
+    stored
 }
 
 fn update(t: &mut Tables, message: &OutboxMessage) -> Result<OutboxMessage, StoreError> {
@@ -471,8 +525,9 @@ impl OutboxStore for MemoryStore {
         lease_token: i64,
         status: OutboxStatus,
         reason: &str,
+        now: DateTime<Utc>,
     ) -> Result<OutboxMessage, StoreError> {
-        self.with(|t| finish(t, workspace_id, id, lease_token, status, reason))
+        self.with(|t| finish(t, workspace_id, id, lease_token, status, reason, now))
     }
 
     async fn reap_outbox_leases(

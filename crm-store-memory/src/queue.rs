@@ -23,6 +23,8 @@ pub(crate) struct QueueTables {
     /// (workspace, idempotency key) -> position.
     event_keys: HashMap<WorkspaceId, HashMap<String, i64>>,
     last_position: i64,
+    /// Positions of the events no router has turned into jobs yet.
+    unrouted: BTreeSet<i64>,
     jobs: Table<Fenced<Job>>,
     /// Idempotency key -> job.
     job_keys: Unique<String, JobId>,
@@ -118,7 +120,7 @@ fn check_append(t: &Tables, event: &NewEvent) -> Result<Append, StoreError> {
     Ok(Append::New)
 }
 
-/// Stores a new event that passed [`check_append`] at the next position.
+/// Stores a new event that passed [`check_append`] at the next position, unrouted.
 fn put_event(t: &mut Tables, event: &NewEvent) -> Event {
     let ws = event.workspace_id;
     let q = &mut t.queue;
@@ -131,6 +133,7 @@ fn put_event(t: &mut Tables, event: &NewEvent) -> Event {
         .insert(event.idempotency_key.clone(), position);
     let stored = Event::from_new(event.clone(), position);
     q.events.insert(position, stored.clone());
+    q.unrouted.insert(position);
     stored
 }
 
@@ -144,6 +147,19 @@ fn append_event(t: &mut Tables, event: &NewEvent) -> Result<Inserted<Event>, Sto
             value: put_event(t, event),
             created: true,
         }),
+    }
+}
+
+/// Appends the catalogue events of a change the caller has just made (or is about to
+/// make, in the same locked section): built from the change's stored rows, so valid.
+/// Unrouted, like every event appended without its jobs. An event whose key exists is
+/// skipped (a retried change appends nothing twice); so is the astronomically unlikely
+/// event whose fresh id is taken, rather than failing a change already written.
+pub(crate) fn append_changes(t: &mut Tables, events: &[NewEvent]) {
+    for event in events {
+        if let Ok(Append::New) = check_append(t, event) {
+            put_event(t, event);
+        }
     }
 }
 
@@ -198,15 +214,11 @@ fn new_job_row(job: &Job) -> Fenced<Job> {
     }
 }
 
-/// Appends `event` and enqueues `jobs` with it: every check first, then every write.
-fn append_event_with_jobs(
-    t: &mut Tables,
-    event: &NewEvent,
-    jobs: &[Job],
-) -> Result<Inserted<Event>, StoreError> {
+/// The rules for jobs enqueued with events: valid, in the events' workspace, keyed.
+fn check_event_jobs(ws: WorkspaceId, jobs: &[Job]) -> Result<(), StoreError> {
     for job in jobs {
         validate_job(job)?;
-        if job.workspace_id != event.workspace_id {
+        if job.workspace_id != ws {
             return Err(
                 ValidationError::new("job.workspace_id", "must be the event's workspace").into(),
             );
@@ -219,16 +231,17 @@ fn append_event_with_jobs(
             .into());
         }
     }
-    if let Append::Existing(value) = check_append(t, event)? {
-        return Ok(Inserted {
-            value,
-            created: false,
-        });
-    }
-    // Which jobs are new: a key already stored, or used by an earlier job of the
-    // batch, is an idempotent no-op; a new job's id must be free.
-    let ws = event.workspace_id;
-    let q = &t.queue;
+    Ok(())
+}
+
+/// Which of `jobs` (checked by [`check_event_jobs`]) are new: a key already stored,
+/// or used by an earlier job of the batch, is an idempotent no-op; a new job's id
+/// must be free (`Conflict`).
+fn fresh_jobs<'a>(
+    q: &QueueTables,
+    ws: WorkspaceId,
+    jobs: &'a [Job],
+) -> Result<Vec<&'a Job>, StoreError> {
     let mut keys = HashSet::new();
     let mut fresh_ids = HashSet::new();
     let mut fresh = Vec::new();
@@ -245,7 +258,50 @@ fn append_event_with_jobs(
         }
         fresh.push(job);
     }
+    Ok(fresh)
+}
+
+/// Enqueues `jobs` and marks `ids` routed: every check first, then every write.
+fn mark_routed(
+    t: &mut Tables,
+    ws: WorkspaceId,
+    ids: &[EventId],
+    jobs: &[Job],
+) -> Result<u64, StoreError> {
+    check_event_jobs(ws, jobs)?;
+    let fresh = fresh_jobs(&t.queue, ws, jobs)?;
+    let q = &mut t.queue;
+    for job in fresh {
+        q.put_job(new_job_row(job));
+    }
+    let mut marked = 0;
+    for id in ids {
+        if let Some(position) = q.event_ids.get(&(ws, *id))
+            && q.unrouted.remove(position)
+        {
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+/// Appends `event` and enqueues `jobs` with it: every check first, then every write.
+fn append_event_with_jobs(
+    t: &mut Tables,
+    event: &NewEvent,
+    jobs: &[Job],
+) -> Result<Inserted<Event>, StoreError> {
+    check_event_jobs(event.workspace_id, jobs)?;
+    if let Append::Existing(value) = check_append(t, event)? {
+        return Ok(Inserted {
+            value,
+            created: false,
+        });
+    }
+    let fresh = fresh_jobs(&t.queue, event.workspace_id, jobs)?;
     let stored = put_event(t, event);
+    // Its jobs go with it: the router must never route it a second time.
+    t.queue.unrouted.remove(&stored.position);
     for job in fresh {
         t.queue.put_job(new_job_row(job));
     }
@@ -393,6 +449,33 @@ impl EventStore for MemoryStore {
                 .cloned()
                 .collect())
         })
+    }
+
+    async fn list_unrouted_events(
+        &self,
+        scope: Scope,
+        limit_rows: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        validate_limit(limit_rows)?;
+        self.with(|t| {
+            let q = &t.queue;
+            Ok(q.unrouted
+                .iter()
+                .filter_map(|pos| q.events.get(pos))
+                .filter(|e| scope.covers(e.workspace_id))
+                .take(limit(limit_rows))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn mark_events_routed(
+        &self,
+        workspace_id: WorkspaceId,
+        event_ids: &[EventId],
+        jobs: &[Job],
+    ) -> Result<u64, StoreError> {
+        self.with(|t| mark_routed(t, workspace_id, event_ids, jobs))
     }
 }
 

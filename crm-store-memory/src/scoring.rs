@@ -6,14 +6,14 @@ use std::ops::Bound;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
-use crm_core::model::Contact;
 use crm_core::model::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
+use crm_core::model::{Contact, NewEvent};
 use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};
-use crm_core::{StoreError, ValidationError};
+use crm_core::{StoreError, ValidationError, events};
 
-use crate::queue::{append_events, check_events};
+use crate::queue::{append_changes, append_events, check_events};
 use crate::table::limit;
 use crate::{MemoryStore, Tables};
 
@@ -88,8 +88,32 @@ fn plan_scores(
         .collect())
 }
 
-/// Writes a checked batch (see [`plan_scores`]).
-fn write_scores(t: &mut Tables, ws: WorkspaceId, scores: &[ContactScore]) {
+/// The `score.changed` events writing a checked batch (see [`plan_scores`]) would
+/// append, from the rows it would store, writing nothing.
+fn score_events(
+    t: &Tables,
+    ws: WorkspaceId,
+    scores: &[ContactScore],
+) -> Result<Vec<NewEvent>, StoreError> {
+    let table = t.scoring.scores.get(&ws);
+    let mut out = Vec::new();
+    for s in scores {
+        let old = table.and_then(|m| m.get(&s.contact_id));
+        if old.is_some_and(|o| same_computed(o, s)) {
+            continue;
+        }
+        let next = ContactScore {
+            manual_override: old.and_then(|o| o.manual_override.clone()),
+            ..s.clone()
+        };
+        out.extend(events::score_changed(old, &next)?);
+    }
+    Ok(out)
+}
+
+/// Writes a checked batch (see [`plan_scores`]) with its `score.changed` events
+/// (built by [`score_events`] before the write).
+fn write_scores(t: &mut Tables, ws: WorkspaceId, scores: &[ContactScore], changed: &[NewEvent]) {
     let table = t.scoring.scores.entry(ws).or_default();
     for s in scores {
         match table.get_mut(&s.contact_id) {
@@ -113,6 +137,7 @@ fn write_scores(t: &mut Tables, ws: WorkspaceId, scores: &[ContactScore]) {
             }
         }
     }
+    append_changes(t, changed);
 }
 
 fn upsert_scores(
@@ -121,7 +146,8 @@ fn upsert_scores(
     scores: &[ContactScore],
 ) -> Result<Vec<ScoreWritten>, StoreError> {
     let written = plan_scores(t, ws, scores)?;
-    write_scores(t, ws, scores);
+    let changed = score_events(t, ws, scores)?;
+    write_scores(t, ws, scores, &changed);
     Ok(written)
 }
 
@@ -135,7 +161,8 @@ fn upsert_scores_with_events(
     let written = plan_scores(t, ws, scores)?;
     let events = events_for(&written)?;
     check_events(t, &events)?;
-    write_scores(t, ws, scores);
+    let changed = score_events(t, ws, scores)?;
+    write_scores(t, ws, scores, &changed);
     append_events(t, &events)?;
     Ok(written)
 }
@@ -186,12 +213,17 @@ fn set_override(
         .get_mut(&ws)
         .and_then(|m| m.get_mut(&contact_id))
         .ok_or_else(|| StoreError::not_found(SCORE, contact_id))?;
+    let mut next = row.clone();
+    next.manual_override = manual.cloned();
+    let event = events::score_changed(Some(row), &next)?;
     let previous = row.effective_tier();
-    row.manual_override = manual.cloned();
+    *row = next;
+    let current = row.effective_tier();
+    append_changes(t, event.as_slice());
     Ok(ScoreWritten {
         contact_id,
         previous: Some(previous),
-        current: row.effective_tier(),
+        current,
     })
 }
 

@@ -6,15 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use crm_core::model::NewEvent;
 use crm_core::model::rules::require_new_version;
 use crm_core::model::{Enrollment, Sequence};
 use crm_core::store::{
     EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Page, Scope, SequenceStore,
     validate_limit,
 };
-use crm_core::{StoreError, ValidationError};
+use crm_core::{StoreError, ValidationError, events};
 
 use crate::outbox::{apply_enqueue, cancel_queued, check_enqueue};
+use crate::queue::append_changes;
 use crate::table::{Table, Unique, cloned, limit};
 use crate::{MemoryStore, Tables};
 
@@ -50,19 +52,27 @@ fn running_key(e: &Enrollment) -> Option<(ContactId, SequenceId)> {
         .then_some((e.contact_id, e.sequence_id))
 }
 
-/// An enrollment row that passed every check, ready to be stored.
+/// An enrollment row that passed every check, ready to be stored with its events.
 pub(crate) struct EnrollmentWrite {
     row: Enrollment,
     /// The running key of the row it replaces (`None` on insert).
     old_key: Option<(ContactId, SequenceId)>,
+    /// The catalogue events of the change (`enrollment.enrolled`, or the transition's).
+    events: Vec<NewEvent>,
 }
 
-/// Checks the one-running rule and the references of a row about to be stored.
+/// Checks the one-running rule and the references of a row about to be stored, and
+/// builds its events: `before` is the stored row it replaces (`None` on insert).
 fn check_enrollment(
     t: &Tables,
     row: Enrollment,
-    old_key: Option<(ContactId, SequenceId)>,
+    before: Option<&Enrollment>,
 ) -> Result<EnrollmentWrite, StoreError> {
+    let old_key = before.and_then(running_key);
+    let events = match before {
+        None => vec![events::enrollment_enrolled(&row)?],
+        Some(before) => events::enrollment_transition(before, &row)?,
+    };
     let ws = row.workspace_id;
     let s = &t.sequences;
     s.running.check(
@@ -73,7 +83,11 @@ fn check_enrollment(
     )?;
     s.sequences.ensure_ref(ws, Some(row.sequence_id))?;
     t.crm.contacts.ensure_ref(ws, Some(row.contact_id))?;
-    Ok(EnrollmentWrite { row, old_key })
+    Ok(EnrollmentWrite {
+        row,
+        old_key,
+        events,
+    })
 }
 
 /// The compare-and-set update of `enrollment`, checked (`NotFound`, `VersionConflict`,
@@ -83,17 +97,48 @@ pub(crate) fn check_update_enrollment(
     enrollment: &Enrollment,
 ) -> Result<EnrollmentWrite, StoreError> {
     let (row, old) = t.sequences.enrollments.cas(enrollment)?;
-    let old_key = running_key(old);
-    check_enrollment(t, row, old_key)
+    check_enrollment(t, row, Some(old))
 }
 
-/// Stores a checked enrollment, keeping the one-running index in step.
+/// Stores a checked enrollment with its events, keeping the one-running index in step.
 pub(crate) fn apply_enrollment(t: &mut Tables, write: EnrollmentWrite) -> Enrollment {
-    let EnrollmentWrite { row, old_key } = write;
+    let EnrollmentWrite {
+        row,
+        old_key,
+        events,
+    } = write;
     let s = &mut t.sequences;
     let ws = row.workspace_id;
     s.running.replace(ws, old_key, running_key(&row), row.id);
-    s.enrollments.put(row).clone()
+    let stored = s.enrollments.put(row).clone();
+    append_changes(t, &events);
+    stored
+}
+
+/// Makes a step-pending enrollment waiting on `step` due at `at` (a version bump, no
+/// state change, so no event): its step's message ended unsent, and the runner
+/// should move it on promptly rather than at its old due time. Anything else is left
+/// alone.
+pub(crate) fn nudge_enrollment(
+    t: &mut Tables,
+    ws: WorkspaceId,
+    id: EnrollmentId,
+    step: Option<i32>,
+    at: DateTime<Utc>,
+) {
+    let Some(stored) = t.sequences.enrollments.get(ws, id) else {
+        return;
+    };
+    let waiting = stored.state == crm_core::model::EnrollmentState::StepPending
+        && step == Some(stored.current_step);
+    if !waiting {
+        return;
+    }
+    let mut row = stored.clone();
+    row.next_run_at = Some(at);
+    row.updated_at = at.max(row.updated_at);
+    row.version += 1;
+    t.sequences.enrollments.put(row);
 }
 
 fn insert_enrollment(t: &mut Tables, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
@@ -112,12 +157,15 @@ fn update_sequence(t: &mut Tables, sequence: &Sequence) -> Result<Sequence, Stor
     sequence.validate()?;
     let s = &mut t.sequences;
     let (row, previous) = s.sequences.cas(sequence)?;
+    let event = events::sequence_saved(&row)?;
     let previous = previous.clone();
     s.history
         .entry((previous.workspace_id, previous.id))
         .or_default()
         .insert(previous.version, previous);
-    Ok(s.sequences.put(row).clone())
+    let stored = s.sequences.put(row).clone();
+    append_changes(t, &[event]);
+    Ok(stored)
 }
 
 fn sequence_version(
@@ -213,7 +261,10 @@ impl SequenceStore for MemoryStore {
         require_new_version(sequence.version)?;
         self.with(|t| {
             t.sequences.sequences.ensure_vacant(sequence)?;
-            Ok(t.sequences.sequences.put(sequence.clone()).clone())
+            let event = events::sequence_saved(sequence)?;
+            let stored = t.sequences.sequences.put(sequence.clone()).clone();
+            append_changes(t, &[event]);
+            Ok(stored)
         })
     }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::StoreError;
+use crm_core::events;
 use crm_core::ids::{AnomalyId, WorkspaceId};
 use crm_core::model::rules::{
     require_new_version, require_positive_ttl, validate_lease_request, validate_quota_amount,
@@ -15,7 +16,17 @@ use crm_core::store::{
 
 use crate::PostgresStore;
 use crate::error::{backend, cas_miss, db, invalid};
+use crate::queue::insert_events_in;
 use crate::rows::{AnomalyRow, IntoEntity, entities};
+
+/// A row written by the anomaly update: the stored anomaly and when the row it
+/// replaced was resolved, read by a self-join, which decides its event.
+#[derive(Debug, sqlx::FromRow)]
+struct ChangedAnomalyRow {
+    #[sqlx(flatten)]
+    after: AnomalyRow,
+    before_resolved_at: Option<DateTime<Utc>>,
+}
 
 const QUOTA: &str = "quota";
 const LEASE: &str = "lease";
@@ -225,6 +236,7 @@ impl AnomalyStore for PostgresStore {
             return Err(invalid("anomaly.status", "a new anomaly must be active"));
         }
         for _ in 0..DEDUP_RETRIES {
+            let mut tx = self.pool.begin().await.map_err(db(ANOMALY))?;
             let inserted = sqlx::query_as::<_, AnomalyRow>(
                 "INSERT INTO anomalies (workspace_id, id, rule, channel, severity, status,
                      dedup_key, summary, details, detected_at, acknowledged_by, resolved_at,
@@ -249,15 +261,21 @@ impl AnomalyStore for PostgresStore {
             .bind(anomaly.resolved_at)
             .bind(anomaly.updated_at)
             .bind(anomaly.version)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db(ANOMALY))?;
             if let Some(row) = inserted {
+                let value = row.into_entity()?;
+                let raised = events::anomaly_changed(None, &value)?;
+                insert_events_in(&mut tx, raised.as_slice()).await?;
+                tx.commit().await.map_err(db(ANOMALY))?;
                 return Ok(Inserted {
-                    value: row.into_entity()?,
+                    value,
                     created: true,
                 });
             }
+            // Deduplicated: nothing was written, and an open anomaly raises no event.
+            drop(tx);
             let open = sqlx::query_as::<_, AnomalyRow>(
                 "SELECT * FROM anomalies
                  WHERE workspace_id = $1 AND dedup_key = $2
@@ -301,13 +319,16 @@ impl AnomalyStore for PostgresStore {
 
     async fn update_anomaly(&self, anomaly: &Anomaly) -> Result<Anomaly, StoreError> {
         anomaly.validate()?;
-        let row = sqlx::query_as::<_, AnomalyRow>(
-            "UPDATE anomalies
+        let mut tx = self.pool.begin().await.map_err(db(ANOMALY))?;
+        let row = sqlx::query_as::<_, ChangedAnomalyRow>(
+            "UPDATE anomalies a
              SET rule = $3, channel = $4, severity = $5, status = $6, dedup_key = $7,
                  summary = $8, details = $9, acknowledged_by = $10, resolved_at = $11,
-                 updated_at = $12, version = version + 1
-             WHERE workspace_id = $1 AND id = $2 AND version = $13
-             RETURNING *",
+                 updated_at = $12, version = a.version + 1
+             FROM anomalies old
+             WHERE a.workspace_id = $1 AND a.id = $2 AND a.version = $13
+               AND old.workspace_id = a.workspace_id AND old.id = a.id
+             RETURNING a.*, old.resolved_at AS before_resolved_at",
         )
         .bind(anomaly.workspace_id.as_uuid())
         .bind(anomaly.id.as_uuid())
@@ -322,12 +343,22 @@ impl AnomalyStore for PostgresStore {
         .bind(anomaly.resolved_at)
         .bind(anomaly.updated_at)
         .bind(anomaly.version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db(ANOMALY))?;
         match row {
-            Some(row) => row.into_entity(),
+            Some(row) => {
+                let after = row.after.into_entity()?;
+                // Only `resolved_at` of the row replaced decides the event.
+                let mut before = after.clone();
+                before.resolved_at = row.before_resolved_at;
+                let changed = events::anomaly_changed(Some(&before), &after)?;
+                insert_events_in(&mut tx, changed.as_slice()).await?;
+                tx.commit().await.map_err(db(ANOMALY))?;
+                Ok(after)
+            }
             None => {
+                drop(tx);
                 let (ws, id) = (anomaly.workspace_id, anomaly.id.as_uuid());
                 Err(cas_miss(
                     &self.pool,

@@ -3,14 +3,17 @@
 use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::address::{Domain, EmailAddress};
+use crm_core::events;
 use crm_core::ids::{AccountId, ContactId, DealId, PipelineId, WorkspaceId};
 use crm_core::model::rules::require_new_version;
 use crm_core::model::{Account, Channel, Contact, Deal, Pipeline, normalize_address};
 use crm_core::store::{AccountStore, ContactStore, DealStore, Page};
 
 use crate::PostgresStore;
-use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid};
+use crate::emit::lock_at_version;
+use crate::error::{Ref, db, db_refs, invalid};
 use crate::page::{fetch_page, page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{
     AccountRow, ContactRow, DealRow, IntoEntity, PipelineRow, entities, opt_u32, to_json,
 };
@@ -51,6 +54,12 @@ const CONTACT_BY_LINKEDIN: &str = "SELECT * FROM contacts
 pub(crate) const CONTACT_VERSION: &str =
     "SELECT version FROM contacts WHERE workspace_id = $1 AND id = $2";
 
+/// The row an update replaces, locked until the update's transaction ends.
+pub(crate) const LOCK_CONTACT: &str =
+    "SELECT * FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
+const LOCK_ACCOUNT: &str = "SELECT * FROM accounts WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
+const LOCK_DEAL: &str = "SELECT * FROM deals WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
+
 const INSERT_ACCOUNT: &str = "
     INSERT INTO accounts (workspace_id, id, name, domain, industry, employee_count,
         annual_revenue_minor, annual_revenue_currency, owner_id, created_at, updated_at,
@@ -64,8 +73,6 @@ const UPDATE_ACCOUNT: &str = "
         updated_at = $11, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND version = $12
     RETURNING *";
-
-const ACCOUNT_VERSION: &str = "SELECT version FROM accounts WHERE workspace_id = $1 AND id = $2";
 
 // A deal is written only if its stage belongs to its pipeline (pipelines are immutable).
 const INSERT_DEAL: &str = "
@@ -87,8 +94,6 @@ const UPDATE_DEAL: &str = "
                   WHERE p.workspace_id = $1 AND p.id = $3
                     AND p.stages @> jsonb_build_array(jsonb_build_object('id', $4::text)))
     RETURNING *";
-
-const DEAL_VERSION: &str = "SELECT version FROM deals WHERE workspace_id = $1 AND id = $2";
 
 pub(crate) type PgQueryAs<'q, R> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
@@ -198,11 +203,15 @@ impl ContactStore for PostgresStore {
     async fn insert_contact(&self, contact: &Contact) -> Result<Contact, StoreError> {
         contact.validate()?;
         require_new_version(contact.version)?;
-        bind_contact(sqlx::query_as(INSERT_CONTACT), contact)?
-            .fetch_one(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(CONTACT))?;
+        let stored = bind_contact(sqlx::query_as(INSERT_CONTACT), contact)?
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_refs(CONTACT, &contact_refs(contact)))?
-            .into_entity()
+            .into_entity()?;
+        insert_events_in(&mut tx, &[events::contact_created(&stored)?]).await?;
+        tx.commit().await.map_err(db(CONTACT))?;
+        Ok(stored)
     }
 
     async fn get_contact(
@@ -274,25 +283,26 @@ impl ContactStore for PostgresStore {
 
     async fn update_contact(&self, contact: &Contact) -> Result<Contact, StoreError> {
         contact.validate()?;
-        let row = bind_contact(sqlx::query_as(UPDATE_CONTACT), contact)?
-            .fetch_optional(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(CONTACT))?;
+        let before = lock_at_version::<ContactRow, _>(
+            &mut tx,
+            LOCK_CONTACT,
+            CONTACT,
+            contact.workspace_id,
+            contact.id.as_uuid(),
+            contact.version,
+            |c: &Contact| c.version,
+        )
+        .await?;
+        // The row is locked at the expected version, so the update matches it.
+        let after = bind_contact(sqlx::query_as(UPDATE_CONTACT), contact)?
+            .fetch_one(&mut *tx)
             .await
-            .map_err(db_refs(CONTACT, &contact_refs(contact)))?;
-        match row {
-            Some(row) => row.into_entity(),
-            None => {
-                let (ws, id) = (contact.workspace_id, contact.id.as_uuid());
-                Err(cas_miss(
-                    &self.pool,
-                    CONTACT_VERSION,
-                    CONTACT,
-                    ws,
-                    id,
-                    contact.version,
-                )
-                .await)
-            }
-        }
+            .map_err(db_refs(CONTACT, &contact_refs(contact)))?
+            .into_entity()?;
+        insert_events_in(&mut tx, &[events::contact_updated(&before, &after)?]).await?;
+        tx.commit().await.map_err(db(CONTACT))?;
+        Ok(after)
     }
 
     async fn list_contacts(
@@ -318,11 +328,15 @@ impl AccountStore for PostgresStore {
     async fn insert_account(&self, account: &Account) -> Result<Account, StoreError> {
         account.validate()?;
         require_new_version(account.version)?;
-        bind_account(sqlx::query_as(INSERT_ACCOUNT), account)
-            .fetch_one(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(ACCOUNT))?;
+        let stored = bind_account(sqlx::query_as(INSERT_ACCOUNT), account)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db(ACCOUNT))?
-            .into_entity()
+            .into_entity()?;
+        insert_events_in(&mut tx, &[events::account_saved(&stored)?]).await?;
+        tx.commit().await.map_err(db(ACCOUNT))?;
+        Ok(stored)
     }
 
     async fn get_account(
@@ -361,25 +375,25 @@ impl AccountStore for PostgresStore {
 
     async fn update_account(&self, account: &Account) -> Result<Account, StoreError> {
         account.validate()?;
-        let row = bind_account(sqlx::query_as(UPDATE_ACCOUNT), account)
-            .fetch_optional(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(ACCOUNT))?;
+        lock_at_version::<AccountRow, _>(
+            &mut tx,
+            LOCK_ACCOUNT,
+            ACCOUNT,
+            account.workspace_id,
+            account.id.as_uuid(),
+            account.version,
+            |a: &Account| a.version,
+        )
+        .await?;
+        let stored = bind_account(sqlx::query_as(UPDATE_ACCOUNT), account)
+            .fetch_one(&mut *tx)
             .await
-            .map_err(db(ACCOUNT))?;
-        match row {
-            Some(row) => row.into_entity(),
-            None => {
-                let (ws, id) = (account.workspace_id, account.id.as_uuid());
-                Err(cas_miss(
-                    &self.pool,
-                    ACCOUNT_VERSION,
-                    ACCOUNT,
-                    ws,
-                    id,
-                    account.version,
-                )
-                .await)
-            }
-        }
+            .map_err(db(ACCOUNT))?
+            .into_entity()?;
+        insert_events_in(&mut tx, &[events::account_saved(&stored)?]).await?;
+        tx.commit().await.map_err(db(ACCOUNT))?;
+        Ok(stored)
     }
 
     async fn list_accounts(
@@ -453,14 +467,19 @@ impl DealStore for PostgresStore {
     async fn insert_deal(&self, deal: &Deal) -> Result<Deal, StoreError> {
         deal.validate()?;
         require_new_version(deal.version)?;
+        let mut tx = self.pool.begin().await.map_err(db(DEAL))?;
         let row = bind_deal(sqlx::query_as(INSERT_DEAL), deal)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_refs(DEAL, &deal_refs(deal)))?;
-        match row {
-            Some(row) => row.into_entity(),
-            None => Err(self.deal_stage_error(deal).await),
-        }
+        let Some(row) = row else {
+            drop(tx);
+            return Err(self.deal_stage_error(deal).await);
+        };
+        let stored = row.into_entity()?;
+        insert_events_in(&mut tx, &events::deal_saved(None, &stored)?).await?;
+        tx.commit().await.map_err(db(DEAL))?;
+        Ok(stored)
     }
 
     async fn get_deal(&self, workspace_id: WorkspaceId, id: DealId) -> Result<Deal, StoreError> {
@@ -476,18 +495,30 @@ impl DealStore for PostgresStore {
 
     async fn update_deal(&self, deal: &Deal) -> Result<Deal, StoreError> {
         deal.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db(DEAL))?;
+        let before = lock_at_version::<DealRow, _>(
+            &mut tx,
+            LOCK_DEAL,
+            DEAL,
+            deal.workspace_id,
+            deal.id.as_uuid(),
+            deal.version,
+            |d: &Deal| d.version,
+        )
+        .await?;
         let row = bind_deal(sqlx::query_as(UPDATE_DEAL), deal)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_refs(DEAL, &deal_refs(deal)))?;
-        if let Some(row) = row {
-            return row.into_entity();
-        }
-        let id = deal.id.as_uuid();
-        match current_version(&self.pool, DEAL_VERSION, DEAL, deal.workspace_id, id).await? {
-            Some(v) if v == deal.version => Err(self.deal_stage_error(deal).await),
-            current => Err(cas_error(DEAL, id, deal.version, current)),
-        }
+        // At the expected version, only the stage check can make the update miss.
+        let Some(row) = row else {
+            drop(tx);
+            return Err(self.deal_stage_error(deal).await);
+        };
+        let after = row.into_entity()?;
+        insert_events_in(&mut tx, &events::deal_saved(Some(&before), &after)?).await?;
+        tx.commit().await.map_err(db(DEAL))?;
+        Ok(after)
     }
 
     async fn list_deals(

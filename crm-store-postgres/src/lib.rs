@@ -50,6 +50,7 @@ mod compliance;
 mod config;
 mod coordination;
 mod crm;
+mod emit;
 mod enrichment;
 mod error;
 mod intake;
@@ -61,6 +62,7 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+mod webhook;
 // Test support, behind the `testing` feature because it can drop schemas.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

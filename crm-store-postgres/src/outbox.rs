@@ -3,25 +3,29 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
+use crm_core::events;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{OutboxMessage, OutboxStatus};
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{Ref, db, db_refs, invalid, lease_miss};
+use crate::error::{Ref, db, db_refs, invalid, lease_miss, parse_text};
 use crate::page::{fetch_status_page, status_page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{IntoEntity, OutboxRow, entities};
 use crate::sequences::enrollment_refs;
 
 mod approvals;
 mod enqueue;
+mod finish;
 mod update;
 
 pub(crate) use enqueue::insert_outbox;
-use update::{update_outbox_on, validate_update};
+use update::{update_outbox_with_events, validate_update};
 
 pub(super) const OUTBOX: &str = "outbox_message";
 const OUTBOX_VERSION: &str =
@@ -52,7 +56,8 @@ const CLAIM_WORKSPACE: &str = claim_outbox_sql!("AND workspace_id = $5");
 /// statement: the activity is inserted only if the lease-checked update matched, and a
 /// failing insert (a missing contact, a reused id) undoes the update. The enrollment
 /// (`$15`, NULL for none) is compare-and-set on `$23`; a stale version changes nothing
-/// and is not an error.
+/// and is not an error. The answer is the sent message and the state the enrollment
+/// left (NULL if it was not moved), read by the self-join, for the change's events.
 const MARK_SENT: &str = "
     WITH sent AS (
         UPDATE outbox_messages
@@ -66,14 +71,17 @@ const MARK_SENT: &str = "
         SELECT $1, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM sent
         RETURNING id
     ), advanced AS (
-        UPDATE enrollments
+        UPDATE enrollments e
         SET sequence_id = $16, sequence_version = $17, contact_id = $18, state = $19,
-            current_step = $20, next_run_at = $21, updated_at = $22, version = version + 1
-        WHERE workspace_id = $1 AND id = $15 AND version = $23
+            current_step = $20, next_run_at = $21, updated_at = $22, version = e.version + 1
+        FROM enrollments old
+        WHERE e.workspace_id = $1 AND e.id = $15 AND e.version = $23
+          AND old.workspace_id = e.workspace_id AND old.id = e.id
           AND EXISTS (SELECT 1 FROM sent)
-        RETURNING id
+        RETURNING old.state AS before_state
     )
-    SELECT * FROM sent";
+    SELECT sent.*, (SELECT before_state FROM advanced) AS enrollment_before_state
+    FROM sent";
 
 const RESCHEDULE: &str = "
     UPDATE outbox_messages
@@ -95,7 +103,7 @@ const HOLD: &str = "
 const FINISH: &str = "
     UPDATE outbox_messages
     SET status = $4, last_error = $5, lease_owner = NULL, lease_expires_at = NULL,
-        version = version + 1
+        updated_at = $6, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND status = 'in_flight' AND lease_token = $3
     RETURNING *";
 
@@ -304,7 +312,8 @@ impl OutboxStore for PostgresStore {
         if let Some(e) = e {
             refs.extend(enrollment_refs(e));
         }
-        let q = sqlx::query_as::<_, OutboxRow>(MARK_SENT)
+        let mut tx = self.pool.begin().await.map_err(db(OUTBOX))?;
+        let row = sqlx::query(MARK_SENT)
             .bind(workspace_id.as_uuid())
             .bind(id.as_uuid())
             .bind(lease_token)
@@ -327,8 +336,40 @@ impl OutboxStore for PostgresStore {
             .bind(e.map(|e| e.current_step))
             .bind(e.and_then(|e| e.next_run_at))
             .bind(e.map(|e| e.updated_at))
-            .bind(e.map(|e| e.version));
-        self.leased_outbox(q, workspace_id, id, &refs).await
+            .bind(e.map(|e| e.version))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_refs(OUTBOX, &refs))?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(lease_miss(
+                &self.pool,
+                OUTBOX_VERSION,
+                OUTBOX,
+                workspace_id,
+                id.as_uuid(),
+            )
+            .await);
+        };
+        let before_state: Option<String> =
+            row.try_get("enrollment_before_state").map_err(db(OUTBOX))?;
+        let stored = OutboxRow::from_row(&row)
+            .map_err(db(OUTBOX))?
+            .into_entity()?;
+        // The activity and the enrollment were written as given (the enrollment one
+        // version on), so their events are built from them.
+        let mut appended = events::outbox_finished(&stored, None)?;
+        appended.push(events::activity_logged(a)?);
+        if let (Some(after), Some(before_state)) = (e, before_state) {
+            let mut before = after.clone();
+            before.state = parse_text(&before_state)?;
+            let mut after = after.clone();
+            after.version += 1;
+            appended.extend(events::enrollment_transition(&before, &after)?);
+        }
+        insert_events_in(&mut tx, &appended).await?;
+        tx.commit().await.map_err(db(OUTBOX))?;
+        Ok(stored)
     }
 
     async fn reschedule_outbox(
@@ -370,6 +411,7 @@ impl OutboxStore for PostgresStore {
         lease_token: i64,
         status: OutboxStatus,
         reason: &str,
+        now: DateTime<Utc>,
     ) -> Result<OutboxMessage, StoreError> {
         if !matches!(
             status,
@@ -380,13 +422,33 @@ impl OutboxStore for PostgresStore {
                 "must be failed, dead_lettered or cancelled",
             ));
         }
-        let q = sqlx::query_as::<_, OutboxRow>(FINISH)
+        let mut tx = self.pool.begin().await.map_err(db(OUTBOX))?;
+        let row = sqlx::query_as::<_, OutboxRow>(FINISH)
             .bind(workspace_id.as_uuid())
             .bind(id.as_uuid())
             .bind(lease_token)
             .bind(status.as_str())
-            .bind(reason.to_owned());
-        self.leased_outbox(q, workspace_id, id, &[]).await
+            .bind(reason.to_owned())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(OUTBOX))?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(lease_miss(
+                &self.pool,
+                OUTBOX_VERSION,
+                OUTBOX,
+                workspace_id,
+                id.as_uuid(),
+            )
+            .await);
+        };
+        let stored = row.into_entity()?;
+        let appended = finish::finished_in(&mut tx, &stored, reason, now).await?;
+        insert_events_in(&mut tx, &appended).await?;
+        tx.commit().await.map_err(db(OUTBOX))?;
+        Ok(stored)
     }
 
     async fn reap_outbox_leases(
@@ -412,10 +474,13 @@ impl OutboxStore for PostgresStore {
 
     async fn update_outbox(&self, message: &OutboxMessage) -> Result<OutboxMessage, StoreError> {
         validate_update(message)?;
-        let mut conn = self.pool.acquire().await.map_err(db(OUTBOX))?;
-        match update_outbox_on(&mut conn, message).await? {
-            Some(stored) => Ok(stored),
-            None => Err(self.outbox_update_miss(message).await),
-        }
+        let mut tx = self.pool.begin().await.map_err(db(OUTBOX))?;
+        let Some((stored, appended)) = update_outbox_with_events(&mut tx, message).await? else {
+            drop(tx);
+            return Err(self.outbox_update_miss(message).await);
+        };
+        insert_events_in(&mut tx, &appended).await?;
+        tx.commit().await.map_err(db(OUTBOX))?;
+        Ok(stored)
     }
 }

@@ -1,22 +1,25 @@
-//! The event log and the durable job queue.
+//! The event log and its routing; the durable job queue in [`jobs`].
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use crm_core::StoreError;
-use crm_core::ids::{EventId, JobId, WorkspaceId};
+use crm_core::ids::{EventId, WorkspaceId};
 use crm_core::model::{Event, Job, JobStatus, NewEvent};
-use crm_core::store::takeover_cutoff;
-use crm_core::store::{Claim, EventStore, Inserted, JobStore, Page, Scope, validate_limit};
+use crm_core::store::{EventStore, Inserted, Scope, validate_limit};
 
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use crate::PostgresStore;
-use crate::error::{db, invalid, lease_miss};
-use crate::page::{fetch_status_page, status_page_sql};
-use crate::rows::{EventRow, IntoEntity, JobRow, entities};
+use crate::error::{db, invalid};
+use crate::rows::{EventRow, IntoEntity, entities};
+
+mod jobs;
+#[cfg(test)]
+mod lock_tests;
+#[cfg(test)]
+mod plan_tests;
 
 const EVENT: &str = "event";
 const JOB: &str = "job";
@@ -27,10 +30,12 @@ const JOB: &str = "job";
 const LOCK_EVENT_LOG: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))";
 
+/// An event appended with its jobs is routed at once: its jobs go in the same
+/// transaction, so the router never sees it.
 const APPEND_EVENT: &str = "
     INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
-        occurred_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+        occurred_at, routed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, true)
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
     RETURNING *";
 
@@ -46,7 +51,28 @@ macro_rules! insert_events_sql {
     };
 }
 const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING *");
-const INSERT_EVENTS: &str = insert_events_sql!();
+
+/// [`LOCK_EVENT_LOG`] and a batch insert in one statement, for the appends that go
+/// with a state change: the join cannot yield a row (whose position default is taken
+/// from the sequence) before the materialized lock row exists, so the lock is held
+/// before any position is drawn, and the store's own writes cost one round trip for
+/// their events.
+const INSERT_EVENTS: &str = "
+    WITH lock AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))
+    )
+    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+        occurred_at)
+    SELECT u.* FROM lock, unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+        $5::jsonb[], $6::text[], $7::timestamptz[]) AS u
+    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING";
+
+/// The router's listing: unrouted events, lowest position first, through the partial
+/// index `events_unrouted_idx` (whose predicate `NOT routed` each query repeats).
+const UNROUTED_ALL: &str = "
+    SELECT * FROM events WHERE NOT routed AND $1::uuid IS NULL ORDER BY position LIMIT $2";
+const UNROUTED_WORKSPACE: &str = "
+    SELECT * FROM events WHERE NOT routed AND workspace_id = $1 ORDER BY position LIMIT $2";
 
 /// Binds a batch of events to [`APPEND_EVENTS`] or [`INSERT_EVENTS`].
 macro_rules! bind_events {
@@ -78,8 +104,9 @@ macro_rules! bind_events {
 }
 
 /// Appends events inside the caller's transaction, answering nothing (see
-/// [`EventStore::append_events`] for the rules): for writes whose events are a side
-/// effect, such as tier changes written with their scores.
+/// [`EventStore::append_events`] for the rules): every store write appends its
+/// events (built by `crm_core::events`) this way, unrouted, in the write's
+/// transaction. One statement, whatever the number of events.
 pub(crate) async fn insert_events_in(
     conn: &mut PgConnection,
     events: &[NewEvent],
@@ -90,10 +117,6 @@ pub(crate) async fn insert_events_in(
     for event in events {
         event.validate()?;
     }
-    sqlx::query(LOCK_EVENT_LOG)
-        .execute(&mut *conn)
-        .await
-        .map_err(db(EVENT))?;
     bind_events!(sqlx::query(INSERT_EVENTS), events)
         .execute(&mut *conn)
         .await
@@ -107,52 +130,6 @@ const EVENTS_BY_KEY: &str = "
     JOIN unnest($1::uuid[], $2::text[]) AS k(workspace_id, idempotency_key)
       ON e.workspace_id = k.workspace_id AND e.idempotency_key = k.idempotency_key";
 
-const JOB_EXISTS: &str = "SELECT 1::bigint FROM jobs WHERE workspace_id = $1 AND id = $2";
-
-/// The claim: lock due queued jobs of the wanted kinds (skipping rows another claimer
-/// holds), earliest first, and lease them in the same statement.
-macro_rules! claim_jobs_sql {
-    ($scope:literal) => {
-        concat!(
-            "UPDATE jobs j
-             SET status = 'running', lease_owner = $1, lease_token = j.lease_token + 1,
-                 lease_expires_at = $2, attempts = j.attempts + 1, updated_at = $3
-             FROM (SELECT workspace_id, id FROM jobs
-                   WHERE status = 'queued' AND run_at <= $3
-                     AND (cardinality($5::text[]) = 0 OR kind = ANY($5)) ",
-            $scope,
-            " ORDER BY run_at, id LIMIT $4
-                   FOR UPDATE SKIP LOCKED) c
-             WHERE j.workspace_id = c.workspace_id AND j.id = c.id
-             RETURNING j.*"
-        )
-    };
-}
-const CLAIM_ALL: &str = claim_jobs_sql!("AND $6::uuid IS NULL");
-const CLAIM_WORKSPACE: &str = claim_jobs_sql!("AND workspace_id = $6");
-
-/// Lease-checked job updates share this condition: `$1` workspace, `$2` id, `$3` token.
-macro_rules! leased_job_sql {
-    ($set:literal) => {
-        concat!(
-            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, ",
-            $set,
-            " WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND lease_token = $3
-             RETURNING *"
-        )
-    };
-}
-const COMPLETE_JOB: &str = leased_job_sql!("status = 'succeeded', updated_at = $4");
-const RETRY_JOB: &str = leased_job_sql!(
-    "status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
-     run_at = CASE WHEN attempts < max_attempts THEN $4 ELSE run_at END,
-     last_error = $5"
-);
-const DEAD_LETTER_JOB: &str = leased_job_sql!("status = 'dead', last_error = $4, updated_at = $5");
-const RELEASE_JOB: &str = leased_job_sql!(
-    "status = 'queued', run_at = $4, attempts = greatest(attempts - 1, 0), updated_at = $4"
-);
-
 /// Enqueues a batch of new jobs in one statement, one array per column, each job
 /// idempotent on its key as in `enqueue_job` (a key repeated within the batch keeps
 /// its first job).
@@ -165,8 +142,6 @@ const ENQUEUE_JOB_BATCH: &str = "
         $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[])
     ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING";
-
-type PgQueryAs<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>;
 
 /// An event row and whether this call created it.
 struct Appended {
@@ -212,6 +187,42 @@ async fn append_locked(tx: &mut PgConnection, event: &NewEvent) -> Result<Append
     })
 }
 
+/// Enqueues `$3..` (the jobs, as in [`ENQUEUE_JOB_BATCH`]) and marks the events `$2`
+/// of workspace `$1` routed, in one statement, so the two cannot come apart. Only
+/// unrouted rows are marked, so the count is of events this call routed.
+const MARK_ROUTED: &str = "
+    WITH enqueued AS (
+        INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status,
+            attempts, max_attempts, run_at, lease_owner, lease_token, lease_expires_at,
+            last_error, created_at, updated_at)
+        SELECT * FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[],
+            $8::text[], $9::int4[], $10::int4[], $11::timestamptz[], $12::text[],
+            $13::int8[], $14::timestamptz[], $15::text[], $16::timestamptz[],
+            $17::timestamptz[])
+        ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+        DO NOTHING
+    )
+    UPDATE events SET routed = true
+    WHERE workspace_id = $1 AND id = ANY($2) AND NOT routed";
+
+/// The rules for jobs enqueued with events: valid, queued, in the events' workspace,
+/// and keyed, so a retried call adds none.
+fn check_event_jobs(workspace_id: WorkspaceId, jobs: &[Job]) -> Result<(), StoreError> {
+    for job in jobs {
+        validate_new_job(job)?;
+        if job.workspace_id != workspace_id {
+            return Err(invalid("job.workspace_id", "must be the event's workspace"));
+        }
+        if job.idempotency_key.is_none() {
+            return Err(invalid(
+                "job.idempotency_key",
+                "a job enqueued with an event needs one, so a retried append adds none",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The rules of a job being enqueued: `Job::validate`, and queued.
 fn validate_new_job(job: &Job) -> Result<(), StoreError> {
     job.validate()?;
@@ -222,7 +233,8 @@ fn validate_new_job(job: &Job) -> Result<(), StoreError> {
     }
 }
 
-/// Binds `jobs` as the column arrays of [`ENQUEUE_JOB_BATCH`].
+/// Binds `jobs` as the column arrays of [`ENQUEUE_JOB_BATCH`] (`$1..$15`) or of
+/// [`MARK_ROUTED`] (`$3..$17`).
 fn bind_job_batch<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     jobs: &[Job],
@@ -245,21 +257,6 @@ fn bind_job_batch<'q>(
         .bind(column(jobs, |j| j.last_error.clone()))
         .bind(column(jobs, |j| j.created_at))
         .bind(column(jobs, |j| j.updated_at))
-}
-
-impl PostgresStore {
-    /// Runs a lease-checked job update; no row back means `NotFound` or `LeaseLost`.
-    async fn leased_job(
-        &self,
-        q: PgQueryAs<'_>,
-        workspace_id: WorkspaceId,
-        id: JobId,
-    ) -> Result<Job, StoreError> {
-        match q.fetch_optional(&self.pool).await.map_err(db(JOB))? {
-            Some(row) => row.into_entity(),
-            None => Err(lease_miss(&self.pool, JOB_EXISTS, JOB, workspace_id, id.as_uuid()).await),
-        }
-    }
 }
 
 #[async_trait]
@@ -339,18 +336,7 @@ impl EventStore for PostgresStore {
         jobs: &[Job],
     ) -> Result<Inserted<Event>, StoreError> {
         event.validate()?;
-        for job in jobs {
-            validate_new_job(job)?;
-            if job.workspace_id != event.workspace_id {
-                return Err(invalid("job.workspace_id", "must be the event's workspace"));
-            }
-            if job.idempotency_key.is_none() {
-                return Err(invalid(
-                    "job.idempotency_key",
-                    "a job enqueued with an event needs one, so a retried append adds none",
-                ));
-            }
-        }
+        check_event_jobs(event.workspace_id, jobs)?;
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
         let appended = append_locked(&mut tx, event).await?;
         if appended.created && !jobs.is_empty() {
@@ -397,198 +383,44 @@ impl EventStore for PostgresStore {
         .map_err(db(EVENT))?;
         entities(rows)
     }
-}
 
-#[async_trait]
-impl JobStore for PostgresStore {
-    async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError> {
-        validate_new_job(job)?;
-        let lease = job.lease.as_ref();
-        let inserted = sqlx::query_as::<_, JobRow>(
-            "INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status,
-                 attempts, max_attempts, run_at, lease_owner, lease_token, lease_expires_at,
-                 last_error, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-             DO NOTHING
-             RETURNING *",
-        )
-        .bind(job.workspace_id.as_uuid())
-        .bind(job.id.as_uuid())
-        .bind(job.kind.clone())
-        .bind(job.payload.clone())
-        .bind(job.idempotency_key.clone())
-        .bind(job.status.as_str())
-        .bind(job.attempts)
-        .bind(job.max_attempts)
-        .bind(job.run_at)
-        .bind(lease.map(|l| l.owner.clone()))
-        .bind(lease.map_or(0, |l| l.token))
-        .bind(lease.map(|l| l.expires_at))
-        .bind(job.last_error.clone())
-        .bind(job.created_at)
-        .bind(job.updated_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(JOB))?;
-        if let Some(row) = inserted {
-            return Ok(Inserted {
-                value: row.into_entity()?,
-                created: true,
-            });
-        }
-        // Only a key can make the insert do nothing; jobs are never deleted, so the job
-        // holding it is still there.
-        let existing = sqlx::query_as::<_, JobRow>(
-            "SELECT * FROM jobs WHERE workspace_id = $1 AND idempotency_key = $2",
-        )
-        .bind(job.workspace_id.as_uuid())
-        .bind(job.idempotency_key.as_deref())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db(JOB))?;
-        Ok(Inserted {
-            value: existing.into_entity()?,
-            created: false,
-        })
-    }
-
-    async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError> {
-        sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db(JOB))?
-            .ok_or_else(|| StoreError::not_found(JOB, id))?
-            .into_entity()
-    }
-
-    async fn list_jobs(
+    async fn list_unrouted_events(
         &self,
-        workspace_id: WorkspaceId,
-        status: Option<JobStatus>,
-        page: Page<JobId>,
-    ) -> Result<Vec<Job>, StoreError> {
-        page.validate()?;
-        fetch_status_page::<JobRow>(
-            &self.pool,
-            status_page_sql!("jobs"),
-            workspace_id,
-            status.map(|s| s.as_str()),
-            page.after.map(|id| id.as_uuid()),
-            page.limit,
-            JOB,
-        )
-        .await
-    }
-
-    async fn claim_jobs(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
-        claim.validate()?;
-        let expires_at = claim
-            .now
-            .checked_add_signed(claim.lease_ttl)
-            .ok_or_else(|| invalid("claim.lease_ttl", "is too long"))?;
-        let sql = match claim.scope {
-            Scope::All => CLAIM_ALL,
-            Scope::Workspace(_) => CLAIM_WORKSPACE,
+        scope: Scope,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        validate_limit(limit)?;
+        let sql = match scope {
+            Scope::All => UNROUTED_ALL,
+            Scope::Workspace(_) => UNROUTED_WORKSPACE,
         };
-        let rows = sqlx::query_as::<_, JobRow>(sql)
-            .bind(claim.worker.as_str())
-            .bind(expires_at)
-            .bind(claim.now)
-            .bind(i64::from(claim.limit))
-            .bind(claim.kinds.clone())
-            .bind(claim.scope.workspace().map(|ws| ws.as_uuid()))
+        let rows = sqlx::query_as::<_, EventRow>(sql)
+            .bind(scope.workspace().map(|ws| ws.as_uuid()))
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
+            .map_err(db(EVENT))?;
+        entities(rows)
+    }
+
+    async fn mark_events_routed(
+        &self,
+        workspace_id: WorkspaceId,
+        event_ids: &[EventId],
+        jobs: &[Job],
+    ) -> Result<u64, StoreError> {
+        check_event_jobs(workspace_id, jobs)?;
+        if event_ids.is_empty() && jobs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<_> = event_ids.iter().map(|id| id.as_uuid()).collect();
+        let q = sqlx::query(MARK_ROUTED)
+            .bind(workspace_id.as_uuid())
+            .bind(ids);
+        let done = bind_job_batch(q, jobs)
+            .execute(&self.pool)
+            .await
             .map_err(db(JOB))?;
-        let mut claimed = entities(rows)?;
-        claimed.sort_by_key(|j| (j.run_at, j.id));
-        Ok(claimed)
-    }
-
-    async fn complete_job(
-        &self,
-        workspace_id: WorkspaceId,
-        id: JobId,
-        lease_token: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Job, StoreError> {
-        let q = sqlx::query_as(COMPLETE_JOB)
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .bind(lease_token)
-            .bind(now);
-        self.leased_job(q, workspace_id, id).await
-    }
-
-    async fn retry_job(
-        &self,
-        workspace_id: WorkspaceId,
-        id: JobId,
-        lease_token: i64,
-        retry_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<Job, StoreError> {
-        let q = sqlx::query_as(RETRY_JOB)
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .bind(lease_token)
-            .bind(retry_at)
-            .bind(error.to_owned());
-        self.leased_job(q, workspace_id, id).await
-    }
-
-    async fn dead_letter_job(
-        &self,
-        workspace_id: WorkspaceId,
-        id: JobId,
-        lease_token: i64,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Job, StoreError> {
-        let q = sqlx::query_as(DEAD_LETTER_JOB)
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .bind(lease_token)
-            .bind(reason.to_owned())
-            .bind(now);
-        self.leased_job(q, workspace_id, id).await
-    }
-
-    async fn release_job(
-        &self,
-        workspace_id: WorkspaceId,
-        id: JobId,
-        lease_token: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Job, StoreError> {
-        let q = sqlx::query_as(RELEASE_JOB)
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .bind(lease_token)
-            .bind(now);
-        self.leased_job(q, workspace_id, id).await
-    }
-
-    async fn reap_expired_jobs(&self, scope: Scope, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs
-             SET status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
-                 run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END,
-                 last_error = CASE WHEN attempts < max_attempts THEN last_error
-                                   ELSE 'lease expired' END,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-             WHERE status = 'running' AND lease_expires_at <= $3
-               AND ($2::uuid IS NULL OR workspace_id = $2)",
-        )
-        .bind(now)
-        .bind(scope.workspace().map(|ws| ws.as_uuid()))
-        .bind(takeover_cutoff(now))
-        .execute(&self.pool)
-        .await
-        .map_err(db(JOB))?;
         Ok(done.rows_affected())
     }
 }

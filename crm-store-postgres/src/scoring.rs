@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
+use crm_core::model::NewEvent;
 use crm_core::model::scoring::{
     ContactScore, ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier,
 };
 use crm_core::store::{Page, ScoreEvents, ScoringStore, validate_limit};
-use crm_core::{StoreError, ValidationError};
+use crm_core::{StoreError, ValidationError, events};
 use serde_json::Value;
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -49,45 +50,99 @@ impl ScoreRow {
                 .map_err(|e| corrupt("contact_scores.breakdown", e))?,
             model_version: self.model_version,
             computed_at: self.computed_at,
-            manual_override: self
-                .manual_override
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| corrupt("contact_scores.manual_override", e))?,
+            manual_override: parse_override(self.manual_override)?,
         })
     }
 }
 
-/// The answer of an override: the effective tier before and after.
+/// The answer of an override: the row written and the override it replaced.
 #[derive(Debug, sqlx::FromRow)]
-struct WrittenRow {
-    contact_id: Uuid,
-    previous: Option<String>,
-    current: String,
-}
-
-impl WrittenRow {
-    fn into_written(self) -> Result<ScoreWritten, StoreError> {
-        Ok(ScoreWritten {
-            contact_id: ContactId::from_uuid(self.contact_id),
-            previous: self.previous.as_deref().map(parse_text).transpose()?,
-            current: parse_text(&self.current)?,
-        })
-    }
+struct OverriddenRow {
+    #[sqlx(flatten)]
+    score: ScoreRow,
+    old_override: Option<Value>,
 }
 
 /// A row of an upsert's answer: a contact's effective tier before the write (`written`
-/// false, from the old row) or after it (`written` true).
+/// false, from the old row, with what its `score.changed` compares against) or after
+/// it (`written` true, the other columns NULL).
 #[derive(Debug, sqlx::FromRow)]
 struct TierRow {
     contact_id: Uuid,
     effective_tier: String,
     written: bool,
+    unchanged: Option<bool>,
+    old_total: Option<i16>,
+    old_tier: Option<String>,
+    old_override: Option<Value>,
+}
+
+/// What a score's `score.changed` compares: the old row's computed total and tier and
+/// its override (the effective values come from these), or `None` if the contact was
+/// never scored; and whether the write left the computed fields as they were.
+struct OldScore {
+    unchanged: bool,
+    total: u8,
+    tier: Tier,
+    manual_override: Option<ScoreOverride>,
+}
+
+impl OldScore {
+    fn from_row(row: &TierRow) -> Result<Option<Self>, StoreError> {
+        let (Some(total), Some(tier)) = (row.old_total, row.old_tier.as_deref()) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            unchanged: row.unchanged.unwrap_or(false),
+            total: u8::try_from(total).map_err(|e| corrupt("contact_scores.total", e))?,
+            tier: parse_text(tier)?,
+            manual_override: parse_override(row.old_override.clone())?,
+        }))
+    }
+}
+
+fn parse_override(value: Option<Value>) -> Result<Option<ScoreOverride>, StoreError> {
+    value
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| corrupt("contact_scores.manual_override", e))
+}
+
+/// The `score.changed` events of a batch (`crm_core::events::score_changed`), from the
+/// old rows the upsert read: nothing for a row whose computed fields stayed, else the
+/// written row (the batch's score with the old row's override) against the old one.
+fn score_events(
+    scores: &[ContactScore],
+    old: &HashMap<Uuid, OldScore>,
+) -> Result<Vec<NewEvent>, StoreError> {
+    let mut out = Vec::new();
+    for s in scores {
+        let old = old.get(&s.contact_id.as_uuid());
+        if old.is_some_and(|o| o.unchanged) {
+            continue;
+        }
+        let after = ContactScore {
+            manual_override: old.and_then(|o| o.manual_override.clone()),
+            ..s.clone()
+        };
+        // The builder reads only the effective total and tier of the old row.
+        let before = old.map(|o| ContactScore {
+            total: o.total,
+            tier: o.tier,
+            manual_override: o.manual_override.clone(),
+            ..s.clone()
+        });
+        out.extend(events::score_changed(before.as_ref(), &after)?);
+    }
+    Ok(out)
 }
 
 /// Each score's tier before and after, in input order, from the upsert's answer: a row
 /// the statement did not write (unchanged) keeps its old tier.
-fn outcomes(scores: &[ContactScore], rows: Vec<TierRow>) -> Result<Vec<ScoreWritten>, StoreError> {
+fn outcomes(
+    scores: &[ContactScore],
+    rows: Vec<TierRow>,
+) -> Result<(Vec<ScoreWritten>, Vec<NewEvent>), StoreError> {
     let position: HashMap<Uuid, usize> = scores
         .iter()
         .enumerate()
@@ -95,6 +150,7 @@ fn outcomes(scores: &[ContactScore], rows: Vec<TierRow>) -> Result<Vec<ScoreWrit
         .collect();
     let mut previous: Vec<Option<Tier>> = vec![None; scores.len()];
     let mut current: Vec<Option<Tier>> = vec![None; scores.len()];
+    let mut old = HashMap::new();
     for row in rows {
         let at = *position
             .get(&row.contact_id)
@@ -104,9 +160,13 @@ fn outcomes(scores: &[ContactScore], rows: Vec<TierRow>) -> Result<Vec<ScoreWrit
             current[at] = tier;
         } else {
             previous[at] = tier;
+            if let Some(o) = OldScore::from_row(&row)? {
+                old.insert(row.contact_id, o);
+            }
         }
     }
-    scores
+    let changed = score_events(scores, &old)?;
+    let written = scores
         .iter()
         .zip(previous.into_iter().zip(current))
         .map(|(s, (previous, current))| {
@@ -118,7 +178,8 @@ fn outcomes(scores: &[ContactScore], rows: Vec<TierRow>) -> Result<Vec<ScoreWrit
                 })?,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok((written, changed))
 }
 
 fn model_from(definition: Value) -> Result<ScoringModel, StoreError> {
@@ -172,9 +233,11 @@ WITH input AS (
 ), old AS (
     SELECT i.contact_id, s.effective_tier,
            (s.total, s.tier, s.model_version, s.breakdown)
-               = (i.total, i.tier, i.model_version, i.breakdown) AS unchanged
+               = (i.total, i.tier, i.model_version, i.breakdown) AS unchanged,
+           s.total AS old_total, s.tier AS old_tier, s.manual_override AS old_override
     FROM input i CROSS JOIN LATERAL (
-        SELECT effective_tier, total, tier, model_version, breakdown FROM contact_scores
+        SELECT effective_tier, total, tier, model_version, breakdown, manual_override
+        FROM contact_scores
         WHERE workspace_id = $1 AND contact_id = i.contact_id LIMIT 1) s
 ), up AS (
     INSERT INTO contact_scores (workspace_id, contact_id, total, tier, breakdown,
@@ -191,16 +254,18 @@ WITH input AS (
         computed_at = EXCLUDED.computed_at
     RETURNING contact_id, effective_tier
 )
-SELECT contact_id, effective_tier, false AS written FROM old
+SELECT contact_id, effective_tier, false AS written, unchanged, old_total, old_tier,
+    old_override FROM old
 UNION ALL
-SELECT contact_id, effective_tier, true FROM up";
+SELECT contact_id, effective_tier, true, NULL, NULL, NULL, NULL FROM up";
 
-/// Runs [`UPSERT_SCORES`] for a validated batch on `conn`.
+/// Runs [`UPSERT_SCORES`] for a validated batch on `conn`; answers each score's tiers
+/// and the `score.changed` events to append with the write.
 async fn upsert_scores(
     conn: &mut PgConnection,
     workspace_id: WorkspaceId,
     scores: &[ContactScore],
-) -> Result<Vec<ScoreWritten>, StoreError> {
+) -> Result<(Vec<ScoreWritten>, Vec<NewEvent>), StoreError> {
     let n = scores.len();
     let mut ids = Vec::with_capacity(n);
     let mut totals = Vec::with_capacity(n);
@@ -312,8 +377,11 @@ impl ScoringStore for PostgresStore {
         scores: &[ContactScore],
     ) -> Result<Vec<ScoreWritten>, StoreError> {
         validate_batch(workspace_id, scores)?;
-        let mut conn = self.pool.acquire().await.map_err(db(SCORE))?;
-        upsert_scores(&mut conn, workspace_id, scores).await
+        let mut tx = self.pool.begin().await.map_err(db(SCORE))?;
+        let (written, changed) = upsert_scores(&mut tx, workspace_id, scores).await?;
+        insert_events_in(&mut tx, &changed).await?;
+        tx.commit().await.map_err(db(SCORE))?;
+        Ok(written)
     }
 
     async fn upsert_contact_scores_with_events(
@@ -335,9 +403,10 @@ impl ScoringStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db(SCORE))?;
-        let written = upsert_scores(&mut tx, workspace_id, scores).await?;
-        let events = events_for(&written)?;
-        insert_events_in(&mut tx, &events).await?;
+        let (written, mut appended) = upsert_scores(&mut tx, workspace_id, scores).await?;
+        // The score changes first, then the caller's events of the same write.
+        appended.extend(events_for(&written)?);
+        insert_events_in(&mut tx, &appended).await?;
         tx.commit().await.map_err(db(SCORE))?;
         Ok(written)
     }
@@ -374,27 +443,42 @@ impl ScoringStore for PostgresStore {
             .map(serde_json::to_value)
             .transpose()
             .map_err(backend)?;
-        // The old effective tier comes from the statement's snapshot.
-        sqlx::query_as::<_, WrittenRow>(
+        // The old override comes from the statement's snapshot; the rest of the row
+        // is the one written.
+        let mut tx = self.pool.begin().await.map_err(db(SCORE))?;
+        let row = sqlx::query_as::<_, OverriddenRow>(
             "WITH old AS (
-                 SELECT contact_id, effective_tier FROM contact_scores
+                 SELECT contact_id, manual_override FROM contact_scores
                  WHERE workspace_id = $1 AND contact_id = $2
              ), up AS (
                  UPDATE contact_scores s SET manual_override = $3
                  FROM old WHERE s.workspace_id = $1 AND s.contact_id = old.contact_id
-                 RETURNING s.contact_id, s.effective_tier
+                 RETURNING s.workspace_id, s.contact_id, s.total, s.tier, s.breakdown,
+                     s.model_version, s.computed_at, s.manual_override
              )
-             SELECT up.contact_id, old.effective_tier AS previous, up.effective_tier AS current
+             SELECT up.*, old.manual_override AS old_override
              FROM up JOIN old ON old.contact_id = up.contact_id",
         )
         .bind(workspace_id.as_uuid())
         .bind(contact_id.as_uuid())
         .bind(value)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db(SCORE))?
-        .ok_or_else(|| StoreError::not_found(SCORE, contact_id))?
-        .into_written()
+        .ok_or_else(|| StoreError::not_found(SCORE, contact_id))?;
+        let after = row.score.into_score()?;
+        let before = ContactScore {
+            manual_override: parse_override(row.old_override)?,
+            ..after.clone()
+        };
+        let changed = events::score_changed(Some(&before), &after)?;
+        insert_events_in(&mut tx, changed.as_slice()).await?;
+        tx.commit().await.map_err(db(SCORE))?;
+        Ok(ScoreWritten {
+            contact_id,
+            previous: Some(before.effective_tier()),
+            current: after.effective_tier(),
+        })
     }
 
     async fn list_scores_by_tier(

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
+use crm_core::events;
 use crm_core::ids::{EnrollmentId, SequenceId, WorkspaceId};
 use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{Enrollment, Sequence};
@@ -12,8 +13,9 @@ use crm_core::store::{
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{Ref, cas_miss, db, db_refs};
+use crate::error::{Ref, cas_miss, db, db_refs, parse_text};
 use crate::page::{fetch_page, page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
 mod advance;
@@ -105,6 +107,44 @@ const LIST_ENROLLMENTS: &str = concat!(
      ORDER BY id LIMIT $6"
 );
 
+/// An enrollment compare-and-set: `$1`..`$14` as [`bind_enrollment`] binds them,
+/// `$15` the stored `updated_at`. The self-join reads the row it replaces, so the
+/// events of the change compare against the state it really left, in the same
+/// statement.
+pub(crate) const SET_ENROLLMENT: &str = "
+    UPDATE enrollments e SET sequence_id = $3, sequence_version = $4, contact_id = $5,
+        state = $6, current_step = $7, next_run_at = $8, updated_at = $15,
+        end_reason = $12, ended_at = $13, step_message_id = $14,
+        version = e.version + 1
+    FROM enrollments old
+    WHERE e.workspace_id = $1 AND e.id = $2 AND e.version = $11
+      AND old.workspace_id = e.workspace_id AND old.id = e.id
+    RETURNING e.*, old.state AS before_state";
+
+/// A row written by [`SET_ENROLLMENT`]: the stored enrollment and the state it left.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChangedEnrollmentRow {
+    #[sqlx(flatten)]
+    after: EnrollmentRow,
+    before_state: String,
+}
+
+impl ChangedEnrollmentRow {
+    /// The stored enrollment and the events of its change
+    /// (`crm_core::events::enrollment_transition`).
+    pub(crate) fn into_change(
+        self,
+    ) -> Result<(Enrollment, Vec<crm_core::model::NewEvent>), StoreError> {
+        let after = self.after.into_entity()?;
+        // Only the state of the row replaced differs in what the events read.
+        let mut before = after.clone();
+        before.state = parse_text(&self.before_state)?;
+        before.version = after.version - 1;
+        let events = events::enrollment_transition(&before, &after)?;
+        Ok((after, events))
+    }
+}
+
 type PgQueryAs<'q, R> = sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
 
 fn bind_sequence<'q>(
@@ -123,10 +163,7 @@ fn bind_sequence<'q>(
         .bind(s.step_failure_policy.as_str()))
 }
 
-fn bind_enrollment<'q>(
-    q: PgQueryAs<'q, EnrollmentRow>,
-    e: &Enrollment,
-) -> PgQueryAs<'q, EnrollmentRow> {
+fn bind_enrollment<'q, R>(q: PgQueryAs<'q, R>, e: &Enrollment) -> PgQueryAs<'q, R> {
     q.bind(e.workspace_id.as_uuid())
         .bind(e.id.as_uuid())
         .bind(e.sequence_id.as_uuid())
@@ -164,11 +201,15 @@ impl SequenceStore for PostgresStore {
     async fn insert_sequence(&self, sequence: &Sequence) -> Result<Sequence, StoreError> {
         sequence.validate()?;
         require_new_version(sequence.version)?;
-        bind_sequence(sqlx::query_as(INSERT_SEQUENCE), sequence)?
-            .fetch_one(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(SEQUENCE))?;
+        let stored = bind_sequence(sqlx::query_as(INSERT_SEQUENCE), sequence)?
+            .fetch_one(&mut *tx)
             .await
             .map_err(db(SEQUENCE))?
-            .into_entity()
+            .into_entity()?;
+        insert_events_in(&mut tx, &[events::sequence_saved(&stored)?]).await?;
+        tx.commit().await.map_err(db(SEQUENCE))?;
+        Ok(stored)
     }
 
     async fn get_sequence(
@@ -190,13 +231,20 @@ impl SequenceStore for PostgresStore {
 
     async fn update_sequence(&self, sequence: &Sequence) -> Result<Sequence, StoreError> {
         sequence.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db(SEQUENCE))?;
         let row = bind_sequence(sqlx::query_as(UPDATE_SEQUENCE), sequence)?
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db(SEQUENCE))?;
         match row {
-            Some(row) => row.into_entity(),
+            Some(row) => {
+                let stored = row.into_entity()?;
+                insert_events_in(&mut tx, &[events::sequence_saved(&stored)?]).await?;
+                tx.commit().await.map_err(db(SEQUENCE))?;
+                Ok(stored)
+            }
             None => {
+                drop(tx);
                 let (ws, id) = (sequence.workspace_id, sequence.id.as_uuid());
                 Err(cas_miss(
                     &self.pool,
@@ -247,8 +295,9 @@ impl SequenceStore for PostgresStore {
 
     async fn insert_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
         require_new_version(enrollment.version)?;
-        bind_enrollment(
-            sqlx::query_as(
+        let mut tx = self.pool.begin().await.map_err(db(ENROLLMENT))?;
+        let stored = bind_enrollment(
+            sqlx::query_as::<_, EnrollmentRow>(
                 "INSERT INTO enrollments (workspace_id, id, sequence_id, sequence_version,
                      contact_id, state, current_step, next_run_at, created_at, updated_at,
                      version, end_reason, ended_at, step_message_id)
@@ -257,10 +306,13 @@ impl SequenceStore for PostgresStore {
             ),
             enrollment,
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_refs(ENROLLMENT, &enrollment_refs(enrollment)))?
-        .into_entity()
+        .into_entity()?;
+        insert_events_in(&mut tx, &[events::enrollment_enrolled(&stored)?]).await?;
+        tx.commit().await.map_err(db(ENROLLMENT))?;
+        Ok(stored)
     }
 
     async fn get_enrollment(
@@ -282,23 +334,24 @@ impl SequenceStore for PostgresStore {
 
     async fn update_enrollment(&self, enrollment: &Enrollment) -> Result<Enrollment, StoreError> {
         require_expected_version(enrollment.version)?;
+        let mut tx = self.pool.begin().await.map_err(db(ENROLLMENT))?;
         let row = bind_enrollment(
-            sqlx::query_as(
-                "UPDATE enrollments SET sequence_id = $3, sequence_version = $4,
-                     contact_id = $5, state = $6, current_step = $7, next_run_at = $8,
-                     updated_at = $10, end_reason = $12, ended_at = $13,
-                     step_message_id = $14, version = version + 1
-                 WHERE workspace_id = $1 AND id = $2 AND version = $11
-                 RETURNING *",
-            ),
+            sqlx::query_as::<_, ChangedEnrollmentRow>(SET_ENROLLMENT),
             enrollment,
         )
-        .fetch_optional(&self.pool)
+        .bind(enrollment.updated_at)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_refs(ENROLLMENT, &enrollment_refs(enrollment)))?;
         match row {
-            Some(row) => row.into_entity(),
+            Some(row) => {
+                let (stored, events) = row.into_change()?;
+                insert_events_in(&mut tx, &events).await?;
+                tx.commit().await.map_err(db(ENROLLMENT))?;
+                Ok(stored)
+            }
             None => {
+                drop(tx);
                 let (ws, id) = (enrollment.workspace_id, enrollment.id.as_uuid());
                 let expected = enrollment.version;
                 Err(cas_miss(&self.pool, ENROLLMENT_VERSION, ENROLLMENT, ws, id, expected).await)

@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretResolver, SecretString};
 use crm_core::{ChannelError, EmailAddress};
 use http::Method;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::PROVIDER;
+use crate::build::BuildError;
 use crate::http::{Auth, ConfigError, HttpConfig, HttpResponse, ProviderClient, send_span};
 
 /// Cal.com's API v2 root.
@@ -24,8 +25,8 @@ pub const DEFAULT_SLOTS_API_VERSION: &str = "2024-09-04";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct CalComConfig {
-    /// API key (`cal_...` or `cal_live_...`) or managed-user access token.
-    pub api_key: SecretString,
+    /// API key (`cal_...` or `cal_live_...`) or managed-user access token, by reference.
+    pub api_key: SecretRef,
     /// `cal-api-version` sent to `POST /bookings`. Cal.com's current booking pages
     /// show `2026-02-25`; set it when your account uses that version.
     pub bookings_api_version: String,
@@ -48,7 +49,7 @@ impl fmt::Debug for CalComConfig {
 
 impl CalComConfig {
     /// A config for the public API with the documented versions.
-    pub fn new(api_key: SecretString) -> Result<Self, ConfigError> {
+    pub fn new(api_key: SecretRef) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key,
             bookings_api_version: DEFAULT_BOOKINGS_API_VERSION.to_owned(),
@@ -305,11 +306,22 @@ fn unwrap_envelope<T: serde::de::DeserializeOwned>(
 }
 
 impl CalComClient {
-    /// A client for `config`.
-    pub fn new(config: CalComConfig) -> Result<Self, ConfigError> {
+    /// A client for `config`, its API key resolved through `secrets` now (build a new
+    /// one to pick up a rotated API key).
+    pub async fn connect(
+        config: CalComConfig,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Self, BuildError> {
+        let api_key = secrets.resolve(&config.api_key).await?;
+        Ok(Self::new(config, api_key)?)
+    }
+
+    /// A client for `config` with `api_key`, the value behind `config.api_key` that the
+    /// caller resolved itself.
+    pub fn new(config: CalComConfig, api_key: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             client: ProviderClient::new(PROVIDER, &config.http)?,
-            api_key: config.api_key,
+            api_key,
             bookings_api_version: config.bookings_api_version,
             slots_api_version: config.slots_api_version,
         })

@@ -114,6 +114,12 @@ pub enum ConfigError {
         #[source]
         source: Option<url::ParseError>,
     },
+    /// A required parameter or secret is absent from a channel configuration.
+    #[error("{field} is required")]
+    Missing {
+        /// The parameter's or secret's name.
+        field: &'static str,
+    },
     /// A setting other than the URL is unusable.
     #[error("invalid {field}: {reason}")]
     Invalid {

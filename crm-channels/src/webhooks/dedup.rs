@@ -4,13 +4,20 @@
 //! Standard Webhooks `webhook-id`, Twilio's idempotency token, ...). [`Deduplicated`] wraps
 //! any verifier and refuses a delivery whose `(provider, delivery id)` was already
 //! recorded in a [`DeliveryLog`], with [`WebhookError::Duplicate`].
+//!
+//! [`MemoryDeliveryLog`] remembers deliveries in one process only: behind several
+//! processes, each handles the same delivery once. A host running the engine's inbound
+//! pipeline (crm-core's `InboundPipeline`) needs no wrapper: the
+//! pipeline records deliveries in the store every process shares.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt::{self, Debug};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
+use crm_core::{
+    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
+};
 
 /// Whether a delivery was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +191,10 @@ impl<W: InboundWebhook> InboundWebhook for Deduplicated<W> {
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
         self.inner.parse(webhook)
+    }
+
+    fn handshake(&self, request: &WebhookRequest) -> Option<Result<String, WebhookError>> {
+        self.inner.handshake(request)
     }
 }
 

@@ -14,7 +14,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use crm_core::model::Channel;
 use crm_core::secret::{ExposeSecret, SecretString};
-use crm_core::{InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError};
+use crm_core::{
+    InboundEvent, InboundWebhook, UnverifiedWebhook, VerifiedWebhook, WebhookError, WebhookRequest,
+};
 use serde_json::Value;
 
 use super::WebhookConfig;
@@ -33,6 +35,7 @@ pub const SIGNATURE_PREFIX: &str = "sha256=";
 pub struct InstagramWebhook {
     app_secret: SecretString,
     config: WebhookConfig,
+    verify_token: Option<SecretString>,
 }
 
 impl InstagramWebhook {
@@ -42,7 +45,20 @@ impl InstagramWebhook {
     /// [`WebhookError::InvalidSecret`] when the secret is empty.
     pub fn new(app_secret: SecretString, config: WebhookConfig) -> Result<Self, WebhookError> {
         require_secret(&app_secret)?;
-        Ok(Self { app_secret, config })
+        Ok(Self {
+            app_secret,
+            config,
+            verify_token: None,
+        })
+    }
+
+    /// Answers the subscription handshake through
+    /// [`InboundWebhook::handshake`] with `verify_token` (the token entered in the app's
+    /// webhook settings), so a pipeline answers it like any other request.
+    #[must_use]
+    pub fn with_verify_token(mut self, verify_token: SecretString) -> Self {
+        self.verify_token = Some(verify_token);
+        self
     }
 
     /// The configuration.
@@ -103,6 +119,10 @@ impl fmt::Debug for InstagramWebhook {
         f.debug_struct("InstagramWebhook")
             .field("app_secret", &"[redacted]")
             .field("config", &self.config)
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -129,6 +149,26 @@ impl InboundWebhook for InstagramWebhook {
                 })?;
         verify_body_hex(&self.app_secret, &request.body, digest)?;
         Ok(unverified.accept(Some(sha256_hex(&request.body))))
+    }
+
+    /// A `GET` whose query holds `hub.mode` is the subscription handshake, answered
+    /// with [`InstagramWebhook::verify_subscription`] and the token of
+    /// [`InstagramWebhook::with_verify_token`] (without one, `InvalidSecret`).
+    fn handshake(&self, request: &WebhookRequest) -> Option<Result<String, WebhookError>> {
+        if request.method != http::Method::GET {
+            return None;
+        }
+        let query = request.url.split_once('?').map(|(_, q)| q)?;
+        let asks = url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "hub.mode");
+        if !asks {
+            return None;
+        }
+        Some(match &self.verify_token {
+            Some(token) => self.verify_subscription(query, token),
+            None => Err(WebhookError::InvalidSecret(
+                "no verify token is configured for the subscription handshake".to_owned(),
+            )),
+        })
     }
 
     fn parse(&self, webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, WebhookError> {
@@ -166,4 +206,55 @@ fn messaging_event(item: &Value) -> Option<InboundEvent> {
         channel,
         provider_message_id: string_at(read, &["mid"])?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> WebhookRequest {
+        WebhookRequest {
+            method: http::Method::GET,
+            url: url.to_owned(),
+            headers: http::HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn hook() -> InstagramWebhook {
+        InstagramWebhook::new(SecretString::from("app-secret"), WebhookConfig::default())
+            .unwrap_or_else(|e| unreachable!("a valid secret: {e}"))
+    }
+
+    const SUBSCRIBE: &str = "https://crm.example.com/hooks/instagram?hub.mode=subscribe&hub.verify_token=tok-1&hub.challenge=1158201444";
+
+    #[test]
+    fn handshake_answers_the_challenge_with_the_configured_token() {
+        let hook = hook().with_verify_token(SecretString::from("tok-1"));
+        assert_eq!(
+            hook.handshake(&get(SUBSCRIBE)),
+            Some(Ok("1158201444".to_owned()))
+        );
+        let wrong = SUBSCRIBE.replace("tok-1", "tok-2");
+        assert_eq!(
+            hook.handshake(&get(&wrong)),
+            Some(Err(WebhookError::InvalidSignature))
+        );
+        let mut post = get(SUBSCRIBE);
+        post.method = http::Method::POST;
+        assert_eq!(hook.handshake(&post), None, "a POST is a delivery");
+        assert_eq!(
+            hook.handshake(&get("https://crm.example.com/hooks/instagram?x=1")),
+            None,
+            "a GET without hub.mode is no handshake"
+        );
+    }
+
+    #[test]
+    fn handshake_without_a_token_is_a_configuration_error() {
+        assert!(matches!(
+            hook().handshake(&get(SUBSCRIBE)),
+            Some(Err(WebhookError::InvalidSecret(_)))
+        ));
+    }
 }

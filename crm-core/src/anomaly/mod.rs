@@ -18,9 +18,18 @@
 //! their channel for the workspace while open, when
 //! [`WorkspaceSettings::pause_channel_on_error_anomaly`](crate::outreach::settings::WorkspaceSettings::pause_channel_on_error_anomaly)
 //! is on; the dispatcher asks [`AnomalyScanner::is_channel_paused`].
+//!
+//! Every newly raised anomaly is handed to the scanner's
+//! [`AnomalyNotifier`](crate::approval::AnomalyNotifier) (by default
+//! [`LogAnomalyNotifier`]), so a person hears of it. The inbound handler records the
+//! `Bounced` and `SendFailed` activities of provider bounces and failures that the
+//! rules count.
 
+mod notify;
 mod rules;
 mod scanner;
+
+pub use notify::{LogAnomalyNotifier, RecordingAnomalyNotifier};
 
 pub use rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::anomaly::notify::LogAnomalyNotifier;
 use crate::anomaly::rules::{
     AnomalyThresholds, Finding, SendCounts, bounce_spike, failure_rate, low_confidence,
     quota_exhausted,
 };
+use crate::approval::AnomalyNotifier;
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{AnomalyId, UserId, WorkspaceId};
@@ -48,11 +50,14 @@ pub struct AnomalyScanner {
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
     thresholds: AnomalyThresholds,
+    notifier: Arc<dyn AnomalyNotifier>,
 }
 
 impl AnomalyScanner {
     /// A scanner over `store`, timed by `clock`, with default thresholds; `settings`
-    /// gives the daily caps and whether error anomalies pause channels.
+    /// gives the daily caps and whether error anomalies pause channels. Raised
+    /// anomalies go to the [`LogAnomalyNotifier`] until
+    /// [`AnomalyScanner::with_notifier`] names another.
     #[must_use]
     pub fn new(
         store: Arc<dyn AnomalyScannerStore>,
@@ -64,7 +69,17 @@ impl AnomalyScanner {
             clock,
             settings,
             thresholds: AnomalyThresholds::default(),
+            notifier: Arc::new(LogAnomalyNotifier),
         }
+    }
+
+    /// Tells `notifier` about every anomaly a scan raises (once per anomaly: a scan
+    /// that finds it still open does not announce it again). A failing notifier is
+    /// logged and loses nothing: the anomaly stays open in the store.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Arc<dyn AnomalyNotifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Uses `thresholds`.
@@ -158,7 +173,7 @@ impl AnomalyScanner {
 
     /// Scans `workspace_id` at the clock's now and raises every finding. An anomaly
     /// already open under the same dedup key is returned with `created: false` and left
-    /// unchanged.
+    /// unchanged; each new one is handed to the notifier.
     pub async fn scan(
         &self,
         workspace_id: WorkspaceId,
@@ -175,6 +190,15 @@ impl AnomalyScanner {
                     severity = %finding.severity,
                     "anomaly raised"
                 );
+                if let Err(e) = self.notifier.anomaly_raised(&inserted.value).await {
+                    tracing::warn!(
+                        workspace = %workspace_id,
+                        anomaly = %inserted.value.id,
+                        kind = ?e.kind(),
+                        error = %e,
+                        "anomaly notifier failed; the anomaly stays open"
+                    );
+                }
             }
             raised.push(inserted);
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
@@ -79,6 +80,35 @@ impl EventRoutes {
         self
     }
 
+    /// The jobs `event` triggers, due at `now`, each keyed
+    /// `"{event_id}:{job_kind}"` ([`job_key`]) so routing an event twice (the bus and
+    /// the [`EventRouter`](crate::jobs::EventRouter) alike) enqueues each job once.
+    /// A projection that yields an invalid job is `Invalid`.
+    pub fn jobs_for(&self, event: &NewEvent, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let Some(routes) = self.routes.get(&event.kind) else {
+            return Ok(Vec::new());
+        };
+        routes
+            .iter()
+            .map(|route| {
+                let payload = match &route.projection {
+                    Some(project) => project(event),
+                    None => event_payload(event),
+                };
+                Ok(
+                    Job::new(event.workspace_id, route.job_kind.clone(), payload, now)?
+                        .with_idempotency_key(job_key(event, &route.job_kind)),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether no event kind is routed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
     /// The job kinds `event_kind` triggers, in the order they were routed.
     pub fn job_kinds(&self, event_kind: &str) -> impl Iterator<Item = &str> {
         self.routes
@@ -141,23 +171,7 @@ impl EventBus {
 
     /// The jobs `event` triggers, as [`publish`](Self::publish) would enqueue them.
     pub fn jobs_for(&self, event: &NewEvent) -> Result<Vec<Job>, StoreError> {
-        let now = self.clock.now();
-        let Some(routes) = self.routes.routes.get(&event.kind) else {
-            return Ok(Vec::new());
-        };
-        routes
-            .iter()
-            .map(|route| {
-                let payload = match &route.projection {
-                    Some(project) => project(event),
-                    None => event_payload(event),
-                };
-                Ok(
-                    Job::new(event.workspace_id, route.job_kind.clone(), payload, now)?
-                        .with_idempotency_key(job_key(event, &route.job_kind)),
-                )
-            })
-            .collect()
+        self.routes.jobs_for(event, self.clock.now())
     }
 
     /// Appends `event` and enqueues its jobs atomically (see
@@ -209,6 +223,21 @@ mod tests {
             _: u32,
         ) -> Result<Vec<Event>, StoreError> {
             Ok(Vec::new())
+        }
+        async fn list_unrouted_events(
+            &self,
+            _: crate::store::Scope,
+            _: u32,
+        ) -> Result<Vec<Event>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn mark_events_routed(
+            &self,
+            _: WorkspaceId,
+            _: &[crate::ids::EventId],
+            _: &[Job],
+        ) -> Result<u64, StoreError> {
+            Ok(0)
         }
     }
 

@@ -10,6 +10,10 @@
 //! - The [`EventBus`] appends an event and enqueues the jobs its kind is routed to
 //!   ([`EventRoutes`]) in one atomic store call; job keys are `"{event_id}:{job_kind}"`
 //!   and a republished event enqueues nothing.
+//! - The [`EventRouter`] routes the events stores append with their own state changes
+//!   (unrouted, since a store knows no routes): it lists them, builds their jobs with
+//!   the same [`EventRoutes`] ([`EventRoutes::jobs_for`]) and enqueues them while
+//!   marking the events routed, one atomic store call per workspace.
 //! - The [`Scheduler`] enqueues [`PeriodicJob`]s on cron schedules with keys
 //!   `"{kind}@{instant}"`, so concurrent schedulers enqueue each run once. Built-in
 //!   kinds: [`EXPIRE_APPROVALS`] ([`ExpireApprovalsHandler`]) and [`ANOMALY_SCAN`]
@@ -36,12 +40,14 @@
 mod backoff;
 mod events;
 mod handler;
+mod router;
 mod schedule;
 mod worker;
 
 pub use backoff::{Backoff, Jitter};
 pub use events::{EventBus, EventRoutes, Projection, event_payload, job_key};
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
+pub use router::{EventRouter, RouteReport};
 pub use schedule::{
     ANOMALY_SCAN, EXPIRE_APPROVALS, MAX_INSTANTS_PER_TICK, PeriodicJob, SYSTEM_WORKSPACE,
     Scheduler, TickReport,

@@ -29,6 +29,9 @@ text_enum! {
         SendFailed = "send_failed",
         /// A meeting was booked.
         MeetingBooked = "meeting_booked",
+        /// A booked meeting was cancelled. Not a scoring signal: the booking's intent
+        /// stays on record.
+        MeetingCancelled = "meeting_cancelled",
         /// A manual task was created for a person.
         TaskCreated = "task_created",
         /// A note written by a person.

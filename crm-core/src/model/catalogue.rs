@@ -40,80 +40,13 @@
 use serde_json::{Value, json};
 
 use crate::error::ValidationError;
+use crate::model::scoring::ContactScore;
 use crate::model::{
-    Account, Activity, Anomaly, ApprovalItem, ApprovalStatus, Contact, Deal, Enrollment,
-    EnrollmentState, NewEvent, OutboxMessage, OutboxStatus, Sequence,
+    Account, Activity, ActivityKind, Anomaly, ApprovalItem, ApprovalStatus, Contact, Deal,
+    Enrollment, EnrollmentState, NewEvent, OutboxMessage, OutboxStatus, Sequence,
 };
 
-/// The kinds of the catalogue, as constants, so routes and tests never misspell one.
-pub mod kinds {
-    /// A contact was inserted.
-    pub const CONTACT_CREATED: &str = "contact.created";
-    /// A contact was updated.
-    pub const CONTACT_UPDATED: &str = "contact.updated";
-    /// Intake merged a record into an existing contact.
-    pub const CONTACT_MERGED: &str = "contact.merged";
-    /// Enrichment results were written back to a contact.
-    pub const CONTACT_ENRICHED: &str = "contact.enriched";
-    /// An account was inserted.
-    pub const ACCOUNT_CREATED: &str = "account.created";
-    /// An account was updated.
-    pub const ACCOUNT_UPDATED: &str = "account.updated";
-    /// A deal was inserted.
-    pub const DEAL_CREATED: &str = "deal.created";
-    /// A deal was updated.
-    pub const DEAL_UPDATED: &str = "deal.updated";
-    /// A deal moved to another stage.
-    pub const DEAL_STAGE_CHANGED: &str = "deal.stage_changed";
-    /// An activity was recorded.
-    pub const ACTIVITY_LOGGED: &str = "activity.logged";
-    /// A sequence was inserted.
-    pub const SEQUENCE_CREATED: &str = "sequence.created";
-    /// A sequence was updated (edited, paused, resumed, archived).
-    pub const SEQUENCE_UPDATED: &str = "sequence.updated";
-    /// A contact finished a sequence (with `enrollment.completed`).
-    pub const SEQUENCE_COMPLETED: &str = "sequence.completed";
-    /// A contact was enrolled.
-    pub const ENROLLMENT_ENROLLED: &str = "enrollment.enrolled";
-    /// A step's message was sent.
-    pub const ENROLLMENT_STEP_SENT: &str = "enrollment.step_sent";
-    /// An enrollment was paused.
-    pub const ENROLLMENT_PAUSED: &str = "enrollment.paused";
-    /// A paused enrollment runs again.
-    pub const ENROLLMENT_RESUMED: &str = "enrollment.resumed";
-    /// The contact replied.
-    pub const ENROLLMENT_REPLIED: &str = "enrollment.replied";
-    /// The contact's address bounced.
-    pub const ENROLLMENT_BOUNCED: &str = "enrollment.bounced";
-    /// The contact unsubscribed.
-    pub const ENROLLMENT_UNSUBSCRIBED: &str = "enrollment.unsubscribed";
-    /// The enrollment ran to its end.
-    pub const ENROLLMENT_COMPLETED: &str = "enrollment.completed";
-    /// The enrollment failed.
-    pub const ENROLLMENT_FAILED: &str = "enrollment.failed";
-    /// The enrollment was stopped (by hand, by an account-level stop, by a booking).
-    pub const ENROLLMENT_STOPPED: &str = "enrollment.stopped";
-    /// A message was handed to its provider.
-    pub const OUTBOX_SENT: &str = "outbox.sent";
-    /// A message failed permanently.
-    pub const OUTBOX_FAILED: &str = "outbox.failed";
-    /// A message ran out of retries.
-    pub const OUTBOX_DEAD_LETTERED: &str = "outbox.dead_lettered";
-    /// A message was withdrawn before sending.
-    pub const OUTBOX_CANCELLED: &str = "outbox.cancelled";
-    /// An approval item was created.
-    pub const APPROVAL_REQUESTED: &str = "approval.requested";
-    /// An approval item was approved or rejected.
-    pub const APPROVAL_DECIDED: &str = "approval.decided";
-    /// An approval item expired undecided.
-    pub const APPROVAL_EXPIRED: &str = "approval.expired";
-    /// An anomaly opened.
-    pub const ANOMALY_RAISED: &str = "anomaly.raised";
-    /// An anomaly was resolved.
-    pub const ANOMALY_RESOLVED: &str = "anomaly.resolved";
-    /// A contact's score or tier changed.
-    pub const SCORE_CHANGED: &str = "score.changed";
-}
+pub mod kinds;
 
 use kinds::*;
 
@@ -515,17 +448,104 @@ pub fn anomaly_changed(
         Some(b) if b.resolved_at.is_none() && after.resolved_at.is_some() => ANOMALY_RESOLVED,
         Some(_) => return Ok(None),
     };
+    // The version makes a second resolution (after a reopening) its own event.
     event(
-        (kind, after.id.to_string(), format!("{kind}:{}", after.id)),
+        (
+            kind,
+            after.id.to_string(),
+            format!("{kind}:{}:{}", after.id, after.version),
+        ),
         after.workspace_id,
         json!({
             "anomaly_id": after.id,
             "rule": after.rule,
             "channel": after.channel,
             "severity": after.severity,
-            "summary": after.summary,
         }),
         after.resolved_at.unwrap_or(after.detected_at),
+    )
+    .map(Some)
+}
+
+/// The `SendFailed` activity a store records with a message it ends `Failed` or
+/// `DeadLettered` (its stored result) at `now`, so the contact's timeline and the
+/// failure-rate anomaly rule see every failed send. `None` for other statuses and for
+/// a message without a contact (an activity needs one).
+pub fn send_failed_activity(
+    message: &OutboxMessage,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Activity>, ValidationError> {
+    let summary = match message.status {
+        OutboxStatus::Failed => "Send failed",
+        OutboxStatus::DeadLettered => "Send failed after its last retry",
+        _ => return Ok(None),
+    };
+    let Some(contact_id) = message.contact_id else {
+        return Ok(None);
+    };
+    let activity = Activity::for_contact(
+        message.workspace_id,
+        contact_id,
+        ActivityKind::SendFailed,
+        format!("{summary} ({})", message.channel),
+        now,
+    )?
+    .with_channel(message.channel)
+    .with_outbox_message(message.id)
+    .with_details(json!({
+        "status": message.status,
+        "attempts": message.attempts,
+        "error": reason,
+    }));
+    Ok(Some(activity))
+}
+
+/// `score.changed` for a contact whose stored score is now `after` and was
+/// `before` (`None`: never scored): appended when the effective total or tier
+/// changed, with the computed breakdown (rule names and points, no personal data).
+/// Nothing when neither changed.
+pub fn score_changed(
+    before: Option<&ContactScore>,
+    after: &ContactScore,
+) -> Result<Option<NewEvent>, ValidationError> {
+    let (total, tier) = (after.effective_total(), after.effective_tier());
+    let previous = before.map(|b| (b.effective_total(), b.effective_tier()));
+    if previous == Some((total, tier)) {
+        return Ok(None);
+    }
+    // The key names the change: the computed value's time and the override's, so a
+    // later change (even back to an earlier value) is a new event, a retry is not.
+    let override_at = after
+        .manual_override
+        .as_ref()
+        .map_or(0, |o| o.at.timestamp_micros());
+    let at = after
+        .manual_override
+        .as_ref()
+        .map_or(after.computed_at, |o| o.at.max(after.computed_at));
+    event(
+        (
+            SCORE_CHANGED,
+            after.contact_id.to_string(),
+            format!(
+                "{SCORE_CHANGED}:{}:{}:{override_at}:{total}:{tier}",
+                after.contact_id,
+                after.computed_at.timestamp_micros(),
+            ),
+        ),
+        after.workspace_id,
+        json!({
+            "contact_id": after.contact_id,
+            "score": total,
+            "tier": tier,
+            "previous_score": previous.map(|p| p.0),
+            "previous_tier": previous.map(|p| p.1),
+            "model_version": after.model_version,
+            "overridden": after.manual_override.is_some(),
+            "breakdown": after.breakdown,
+        }),
+        at,
     )
     .map(Some)
 }

@@ -1,20 +1,43 @@
-//! What inbound events do to enrollments, suppressions and consent.
+//! What inbound events do to enrollments, suppressions, consent and the timeline.
 //!
 //! [`InboundHandler::handle`] finds the contact (through the outbox message the
 //! provider id names, else by the sender's address on the channel), then:
 //!
-//! | event | enrollments of the contact | also |
-//! |---|---|---|
-//! | `Reply` | `Replied` (queued messages cancelled) | `ReplyReceived` activity; account-level stop |
-//! | `MeetingBooked` | `Completed` under [`MeetingBookedPolicy::Complete`], else unchanged | `MeetingBooked` activity |
-//! | `Bounced` (permanent) | `Bounced` | address suppressed (`Bounced`) |
-//! | `Complained` | `Unsubscribed` | address suppressed (`Complained`), consent withdrawn |
-//! | `Unsubscribed` | `Unsubscribed` | address suppressed (`Unsubscribed`), consent withdrawn |
-//! | `OutOfOffice` | `Paused` until the start of the return day in the contact's time zone, or `now + out_of_office_pause` | |
+//! | event | enrollments of the contact | activity (`details.status`) | also |
+//! |---|---|---|---|
+//! | `Reply` | `Replied` (queued messages cancelled) | `ReplyReceived` | account-level stop |
+//! | `MeetingBooked` | `Completed` under [`MeetingBookedPolicy::Complete`], else unchanged | `MeetingBooked` | |
+//! | `MeetingCancelled` | unchanged (see below) | `MeetingCancelled` (`cancelled`) | |
+//! | `Delivered` | unchanged | `Delivered` (`delivered`) | |
+//! | `Opened` | unchanged | `Opened` (`opened`) | |
+//! | `Clicked` | unchanged | `Clicked` (`clicked`) | |
+//! | `Failed` | unchanged | `SendFailed` (`failed`, with the provider's reason) | |
+//! | `Bounced` (permanent) | `Bounced` | `Bounced` (`bounced`) | address suppressed (`Bounced`) |
+//! | `Bounced` (soft) | unchanged | `Bounced` (`soft_bounced`) | |
+//! | `Complained` | `Unsubscribed` | | address suppressed (`Complained`), consent withdrawn |
+//! | `Unsubscribed` | `Unsubscribed` | | address suppressed (`Unsubscribed`), consent withdrawn |
+//! | `OutOfOffice` | `Paused` until the start of the return day in the contact's time zone, or `now + out_of_office_pause` | | |
 //!
-//! Other events (delivery reports, opens, soft bounces, ...) are
-//! [`InboundOutcome::Ignored`] here. Suppression and consent are written first, even
-//! when no contact or enrollment matches, so an opt-out is never lost.
+//! Other events (`StatusChanged`, `ApprovalDecision`) are [`InboundOutcome::Ignored`]
+//! here. Suppression and consent are written first, even when no contact or enrollment
+//! matches, so an opt-out is never lost. Activities of provider events about one of our
+//! messages carry its channel and link to its outbox message
+//! ([`InboundApplied::outbox_message_id`]); an event about a message we do not know,
+//! with no address to find the contact by, records nothing.
+//!
+//! **What the activities feed.** Behavioral scoring counts `Opened` and `Clicked`
+//! activities as opens and clicks, and a `MeetingBooked` activity as a demo request
+//! ([`behavior_of`](crate::model::scoring::behavior_of),
+//! [`intent_of`](crate::model::scoring::intent_of), which every store's scoring inputs
+//! follow); replies and cancellations are not scoring inputs of the model. The anomaly
+//! rules count `Bounced` (bounce spike) and `SendFailed` (failure rate) activities per
+//! channel, so provider bounces and failures reported here raise them. A soft bounce
+//! is a bounce for the bounce-spike rule too: the provider could not deliver.
+//!
+//! **Cancelled meetings.** A cancellation is recorded and changes no enrollment: an
+//! enrollment the booking completed stays `Completed`. The contact talked to a person
+//! and the cancellation is for that person to follow up (the activity is on the
+//! timeline); a completed enrollment does not block enrolling the contact again.
 //!
 //! **Account-level stop.** With
 //! [`WorkspaceSettings::account_level_stop`](crate::outreach::settings::WorkspaceSettings::account_level_stop),
@@ -26,9 +49,21 @@
 //!
 //! **Idempotent.** Handling the same event twice is harmless: suppressions are
 //! idempotent, consent is withdrawn only if it is not already, an ended enrollment is
-//! left as it is, and the activity is not recorded again when an equal one exists.
+//! left as it is, and the activity is not recorded again when an equal one exists
+//! (same kind and fingerprint; the fingerprint of a provider event includes its
+//! delivery id when [`InboundHandler::handle_delivery`] is given one, so two opens of
+//! one message are two activities while a redelivery of either is not).
+//!
+//! [`InboundPipeline`] runs the whole path of one provider request: verify, deduplicate
+//! in the store, parse, hand to this handler.
 
+mod feedback;
+mod pipeline;
 mod task;
+
+pub use pipeline::{
+    DeliveryOutcome, DeliveryReport, InboundEndpoint, InboundPipeline, PipelineError,
+};
 
 use std::sync::Arc;
 
@@ -45,6 +80,7 @@ use crate::outreach::schedule::start_of_next_day;
 use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
 use crate::store::InboundHandlerStore;
 
+use feedback::ProviderEvent;
 use task::{InboundTask, fingerprint};
 
 /// Why an inbound event could not be handled. Handling it again is safe.
@@ -79,6 +115,9 @@ impl InboundError {
 pub struct InboundApplied {
     /// The contact the event was matched to, if any.
     pub contact_id: Option<ContactId>,
+    /// The outbox message the event is about, when the provider's message id named
+    /// one of ours; activities recorded for the event link to it.
+    pub outbox_message_id: Option<OutboxMessageId>,
     /// Enrollments of the contact this event moved.
     pub changed: Vec<EnrollmentId>,
     /// Enrollments it did not move (already ended, already paused).
@@ -129,10 +168,22 @@ impl InboundHandler {
     }
 
     /// Applies `event` in `workspace_id` at the clock's now (see the module docs).
+    /// The same as [`InboundHandler::handle_delivery`] without a delivery id.
     pub async fn handle(
         &self,
         workspace_id: WorkspaceId,
         event: &InboundEvent,
+    ) -> Result<InboundOutcome, InboundError> {
+        self.handle_delivery(workspace_id, event, None).await
+    }
+
+    /// Applies `event`, brought by the provider's delivery `delivery_id` (when the
+    /// scheme has one), in `workspace_id` at the clock's now (see the module docs).
+    pub async fn handle_delivery(
+        &self,
+        workspace_id: WorkspaceId,
+        event: &InboundEvent,
+        delivery_id: Option<&str>,
     ) -> Result<InboundOutcome, InboundError> {
         let now = self.clock.now();
         let settings = self.settings.settings(workspace_id).await;
@@ -142,8 +193,13 @@ impl InboundHandler {
             workspace_id,
             now,
             definitions: Definitions::new(&*self.store, workspace_id),
+            delivery_id,
             out: InboundApplied::default(),
         };
+        if let Some(event) = ProviderEvent::of(event) {
+            task.provider_event(&event).await?;
+            return Ok(task.done());
+        }
         match event {
             InboundEvent::Reply {
                 channel,
@@ -211,30 +267,6 @@ impl InboundHandler {
                         None,
                         &EnrollmentEvent::MeetingBooked,
                         "meeting booked",
-                    )
-                    .await?;
-                }
-            }
-            InboundEvent::Bounced {
-                channel,
-                provider_message_id,
-                address,
-                permanent,
-            } => {
-                if !permanent {
-                    return Ok(InboundOutcome::Ignored);
-                }
-                task.suppress(*channel, address, SuppressionReason::Bounced)
-                    .await?;
-                let (contact, enrollment) = task
-                    .resolve(*channel, provider_message_id.as_deref(), Some(address))
-                    .await?;
-                if let Some(contact) = contact {
-                    task.transition_contact(
-                        &contact,
-                        enrollment,
-                        &EnrollmentEvent::Bounced,
-                        "address bounced",
                     )
                     .await?;
                 }

@@ -30,6 +30,21 @@
 //! - Timestamps are kept to the microsecond (PostgreSQL's precision); a backend MAY
 //!   truncate finer parts. The engine's [`Clock`](crate::Clock)s tick in whole
 //!   microseconds, so rows written with their time read back unchanged.
+//! - A state-changing method appends the catalogue events of its change
+//!   ([`crate::events`]) in the same atomic step: the change and its events are
+//!   written together or not at all, each event idempotent on its key so a retried
+//!   call never appends one twice, and a refused call appends nothing. Those events
+//!   are *unrouted* ([`EventStore::list_unrouted_events`]) until the engine's event
+//!   router (in the `jobs` engine) enqueues their jobs. Which method
+//!   appends which event is listed in the catalogue; in short: contact, account,
+//!   deal and sequence inserts and updates; every activity recorded (by
+//!   `record_activity` or with a send or a failure); enrollment inserts and every
+//!   enrollment state change (by update, change-set or send); outbox messages
+//!   reaching a final status; approval items requested and leaving `Pending`;
+//!   anomalies opened and resolved; effective score or tier changes. Intake's
+//!   [`IntakeStore::complete_intake`] is the exception that proves the rule: its
+//!   completion carries the contact's one event (`contact.created` or
+//!   `contact.merged`), so the contact write appends no other.
 //!
 //! # Implementing
 //! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
@@ -50,6 +65,7 @@ mod query;
 mod queue;
 mod scoring;
 mod sequences;
+mod webhook;
 
 pub use anomaly::AnomalyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
@@ -73,6 +89,9 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use webhook::{
+    InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore, validate_webhook_delivery,
+};
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
 ///
@@ -98,6 +117,7 @@ pub trait Store:
     + AnomalyStore
     + EnrichmentStore
     + ScoringStore
+    + WebhookStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -108,6 +128,7 @@ pub trait Store:
     + ScorerStore
     + IntakeServiceStore
     + InboundHandlerStore
+    + InboundPipelineStore
     + ForecastStore
     + Send
     + Sync
@@ -140,6 +161,7 @@ impl<T> Store for T where
         + AnomalyStore
         + EnrichmentStore
         + ScoringStore
+        + WebhookStore
         + Send
         + Sync
         + 'static

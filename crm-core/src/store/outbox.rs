@@ -101,6 +101,9 @@ pub trait OutboxStore: Send + Sync + Debug {
     /// Marks an in-flight message `Sent`, records `sent.activity` and applies
     /// `sent.enrollment` (see [`SentRecord::enrollment`]) in one atomic step: the
     /// message and the activity are stored together or not at all. Lease-checked.
+    /// Appends, in the same step, `outbox.sent` (plus `enrollment.step_sent` for a
+    /// sequence step), the activity's `activity.logged` and the enrollment's
+    /// transition events, if it changed state.
     async fn mark_outbox_sent(
         &self,
         workspace_id: WorkspaceId,
@@ -131,7 +134,19 @@ pub trait OutboxStore: Send + Sync + Debug {
     ) -> Result<OutboxMessage, StoreError>;
 
     /// Ends an in-flight message as `Failed`, `DeadLettered` or `Cancelled` (any other
-    /// status is `Invalid`) with `reason` in `last_error`. Lease-checked.
+    /// status is `Invalid`) with `reason` in `last_error` and `updated_at = now`.
+    /// Lease-checked. In the same atomic step:
+    /// - appends `outbox.failed`, `outbox.dead_lettered` or `outbox.cancelled` with
+    ///   `reason` as the event's `error` (so `reason` must be a classified text, never
+    ///   a provider's raw answer);
+    /// - for `Failed` and `DeadLettered` of a message with a contact, records a
+    ///   `SendFailed` activity (contact, channel, message, `occurred_at = now`, details
+    ///   `{status, attempts, error}`; see [`crate::events::send_failed_activity`])
+    ///   with its `activity.logged`, so timelines and the failure-rate anomaly rule
+    ///   see every failed send;
+    /// - if the message belongs to an enrollment still `StepPending` on the message's
+    ///   step, sets that enrollment's `next_run_at` to `now` (a version bump, no state
+    ///   change), so the runner moves it on promptly instead of at its old due time.
     async fn finish_outbox(
         &self,
         workspace_id: WorkspaceId,
@@ -139,6 +154,7 @@ pub trait OutboxStore: Send + Sync + Debug {
         lease_token: i64,
         status: OutboxStatus,
         reason: &str,
+        now: DateTime<Utc>,
     ) -> Result<OutboxMessage, StoreError>;
 
     /// Returns every `InFlight` message in `scope` whose lease expired at or before
@@ -151,6 +167,9 @@ pub trait OutboxStore: Send + Sync + Debug {
     /// Compare-and-set update outside the send path: approval edits, releasing an
     /// approved message to `Pending`, cancelling. The new status may be
     /// `AwaitingApproval`, `Pending` or `Cancelled` (else `Invalid`), and a message that
-    /// is `InFlight` or final cannot be changed (`Conflict`).
+    /// is `InFlight` or final cannot be changed (`Conflict`). Cancelling appends
+    /// `outbox.cancelled` (without the free-text `last_error`) and, if the message
+    /// belongs to an enrollment still `StepPending` on its step, sets that
+    /// enrollment's `next_run_at` to the message's `updated_at`, in the same step.
     async fn update_outbox(&self, message: &OutboxMessage) -> Result<OutboxMessage, StoreError>;
 }

@@ -25,6 +25,8 @@ pub trait EventStore: Send + Sync + Debug {
     /// with a different key is `Conflict`. An empty batch answers an empty list. A
     /// backend should append in one round trip. The single-event form is
     /// [`EventStoreExt::append_event`](crate::store::EventStoreExt::append_event).
+    /// The events are appended unrouted (see
+    /// [`list_unrouted_events`](Self::list_unrouted_events)).
     async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted<Event>>, StoreError>;
 
     /// Appends an event and enqueues the jobs it triggers, atomically: when the event is
@@ -33,7 +35,8 @@ pub trait EventStore: Send + Sync + Debug {
     /// nothing is enqueued and `created` is `false`. Idempotency and conflicts as in
     /// [`append_events`](Self::append_events). Every job must belong to the
     /// event's workspace and carry an idempotency key (`Invalid`), so a retried append
-    /// never doubles work.
+    /// never doubles work. The event is routed: it is never listed by
+    /// [`list_unrouted_events`](Self::list_unrouted_events).
     async fn append_event_with_jobs(
         &self,
         event: &NewEvent,
@@ -51,6 +54,30 @@ pub trait EventStore: Send + Sync + Debug {
         after_position: i64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// Events appended without their jobs, oldest (lowest position) first: those the
+    /// stores append with their own state changes and those of `append_events`. An
+    /// event appended by `append_event_with_jobs` is routed already and never listed.
+    async fn list_unrouted_events(
+        &self,
+        scope: Scope,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Enqueues `jobs` (a job whose idempotency key exists already is skipped, not an
+    /// error) and marks `event_ids` routed, atomically: after it returns, none of them
+    /// is listed by `list_unrouted_events`. Ids of unknown or already routed events are
+    /// ignored. Returns how many events it marked.
+    ///
+    /// As in [`append_event_with_jobs`](Self::append_event_with_jobs), every job must
+    /// belong to `workspace_id` and carry an idempotency key (`Invalid`, nothing
+    /// written), and a new job's id already used is `Conflict`.
+    async fn mark_events_routed(
+        &self,
+        workspace_id: WorkspaceId,
+        event_ids: &[EventId],
+        jobs: &[Job],
+    ) -> Result<u64, StoreError>;
 }
 
 /// The durable job queue.

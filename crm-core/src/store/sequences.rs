@@ -131,6 +131,9 @@ pub trait SequenceStore: Send + Sync + Debug {
     ///   [`OutboxStore::enqueue_outbox`](crate::store::OutboxStore::enqueue_outbox).
     /// - `cancel_queued`, if set, cancels as documented on [`EnrollmentChange`].
     /// - Setting both `enqueue` and `cancel_queued` is `Invalid`.
+    /// - Appends, in the same step, the enrollment's transition events
+    ///   ([`crate::events::enrollment_transition`]), `outbox.cancelled` for each
+    ///   cancelled message and `approval.decided` for each withdrawn item.
     async fn advance_enrollment(
         &self,
         change: &EnrollmentChange,

@@ -109,18 +109,18 @@ async fn outbox_claims_in_due_order_with_growing_tokens() {
 
     assert_kind(
         store
-            .finish_outbox(ws, early.id, 2, OutboxStatus::Sent, "no")
+            .finish_outbox(ws, early.id, 2, OutboxStatus::Sent, "no", t0())
             .await,
         Invalid,
     );
     let failed = store
-        .finish_outbox(ws, early.id, 2, OutboxStatus::Failed, "bad address")
+        .finish_outbox(ws, early.id, 2, OutboxStatus::Failed, "bad address", t0())
         .await
         .unwrap();
     assert_eq!(failed.last_error.as_deref(), Some("bad address"));
     assert_kind(
         store
-            .finish_outbox(ws, early.id, 2, OutboxStatus::Failed, "again")
+            .finish_outbox(ws, early.id, 2, OutboxStatus::Failed, "again", t0())
             .await,
         LeaseLost,
     );

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use crm_core::StoreError;
+use crm_core::events;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::Activity;
 use crm_core::store::{ActivityFilter, ActivityStore, validate_limit};
@@ -9,6 +10,7 @@ use crm_core::store::{ActivityFilter, ActivityStore, validate_limit};
 use super::{CONTACT, DEAL};
 use crate::PostgresStore;
 use crate::error::{Ref, db, db_refs};
+use crate::queue::insert_events_in;
 use crate::rows::{ActivityRow, IntoEntity, entities};
 
 const ACTIVITY: &str = "activity";
@@ -67,7 +69,8 @@ impl ActivityStore for PostgresStore {
                 activity.deal_id.map(|id| id.as_uuid()),
             ),
         ];
-        sqlx::query_as::<_, ActivityRow>(
+        let mut tx = self.pool.begin().await.map_err(db(ACTIVITY))?;
+        let stored = sqlx::query_as::<_, ActivityRow>(
             "INSERT INTO activities (workspace_id, id, contact_id, deal_id, kind, channel,
                  outbox_message_id, summary, details, occurred_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
@@ -82,10 +85,13 @@ impl ActivityStore for PostgresStore {
         .bind(activity.summary.clone())
         .bind(activity.details.clone())
         .bind(activity.occurred_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_refs(ACTIVITY, &refs))?
-        .into_entity()
+        .into_entity()?;
+        insert_events_in(&mut tx, &[events::activity_logged(&stored)?]).await?;
+        tx.commit().await.map_err(db(ACTIVITY))?;
+        Ok(stored)
     }
 
     async fn list_activities(

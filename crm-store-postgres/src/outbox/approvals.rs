@@ -3,16 +3,20 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
+use crm_core::events;
 use crm_core::ids::{ApprovalItemId, ApprovalRuleId, OutboxMessageId, WorkspaceId};
 use crm_core::model::rules::require_new_version;
-use crm_core::model::{ApprovalItem, ApprovalRule, ApprovalStatus, Channel, OutboxMessage};
+use crm_core::model::{
+    ApprovalItem, ApprovalRule, ApprovalStatus, Channel, NewEvent, OutboxMessage,
+};
 use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
 
-use super::update::{update_outbox_on, validate_update};
+use super::update::{update_outbox_with_events, validate_update};
 use super::{OUTBOX, PgQueryAs, scope_id};
 use crate::PostgresStore;
-use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid};
+use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, parse_text};
 use crate::page::{fetch_status_page, status_page_sql};
+use crate::queue::insert_events_in;
 use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
 
 const APPROVAL: &str = "approval_item";
@@ -38,14 +42,40 @@ const INSERT_APPROVAL: &str = "
     ON CONFLICT (workspace_id, outbox_message_id) DO NOTHING
     RETURNING *";
 
-const UPDATE_APPROVAL: &str = "
-    UPDATE approval_items
+/// The compare-and-set of an item, reading by a self-join the status it left: an item
+/// leaving `Pending` appends its decision's event.
+const CHANGE_APPROVAL: &str = "
+    UPDATE approval_items a
     SET outbox_message_id = $3, channel = $4, status = $5, confidence = $6,
         template_key = $7, step_index = $8, original_body = $9, edited_body = $10,
         context = $11, reason = $12, decided_by = $13, decided_by_rule = $14,
-        decided_at = $15, expires_at = $16, updated_at = $18, version = version + 1
-    WHERE workspace_id = $1 AND id = $2 AND version = $19
-    RETURNING *";
+        decided_at = $15, expires_at = $16, updated_at = $18, version = a.version + 1
+    FROM approval_items old
+    WHERE a.workspace_id = $1 AND a.id = $2 AND a.version = $19
+      AND old.workspace_id = a.workspace_id AND old.id = a.id
+    RETURNING a.*, old.status AS before_status";
+
+/// A row written by [`CHANGE_APPROVAL`].
+#[derive(Debug, sqlx::FromRow)]
+struct ChangedApprovalRow {
+    #[sqlx(flatten)]
+    after: ApprovalRow,
+    before_status: String,
+}
+
+impl ChangedApprovalRow {
+    /// The stored item and, if it just left `Pending`, its decision's event.
+    fn into_change(self) -> Result<(ApprovalItem, Vec<NewEvent>), StoreError> {
+        let before: ApprovalStatus = parse_text(&self.before_status)?;
+        let item = self.after.into_entity()?;
+        let appended = if before == ApprovalStatus::Pending {
+            events::approval_decided(&item)?.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        Ok((item, appended))
+    }
+}
 
 /// The clean-approval streak of a template: its decisions newest first (an item
 /// without `decided_at` sorts as the oldest, as `None` does in Rust), each flagged with
@@ -63,10 +93,7 @@ const CLEAN_STREAK: &str = "
     ) decisions
     WHERE clean";
 
-fn bind_approval<'q>(
-    q: PgQueryAs<'q, ApprovalRow>,
-    i: &ApprovalItem,
-) -> PgQueryAs<'q, ApprovalRow> {
+fn bind_approval<'q, R>(q: PgQueryAs<'q, R>, i: &ApprovalItem) -> PgQueryAs<'q, R> {
     q.bind(i.workspace_id.as_uuid())
         .bind(i.id.as_uuid())
         .bind(i.outbox_message_id.as_uuid())
@@ -148,16 +175,21 @@ impl ApprovalStore for PostgresStore {
     ) -> Result<Inserted<ApprovalItem>, StoreError> {
         item.validate()?;
         require_new_version(item.version)?;
-        let inserted = bind_approval(sqlx::query_as(INSERT_APPROVAL), item)
-            .fetch_optional(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db(APPROVAL))?;
+        let inserted = bind_approval(sqlx::query_as::<_, ApprovalRow>(INSERT_APPROVAL), item)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
         if let Some(row) = inserted {
+            let value = row.into_entity()?;
+            insert_events_in(&mut tx, &[events::approval_requested(&value)?]).await?;
+            tx.commit().await.map_err(db(APPROVAL))?;
             return Ok(Inserted {
-                value: row.into_entity()?,
+                value,
                 created: true,
             });
         }
+        drop(tx);
         // Items are never deleted, so the one holding the message is still there.
         let existing = sqlx::query_as::<_, ApprovalRow>(
             "SELECT * FROM approval_items WHERE workspace_id = $1 AND outbox_message_id = $2",
@@ -224,13 +256,23 @@ impl ApprovalStore for PostgresStore {
 
     async fn update_approval(&self, item: &ApprovalItem) -> Result<ApprovalItem, StoreError> {
         item.validate()?;
-        let row = bind_approval(sqlx::query_as(UPDATE_APPROVAL), item)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
+        let mut tx = self.pool.begin().await.map_err(db(APPROVAL))?;
+        let row = bind_approval(
+            sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL),
+            item,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
         match row {
-            Some(row) => row.into_entity(),
+            Some(row) => {
+                let (stored, appended) = row.into_change()?;
+                insert_events_in(&mut tx, &appended).await?;
+                tx.commit().await.map_err(db(APPROVAL))?;
+                Ok(stored)
+            }
             None => {
+                drop(tx);
                 let (ws, id) = (item.workspace_id, item.id.as_uuid());
                 Err(cas_miss(&self.pool, APPROVAL_VERSION, APPROVAL, ws, id, item.version).await)
             }
@@ -246,25 +288,31 @@ impl ApprovalStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(db(APPROVAL))?;
         // The message before its item, as advance_enrollment's cancellation does, so
         // the two never wait on each other in opposite orders.
-        let stored_message = match message {
-            Some(m) => match update_outbox_on(&mut tx, m).await? {
-                Some(stored) => Some(stored),
+        let (stored_message, message_events) = match message {
+            Some(m) => match update_outbox_with_events(&mut tx, m).await? {
+                Some((stored, appended)) => (Some(stored), appended),
                 None => {
                     tx.rollback().await.map_err(db(APPROVAL))?;
                     return Err(self.decision_miss(item, message).await);
                 }
             },
-            None => None,
+            None => (None, Vec::new()),
         };
-        let row = bind_approval(sqlx::query_as(UPDATE_APPROVAL), item)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
+        let row = bind_approval(
+            sqlx::query_as::<_, ChangedApprovalRow>(CHANGE_APPROVAL),
+            item,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
         let Some(row) = row else {
             tx.rollback().await.map_err(db(APPROVAL))?;
             return Err(self.decision_miss(item, message).await);
         };
-        let stored_item = row.into_entity()?;
+        // The decision first, then what it did to the message.
+        let (stored_item, mut appended) = row.into_change()?;
+        appended.extend(message_events);
+        insert_events_in(&mut tx, &appended).await?;
         tx.commit().await.map_err(db(APPROVAL))?;
         Ok(ApprovalDecided {
             item: stored_item,
@@ -296,6 +344,7 @@ impl ApprovalStore for PostgresStore {
         scope: Scope,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db(APPROVAL))?;
         let rows = sqlx::query_as::<_, ApprovalRow>(
             "UPDATE approval_items
              SET status = 'expired', updated_at = $1, version = version + 1
@@ -305,11 +354,17 @@ impl ApprovalStore for PostgresStore {
         )
         .bind(now)
         .bind(scope_id(scope))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db(APPROVAL))?;
         let mut expired = entities(rows)?;
         expired.sort_by_key(|i| i.id);
+        let mut appended = Vec::with_capacity(expired.len());
+        for item in &expired {
+            appended.extend(events::approval_decided(item)?);
+        }
+        insert_events_in(&mut tx, &appended).await?;
+        tx.commit().await.map_err(db(APPROVAL))?;
         Ok(expired)
     }
 

@@ -2,9 +2,10 @@
 //! `decide_approval`, which runs it inside its transaction.
 
 use crm_core::StoreError;
-use crm_core::model::{OutboxMessage, OutboxStatus};
+use crm_core::model::{NewEvent, OutboxMessage, OutboxStatus};
 use sqlx::PgConnection;
 
+use super::finish::release;
 use super::{OUTBOX, contact_ref};
 use crate::PostgresStore;
 use crate::error::{cas_error, db, db_refs, parse_text};
@@ -62,6 +63,27 @@ pub(super) async fn update_outbox_on(
         .map_err(db_refs(OUTBOX, &contact_ref(message)))?
         .map(IntoEntity::into_entity)
         .transpose()
+}
+
+/// [`update_outbox_on`], and what goes with a message it made final: its events
+/// (without a reason: the caller's free text stays on the row), and for a
+/// cancellation the release of the enrollment waiting for it, at the message's
+/// `updated_at`. Answers the stored message and the events to append with it, in the
+/// caller's transaction.
+pub(super) async fn update_outbox_with_events(
+    conn: &mut PgConnection,
+    message: &OutboxMessage,
+) -> Result<Option<(OutboxMessage, Vec<NewEvent>)>, StoreError> {
+    let Some(stored) = update_outbox_on(conn, message).await? else {
+        return Ok(None);
+    };
+    // The update matched only a pending or awaiting message, so a final status here
+    // is the change that made it final.
+    let appended = crm_core::events::outbox_finished(&stored, None)?;
+    if stored.status == OutboxStatus::Cancelled {
+        release(conn, &stored, stored.updated_at).await?;
+    }
+    Ok(Some((stored, appended)))
 }
 
 impl PostgresStore {

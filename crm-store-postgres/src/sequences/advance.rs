@@ -3,44 +3,38 @@
 //! on any other row and leaves nothing behind.
 
 use crm_core::StoreError;
-use crm_core::ids::OutboxMessageId;
+use crm_core::events;
 use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::store::{EnrollmentAdvanced, EnrollmentChange};
-use uuid::Uuid;
 
-use super::{ENROLLMENT, ENROLLMENT_VERSION, bind_enrollment, enrollment_refs};
+use super::{
+    ChangedEnrollmentRow, ENROLLMENT, ENROLLMENT_VERSION, SET_ENROLLMENT, bind_enrollment,
+    enrollment_refs,
+};
 use crate::PostgresStore;
 use crate::error::{cas_miss, db, db_refs, invalid};
 use crate::outbox::insert_outbox;
-use crate::rows::{EnrollmentRow, IntoEntity};
+use crate::queue::insert_events_in;
+use crate::rows::{ApprovalRow, OutboxRow, entities};
 
-/// The compare-and-set: `$1`..`$14` as `bind_enrollment` binds them, `$15` the
-/// change's time.
-const ADVANCE: &str = "
-    UPDATE enrollments SET sequence_id = $3, sequence_version = $4, contact_id = $5,
-        state = $6, current_step = $7, next_run_at = $8, updated_at = $15,
-        end_reason = $12, ended_at = $13, step_message_id = $14,
-        version = version + 1
-    WHERE workspace_id = $1 AND id = $2 AND version = $11
+/// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`); answers
+/// them, for their events.
+const CANCEL_QUEUED: &str = "
+    UPDATE outbox_messages
+    SET status = 'cancelled', last_error = $3, updated_at = $4, version = version + 1
+    WHERE workspace_id = $1 AND enrollment_id = $2
+      AND status IN ('pending', 'awaiting_approval')
     RETURNING *";
 
-/// Cancels the enrollment's queued messages (`outbox_messages_enrollment_idx`) and
-/// withdraws their pending approval items, in one statement.
-const CANCEL_QUEUED: &str = "
-    WITH cancelled AS (
-        UPDATE outbox_messages
-        SET status = 'cancelled', last_error = $3, updated_at = $4, version = version + 1
-        WHERE workspace_id = $1 AND enrollment_id = $2
-          AND status IN ('pending', 'awaiting_approval')
-        RETURNING id
-    ), withdrawn AS (
-        UPDATE approval_items
-        SET status = 'withdrawn', reason = $3, decided_at = $4, updated_at = $4,
-            version = version + 1
-        WHERE workspace_id = $1 AND status = 'pending'
-          AND outbox_message_id IN (SELECT id FROM cancelled)
-    )
-    SELECT id FROM cancelled ORDER BY id";
+/// Withdraws the pending approval items of the messages `$2` just cancelled (after
+/// them, so the message rows are always locked before their items); answers them, for
+/// their events.
+const WITHDRAW_PENDING: &str = "
+    UPDATE approval_items
+    SET status = 'withdrawn', reason = $3, decided_at = $4, updated_at = $4,
+        version = version + 1
+    WHERE workspace_id = $1 AND status = 'pending' AND outbox_message_id = ANY($2)
+    RETURNING *";
 
 /// The checks made before touching the database: `Invalid` for a change that sets both
 /// `enqueue` and `cancel_queued`, a message of another workspace or enrollment, or a
@@ -93,7 +87,7 @@ impl PostgresStore {
             now,
         } = change;
         let mut tx = self.pool.begin().await.map_err(db(ENROLLMENT))?;
-        let row = bind_enrollment(sqlx::query_as::<_, EnrollmentRow>(ADVANCE), e)
+        let row = bind_enrollment(sqlx::query_as::<_, ChangedEnrollmentRow>(SET_ENROLLMENT), e)
             .bind(*now)
             .fetch_optional(&mut *tx)
             .await
@@ -111,10 +105,10 @@ impl PostgresStore {
             )
             .await);
         };
-        let enrollment = row.into_entity()?;
+        let (enrollment, mut appended) = row.into_change()?;
         let mut cancelled = Vec::new();
         if let Some(reason) = cancel_queued {
-            let ids = sqlx::query_scalar::<_, Uuid>(CANCEL_QUEUED)
+            let rows = sqlx::query_as::<_, OutboxRow>(CANCEL_QUEUED)
                 .bind(e.workspace_id.as_uuid())
                 .bind(e.id.as_uuid())
                 .bind(reason.as_str())
@@ -122,12 +116,34 @@ impl PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db(ENROLLMENT))?;
-            cancelled = ids.into_iter().map(OutboxMessageId::from_uuid).collect();
+            let mut messages = entities(rows)?;
+            messages.sort_by_key(|m| m.id);
+            for message in &messages {
+                appended.extend(events::outbox_finished(message, Some(reason))?);
+                cancelled.push(message.id);
+            }
+            if !cancelled.is_empty() {
+                let ids: Vec<_> = cancelled.iter().map(|id| id.as_uuid()).collect();
+                let rows = sqlx::query_as::<_, ApprovalRow>(WITHDRAW_PENDING)
+                    .bind(e.workspace_id.as_uuid())
+                    .bind(ids)
+                    .bind(reason.as_str())
+                    .bind(*now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db(ENROLLMENT))?;
+                let mut items = entities(rows)?;
+                items.sort_by_key(|i| i.id);
+                for item in &items {
+                    appended.extend(events::approval_decided(item)?);
+                }
+            }
         }
         let enqueued = match enqueue {
             Some(message) => Some(insert_outbox(&mut tx, message).await?),
             None => None,
         };
+        insert_events_in(&mut tx, &appended).await?;
         tx.commit().await.map_err(db(ENROLLMENT))?;
         Ok(EnrollmentAdvanced {
             enrollment,

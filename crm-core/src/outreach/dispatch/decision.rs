@@ -49,7 +49,9 @@ pub enum FailureAction {
 /// The action for `error` on a message claimed for its `attempts`-th attempt (the
 /// claim counted, so the first attempt is 1). Retryable and rate-limited errors wait
 /// the provider's `retry_after` when given (capped at a year), else a jittered backoff
-/// (`fraction` is the random pick); at `max_attempts` they dead-letter instead.
+/// (`fraction` is the random pick); at `max_attempts` they dead-letter instead. A
+/// configuration error (channel not configured, secret unresolvable) retries the same
+/// way, so a fixed configuration rescues the message.
 /// Permanent, auth and unknown errors fail; an invalid recipient fails and suppresses.
 #[must_use]
 pub fn on_channel_error(
@@ -60,7 +62,9 @@ pub fn on_channel_error(
 ) -> FailureAction {
     let reason = error.to_string();
     match error.kind() {
-        ChannelErrorKind::Retryable | ChannelErrorKind::RateLimited => {
+        ChannelErrorKind::Retryable
+        | ChannelErrorKind::RateLimited
+        | ChannelErrorKind::Configuration => {
             let attempts = u32::try_from(attempts).unwrap_or(0);
             if attempts >= policy.max_attempts {
                 return FailureAction::DeadLetter {
@@ -88,18 +92,6 @@ pub fn on_channel_error(
             reason,
             suppress: false,
         },
-    }
-}
-
-/// The error used when no adapter serves a channel: retryable, so fixing the
-/// configuration within the retry budget rescues the message.
-#[must_use]
-pub(super) fn missing_adapter(channel: Channel) -> ChannelError {
-    ChannelError::Retryable {
-        provider: "dispatcher",
-        reason: format!("no adapter registered for channel {channel}"),
-        retry_after: None,
-        source: None,
     }
 }
 

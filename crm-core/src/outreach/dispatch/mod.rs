@@ -33,7 +33,10 @@
 //!    workspace and channel for all the batch's messages that passed stages 1 to 5
 //!    (falling back to what is left of the cap). Messages beyond the cap are postponed
 //!    to the start of the next local day with their attempt given back, not failed.
-//! 7. **Send** through the channel's adapter, or the [`DryRunChannel`] when dry-run is
+//! 7. **Send** through the adapter the [`ChannelResolver`] gives for the message's
+//!    workspace and channel (built from the workspace's channel configuration; one
+//!    that cannot be resolved is a retryable configuration error, found before the
+//!    quota is taken), or the [`DryRunChannel`] when dry-run is
 //!    forced by the configuration, by `CRM_DRY_RUN=1` (read once at construction) or
 //!    by the workspace settings. The outbox id is the idempotency key. Success marks
 //!    the message sent, records a `MessageSent` activity and moves the enrollment to
@@ -73,6 +76,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub use crate::channel::dry_run::{DryRunChannel, DryRunRecord};
 pub use backoff::{backoff_ceiling, backoff_delay, full_jitter, jitter_fraction};
@@ -94,6 +98,7 @@ use pipeline::Gated;
 use prefetch::{Prefetched, prefetch};
 
 use crate::approval::{ApprovalPolicy, ManualApproval, Notifier};
+use crate::channel::ChannelResolver;
 use crate::clock::Clock;
 use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
@@ -109,7 +114,7 @@ pub struct Dispatcher {
     store: Arc<dyn DispatcherStore>,
     clock: Arc<dyn Clock>,
     settings: Arc<dyn SettingsProvider>,
-    channels: ChannelRegistry,
+    channels: Arc<dyn ChannelResolver>,
     policy: Arc<dyn ApprovalPolicy>,
     notifier: Option<Arc<dyn Notifier>>,
     dry_run: DryRunChannel,
@@ -131,15 +136,29 @@ impl fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher with the [`ManualApproval`] policy, no notifier and a
-    /// [`DryRunChannel`] timed by `clock`. Reads [`DRY_RUN_ENV`] now, once, if the
-    /// configuration says so.
+    /// A dispatcher sending through `channels`, the same adapter per channel for every
+    /// workspace; see [`Dispatcher::with_resolver`].
     #[must_use]
     pub fn new(
         store: Arc<dyn DispatcherStore>,
         clock: Arc<dyn Clock>,
         settings: Arc<dyn SettingsProvider>,
         channels: ChannelRegistry,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self::with_resolver(store, clock, settings, Arc::new(channels), config)
+    }
+
+    /// A dispatcher asking `channels` for the adapter of each message's workspace and
+    /// channel (with the workspace's channel configuration from its settings), with
+    /// the [`ManualApproval`] policy, no notifier and a [`DryRunChannel`] timed by
+    /// `clock`. Reads [`DRY_RUN_ENV`] now, once, if the configuration says so.
+    #[must_use]
+    pub fn with_resolver(
+        store: Arc<dyn DispatcherStore>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<dyn SettingsProvider>,
+        channels: Arc<dyn ChannelResolver>,
         config: DispatcherConfig,
     ) -> Self {
         let env =
@@ -203,7 +222,20 @@ impl Dispatcher {
     /// Claims up to `batch_size` due messages across every workspace and processes
     /// them, up to `concurrency` at once. Errors on single messages are counted in the
     /// report, never returned; only a failed claim is an error.
+    ///
+    /// Runs in an `outbox.dispatch_batch` span (worker, claimed); each message's send
+    /// runs in an `outbox.send` span carrying workspace id, outbox id, channel and
+    /// attempt, never addresses or content.
     pub async fn dispatch_batch(&self) -> Result<DispatchReport, DispatchError> {
+        let span = tracing::info_span!(
+            "outbox.dispatch_batch",
+            worker = self.config.worker(),
+            claimed = tracing::field::Empty,
+        );
+        self.dispatch_batch_inner().instrument(span).await
+    }
+
+    async fn dispatch_batch_inner(&self) -> Result<DispatchReport, DispatchError> {
         let now = self.clock.now();
         let claim = Claim::new(
             Scope::All,
@@ -221,6 +253,7 @@ impl Dispatcher {
             claimed: u64::try_from(messages.len()).unwrap_or(u64::MAX),
             ..DispatchReport::default()
         };
+        tracing::Span::current().record("claimed", report.claimed);
         if messages.is_empty() {
             return Ok(report);
         }

@@ -6,12 +6,10 @@ use std::sync::{Arc, PoisonError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::decision::{
-    enrollment_block, later, missing_adapter, next_due, next_due_needs_time_zone,
-};
+use super::decision::{enrollment_block, later, next_due, next_due_needs_time_zone};
+use super::send::Sender;
 use super::{Batch, Dispatcher, Outcome, WorkspaceState};
 use crate::approval::{ApprovalDecision, ApprovalRequest, PolicyError};
-use crate::channel::ChannelAdapter;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::ContactId;
 use crate::model::{
@@ -83,13 +81,7 @@ pub(super) struct Ready<'a> {
     /// The approved text when it differs from the message's body.
     pub(super) body: Option<String>,
     pub(super) plan: Option<StepPlan>,
-    pub(super) sender: Sender<'a>,
-}
-
-/// Who receives the message.
-pub(super) enum Sender<'a> {
-    DryRun,
-    Adapter(&'a Arc<dyn ChannelAdapter>),
+    pub(super) sender: Sender,
 }
 
 /// What is needed to move the enrollment on once its step was sent.
@@ -472,21 +464,6 @@ impl<'a> SendAttempt<'a> {
         Ok(())
     }
 
-    /// Who sends: the dry-run adapter, or the channel's adapter; a channel without an
-    /// adapter is handled as a failed send.
-    async fn sender(&self) -> Gate<Sender<'a>> {
-        if self.ws.dry_run {
-            return Ok(Sender::DryRun);
-        }
-        let channel = self.message.channel;
-        match self.d.channels.get(channel) {
-            Some(adapter) => Ok(Sender::Adapter(adapter)),
-            None => Err(Stop::Settled(
-                self.on_error(&missing_adapter(channel)).await?,
-            )),
-        }
-    }
-
     /// Ends the message as `status` with `reason` and stops it at this gate.
     async fn stop<T>(&self, status: OutboxStatus, reason: &str) -> Gate<T> {
         Err(Stop::Settled(self.finish(status, reason).await?))
@@ -512,7 +489,7 @@ impl<'a> SendAttempt<'a> {
         let m = self.message;
         self.d
             .store
-            .finish_outbox(m.workspace_id, m.id, self.token, status, reason)
+            .finish_outbox(m.workspace_id, m.id, self.token, status, reason, self.now)
             .await?;
         Ok(match status {
             OutboxStatus::Failed => Outcome::Failed,

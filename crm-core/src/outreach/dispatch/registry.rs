@@ -1,17 +1,22 @@
-//! [`ChannelRegistry`]: which adapter sends each channel.
+//! [`ChannelRegistry`]: one adapter per channel, for every workspace.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::channel::ChannelAdapter;
-use crate::model::Channel;
+use async_trait::async_trait;
 
-/// The adapters of a dispatcher, one per [`Channel`].
+use crate::channel::{ChannelAdapter, ChannelError, ChannelResolver};
+use crate::ids::WorkspaceId;
+use crate::model::{Channel, ChannelConfig};
+
+/// The adapters of a dispatcher, one per [`Channel`], shared by every workspace: a
+/// [`ChannelResolver`] for tests and hosts that serve one sender.
 ///
-/// A message on a channel without an adapter is retried with backoff and finally
-/// dead-lettered with the reason (so a configuration fixed in time rescues it); in
-/// dry-run no adapter is needed.
+/// It ignores the workspaces' channel configurations. A message on a channel without
+/// an adapter gets a [`ChannelError::Configuration`]: it is retried with backoff and
+/// finally dead-lettered with the reason (so a configuration fixed in time rescues
+/// it); in dry-run no adapter is needed.
 #[derive(Clone, Default)]
 pub struct ChannelRegistry {
     adapters: BTreeMap<Channel, Arc<dyn ChannelAdapter>>,
@@ -59,5 +64,53 @@ impl fmt::Debug for ChannelRegistry {
                     .map(|(channel, adapter)| (channel.as_str(), adapter.provider())),
             )
             .finish()
+    }
+}
+
+#[async_trait]
+impl ChannelResolver for ChannelRegistry {
+    async fn resolve(
+        &self,
+        _workspace_id: WorkspaceId,
+        channel: Channel,
+        _config: Option<&ChannelConfig>,
+    ) -> Result<Arc<dyn ChannelAdapter>, ChannelError> {
+        self.get(channel).cloned().ok_or_else(|| {
+            ChannelError::configuration(channel, format!("no adapter registered for {channel}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelErrorKind;
+    use crate::outreach::dispatch::StubChannel;
+
+    #[tokio::test]
+    async fn serves_every_workspace_the_same_adapter_and_refuses_the_rest_retryably() {
+        let registry = ChannelRegistry::new().with(Arc::new(StubChannel::ok(Channel::Email)));
+        let config = ChannelConfig::new("resend");
+        let a = registry
+            .resolve(WorkspaceId::new(), Channel::Email, Some(&config))
+            .await
+            .unwrap_or_else(|e| panic!("email is registered: {e}"));
+        let b = registry
+            .resolve(WorkspaceId::new(), Channel::Email, None)
+            .await
+            .unwrap_or_else(|e| panic!("email is registered: {e}"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let missing = registry
+            .resolve(WorkspaceId::new(), Channel::WhatsApp, Some(&config))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("no WhatsApp adapter is registered"));
+        assert_eq!(missing.kind(), ChannelErrorKind::Configuration);
+        assert!(missing.is_retryable());
+        assert!(
+            missing
+                .to_string()
+                .contains("no adapter registered for whatsapp")
+        );
     }
 }

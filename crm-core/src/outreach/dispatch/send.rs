@@ -1,24 +1,49 @@
-//! Stages 6 and 7: the daily quota, taken once per workspace and channel for a whole
-//! batch, then the send and what follows from its result.
+//! Who sends a message (the last gate), then stages 6 and 7: the daily quota, taken
+//! once per workspace and channel for a whole batch, then the send and what follows
+//! from its result.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::backoff::jitter_fraction;
 use super::decision::{FailureAction, RetryPolicy, later, on_channel_error};
-use super::pipeline::{Ready, SendAttempt, Sender, Step, settle};
+use super::pipeline::{Gate, Ready, SendAttempt, Step, Stop, settle};
 use super::{Dispatcher, Outcome};
-use crate::channel::{ChannelError, OutboundMessage, SendReceipt};
+use crate::channel::{ChannelAdapter, ChannelError, OutboundMessage, SendReceipt};
 use crate::error::StoreError;
 use crate::ids::{ContactId, WorkspaceId};
-use crate::model::{Activity, ActivityKind, Channel, OutboxStatus, Suppression, SuppressionReason};
+use crate::model::{
+    Activity, ActivityKind, Channel, OutboxMessage, OutboxStatus, Suppression, SuppressionReason,
+};
 use crate::outreach::schedule::{local_day, start_of_next_day};
 use crate::store::{QuotaDecision, Reschedule, SentRecord};
 
 /// How many times a contended quota grab is tried before the rest waits a day.
 const QUOTA_TRIES: usize = 16;
+
+/// Who sends a cleared message.
+pub(super) enum Sender {
+    /// The dispatcher's dry-run adapter.
+    DryRun,
+    /// The adapter the resolver gave for the message's workspace and channel.
+    Adapter(Arc<dyn ChannelAdapter>),
+}
+
+/// The span of one message's send: ids, channel and attempt only, never addresses or
+/// content.
+fn send_span(message: &OutboxMessage) -> tracing::Span {
+    tracing::info_span!(
+        "outbox.send",
+        workspace_id = %message.workspace_id,
+        outbox_id = %message.id,
+        channel = message.channel.as_str(),
+        attempt = message.attempts,
+    )
+}
 
 /// Cleared messages split into those within the quota and those postponed or left.
 pub(super) struct Allotted<'a> {
@@ -124,10 +149,13 @@ impl Dispatcher {
         Ok(0)
     }
 
-    /// Stage 7 for one message within its quota.
+    /// Stage 7 for one message within its quota, in its own span.
     pub(super) async fn deliver(&self, ready: Ready<'_>) -> Outcome {
         let message = ready.attempt.message;
-        settle(message, ready.send().await)
+        let span = send_span(message);
+        async move { settle(message, ready.send().await) }
+            .instrument(span)
+            .await
     }
 }
 
@@ -138,7 +166,7 @@ impl Ready<'_> {
         if let Some(body) = self.body.clone() {
             outbound.body = body;
         }
-        let (result, provider) = match self.sender {
+        let (result, provider) = match &self.sender {
             Sender::DryRun => (Ok(attempt.d.dry_run.record(&outbound)), "dry-run"),
             Sender::Adapter(adapter) => (adapter.send(&outbound).await, adapter.provider()),
         };
@@ -200,6 +228,38 @@ impl Ready<'_> {
 }
 
 impl SendAttempt<'_> {
+    /// The last gate, who sends: the dry-run adapter, or the adapter the resolver gives
+    /// for the message's workspace and channel (with the workspace's channel
+    /// configuration). A channel that cannot be resolved is handled as a failed,
+    /// retryable send before any quota is spent.
+    pub(super) async fn sender(&self) -> Gate<Sender> {
+        if self.ws.dry_run {
+            return Ok(Sender::DryRun);
+        }
+        let m = self.message;
+        let config = self.ws.settings.channels.get(&m.channel);
+        match self
+            .d
+            .channels
+            .resolve(m.workspace_id, m.channel, config)
+            .await
+        {
+            Ok(adapter) => Ok(Sender::Adapter(adapter)),
+            Err(e) => {
+                // The error names parameters and secret references, never values.
+                tracing::warn!(
+                    workspace_id = %m.workspace_id,
+                    outbox_id = %m.id,
+                    channel = m.channel.as_str(),
+                    attempt = m.attempts,
+                    error = %e,
+                    "no adapter for the message's channel"
+                );
+                Err(Stop::Settled(self.on_error(&e).await?))
+            }
+        }
+    }
+
     /// Acts on a failed send.
     pub(super) async fn on_error(&self, error: &ChannelError) -> Step<Outcome> {
         let m = self.message;

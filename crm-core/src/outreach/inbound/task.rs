@@ -47,6 +47,10 @@ pub(super) struct InboundTask<'s> {
     pub(super) workspace_id: WorkspaceId,
     pub(super) now: DateTime<Utc>,
     pub(super) definitions: Definitions<'s>,
+    /// The provider's id of the delivery that brought the event, when known: part of
+    /// the fingerprint of provider events that carry nothing else to tell two apart
+    /// (two opens of one message are two deliveries).
+    pub(super) delivery_id: Option<&'s str>,
     pub(super) out: InboundApplied,
 }
 
@@ -70,6 +74,7 @@ impl InboundTask<'_> {
             match self.store.get_contact(ws, contact_id).await {
                 Ok(contact) => {
                     self.out.contact_id = Some(contact.id);
+                    self.out.outbox_message_id = Some(message.id);
                     return Ok((Some(contact), message.enrollment_id));
                 }
                 Err(e) if e.kind() == StoreErrorKind::NotFound => {}
@@ -181,6 +186,7 @@ impl InboundTask<'_> {
             Activity::for_contact(self.workspace_id, contact.id, kind, summary, self.now)?
                 .with_details(details);
         activity.channel = channel;
+        activity.outbox_message_id = self.out.outbox_message_id;
         self.store.record_activity(&activity).await?;
         self.out.activity_recorded = true;
         Ok(())

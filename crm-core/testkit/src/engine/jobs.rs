@@ -6,10 +6,12 @@
 
 mod anomalies;
 mod events;
+mod routing;
 mod worker;
 
 pub use anomalies::*;
 pub use events::*;
+pub use routing::*;
 pub use worker::*;
 
 use std::collections::HashMap;
@@ -81,6 +83,7 @@ macro_rules! __jobs_cases {
             graceful_shutdown_finishes_in_flight_and_releases_the_rest
             // events and periodic jobs
             publish_enqueues_mapped_jobs_once
+            router_routes_store_appended_events_once
             schedulers_enqueue_each_instant_once
             periodic_expiry_expires_approvals_and_cancels_messages
             // anomalies

@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod dispatch;
 pub mod enrichment;
+pub mod inbound;
 pub mod intake;
 pub mod jobs;
 pub mod runner;

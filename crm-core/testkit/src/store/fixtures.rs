@@ -26,8 +26,10 @@ use crm_core::model::{
 use crm_core::money::{Currency, Money};
 use crm_core::store::{Claim, Inserted, Page, Scope, SentRecord};
 
+mod events;
 mod outreach;
 
+pub use events::*;
 pub use outreach::*;
 
 /// 2026-01-05T09:00:00Z, a Monday: the instant every case counts from.

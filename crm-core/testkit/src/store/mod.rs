@@ -26,7 +26,10 @@ mod deals;
 mod divergences;
 mod enrichment;
 mod event_jobs;
+mod event_routing;
 mod events;
+mod events_emitted;
+mod events_emitted_send;
 mod intake;
 mod intake_batch;
 mod intake_complete;
@@ -40,6 +43,7 @@ mod outbox_send;
 mod outreach;
 mod scoring;
 mod sequences;
+mod webhooks;
 
 pub use approval_decisions::*;
 pub use approvals::*;
@@ -55,7 +59,10 @@ pub use deals::*;
 pub use divergences::*;
 pub use enrichment::*;
 pub use event_jobs::*;
+pub use event_routing::*;
 pub use events::*;
+pub use events_emitted::*;
+pub use events_emitted_send::*;
 pub use intake::*;
 pub use intake_batch::*;
 pub use intake_complete::*;
@@ -69,6 +76,7 @@ pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
+pub use webhooks::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
 ///
@@ -214,6 +222,18 @@ macro_rules! __store_cases {
             event_append_round_trip
             event_append_is_idempotent
             event_tenant_isolation_and_scope_all
+            // events: routing, and the events every state change appends
+            unrouted_events_are_listed_oldest_first
+            marking_events_routed_enqueues_their_jobs_once
+            marking_events_routed_checks_its_jobs
+            crm_changes_append_their_events
+            enrollment_changes_append_their_events
+            finish_outbox_records_the_failure_and_nudges_the_enrollment
+            finish_outbox_leaves_other_enrollments_alone
+            sends_and_cancels_append_their_events
+            approval_changes_append_their_events
+            anomaly_changes_append_their_events
+            score_changes_append_their_events
             // coordination: quotas, leases, anomalies
             quota_consume_until_exhausted
             quota_keys_are_independent
@@ -296,6 +316,10 @@ macro_rules! __store_cases {
             oversized_profile_link_is_invalid_at_intake
             unreadable_json_is_refused_everywhere
             json_at_the_limits_round_trips_exactly
+            // inbound webhook deliveries: durable deduplication
+            webhook_delivery_recorded_once_per_key
+            webhook_delivery_concurrent_duplicates_have_one_winner
+            webhook_delivery_purge_keeps_recent
         }
     };
 }

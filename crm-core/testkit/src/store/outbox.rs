@@ -298,7 +298,14 @@ pub async fn outbox_update_rules(store: &DynStore) {
     let lease_token = token(in_flight.lease.as_ref());
     let failed = ok(
         store
-            .finish_outbox(ws, draft.id, lease_token, OutboxStatus::Failed, "bounced")
+            .finish_outbox(
+                ws,
+                draft.id,
+                lease_token,
+                OutboxStatus::Failed,
+                "bounced",
+                base(),
+            )
             .await,
         "finish_outbox",
     );
@@ -470,7 +477,14 @@ pub async fn outbox_tenant_isolation(store: &DynStore) {
     );
     expect_err(
         store
-            .finish_outbox(other, flying.id, lease_token, OutboxStatus::Failed, "x")
+            .finish_outbox(
+                other,
+                flying.id,
+                lease_token,
+                OutboxStatus::Failed,
+                "x",
+                base(),
+            )
             .await,
         kind,
         rule,

@@ -173,7 +173,14 @@ pub async fn outbox_finish_statuses(store: &DynStore) {
         let lease_token = token(message.lease.as_ref());
         let done = ok(
             store
-                .finish_outbox(ws, message.id, lease_token, status, "recipient rejected")
+                .finish_outbox(
+                    ws,
+                    message.id,
+                    lease_token,
+                    status,
+                    "recipient rejected",
+                    at(12),
+                )
                 .await,
             "finish_outbox",
         );
@@ -189,7 +196,7 @@ pub async fn outbox_finish_statuses(store: &DynStore) {
         );
         expect_err(
             store
-                .finish_outbox(ws, message.id, lease_token, status, "again")
+                .finish_outbox(ws, message.id, lease_token, status, "again", at(12))
                 .await,
             Kind::LeaseLost,
             "finish_outbox of a message that is no longer InFlight",
@@ -205,7 +212,7 @@ pub async fn outbox_finish_statuses(store: &DynStore) {
     ] {
         expect_err(
             store
-                .finish_outbox(ws, message.id, lease_token, status, "nope")
+                .finish_outbox(ws, message.id, lease_token, status, "nope", at(12))
                 .await,
             Kind::Invalid,
             &format!("finish_outbox with status {status}"),
@@ -255,7 +262,7 @@ pub async fn outbox_lease_checks_use_the_token(store: &DynStore) {
     );
     expect_err(
         store
-            .finish_outbox(ws, stale.id, old, OutboxStatus::Failed, "x")
+            .finish_outbox(ws, stale.id, old, OutboxStatus::Failed, "x", at(12))
             .await,
         Kind::LeaseLost,
         "finish_outbox with the token of a lease taken over",
@@ -269,7 +276,7 @@ pub async fn outbox_lease_checks_use_the_token(store: &DynStore) {
     let pending = message_due(store, ws, at(100)).await;
     expect_err(
         store
-            .finish_outbox(ws, pending.id, 1, OutboxStatus::Cancelled, "x")
+            .finish_outbox(ws, pending.id, 1, OutboxStatus::Cancelled, "x", at(12))
             .await,
         Kind::LeaseLost,
         "finish_outbox of a message that was never claimed",

@@ -12,9 +12,11 @@ use crm_core::scoring::{
     Behavior, BehavioralFactor, ContactScore, IndustryFactor, Intent, IntentFactor, RangeFactor,
     ScoreOverride, ScoreWritten, ScoringInput, ScoringModel, Tier, Weights, explain,
 };
-use crm_core::store::{Page, Scope};
+use crm_core::store::Page;
 
-use super::fixtures::{account, at, base, contact, expect_err, new_contact, ok, unique_email};
+use super::fixtures::{
+    account, at, base, contact, events_of, expect_err, new_contact, ok, unique_email,
+};
 
 /// A valid version-1 model for `ws` with a few factors of each kind.
 pub fn scoring_model(ws: WorkspaceId) -> ScoringModel {
@@ -232,10 +234,7 @@ pub async fn contact_scores_with_events_are_atomic(store: &DynStore) {
         Some(Tier::Warm),
         "the retry sees the write"
     );
-    let log = ok(
-        store.list_events(Scope::Workspace(ws), 0, 10).await,
-        "list_events",
-    );
+    let log = events_of(store, ws, "contact.scored").await;
     assert_eq!(log.len(), 1, "a retried key is not appended twice");
     assert_eq!(log[0].payload["previous"], json!(null));
     assert_eq!(log[0].payload["tier"], json!("warm"));
@@ -268,13 +267,16 @@ pub async fn contact_scores_with_events_are_atomic(store: &DynStore) {
         "no score is written when its events are not"
     );
     assert_eq!(
-        ok(
-            store.list_events(Scope::Workspace(ws), 0, 10).await,
-            "list_events"
-        )
-        .len(),
+        events_of(store, ws, "contact.scored").await.len(),
         1,
         "and no event either"
+    );
+    assert_eq!(
+        events_of(store, ws, crm_core::events::kinds::SCORE_CHANGED)
+            .await
+            .len(),
+        1,
+        "only the first write changed a score"
     );
 }
 

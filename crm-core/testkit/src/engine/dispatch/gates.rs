@@ -6,19 +6,20 @@ use std::sync::Arc;
 use chrono::Duration;
 use serde_json::json;
 
-use super::{Harness, RecordingNotifier, RejectAll, config, once};
+use super::{Harness, RecordingNotifier, RejectAll, config, drain, once};
 use crate::store::fixtures::{base, new_enrollment, new_message, ok};
 use crm_core::DynStore;
-use crm_core::anomaly::BOUNCE_SPIKE;
+use crm_core::anomaly::{AnomalyScanner, FAILURE_RATE};
 use crm_core::approval::ManualApproval;
 use crm_core::clock::Clock;
 use crm_core::ids::UserId;
 use crm_core::model::{
-    Anomaly, ApprovalStatus, Channel, Consent, ConsentStatus, Enrollment, EnrollmentState,
-    OutboxMessage, OutboxStatus, SendWindow, Sequence, SequenceStep, Severity, StepDelay,
-    Suppression, SuppressionReason, Template,
+    ApprovalStatus, Channel, Consent, ConsentStatus, Enrollment, EnrollmentState, OutboxMessage,
+    OutboxStatus, SendWindow, Sequence, SequenceStep, StepDelay, Suppression, SuppressionReason,
+    Template,
 };
-use crm_core::outreach::settings::WorkspaceSettings;
+use crm_core::outreach::dispatch::{StubChannel, StubFailure};
+use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::ApprovalStoreExt;
 
 fn reason(message: &OutboxMessage) -> &str {
@@ -277,21 +278,33 @@ pub async fn dispatch_advances_the_enrollment_with_the_send(store: Arc<DynStore>
 }
 
 /// An open error-severity send-health anomaly on the channel postpones its messages by
-/// an hour without using an attempt.
+/// an hour without using an attempt. The anomaly is the scanner's, from ten sends the
+/// provider rejected.
 pub async fn dispatch_paused_channel_postpones(store: Arc<DynStore>) {
     let h = Harness::new(store);
+    let rejecting = StubChannel::failing(Channel::Email, StubFailure::Permanent)
+        .with_clock(Arc::new(h.clock.clone()));
+    for _ in 0..10 {
+        h.enqueue().await;
+    }
+    let failing = h.dispatcher_with(&rejecting, WorkspaceSettings::default(), config());
+    assert_eq!(
+        drain(&failing).await.failed,
+        10,
+        "the provider rejects them"
+    );
+    let scanner = AnomalyScanner::new(
+        h.store.clone(),
+        Arc::new(h.clock.clone()),
+        Arc::new(StaticSettings::default()),
+    );
+    let raised = ok(scanner.scan(h.ws).await, "scan");
+    assert_eq!(
+        (raised.len(), raised[0].value.rule.as_str()),
+        (1, FAILURE_RATE),
+        "{raised:?}"
+    );
     let message = h.enqueue().await;
-    let mut anomaly = Anomaly::new(
-        h.ws,
-        BOUNCE_SPIKE,
-        Severity::Error,
-        "bounce_spike:email",
-        "Bounce rate above 10 %",
-        base(),
-    )
-    .expect("valid anomaly");
-    anomaly.channel = Some(Channel::Email);
-    ok(h.store.raise_anomaly(&anomaly).await, "raise_anomaly");
 
     let dispatcher = h.dispatcher();
     let report = once(&dispatcher).await;

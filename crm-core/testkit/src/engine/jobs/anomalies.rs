@@ -9,6 +9,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{clock, test_config};
+use crate::engine::dispatch::{Harness, config, drain};
 use crate::store::fixtures::{
     activity, awaiting_message, base, contact, created, new_approval, ok,
 };
@@ -17,16 +18,21 @@ use crm_core::anomaly::{
     AnomalyError, AnomalyScanHandler, AnomalyScanner, BOUNCE_SPIKE, FAILURE_RATE, LOW_CONFIDENCE,
     QUOTA_EXHAUSTED,
 };
-use crm_core::clock::ManualClock;
+use crm_core::clock::{Clock, ManualClock};
 use crm_core::ids::{AnomalyId, UserId, WorkspaceId};
 use crm_core::jobs::{
     ANOMALY_SCAN, HandlerRegistry, PeriodicJob, SYSTEM_WORKSPACE, Scheduler, Worker,
 };
-use crm_core::model::{ActivityKind, Anomaly, AnomalyStatus, Channel, JobStatus, Severity};
+use crm_core::model::{
+    ActivityKind, Anomaly, AnomalyStatus, Channel, JobStatus, OutboxStatus, Severity,
+};
+use crm_core::outreach::dispatch::{StubChannel, StubFailure};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::{JobStore, Page, Scope};
 
-/// Records `n` activities of `kind` on `channel` at `at`.
+/// Records `n` activities of `kind` on `channel` at `at`. Only for what no engine
+/// records yet (failed sends come from the dispatcher, see `send_email`): bounces (the inbound handler stops the enrollment and suppresses the
+/// address but writes no `Bounced` activity) and the sends they are a rate of.
 async fn record(
     store: &DynStore,
     ws: WorkspaceId,
@@ -41,6 +47,43 @@ async fn record(
         ok(store.record_activity(&entry).await, "record_activity");
     }))
     .await;
+}
+
+/// Sends `accepted` email messages the provider accepts and `rejected` ones it
+/// rejects for good, through a real dispatcher whose clock stands at `at`: the
+/// `MessageSent` and `SendFailed` activities the scanner counts are the ones the
+/// dispatcher and the store record.
+async fn send_email(
+    store: &Arc<DynStore>,
+    ws: WorkspaceId,
+    accepted: usize,
+    rejected: usize,
+    at: DateTime<Utc>,
+) {
+    let mut h = Harness::new(store.clone());
+    h.ws = ws;
+    h.clock.set(at);
+    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
+    for (n, adapter) in [
+        (accepted, StubChannel::ok(Channel::Email)),
+        (
+            rejected,
+            StubChannel::failing(Channel::Email, StubFailure::Permanent),
+        ),
+    ] {
+        for _ in 0..n {
+            h.enqueue().await;
+        }
+        let dispatcher = h.dispatcher_with(
+            &adapter.with_clock(clock.clone()),
+            WorkspaceSettings::default(),
+            config(),
+        );
+        let report = drain(&dispatcher).await;
+        assert_eq!(report.claimed as usize, n, "every message was tried once");
+    }
+    let failed = h.with_status(OutboxStatus::Failed).await;
+    assert!(failed.len() >= rejected, "the rejected sends failed");
 }
 
 /// A scanner with default settings, timed by the returned clock, which stands at
@@ -69,30 +112,18 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     let ws = WorkspaceId::new();
     let now = base();
     let recent = now - Span::minutes(10);
-    record(
-        &*store,
-        ws,
-        ActivityKind::MessageSent,
-        Channel::Email,
-        7,
-        recent,
-    )
-    .await;
-    record(
-        &*store,
-        ws,
-        ActivityKind::SendFailed,
-        Channel::Email,
-        3,
-        recent,
-    )
-    .await;
-    let old = now - Span::hours(2);
-    record(&*store, ws, ActivityKind::SendFailed, Channel::Sms, 10, old).await;
+    // Ten failures two hours ago would fire alone; they are outside the hour.
+    send_email(&store, ws, 0, 10, now - Span::hours(2)).await;
+    send_email(&store, ws, 7, 3, recent).await;
     let (scanner, clock) = scanner(&store);
 
     let first = ok(scanner.scan(ws).await, "scan");
-    assert_eq!(first.len(), 1, "only email's failure rate: {first:?}");
+    assert_eq!(
+        first.len(),
+        1,
+        "only the last hour's failure rate: {first:?}"
+    );
+    assert_eq!(first[0].value.details["failed"], json!(3), "{first:?}");
     let anomaly = &first[0].value;
     assert!(first[0].created);
     assert_eq!(anomaly.rule, FAILURE_RATE);
@@ -233,15 +264,7 @@ fn store_err(err: AnomalyError) -> crm_core::StoreError {
 pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     let now = base();
-    record(
-        &*store,
-        ws,
-        ActivityKind::SendFailed,
-        Channel::Email,
-        10,
-        now,
-    )
-    .await;
+    send_email(&store, ws, 0, 10, now).await;
     let (scanner, clock) = scanner(&store);
     let raised = ok(scanner.scan(ws).await, "scan");
     let id = raised[0].value.id;
@@ -300,25 +323,23 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
         "paused?"
     ));
 
-    record(
-        &*store,
-        ws,
-        ActivityKind::SendFailed,
-        Channel::Email,
-        10,
-        now,
-    )
-    .await;
+    send_email(&store, ws, 0, 10, now).await;
+    // SMS's daily quota used up: an open Warning (of a rule that is no send-health
+    // rule) naming SMS, which must not pause it.
+    let sms_quota = WorkspaceSettings::default().send_quota_key(Channel::Sms, now);
+    let cap = WorkspaceSettings::default().daily_cap(Channel::Sms);
+    ok(
+        store.try_consume_quota(ws, &sms_quota, cap, cap).await,
+        "use up the SMS quota",
+    );
     let raised = ok(scanner.scan(ws).await, "scan");
+    let rules: Vec<_> = raised.iter().map(|r| r.value.rule.as_str()).collect();
+    assert_eq!(rules, [FAILURE_RATE, QUOTA_EXHAUSTED], "{raised:?}");
     let failure = raised[0].value.id;
-    let mut custom = Anomaly::new(ws, "custom_rule", Severity::Error, "custom:sms", "x", now)
-        .expect("valid anomaly");
-    custom.channel = Some(Channel::Sms);
-    created(store.raise_anomaly(&custom).await, "raise custom");
-    let mut warning = Anomaly::new(ws, FAILURE_RATE, Severity::Warning, "warn:sms", "x", now)
-        .expect("valid anomaly");
-    warning.channel = Some(Channel::Sms);
-    created(store.raise_anomaly(&warning).await, "raise warning");
+    assert_eq!(
+        (raised[1].value.channel, raised[1].value.severity),
+        (Some(Channel::Sms), Severity::Warning)
+    );
 
     assert!(ok(
         scanner.is_channel_paused(ws, Channel::Email).await,
@@ -383,15 +404,7 @@ pub async fn anomaly_scan_job_scans_the_listed_workspaces(store: Arc<DynStore>) 
     let (ws1, ws2) = (WorkspaceId::new(), WorkspaceId::new());
     let now = base();
     for ws in [ws1, ws2] {
-        record(
-            &*store,
-            ws,
-            ActivityKind::SendFailed,
-            Channel::Email,
-            10,
-            now,
-        )
-        .await;
+        send_email(&store, ws, 0, 10, now).await;
     }
     let (_manual, clock) = clock();
     let jobs: Arc<dyn JobStore> = store.clone();

@@ -144,7 +144,8 @@ pub async fn reply_stops_the_enrollment_and_cancels_queued(store: Arc<DynStore>)
     assert!(out.changed.is_empty());
 }
 
-/// A hard bounce ends the enrollment and suppresses the address; a soft one is ignored.
+/// A hard bounce ends the enrollment and suppresses the address; a soft one is only
+/// recorded on the timeline.
 pub async fn bounce_suppresses_the_address(store: Arc<DynStore>) {
     let w = World::new(&store, WorkspaceSettings::default());
     let seq = w.sequence(vec![email("Hi", "One")]).await;
@@ -159,10 +160,12 @@ pub async fn bounce_suppresses_the_address(store: Arc<DynStore>) {
         address: address(&grace),
         permanent: false,
     };
-    assert_eq!(
-        w.handle(&soft, now).await.expect("soft"),
-        InboundOutcome::Ignored
+    let out = handled(w.handle(&soft, now).await);
+    assert!(
+        out.activity_recorded && !out.suppressed && out.changed.is_empty(),
+        "a soft bounce is recorded, suppresses nothing and moves nothing: {out:?}"
     );
+    assert_eq!(count(&w, &grace, ActivityKind::Bounced).await, 1);
     assert_eq!(w.enrollment(g.id).await.state, EnrollmentState::StepPending);
 
     let hard = InboundEvent::Bounced {

@@ -1,0 +1,273 @@
+//! The durable job queue (`JobStore`); jobs enqueued with events are in the parent
+//! module.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use crm_core::StoreError;
+use crm_core::ids::{JobId, WorkspaceId};
+use crm_core::model::{Job, JobStatus};
+use crm_core::store::takeover_cutoff;
+use crm_core::store::{Claim, Inserted, JobStore, Page, Scope};
+
+use super::{JOB, validate_new_job};
+use crate::PostgresStore;
+use crate::error::{db, invalid, lease_miss};
+use crate::page::{fetch_status_page, status_page_sql};
+use crate::rows::{IntoEntity, JobRow, entities};
+
+const JOB_EXISTS: &str = "SELECT 1::bigint FROM jobs WHERE workspace_id = $1 AND id = $2";
+
+/// The claim: lock due queued jobs of the wanted kinds (skipping rows another claimer
+/// holds), earliest first, and lease them in the same statement.
+macro_rules! claim_jobs_sql {
+    ($scope:literal) => {
+        concat!(
+            "UPDATE jobs j
+             SET status = 'running', lease_owner = $1, lease_token = j.lease_token + 1,
+                 lease_expires_at = $2, attempts = j.attempts + 1, updated_at = $3
+             FROM (SELECT workspace_id, id FROM jobs
+                   WHERE status = 'queued' AND run_at <= $3
+                     AND (cardinality($5::text[]) = 0 OR kind = ANY($5)) ",
+            $scope,
+            " ORDER BY run_at, id LIMIT $4
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE j.workspace_id = c.workspace_id AND j.id = c.id
+             RETURNING j.*"
+        )
+    };
+}
+const CLAIM_ALL: &str = claim_jobs_sql!("AND $6::uuid IS NULL");
+const CLAIM_WORKSPACE: &str = claim_jobs_sql!("AND workspace_id = $6");
+
+/// Lease-checked job updates share this condition: `$1` workspace, `$2` id, `$3` token.
+macro_rules! leased_job_sql {
+    ($set:literal) => {
+        concat!(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, ",
+            $set,
+            " WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND lease_token = $3
+             RETURNING *"
+        )
+    };
+}
+const COMPLETE_JOB: &str = leased_job_sql!("status = 'succeeded', updated_at = $4");
+const RETRY_JOB: &str = leased_job_sql!(
+    "status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
+     run_at = CASE WHEN attempts < max_attempts THEN $4 ELSE run_at END,
+     last_error = $5"
+);
+const DEAD_LETTER_JOB: &str = leased_job_sql!("status = 'dead', last_error = $4, updated_at = $5");
+const RELEASE_JOB: &str = leased_job_sql!(
+    "status = 'queued', run_at = $4, attempts = greatest(attempts - 1, 0), updated_at = $4"
+);
+
+type PgQueryAs<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>;
+
+impl PostgresStore {
+    /// Runs a lease-checked job update; no row back means `NotFound` or `LeaseLost`.
+    async fn leased_job(
+        &self,
+        q: PgQueryAs<'_>,
+        workspace_id: WorkspaceId,
+        id: JobId,
+    ) -> Result<Job, StoreError> {
+        match q.fetch_optional(&self.pool).await.map_err(db(JOB))? {
+            Some(row) => row.into_entity(),
+            None => Err(lease_miss(&self.pool, JOB_EXISTS, JOB, workspace_id, id.as_uuid()).await),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError> {
+        validate_new_job(job)?;
+        let lease = job.lease.as_ref();
+        let inserted = sqlx::query_as::<_, JobRow>(
+            "INSERT INTO jobs (workspace_id, id, kind, payload, idempotency_key, status,
+                 attempts, max_attempts, run_at, lease_owner, lease_token, lease_expires_at,
+                 last_error, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+             DO NOTHING
+             RETURNING *",
+        )
+        .bind(job.workspace_id.as_uuid())
+        .bind(job.id.as_uuid())
+        .bind(job.kind.clone())
+        .bind(job.payload.clone())
+        .bind(job.idempotency_key.clone())
+        .bind(job.status.as_str())
+        .bind(job.attempts)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(lease.map(|l| l.owner.clone()))
+        .bind(lease.map_or(0, |l| l.token))
+        .bind(lease.map(|l| l.expires_at))
+        .bind(job.last_error.clone())
+        .bind(job.created_at)
+        .bind(job.updated_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        if let Some(row) = inserted {
+            return Ok(Inserted {
+                value: row.into_entity()?,
+                created: true,
+            });
+        }
+        // Only a key can make the insert do nothing; jobs are never deleted, so the job
+        // holding it is still there.
+        let existing = sqlx::query_as::<_, JobRow>(
+            "SELECT * FROM jobs WHERE workspace_id = $1 AND idempotency_key = $2",
+        )
+        .bind(job.workspace_id.as_uuid())
+        .bind(job.idempotency_key.as_deref())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        Ok(Inserted {
+            value: existing.into_entity()?,
+            created: false,
+        })
+    }
+
+    async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(JOB))?
+            .ok_or_else(|| StoreError::not_found(JOB, id))?
+            .into_entity()
+    }
+
+    async fn list_jobs(
+        &self,
+        workspace_id: WorkspaceId,
+        status: Option<JobStatus>,
+        page: Page<JobId>,
+    ) -> Result<Vec<Job>, StoreError> {
+        page.validate()?;
+        fetch_status_page::<JobRow>(
+            &self.pool,
+            status_page_sql!("jobs"),
+            workspace_id,
+            status.map(|s| s.as_str()),
+            page.after.map(|id| id.as_uuid()),
+            page.limit,
+            JOB,
+        )
+        .await
+    }
+
+    async fn claim_jobs(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
+        claim.validate()?;
+        let expires_at = claim
+            .now
+            .checked_add_signed(claim.lease_ttl)
+            .ok_or_else(|| invalid("claim.lease_ttl", "is too long"))?;
+        let sql = match claim.scope {
+            Scope::All => CLAIM_ALL,
+            Scope::Workspace(_) => CLAIM_WORKSPACE,
+        };
+        let rows = sqlx::query_as::<_, JobRow>(sql)
+            .bind(claim.worker.as_str())
+            .bind(expires_at)
+            .bind(claim.now)
+            .bind(i64::from(claim.limit))
+            .bind(claim.kinds.clone())
+            .bind(claim.scope.workspace().map(|ws| ws.as_uuid()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(JOB))?;
+        let mut claimed = entities(rows)?;
+        claimed.sort_by_key(|j| (j.run_at, j.id));
+        Ok(claimed)
+    }
+
+    async fn complete_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(COMPLETE_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn retry_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(RETRY_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(retry_at)
+            .bind(error.to_owned());
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn dead_letter_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(DEAD_LETTER_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(reason.to_owned())
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn release_job(
+        &self,
+        workspace_id: WorkspaceId,
+        id: JobId,
+        lease_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let q = sqlx::query_as(RELEASE_JOB)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(now);
+        self.leased_job(q, workspace_id, id).await
+    }
+
+    async fn reap_expired_jobs(&self, scope: Scope, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs
+             SET status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
+                 run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END,
+                 last_error = CASE WHEN attempts < max_attempts THEN last_error
+                                   ELSE 'lease expired' END,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+             WHERE status = 'running' AND lease_expires_at <= $3
+               AND ($2::uuid IS NULL OR workspace_id = $2)",
+        )
+        .bind(now)
+        .bind(scope.workspace().map(|ws| ws.as_uuid()))
+        .bind(takeover_cutoff(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db(JOB))?;
+        Ok(done.rows_affected())
+    }
+}
