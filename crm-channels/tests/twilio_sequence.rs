@@ -24,7 +24,7 @@ use crm_core::outreach::dispatch::{ChannelRegistry, Dispatcher, DispatcherConfig
 use crm_core::outreach::enroll::{Enroller, SequenceEditor};
 use crm_core::outreach::runner::{Runner, RunnerConfig};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
-use crm_core::secret::SecretString;
+use crm_core::secret::{SecretRef, SecretString};
 use crm_core::store::Page;
 use crm_core::{Clock, DynStore, ManualClock};
 use crm_store_memory::MemoryStore;
@@ -63,14 +63,15 @@ fn setup(server: &MockServer) -> Setup {
     let settings = Arc::new(StaticSettings::new(WorkspaceSettings::default()));
     let config = TwilioConfig::new(
         SID,
-        SecretString::from("twilio-auth-token".to_owned()),
+        SecretRef::parse("secret://twilio/auth-token:1").unwrap(),
         TwilioSender::From("+14155238886".into()),
     )
     .unwrap()
     .with_http(http_config(&format!("{}/2010-04-01", server.uri())));
-    let twilio = TwilioWhatsAppChannel::new(config)
-        .unwrap()
-        .with_clock(Arc::new(clock.clone()));
+    let twilio =
+        TwilioWhatsAppChannel::new(config, SecretString::from("twilio-auth-token".to_owned()))
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()));
     let runner = Runner::new(
         store.clone(),
         time.clone(),
