@@ -64,6 +64,10 @@ pub enum DefinitionError {
     /// The store failed (a stale version is `VersionConflict`).
     #[error("sequence store call failed")]
     Store(#[from] StoreError),
+    /// The workspace's settings could not be read, so its booking link is unknown: the
+    /// definition is not saved rather than checked against a guess.
+    #[error("workspace settings unavailable while checking the sequence")]
+    Settings(#[from] crate::outreach::settings::SettingsError),
 }
 
 impl DefinitionError {
@@ -72,6 +76,7 @@ impl DefinitionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
+            Self::Settings(e) => e.is_retryable(),
             Self::Template { .. } | Self::ChannelRequirement { .. } | Self::Invalid(_) => false,
         }
     }
@@ -242,7 +247,7 @@ impl SequenceEditor {
     pub async fn check(&self, sequence: &Sequence) -> Result<(), DefinitionError> {
         validate_templates(sequence)?;
         let link = match &self.settings {
-            Some(p) => workspace_booking_link(&p.settings(sequence.workspace_id).await),
+            Some(p) => workspace_booking_link(&p.settings(sequence.workspace_id).await?),
             None => None,
         };
         check_channel_requirements(sequence, link.as_deref())
