@@ -51,6 +51,15 @@ pub enum PolicyError {
     /// Reading rules or history failed.
     #[error("approval policy could not read its state")]
     Store(#[from] StoreError),
+    /// Reading the workspace's settings failed; nothing was decided.
+    #[error("approval policy could not read the workspace's settings")]
+    Settings {
+        /// Whether reading again later may succeed.
+        retryable: bool,
+        /// The settings provider's error (it names the workspace, never a secret).
+        #[source]
+        source: crate::error::BoxError,
+    },
 }
 
 impl PolicyError {
@@ -59,6 +68,7 @@ impl PolicyError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
+            Self::Settings { retryable, .. } => *retryable,
         }
     }
 }

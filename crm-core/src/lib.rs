@@ -5,6 +5,7 @@ pub mod anomaly;
 pub mod approval;
 pub mod channel;
 pub mod clock;
+pub mod engine;
 pub mod enrichment;
 pub mod enrichment_provider;
 pub mod error;

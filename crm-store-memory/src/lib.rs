@@ -81,6 +81,7 @@ mod scoring;
 mod sequences;
 mod table;
 mod webhook;
+mod workspace;
 
 /// A [`Store`](crm_core::Store) in process memory.
 ///
@@ -137,6 +138,7 @@ struct Tables {
     enrichment: enrichment::EnrichmentTables,
     scoring: scoring::ScoringTables,
     webhook: webhook::WebhookTables,
+    workspaces: workspace::WorkspaceTables,
 }
 
 impl Tables {
@@ -153,6 +155,7 @@ impl Tables {
         self.enrichment.sizes(&mut sizes);
         self.scoring.sizes(&mut sizes);
         self.webhook.sizes(&mut sizes);
+        self.workspaces.sizes(&mut sizes);
         sizes
     }
 }

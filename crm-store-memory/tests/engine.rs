@@ -12,3 +12,4 @@ crm_testkit::enrichment_conformance_tests!(fresh_store);
 crm_testkit::scoring_conformance_tests!(fresh_store);
 crm_testkit::intake_conformance_tests!(fresh_store);
 crm_testkit::inbound_conformance_tests!(fresh_store);
+crm_testkit::engine_conformance_tests!(fresh_store);

@@ -63,6 +63,7 @@ mod rows;
 mod scoring;
 mod sequences;
 mod webhook;
+mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

@@ -1,6 +1,6 @@
 //! CSV import: a few thousand synthetic leads (with duplicates and bad rows) go through
 //! intake into the embedded memory store, are enriched by a local fixture provider,
-//! linked to accounts and scored. No services needed:
+//! linked to accounts and scored, all through one `Engine`. No services needed:
 //!
 //! ```text
 //! cargo run --release --example import_csv
@@ -9,6 +9,10 @@
 //! Prints what the engine did: import counts, contacts created and merged, enrichment
 //! lookups with cache hits and spend against the monthly budget, the tier summary with
 //! the top three contacts explained, and every rejected row with its line and reason.
+//! The intake rows are turned into contacts by the engine's own job worker, and the
+//! counts come from the event log (`contact.created`, `contact.merged`).
+//!
+//! Set `RUST_LOG=info` to see the engine's tracing spans and logs as well.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,20 +21,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
+use crm_core::engine::{Engine, EngineConfig};
 use crm_core::enrichment::{
-    BudgetPolicy, CompanyData, Enricher, EnrichmentError, EnrichmentProvider, Lookup, LookupCost,
-    LookupKind, RateLimitState, Source, Waterfall,
+    BudgetPolicy, CompanyData, EnrichmentError, EnrichmentProvider, Lookup, LookupCost, LookupKind,
+    RateLimitState, Source, Waterfall,
 };
+use crm_core::events::kinds::{CONTACT_CREATED, CONTACT_MERGED};
 use crm_core::ids::{AccountId, ContactId, WorkspaceId};
-use crm_core::intake::service::ProcessOutcome;
-use crm_core::intake::{ColumnMapping, CsvRows, Field, IntakeService, Manifest, Transform};
+use crm_core::intake::{ColumnMapping, CsvRows, Field, Manifest, Transform};
 use crm_core::model::{Account, Activity, ActivityKind, IntakeSource, IntakeStatus, NewAccount};
 use crm_core::scoring::inputs::SIGNAL_KEY;
 use crm_core::scoring::{
     Behavior, BehavioralFactor, Contribution, Factor, Firmographics, IndustryFactor, Intent,
-    IntentFactor, RangeFactor, Scorer, ScoringModel, Tier, Weights,
+    IntentFactor, RangeFactor, ScoringModel, Tier, Weights,
 };
-use crm_core::store::{Page, month_of};
+use crm_core::store::{Page, Scope, month_of};
 use crm_core::{Clock, Currency, Domain, DynStore, ManualClock, Money};
 use crm_store_memory::MemoryStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -156,15 +161,31 @@ impl EnrichmentProvider for FixtureProvider {
 
 #[tokio::main]
 async fn main() -> Res {
+    examples::init_tracing();
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
     let start = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single();
     let clock = ManualClock::new(start.ok_or("bad date")?);
     let time: Arc<dyn Clock> = Arc::new(clock.clone());
     let ws = WorkspaceId::new();
 
-    // 1. Intake: buffer every row, then turn pending rows into contacts.
+    // The engine: the fixture provider as the company waterfall, a monthly budget,
+    // and the manual clock.
+    let usd = Currency::new("USD")?;
+    let monthly = Money::new(2_000, usd)?;
+    let provider = Arc::new(FixtureProvider { usd });
+    let price = provider.cost(LookupKind::Company).money;
+    let engine = Engine::builder(store.clone())
+        .clock(time.clone())
+        .enrichment(Waterfall::new().then(LookupKind::Company, provider))
+        .enrichment_budget(ws, BudgetPolicy::new(monthly))
+        .workspace(ws)
+        .config(EngineConfig::default().with_name("import-csv"))
+        .build()?;
+
+    // 1. Intake: buffer every row; the engine's worker runs the `intake.process` jobs
+    // the import enqueued, turning pending rows into contacts.
     let manifest = manifest();
-    let intake = IntakeService::new(store.clone(), time.clone());
+    let intake = engine.intake();
     let rows = CsvRows::new(BufReader::new(File::open(CSV)?))?;
     let bar = progress(None, "reading rows");
     let rows = rows.inspect(|_| bar.inc(1));
@@ -172,28 +193,11 @@ async fn main() -> Res {
         .import(ws, IntakeSource::Csv, "leads.csv", &manifest, rows)
         .await?;
     bar.finish_and_clear();
-    // A host runs the enqueued `intake.process` jobs (ProcessIntakeJob) on its worker;
-    // here the rows are processed in line to count what each one did.
-    let bar = progress(Some(report.pending), "creating contacts");
-    let (mut created, mut merged, mut invalid_later) = (0, 0, 0);
-    loop {
-        let pending = store
-            .list_intake(ws, Some(IntakeStatus::Pending), Page::first(500))
-            .await?;
-        if pending.is_empty() {
-            break;
-        }
-        for row in pending {
-            match intake.process(ws, row.id, &manifest).await? {
-                ProcessOutcome::Created { .. } => created += 1,
-                ProcessOutcome::Merged { .. } => merged += 1,
-                ProcessOutcome::Invalid => invalid_later += 1,
-                _ => {}
-            }
-            bar.inc(1);
-        }
-    }
+    let bar = progress(None, "creating contacts");
+    let jobs = engine.worker().drain().await?;
     bar.finish_and_clear();
+    let (created, merged) = contact_events(&store, ws).await?;
+    let invalid = rejected(&store, ws).await?.len();
     println!("== Import of examples/data/leads.csv");
     println!("rows read        {}", report.rows);
     println!("stored pending   {}", report.pending);
@@ -201,17 +205,14 @@ async fn main() -> Res {
         "duplicates       {} (same fingerprint as an earlier row)",
         report.duplicates
     );
-    println!("rejected         {}", report.invalid + invalid_later);
-    println!("contacts         {created} created, {merged} merged into existing ones");
+    println!("rejected         {invalid}");
+    println!(
+        "contacts         {created} created, {merged} merged into existing ones ({} intake job(s) run by the engine's worker)",
+        jobs.succeeded
+    );
 
     // 2. Enrichment: company data per contact; each domain is asked once, then cached.
-    let usd = Currency::new("USD")?;
-    let monthly = Money::new(2_000, usd)?;
-    let budget = BudgetPolicy::new(monthly);
-    let provider = Arc::new(FixtureProvider { usd });
-    let price = provider.cost(LookupKind::Company).money;
-    let waterfall = Waterfall::new().then(LookupKind::Company, provider);
-    let enricher = Enricher::new(store.clone(), time.clone(), waterfall).with_budget(ws, budget);
+    let enricher = engine.enricher();
     let contacts = all_contacts(&store, ws).await?;
     let bar = progress(Some(contacts.len() as u64), "enriching");
     let (mut asked, mut cached, mut missed) = (0, 0, 0);
@@ -264,7 +265,7 @@ async fn main() -> Res {
     // 3. Engagement and intent for some contacts, then score everyone.
     let activities = record_engagement(&store, &clock, ws).await?;
     println!("activities       {activities} opens, clicks and intent signals recorded");
-    let scorer = Scorer::new(store.clone(), time.clone());
+    let scorer = engine.scorer();
     let model = scorer.save_model(&scoring_model(ws, &clock)?).await?;
     let rescored = scorer.rescore_all(ws, "import_csv").await?;
     println!(
@@ -505,6 +506,20 @@ fn dollars(m: &Money) -> String {
         m.minor_units() % 100,
         m.currency()
     )
+}
+
+/// `contact.created` and `contact.merged` events of the workspace, from the event log.
+async fn contact_events(store: &Arc<DynStore>, ws: WorkspaceId) -> Res<(usize, usize)> {
+    let (mut created, mut merged, mut after) = (0, 0, 0);
+    loop {
+        let events = store.list_events(Scope::Workspace(ws), after, 1000).await?;
+        let Some(last) = events.last() else {
+            return Ok((created, merged));
+        };
+        after = last.position;
+        created += events.iter().filter(|e| e.kind == CONTACT_CREATED).count();
+        merged += events.iter().filter(|e| e.kind == CONTACT_MERGED).count();
+    }
 }
 
 async fn all_contacts(

@@ -1,6 +1,6 @@
-//! Quickstart: an account, contacts and a deal, then the whole outreach flow, on the
-//! embedded memory store with a manual clock and the dry-run adapter. No services
-//! needed:
+//! Quickstart: an account, contacts and a deal, then the whole outreach flow through
+//! one `Engine`, on the embedded memory store with a manual clock and the dry-run
+//! adapter. No services needed:
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -9,7 +9,11 @@
 //! A three-step sequence runs for three contacts over one working week: enrollment (a
 //! second one refused), runner ticks, the approval inbox (approved by hand, edited, and
 //! approved by a graduated rule), dispatch in dry-run, a reply and an out-of-office
-//! answer, and the send forecast. Every line printed reports what the engine did.
+//! answer, and the send forecast. Every line printed reports what the engine did. The
+//! simulated week drives the engine's parts by the manual clock; at the end the engine
+//! runs its background loops for a moment and shuts down with a report.
+//!
+//! Set `RUST_LOG=info` to see the engine's tracing spans and logs as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
@@ -17,19 +21,19 @@ use std::sync::Arc;
 
 use chrono::Weekday::{Fri, Mon, Thu, Tue, Wed};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use crm_core::engine::{Engine, EngineConfig};
 use crm_core::ids::{ContactId, EnrollmentId, OutboxMessageId, UserId, WorkspaceId};
 use crm_core::model::{
     Account, ApprovalItem, ApprovalRule, ApprovalStatus, Channel, Contact, Deal, EnrollmentState,
     NewAccount, NewContact, NewDeal, OutboxMessage, OutboxStatus, Pipeline, RuleConditions,
     SendWindow, Sequence, SequenceStep, Stage, StageOutcome, StepDelay, Template, parse_time_zone,
 };
-use crm_core::outreach::approvals::{ApprovalInbox, GraduatedRules, StaticApprovers};
-use crm_core::outreach::dispatch::{ChannelRegistry, Dispatcher, DispatcherConfig, DryRunChannel};
-use crm_core::outreach::enroll::{Enroller, SequenceEditor};
-use crm_core::outreach::forecast::{Forecast, ForecastOutcome, HoldReason};
-use crm_core::outreach::inbound::{InboundHandler, InboundOutcome};
-use crm_core::outreach::runner::{Runner, RunnerConfig, StaticMergeValues};
-use crm_core::outreach::settings::{SettingsProvider, StaticSettings, WorkspaceSettings};
+use crm_core::outreach::approvals::{ApprovalInbox, StaticApprovers};
+use crm_core::outreach::dispatch::{DispatcherConfig, DryRunChannel};
+use crm_core::outreach::forecast::{ForecastOutcome, HoldReason};
+use crm_core::outreach::inbound::InboundOutcome;
+use crm_core::outreach::runner::StaticMergeValues;
+use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::ApprovalStoreExt;
 use crm_core::store::{EnrollmentFilter, Page};
 use crm_core::{Clock, Currency, DynStore, InboundEvent, ManualClock, Money};
@@ -37,13 +41,12 @@ use crm_store_memory::MemoryStore;
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
-/// The engine services of one workspace, and what the printout has shown so far.
+/// The engine, one workspace, and what the printout has shown so far.
 struct Flow {
     store: Arc<DynStore>,
     clock: ManualClock,
     ws: WorkspaceId,
-    runner: Runner,
-    dispatcher: Dispatcher,
+    engine: Engine,
     contacts: HashMap<ContactId, Contact>,
     enrollments: HashMap<EnrollmentId, (EnrollmentState, i32, Option<DateTime<Utc>>)>,
     messages: HashMap<OutboxMessageId, OutboxStatus>,
@@ -51,6 +54,7 @@ struct Flow {
 
 #[tokio::main]
 async fn main() -> Res {
+    examples::init_tracing();
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
     let monday = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single();
     let monday = monday.ok_or("bad date")?; // 10:00 in Berlin, 04:00 in New York
@@ -59,39 +63,38 @@ async fn main() -> Res {
     section(&clock, "CRM basics");
     let contacts = crm_basics(&store, &clock, ws).await?;
 
-    // The engine: settings, `extra.*` merge values, a runner, and a dispatcher forced
-    // into dry-run by its configuration that asks graduated rules before a person.
+    // The engine: the store, the manual clock, the workspace's settings, `extra.*`
+    // merge values, graduated approval rules before a person, Maria as approver, and
+    // dry-run forced by the configuration. No real adapter is registered: in dry-run
+    // every channel goes to the dry-run one.
     let tz = parse_time_zone("Europe/Berlin")?;
     let settings = WorkspaceSettings::default().with_default_time_zone(tz);
-    let settings: Arc<dyn SettingsProvider> = Arc::new(StaticSettings::new(settings));
     let extra = BTreeMap::from([("sender".to_owned(), "Maria from Northwind".to_owned())]);
-    let merge = Arc::new(StaticMergeValues(extra));
-    let runner = RunnerConfig::default().with_holder("quickstart-runner");
     let time: Arc<dyn Clock> = Arc::new(clock.clone());
-    let runner = Runner::new(store.clone(), time.clone(), settings.clone(), runner)?;
-    let config = DispatcherConfig::default().with_dry_run(true);
-    let config = config.with_env_dry_run(false);
-    // No real adapter is registered: in dry-run every channel goes to the dry-run one.
-    let channels = ChannelRegistry::new();
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        time.clone(),
-        settings.clone(),
-        channels,
-        config,
-    );
-    let policy = GraduatedRules::new(store.clone(), time.clone(), settings.clone());
-    let policy = Arc::new(policy);
-    let dry_run = DryRunChannel::new(Channel::Email).with_clock(time.clone());
     let maria = UserId::new();
-    let approvers = Arc::new(StaticApprovers::new().with_approver(ws, maria));
-    let inbox = ApprovalInbox::new(store.clone(), time.clone(), approvers);
+    let dispatcher = DispatcherConfig::default().with_env_dry_run(false);
+    let config = EngineConfig::default()
+        .with_name("quickstart")
+        // Quick loops, so the short background run at the end shows them working.
+        .with_poll_interval(std::time::Duration::from_millis(20))
+        .with_dispatcher(dispatcher)
+        .with_dry_run(true);
+    let engine = Engine::builder(store.clone())
+        .clock(time.clone())
+        .settings(Arc::new(StaticSettings::new(settings)))
+        .merge_values(Arc::new(StaticMergeValues(extra)))
+        .graduated_approval()
+        .approvers(Arc::new(StaticApprovers::new().with_approver(ws, maria)))
+        .dry_run_channel(DryRunChannel::new(Channel::Email).with_clock(time))
+        .workspace(ws)
+        .config(config)
+        .build()?;
+    let inbox = engine.inbox().clone();
     let mut flow = Flow {
         store: store.clone(),
         clock: clock.clone(),
         ws,
-        runner: runner.with_merge_values(merge.clone()),
-        dispatcher: dispatcher.with_policy(policy).with_dry_run_channel(dry_run),
+        engine: engine.clone(),
         contacts: contacts.iter().map(|c| (c.id, c.clone())).collect(),
         enrollments: HashMap::new(),
         messages: HashMap::new(),
@@ -101,7 +104,7 @@ async fn main() -> Res {
     let sequence = Sequence::create(ws, "Acme intro", steps(), clock.now())?;
     let mut typo = sequence.clone();
     typo.steps[0].template.body = "Hi {{frist_name}}".into();
-    let editor = SequenceEditor::new(store.clone(), time.clone());
+    let editor = engine.sequences();
     if let Err(e) = editor.create(&typo).await {
         let why = std::error::Error::source(&e).map(ToString::to_string);
         println!("rejected  {e}: {}", why.unwrap_or_default());
@@ -131,7 +134,7 @@ async fn main() -> Res {
     }
 
     section(&clock, "Enrollment");
-    let enroller = Enroller::new(store.clone(), time.clone(), settings.clone());
+    let enroller = engine.enroller();
     for c in &contacts {
         enroller.enroll(ws, c.id, sequence.id).await?;
     }
@@ -214,7 +217,6 @@ async fn main() -> Res {
 
     clock.advance(Duration::minutes(30));
     section(&clock, "Inbound: a reply and an out-of-office");
-    let handler = InboundHandler::new(store.clone(), time.clone(), settings.clone());
     let sent = store.list_outbox(ws, Some(OutboxStatus::Sent), Page::first(100));
     let grace = contacts[1].id;
     let intro = sent
@@ -228,7 +230,7 @@ async fn main() -> Res {
         in_reply_to: intro.and_then(|m| m.provider_message_id),
     };
     flow.say(Some(grace), "replies to the first email");
-    flow.inbound(&handler, grace, &reply).await?;
+    flow.inbound(grace, &reply).await?;
     let ooo = InboundEvent::OutOfOffice {
         channel: Channel::Email,
         address: "alan@acme.example".into(),
@@ -236,7 +238,7 @@ async fn main() -> Res {
     };
     let alan = contacts[2].id;
     flow.say(Some(alan), "auto-replies: out of office until Mon 30 Nov");
-    flow.inbound(&handler, alan, &ooo).await?;
+    flow.inbound(alan, &ooo).await?;
     flow.changes().await?;
     let items = inbox.list(ws, None, Page::first(100)).await?;
     let count = |s: ApprovalStatus| items.iter().filter(|i| i.status == s).count();
@@ -248,9 +250,7 @@ async fn main() -> Res {
     flow.run_until(monday + Duration::hours(102)).await?;
 
     section(&clock, "Send forecast for the next 7 days");
-    let forecast = Forecast::new(store.clone(), time.clone(), settings.clone());
-    let forecast = forecast.with_merge_values(merge);
-    for entry in forecast.forecast(ws, 7).await? {
+    for entry in engine.forecast().forecast(ws, 7).await? {
         let what = match &entry.outcome {
             ForecastOutcome::Planned {
                 due_at,
@@ -290,8 +290,30 @@ async fn main() -> Res {
         }
         flow.say(Some(e.contact_id), line);
     }
-    let recorded = flow.dispatcher.dry_run_channel().total();
+    let recorded = engine.dispatcher().dry_run_channel().total();
     println!("dry run   the dry-run adapter recorded {recorded} message(s); none left the machine");
+
+    section(&clock, "The engine in the background");
+    // A host calls `start` once and `shutdown` on exit: the runner, the dispatcher,
+    // the job worker (intake, scoring, approval expiry, anomaly scans) and the
+    // scheduler of periodic jobs run on Tokio until then.
+    let running = engine.start()?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let report = running.shutdown().await;
+    let (routed, periodic, jobs) = (
+        report.events_routed,
+        report.periodic_enqueued,
+        report.jobs.succeeded,
+    );
+    println!(
+        "engine    routed {routed} event(s) to their jobs, scheduled {periodic} periodic job(s), ran {jobs} job(s)"
+    );
+    let clean = if report.is_clean() {
+        "every loop stopped in time"
+    } else {
+        "some loops were abandoned"
+    };
+    println!("shutdown  {clean}");
     Ok(())
 }
 
@@ -387,6 +409,10 @@ fn steps() -> Vec<SequenceStep> {
             weekdays: vec![Mon, Tue, Wed, Thu, Fri],
         }),
         requires_approval: channel == Channel::WhatsApp,
+        options: crm_core::model::StepOptions {
+            allow_free_form: channel == Channel::WhatsApp,
+            ..Default::default()
+        },
     };
     let intro = "Hi {{first_name}}, teams in {{account.industry}} quote twice as fast with us. \
                  Worth 15 minutes? {{extra.sender}}";
@@ -406,7 +432,7 @@ fn steps() -> Vec<SequenceStep> {
 impl Flow {
     /// One runner tick and one dispatch batch at the clock's time.
     async fn cycle(&mut self) -> Res {
-        let report = self.runner.tick().await?;
+        let report = self.engine.runner().tick().await?;
         if let Some(t) = report.tenant(self.ws).filter(|t| t.due > 0) {
             let (due, started, queued, later) = (t.due, t.started, t.enqueued, t.postponed);
             let line = format!("{due} due: {started} started, {queued} queued, {later} postponed");
@@ -418,8 +444,8 @@ impl Flow {
 
     /// One dispatch batch, then what it changed.
     async fn dispatch(&mut self) -> Res {
-        let r = self.dispatcher.dispatch_batch().await?;
-        let dry = self.dispatcher.forces_dry_run();
+        let r = self.engine.dispatcher().dispatch_batch().await?;
+        let dry = self.engine.dispatcher().forces_dry_run();
         if r.claimed > 0 {
             let (claimed, sent, held) = (r.claimed, r.sent, r.held_for_approval);
             let line = format!("{claimed} claimed: {sent} sent, {held} held for approval");
@@ -438,8 +464,8 @@ impl Flow {
     }
 
     /// Hands an inbound event to the handler and says what it changed.
-    async fn inbound(&mut self, h: &InboundHandler, who: ContactId, e: &InboundEvent) -> Res {
-        let line = match h.handle(self.ws, e).await? {
+    async fn inbound(&mut self, who: ContactId, e: &InboundEvent) -> Res {
+        let line = match self.engine.inbound().handle(self.ws, e).await? {
             InboundOutcome::Handled(a) => {
                 let (moved, cancelled) = (a.changed.len(), a.cancelled_messages.len());
                 format!("handled: {moved} enrollment(s) moved, {cancelled} message(s) cancelled")

@@ -20,14 +20,14 @@ use crate::ids::{AnomalyId, UserId, WorkspaceId};
 use crate::jobs::{JobContext, JobError, JobHandler, SYSTEM_WORKSPACE};
 use crate::model::{ActivityKind, Anomaly, AnomalyStatus, ApprovalItem, Channel, Job};
 use crate::outreach::dispatch::pauses_channel;
-use crate::outreach::settings::SettingsProvider;
+use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::AnomalyScannerStore;
 use crate::store::{ActivityFilter, Inserted, Page};
 
 /// Compare-and-set rounds before giving up on a busy anomaly.
 const MAX_CAS_ATTEMPTS: usize = 3;
 
-/// Why acknowledging or resolving an anomaly failed.
+/// Why a scan, a pause check, acknowledging or resolving an anomaly failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnomalyError {
@@ -35,6 +35,10 @@ pub enum AnomalyError {
     /// repeated lost races).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The workspace's settings could not be read: nothing is scanned, and a pause
+    /// check answers this error rather than "not paused".
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// A resolved anomaly cannot be acknowledged.
     #[error("anomaly {id} is already resolved")]
     AlreadyResolved {
@@ -98,7 +102,7 @@ impl AnomalyScanner {
     /// What the rules find in `workspace_id` at the clock's now, without raising
     /// anything. Channels are scanned in [`Channel::ALL`] order, except manual tasks
     /// (nothing is sent on them); the confidence finding comes last.
-    pub async fn findings(&self, workspace_id: WorkspaceId) -> Result<Vec<Finding>, StoreError> {
+    pub async fn findings(&self, workspace_id: WorkspaceId) -> Result<Vec<Finding>, AnomalyError> {
         self.findings_at(workspace_id, self.clock.now()).await
     }
 
@@ -107,9 +111,9 @@ impl AnomalyScanner {
         &self,
         workspace_id: WorkspaceId,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Finding>, StoreError> {
+    ) -> Result<Vec<Finding>, AnomalyError> {
         let th = &self.thresholds;
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let mut findings = Vec::new();
         for &channel in Channel::ALL {
             if channel == Channel::ManualTask {
@@ -177,11 +181,13 @@ impl AnomalyScanner {
     pub async fn scan(
         &self,
         workspace_id: WorkspaceId,
-    ) -> Result<Vec<Inserted<Anomaly>>, StoreError> {
+    ) -> Result<Vec<Inserted<Anomaly>>, AnomalyError> {
         let now = self.clock.now();
         let mut raised = Vec::new();
         for finding in self.findings_at(workspace_id, now).await? {
-            let anomaly = finding.to_anomaly(workspace_id, now)?;
+            let anomaly = finding
+                .to_anomaly(workspace_id, now)
+                .map_err(StoreError::from)?;
             let inserted = self.store.raise_anomaly(&anomaly).await?;
             if inserted.created {
                 tracing::warn!(
@@ -254,11 +260,11 @@ impl AnomalyScanner {
         &self,
         workspace_id: WorkspaceId,
         channel: Channel,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, AnomalyError> {
         if !self
             .settings
             .settings(workspace_id)
-            .await
+            .await?
             .pause_channel_on_error_anomaly
         {
             return Ok(false);
@@ -425,5 +431,15 @@ impl JobHandler for AnomalyScanHandler {
             }
         }
         first_error.map_or(Ok(()), |err| Err(err.into()))
+    }
+}
+
+impl From<AnomalyError> for JobError {
+    fn from(err: AnomalyError) -> Self {
+        match err {
+            AnomalyError::Store(e) => e.into(),
+            AnomalyError::Settings(e) if e.is_retryable() => JobError::retryable(e.to_string()),
+            other => JobError::permanent(other.to_string()),
+        }
     }
 }

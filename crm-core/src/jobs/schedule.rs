@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
@@ -244,7 +245,8 @@ impl Scheduler {
     /// its sender is dropped). Failed ticks are logged; the next tick catches up.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         while !is_shutdown(&shutdown) {
-            match self.tick().await {
+            let span = tracing::info_span!("scheduler.tick", jobs = self.jobs.len());
+            match self.tick().instrument(span).await {
                 Ok(report) if !report.enqueued.is_empty() => {
                     tracing::info!(enqueued = report.enqueued.len(), "enqueued periodic jobs");
                 }

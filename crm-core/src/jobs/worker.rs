@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
@@ -341,7 +342,18 @@ impl Worker {
                 }
                 continue;
             }
-            self.run_job(name, &job, token, &mut stats).await;
+            // One span per job, ids only: a handler's own logs and spans nest in it.
+            let span = tracing::info_span!(
+                "job",
+                job_id = %job.id,
+                kind = %job.kind,
+                workspace_id = %job.workspace_id,
+                attempt = job.attempts,
+                worker = %name,
+            );
+            self.run_job(name, &job, token, &mut stats)
+                .instrument(span)
+                .await;
         }
         stats
     }

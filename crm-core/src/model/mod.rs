@@ -25,6 +25,8 @@ mod provenance;
 pub mod rules;
 pub mod scoring;
 mod sequence;
+mod settings;
+mod workspace;
 
 pub use activity::{Activity, ActivityKind};
 pub use anomaly::{Actor, Anomaly, AnomalyStatus, AuditEntry, Severity};
@@ -42,6 +44,12 @@ pub use lease::{Lease, LeaseGrant};
 pub use outbox::{OutboxMessage, OutboxStatus};
 pub use provenance::FieldProvenance;
 pub use sequence::{
-    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStep, StepDelay,
-    Template,
+    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStatus,
+    SequenceStep, StepDelay, StepFailurePolicy, StepOptions, Template, WhatsAppTemplate,
+    end_reasons,
 };
+pub use settings::{
+    Allowlist, MAX_ALLOWLIST_ENTRIES, MAX_DAILY_CAP, MAX_DAILY_TOUCH_LIMIT,
+    MAX_OUT_OF_OFFICE_PAUSE_DAYS, MeetingBookedPolicy, ParallelSequencePolicy, WorkspaceSettings,
+};
+pub use workspace::Workspace;

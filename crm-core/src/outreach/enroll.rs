@@ -5,6 +5,7 @@
 //! every reason at once ([`EnrollError::Conflicts`]); nothing is enrolled when any
 //! blocks:
 //!
+//! - [`Conflict::SequenceArchived`]: the sequence is archived.
 //! - [`Conflict::AlreadyEnrolled`]: the contact runs this sequence already. The store
 //!   enforces this atomically too; losing that race is reported the same way.
 //! - [`Conflict::InAnotherSequence`]: the contact runs another sequence and the
@@ -28,13 +29,18 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
-use crate::model::{Channel, ConsentStatus, Contact, Enrollment, Sequence, SuppressionReason};
+use crate::model::{
+    Channel, ConsentStatus, Contact, Enrollment, Sequence, SequenceStatus, SuppressionReason,
+};
 use crate::outreach::runner::{contact_address, contact_time_zone, touches_today};
-use crate::outreach::settings::{ParallelSequencePolicy, SettingsProvider, WorkspaceSettings};
+use crate::outreach::settings::{
+    ParallelSequencePolicy, SettingsError, SettingsProvider, WorkspaceSettings,
+};
 use crate::store::{ComplianceStoreExt, EnrollerStore, EnrollmentFilter, Page, SequenceStore};
 
 pub use definitions::{
-    DefinitionError, SequenceEditor, SequenceUpdate, TemplatePart, validate_templates,
+    DefinitionError, SequenceEditor, SequenceUpdate, TemplatePart, check_channel_requirements,
+    validate_templates,
 };
 
 /// One reason a contact cannot be enrolled.
@@ -76,6 +82,8 @@ pub enum Conflict {
         /// The channel.
         channel: Channel,
     },
+    /// The sequence is archived and takes no new enrollments.
+    SequenceArchived,
 }
 
 impl Conflict {
@@ -89,6 +97,7 @@ impl Conflict {
             Self::Suppressed { .. } => "suppressed",
             Self::Unsubscribed { .. } => "unsubscribed",
             Self::NoAddress { .. } => "no_address",
+            Self::SequenceArchived => "sequence_archived",
         }
     }
 }
@@ -117,6 +126,7 @@ impl fmt::Display for Conflict {
                 write!(f, "the contact withdrew consent for {channel}")
             }
             Self::NoAddress { channel } => write!(f, "the contact has no {channel} address"),
+            Self::SequenceArchived => f.write_str("the sequence is archived"),
         }
     }
 }
@@ -131,6 +141,9 @@ pub enum EnrollError {
     /// The store failed (an unknown contact or sequence is `NotFound`).
     #[error("enrollment store call failed")]
     Store(#[from] StoreError),
+    /// The workspace's settings could not be read; nothing was checked or enrolled.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 fn list(conflicts: &[Conflict]) -> String {
@@ -148,6 +161,7 @@ impl EnrollError {
         match self {
             Self::Conflicts(_) => false,
             Self::Store(e) => e.is_retryable(),
+            Self::Settings(e) => e.is_retryable(),
         }
     }
 
@@ -156,7 +170,7 @@ impl EnrollError {
     pub fn conflicts(&self) -> &[Conflict] {
         match self {
             Self::Conflicts(c) => c,
-            Self::Store(_) => &[],
+            Self::Store(_) | Self::Settings(_) => &[],
         }
     }
 }
@@ -195,7 +209,7 @@ impl Enroller {
         let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         self.conflicts(&sequence, &contact, &settings, now).await
     }
 
@@ -210,7 +224,7 @@ impl Enroller {
         let now = self.clock.now();
         let sequence = self.store.get_sequence(workspace_id, sequence_id).await?;
         let contact = self.store.get_contact(workspace_id, contact_id).await?;
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let conflicts = self.conflicts(&sequence, &contact, &settings, now).await?;
         if !conflicts.is_empty() {
             return Err(EnrollError::Conflicts(conflicts));
@@ -237,6 +251,9 @@ impl Enroller {
     ) -> Result<Vec<Conflict>, EnrollError> {
         let ws = sequence.workspace_id;
         let mut conflicts = Vec::new();
+        if sequence.status == SequenceStatus::Archived {
+            conflicts.push(Conflict::SequenceArchived);
+        }
 
         let running = running_enrollments(&*self.store, ws, contact.id).await?;
         let mut others = BTreeSet::new();

@@ -39,7 +39,7 @@ use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
 use crate::model::{Channel, Contact, SuppressionReason};
 use crate::outreach::enroll::all_enrollments;
 use crate::outreach::runner::{Definitions, MergeValues};
-use crate::outreach::settings::SettingsProvider;
+use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::EnrollmentFilter;
 use crate::store::ForecastStore;
 
@@ -137,6 +137,9 @@ pub enum ForecastError {
     /// The store failed.
     #[error("forecast store call failed")]
     Store(#[from] StoreError),
+    /// The workspace's settings could not be read.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 impl ForecastError {
@@ -145,6 +148,7 @@ impl ForecastError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
+            Self::Settings(e) => e.is_retryable(),
         }
     }
 }
@@ -201,7 +205,7 @@ impl Forecast {
         days: u32,
     ) -> Result<Vec<ForecastEntry>, ForecastError> {
         let now = self.clock.now();
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let horizon = now + Duration::days(i64::from(days.min(MAX_FORECAST_DAYS)));
         let mut sim = Sim {
             store: &*self.store,

@@ -78,7 +78,7 @@ use crate::model::{ActivityKind, Channel, SuppressionReason};
 use crate::outreach::enrollment::EnrollmentEvent;
 use crate::outreach::runner::{Definitions, contact_time_zone};
 use crate::outreach::schedule::start_of_next_day;
-use crate::outreach::settings::{MeetingBookedPolicy, SettingsProvider};
+use crate::outreach::settings::{MeetingBookedPolicy, SettingsError, SettingsProvider};
 use crate::store::InboundHandlerStore;
 
 use feedback::ProviderEvent;
@@ -97,6 +97,9 @@ pub enum InboundError {
         /// The enrollment.
         enrollment_id: EnrollmentId,
     },
+    /// The workspace's settings could not be read; nothing was applied.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 impl InboundError {
@@ -106,6 +109,7 @@ impl InboundError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Contended { .. } => true,
+            Self::Settings(e) => e.is_retryable(),
         }
     }
 }
@@ -187,7 +191,7 @@ impl InboundHandler {
         delivery_id: Option<&str>,
     ) -> Result<InboundOutcome, InboundError> {
         let now = self.clock.now();
-        let settings = self.settings.settings(workspace_id).await;
+        let settings = self.settings.settings(workspace_id).await?;
         let mut task = InboundTask {
             store: &*self.store,
             settings,

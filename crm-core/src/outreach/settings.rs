@@ -1,127 +1,29 @@
-//! Per-workspace outreach settings, supplied by the host.
+//! Where engines get a workspace's settings: the [`SettingsProvider`] seam, with a
+//! store-backed provider ([`StoreSettings`]) and fixed values ([`StaticSettings`]).
+//!
+//! The settings types themselves are model types
+//! ([`crate::model::WorkspaceSettings`] and its parts), re-exported
+//! here where engines and hosts have always found them.
+//!
+//! # Failing closed
+//! A read that fails is a [`SettingsError`], never a default: defaults would mean
+//! `dry_run: false` and no allowlist, that is, real sends to anyone. Every engine
+//! stops the workspace's work when its settings cannot be read (the dispatcher
+//! reschedules the workspace's claimed messages a short while later and sends none,
+//! the runner skips the workspace for the tick, the enroller returns the error).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::error::{BoxError, StoreError, StoreErrorKind, ValidationError};
 use crate::ids::WorkspaceId;
-use crate::model::{Channel, ChannelConfig, normalize_address};
-use crate::store::QuotaKey;
-
-/// What to do when a contact is already running another sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ParallelSequencePolicy {
-    /// Refuse the second enrollment (the default).
-    #[default]
-    Refuse,
-    /// Allow it.
-    Allow,
-}
-
-/// What a booked meeting does to the contact's running enrollments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MeetingBookedPolicy {
-    /// Stop them as completed (the default).
-    #[default]
-    Complete,
-    /// Keep them running.
-    Continue,
-}
-
-/// Addresses and domains that may receive messages. When a workspace has an allowlist,
-/// nothing else is sent, in dry-run too: a safety net for staging and pilots.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowlist {
-    addresses: BTreeSet<String>,
-    domains: BTreeSet<String>,
-}
-
-impl Allowlist {
-    /// An empty allowlist (allows nothing).
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Allows one address (normalised).
-    #[must_use]
-    pub fn with_address(mut self, address: &str) -> Self {
-        self.addresses.insert(normalize_address(address));
-        self
-    }
-
-    /// Allows every email address at `domain`.
-    #[must_use]
-    pub fn with_domain(mut self, domain: &str) -> Self {
-        self.domains.insert(domain.trim().to_ascii_lowercase());
-        self
-    }
-
-    /// Whether `address` may receive messages.
-    #[must_use]
-    pub fn allows(&self, address: &str) -> bool {
-        let normalized = normalize_address(address);
-        if self.addresses.contains(&normalized) {
-            return true;
-        }
-        normalized
-            .rsplit_once('@')
-            .is_some_and(|(_, domain)| self.domains.contains(domain))
-    }
-}
-
-/// The outreach settings of one workspace.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct WorkspaceSettings {
-    /// Time zone for contacts without one.
-    pub default_time_zone: Tz,
-    /// Most messages a contact may receive per local day, across channels.
-    pub daily_touch_limit: u32,
-    /// Whether a contact may run two sequences at once.
-    pub parallel_sequences: ParallelSequencePolicy,
-    /// Daily send cap per channel; a channel missing here uses `default_daily_cap`.
-    pub daily_send_caps: BTreeMap<Channel, u32>,
-    /// Daily send cap for channels not listed in `daily_send_caps`.
-    pub default_daily_cap: u32,
-    /// When set, only these recipients may receive anything.
-    pub allowlist: Option<Allowlist>,
-    /// Send nothing for real; record what would be sent.
-    pub dry_run: bool,
-    /// A reply from any contact of an account stops the account's other enrollments in
-    /// the same sequence.
-    pub account_level_stop: bool,
-    /// What a booked meeting does.
-    pub meeting_booked: MeetingBookedPolicy,
-    /// How long an out-of-office answer without a return date pauses an enrollment.
-    pub out_of_office_pause: Duration,
-    /// Whether an error-severity send-health anomaly pauses the channel.
-    pub pause_channel_on_error_anomaly: bool,
-    /// How each channel reaches its provider; credentials are `secret://` references.
-    pub channels: BTreeMap<Channel, ChannelConfig>,
-}
-
-impl Default for WorkspaceSettings {
-    fn default() -> Self {
-        Self {
-            default_time_zone: Tz::UTC,
-            daily_touch_limit: 2,
-            parallel_sequences: ParallelSequencePolicy::Refuse,
-            daily_send_caps: BTreeMap::new(),
-            default_daily_cap: 200,
-            allowlist: None,
-            dry_run: false,
-            account_level_stop: false,
-            meeting_booked: MeetingBookedPolicy::Complete,
-            out_of_office_pause: Duration::days(7),
-            pause_channel_on_error_anomaly: true,
-            channels: BTreeMap::new(),
-        }
-    }
-}
+use crate::model::Channel;
+pub use crate::model::{Allowlist, MeetingBookedPolicy, ParallelSequencePolicy, WorkspaceSettings};
+use crate::store::{QuotaKey, WorkspaceStore};
 
 /// The daily send quota counter of `channel` for the local `day`: `send:<channel>`.
 /// The dispatcher consumes it, the forecast and the anomaly scanner read it.
@@ -130,6 +32,8 @@ pub fn send_quota_key(channel: Channel, day: NaiveDate) -> QuotaKey {
     QuotaKey::new(format!("send:{}", channel.as_str()), day)
 }
 
+// Defined here rather than with the type: a quota key is a port type, and the model
+// does not reach the ports.
 impl WorkspaceSettings {
     /// The send quota counter of `channel` for the day `now` falls on in the
     /// workspace's default time zone, so "daily" means the workspace's day.
@@ -140,86 +44,101 @@ impl WorkspaceSettings {
             now.with_timezone(&self.default_time_zone).date_naive(),
         )
     }
+}
 
-    /// The daily cap for `channel`.
+/// Why a workspace's settings could not be had. Names the workspace; never carries a
+/// setting's value (channel credentials are references anyway).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The workspace is not registered, so it has no settings (an unknown workspace
+    /// never gets defaults).
+    #[error("workspace {workspace_id} is not registered; it has no settings")]
+    UnknownWorkspace {
+        /// The workspace.
+        workspace_id: WorkspaceId,
+    },
+    /// The settings cannot be read now (store unreachable, timeout); a later read may
+    /// succeed.
+    #[error("settings of workspace {workspace_id} cannot be read now")]
+    Unavailable {
+        /// The workspace.
+        workspace_id: WorkspaceId,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// The stored settings break a rule (written by hand, or by another version).
+    #[error("settings of workspace {workspace_id} are invalid")]
+    Invalid {
+        /// The workspace.
+        workspace_id: WorkspaceId,
+        /// The rule broken.
+        #[source]
+        source: ValidationError,
+    },
+    /// Reading failed for good (a backend error that retrying will not fix).
+    #[error("settings of workspace {workspace_id} cannot be read")]
+    Failed {
+        /// The workspace.
+        workspace_id: WorkspaceId,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl SettingsError {
+    /// Maps a store error from reading `workspace_id`'s row: `NotFound` is
+    /// [`UnknownWorkspace`](Self::UnknownWorkspace), a retryable error
+    /// [`Unavailable`](Self::Unavailable), anything else [`Failed`](Self::Failed).
     #[must_use]
-    pub fn daily_cap(&self, channel: Channel) -> u32 {
-        self.daily_send_caps
-            .get(&channel)
-            .copied()
-            .unwrap_or(self.default_daily_cap)
+    pub fn from_store(workspace_id: WorkspaceId, error: StoreError) -> Self {
+        match error.kind() {
+            StoreErrorKind::NotFound => Self::UnknownWorkspace { workspace_id },
+            _ if error.is_retryable() => Self::Unavailable {
+                workspace_id,
+                source: Box::new(error),
+            },
+            _ => Self::Failed {
+                workspace_id,
+                source: Box::new(error),
+            },
+        }
     }
 
-    /// Sets the default time zone.
+    /// The workspace whose settings were asked for.
     #[must_use]
-    pub fn with_default_time_zone(mut self, tz: Tz) -> Self {
-        self.default_time_zone = tz;
-        self
+    pub fn workspace_id(&self) -> WorkspaceId {
+        match self {
+            Self::UnknownWorkspace { workspace_id }
+            | Self::Unavailable { workspace_id, .. }
+            | Self::Invalid { workspace_id, .. }
+            | Self::Failed { workspace_id, .. } => *workspace_id,
+        }
     }
 
-    /// Sets the daily touch limit.
+    /// Whether simply reading again later may succeed (an unknown workspace or invalid
+    /// settings need someone to act first).
     #[must_use]
-    pub fn with_daily_touch_limit(mut self, limit: u32) -> Self {
-        self.daily_touch_limit = limit;
-        self
-    }
-
-    /// Sets the parallel-sequence policy.
-    #[must_use]
-    pub fn with_parallel_sequences(mut self, policy: ParallelSequencePolicy) -> Self {
-        self.parallel_sequences = policy;
-        self
-    }
-
-    /// Sets the daily cap of one channel.
-    #[must_use]
-    pub fn with_daily_cap(mut self, channel: Channel, cap: u32) -> Self {
-        self.daily_send_caps.insert(channel, cap);
-        self
-    }
-
-    /// Sets the allowlist.
-    #[must_use]
-    pub fn with_allowlist(mut self, allowlist: Allowlist) -> Self {
-        self.allowlist = Some(allowlist);
-        self
-    }
-
-    /// Forces dry-run.
-    #[must_use]
-    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-
-    /// Turns the account-level stop on or off.
-    #[must_use]
-    pub fn with_account_level_stop(mut self, on: bool) -> Self {
-        self.account_level_stop = on;
-        self
-    }
-
-    /// Configures `channel` to reach its provider through `config`.
-    #[must_use]
-    pub fn with_channel(mut self, channel: Channel, config: ChannelConfig) -> Self {
-        self.channels.insert(channel, config);
-        self
-    }
-
-    /// Sets the meeting-booked policy.
-    #[must_use]
-    pub fn with_meeting_booked(mut self, policy: MeetingBookedPolicy) -> Self {
-        self.meeting_booked = policy;
-        self
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 }
 
-/// Where engines get a workspace's settings. Hosts implement it over their own
-/// configuration; [`StaticSettings`] serves fixed values.
+/// Where engines get a workspace's settings. [`StoreSettings`] reads the workspace
+/// registry; [`StaticSettings`] serves fixed values; hosts may implement it over their
+/// own configuration.
+///
+/// # Contract
+/// An implementation MUST return an error, never defaults, when it cannot say what the
+/// workspace's settings are: engines fail closed on an error (see the
+/// [module docs](self)). Errors name the workspace and never a secret.
 #[async_trait]
 pub trait SettingsProvider: Send + Sync + Debug + 'static {
     /// The settings of `workspace_id`.
-    async fn settings(&self, workspace_id: WorkspaceId) -> WorkspaceSettings;
+    async fn settings(&self, workspace_id: WorkspaceId)
+    -> Result<WorkspaceSettings, SettingsError>;
 }
 
 /// The same settings for every workspace, with optional per-workspace overrides.
@@ -253,11 +172,55 @@ impl StaticSettings {
 
 #[async_trait]
 impl SettingsProvider for StaticSettings {
-    async fn settings(&self, workspace_id: WorkspaceId) -> WorkspaceSettings {
-        self.overrides
+    async fn settings(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<WorkspaceSettings, SettingsError> {
+        Ok(self
+            .overrides
             .get(&workspace_id)
             .unwrap_or(&self.default)
-            .clone()
+            .clone())
+    }
+}
+
+/// The settings of each workspace as its registry row holds them
+/// ([`WorkspaceStore::get_workspace`]), read on every call so a saved change takes
+/// effect at the next read. An unregistered workspace is
+/// [`SettingsError::UnknownWorkspace`]; stored settings that fail
+/// [validation](WorkspaceSettings::validate) are [`SettingsError::Invalid`].
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    store: Arc<dyn WorkspaceStore>,
+}
+
+impl StoreSettings {
+    /// Settings read from `store`'s workspace registry.
+    #[must_use]
+    pub fn new(store: Arc<dyn WorkspaceStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl SettingsProvider for StoreSettings {
+    async fn settings(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<WorkspaceSettings, SettingsError> {
+        let workspace = self
+            .store
+            .get_workspace(workspace_id)
+            .await
+            .map_err(|e| SettingsError::from_store(workspace_id, e))?;
+        workspace
+            .settings
+            .validate()
+            .map_err(|source| SettingsError::Invalid {
+                workspace_id,
+                source,
+            })?;
+        Ok(workspace.settings)
     }
 }
 
@@ -266,25 +229,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn allowlists_match_addresses_and_domains() {
-        let list = Allowlist::new()
-            .with_address("Boss@Example.com")
-            .with_domain("Test.Example");
-        assert!(list.allows("boss@example.com"));
-        assert!(list.allows("anyone@test.example"));
-        assert!(!list.allows("other@example.com"));
-        assert!(!list.allows("+4915112345678"));
-        assert!(
-            Allowlist::new()
-                .with_address("+49 151 12345678")
-                .allows("+4915112345678")
+    fn settings_errors_name_the_workspace_and_say_if_retrying_helps() {
+        let ws = WorkspaceId::new();
+        let unknown = SettingsError::from_store(ws, StoreError::not_found("workspace", ws));
+        assert!(matches!(unknown, SettingsError::UnknownWorkspace { .. }));
+        assert!(!unknown.is_retryable());
+        assert!(unknown.to_string().contains(&ws.to_string()));
+        let down = SettingsError::from_store(
+            ws,
+            StoreError::Unavailable {
+                backend: "test",
+                source: "connection refused".into(),
+            },
         );
+        assert!(down.is_retryable());
+        assert_eq!(down.workspace_id(), ws);
+        let broken = SettingsError::from_store(ws, StoreError::conflict("workspace", "x"));
+        assert!(matches!(broken, SettingsError::Failed { .. }));
+        assert!(!broken.is_retryable());
     }
 
     #[test]
-    fn caps_fall_back_to_the_default() {
-        let s = WorkspaceSettings::default().with_daily_cap(Channel::Email, 5);
-        assert_eq!(s.daily_cap(Channel::Email), 5);
-        assert_eq!(s.daily_cap(Channel::WhatsApp), 200);
+    fn quota_keys_follow_the_workspace_day() {
+        let settings =
+            WorkspaceSettings::default().with_default_time_zone(chrono_tz::Pacific::Auckland);
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 12, 0, 0)
+            .single()
+            .expect("valid time");
+        let key = settings.send_quota_key(Channel::Email, now);
+        let day = NaiveDate::from_ymd_opt(2026, 1, 2).expect("valid day");
+        assert_eq!(key, send_quota_key(Channel::Email, day));
     }
 }

@@ -10,6 +10,8 @@
 //! # Contract shared by every repository
 //! - Every method is scoped to a workspace: it never reads, returns or changes a row of
 //!   another workspace. A row of another workspace looks exactly like a missing row.
+//!   (The workspace registry, [`WorkspaceStore`], is the one exception: its rows are
+//!   the workspaces, and listing them is how engines find every tenant.)
 //! - Each method is atomic on its own. There is no generic transaction; operations that
 //!   must change several rows together are single methods (for example
 //!   [`OutboxStore::mark_outbox_sent`]).
@@ -66,6 +68,7 @@ mod queue;
 mod scoring;
 mod sequences;
 mod webhook;
+mod workspace;
 
 pub use anomaly::AnomalyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
@@ -93,6 +96,7 @@ pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,
 };
+pub use workspace::WorkspaceStore;
 
 /// Every repository in one object: what a host holds as `Arc<DynStore>`.
 ///
@@ -119,6 +123,7 @@ pub trait Store:
     + EnrichmentStore
     + ScoringStore
     + WebhookStore
+    + WorkspaceStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -163,6 +168,7 @@ impl<T> Store for T where
         + EnrichmentStore
         + ScoringStore
         + WebhookStore
+        + WorkspaceStore
         + Send
         + Sync
         + 'static
@@ -181,5 +187,6 @@ fn _assert_dyn_compatible(
     _: &dyn JobStore,
     _: &dyn LeaseStore,
     _: &dyn EnrichmentStore,
+    _: &dyn WorkspaceStore,
 ) {
 }

@@ -83,9 +83,21 @@ impl GraduatedRules {
     }
 
     /// The local day of `now` in the workspace's time zone.
-    async fn local_day(&self, workspace_id: WorkspaceId, now: DateTime<Utc>) -> NaiveDate {
-        let tz = self.settings.settings(workspace_id).await.default_time_zone;
-        now.with_timezone(&tz).date_naive()
+    /// A failed settings read is an error, never UTC: a wrong day would reopen caps.
+    async fn local_day(
+        &self,
+        workspace_id: WorkspaceId,
+        now: DateTime<Utc>,
+    ) -> Result<NaiveDate, PolicyError> {
+        let settings =
+            self.settings
+                .settings(workspace_id)
+                .await
+                .map_err(|e| PolicyError::Settings {
+                    retryable: e.is_retryable(),
+                    source: Box::new(e),
+                })?;
+        Ok(now.with_timezone(&settings.default_time_zone).date_naive())
     }
 
     /// Lists which pending items in the inbox `rule` would approve at the clock's now,
@@ -143,7 +155,7 @@ impl GraduatedRules {
             }
         }
         if let Some(cap) = draft.daily_cap {
-            let key = rule_cap_key(draft.id, self.local_day(workspace_id, now).await);
+            let key = rule_cap_key(draft.id, self.local_day(workspace_id, now).await?);
             let used = self.store.quota_usage(workspace_id, &key).await?;
             preview.daily_cap_remaining = Some(cap.saturating_sub(used));
         }
@@ -212,7 +224,7 @@ impl ApprovalPolicy for GraduatedRules {
             };
             let today = match day {
                 Some(d) => d,
-                None => *day.insert(self.local_day(ws, request.now).await),
+                None => *day.insert(self.local_day(ws, request.now).await?),
             };
             match self
                 .store

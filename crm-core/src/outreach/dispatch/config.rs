@@ -35,6 +35,7 @@ pub struct DispatcherConfig {
     backoff_cap: Duration,
     approval_ttl: Duration,
     pause_delay: Duration,
+    settings_retry_delay: Duration,
     idle_sleep: Duration,
     reap_interval: Option<Duration>,
     dry_run: bool,
@@ -45,7 +46,8 @@ impl Default for DispatcherConfig {
     /// A worker named `dispatcher-<random>`, batches of 100 processed 32 at a time,
     /// 5-minute leases, 5 attempts, backoff from 30 s doubling up to 1 h, approval items
     /// that expire after 3 days, a 1-hour pause for channels with an open send-health
-    /// anomaly, 1 s idle sleep, leases reaped every minute by [`run`](super::Dispatcher::run),
+    /// anomaly, messages of a workspace whose settings cannot be read held back for
+    /// 1 minute, 1 s idle sleep, leases reaped every minute by [`run`](super::Dispatcher::run),
     /// no forced dry-run, and `CRM_DRY_RUN` read from the environment.
     fn default() -> Self {
         let random = uuid::Uuid::now_v7().simple().to_string();
@@ -60,6 +62,7 @@ impl Default for DispatcherConfig {
             backoff_cap: Duration::hours(1),
             approval_ttl: Duration::days(3),
             pause_delay: Duration::hours(1),
+            settings_retry_delay: Duration::minutes(1),
             idle_sleep: Duration::seconds(1),
             reap_interval: Some(Duration::minutes(1)),
             dry_run: false,
@@ -130,6 +133,15 @@ impl DispatcherConfig {
     #[must_use]
     pub fn with_pause_delay(mut self, delay: Duration) -> Self {
         self.pause_delay = clamp_delay(delay).max(Duration::seconds(1));
+        self
+    }
+
+    /// How long a claimed message waits (its attempt given back) when its workspace's
+    /// settings cannot be read, at least 1 second: short, so sends resume soon after
+    /// the settings read again, and never zero, so a dispatcher does not spin on them.
+    #[must_use]
+    pub fn with_settings_retry_delay(mut self, delay: Duration) -> Self {
+        self.settings_retry_delay = clamp_delay(delay).max(Duration::seconds(1));
         self
     }
 
@@ -216,6 +228,12 @@ impl DispatcherConfig {
     #[must_use]
     pub fn pause_delay(&self) -> Duration {
         self.pause_delay
+    }
+
+    /// Delay for messages of a workspace whose settings cannot be read.
+    #[must_use]
+    pub fn settings_retry_delay(&self) -> Duration {
+        self.settings_retry_delay
     }
 
     /// Sleep of an idle [`run`](super::Dispatcher::run) loop.

@@ -45,6 +45,12 @@
 //!    `retry_after` until the attempt budget is spent, then dead letter; permanent and
 //!    auth errors fail; an invalid recipient fails and suppresses the address.
 //!
+//! **Settings first, failing closed.** A workspace whose settings cannot be read
+//! (see [`SettingsProvider`]) sends nothing: each of its claimed messages is put back
+//! for [`DispatcherConfig::settings_retry_delay`] with its attempt given back (nothing
+//! is consumed, cancelled or failed), counted as [`Outcome::SettingsUnavailable`], and
+//! the reason is logged once per batch with the workspace id.
+//!
 //! A store or policy error on one message never fails the batch and never panics: it
 //! is logged (ids only) and the message's lease is left to expire, so the message is
 //! reaped and claimed again. Quota and pause postponements and approval holds give the
@@ -69,7 +75,7 @@ mod report;
 mod send;
 mod stub;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -103,7 +109,7 @@ use crate::clock::Clock;
 use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
 use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
-use crate::store::{Claim, DispatcherStore, Page, Scope};
+use crate::store::{Claim, DispatcherStore, Page, Reschedule, Scope};
 
 /// The outbox dispatcher. See the [module docs](self) for the path a message takes.
 ///
@@ -266,7 +272,14 @@ impl Dispatcher {
         let gates: Vec<_> = messages
             .iter()
             .enumerate()
-            .map(|(i, message)| async move { (i, self.gate(batch, message).await) })
+            .map(|(i, message)| async move {
+                let gated = if batch.settings_failed.contains(&message.workspace_id) {
+                    Gated::Done(self.hold_for_settings(message, now).await)
+                } else {
+                    self.gate(batch, message).await
+                };
+                (i, gated)
+            })
             .collect();
         let mut gated = futures::stream::iter(gates).buffer_unordered(concurrency);
         while let Some((i, gated)) = gated.next().await {
@@ -357,15 +370,39 @@ impl Dispatcher {
             prefetch(&*self.store, messages),
         )
         .await;
+        let mut workspaces = HashMap::new();
+        let mut settings_failed = HashSet::new();
+        for (ws, loaded) in ids.into_iter().zip(loaded) {
+            match loaded {
+                Loaded::Ready(state) => {
+                    workspaces.insert(ws, state);
+                }
+                Loaded::NoSettings => {
+                    settings_failed.insert(ws);
+                }
+            }
+        }
         Batch {
-            workspaces: ids.into_iter().zip(loaded).collect(),
+            workspaces,
+            settings_failed,
             sequences: Mutex::new(HashMap::new()),
             prefetched,
         }
     }
 
-    async fn load_workspace(&self, workspace_id: WorkspaceId) -> Option<Arc<WorkspaceState>> {
-        let settings = self.settings.settings(workspace_id).await;
+    async fn load_workspace(&self, workspace_id: WorkspaceId) -> Loaded {
+        let settings = match self.settings.settings(workspace_id).await {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::warn!(
+                    workspace_id = %workspace_id,
+                    error = %e,
+                    retryable = e.is_retryable(),
+                    "workspace settings unreadable; its messages are held back, none sent"
+                );
+                return Loaded::NoSettings;
+            }
+        };
         let mut paused = Vec::new();
         if settings.pause_channel_on_error_anomaly {
             match self
@@ -386,17 +423,60 @@ impl Dispatcher {
                         error = %e,
                         "reading anomalies failed; the workspace's messages are left to expire"
                     );
-                    return None;
+                    return Loaded::Ready(None);
                 }
             }
         }
         let dry_run = self.forced_dry_run || settings.dry_run;
-        Some(Arc::new(WorkspaceState {
+        Loaded::Ready(Some(Arc::new(WorkspaceState {
             settings,
             paused,
             dry_run,
-        }))
+        })))
     }
+
+    /// Puts a message of a workspace without readable settings back for the
+    /// configured delay, its attempt given back; nothing else is read or written.
+    async fn hold_for_settings(&self, message: &OutboxMessage, now: DateTime<Utc>) -> Outcome {
+        let Some(token) = message.lease.as_ref().map(|l| l.token) else {
+            tracing::warn!(outbox_id = %message.id, "claimed message carries no lease");
+            return Outcome::LeftToExpire;
+        };
+        let reschedule = Reschedule {
+            not_before: now + self.config.settings_retry_delay(),
+            reason: Some(SETTINGS_UNAVAILABLE.to_owned()),
+            count_attempt: false,
+        };
+        match self
+            .store
+            .reschedule_outbox(message.workspace_id, message.id, token, &reschedule)
+            .await
+        {
+            Ok(_) => Outcome::SettingsUnavailable,
+            Err(e) => {
+                tracing::warn!(
+                    outbox_id = %message.id,
+                    workspace_id = %message.workspace_id,
+                    error = %e,
+                    "holding a message back failed; its lease is left to expire"
+                );
+                Outcome::LeftToExpire
+            }
+        }
+    }
+}
+
+/// The reason recorded on a message held back because its workspace's settings could
+/// not be read.
+const SETTINGS_UNAVAILABLE: &str = "workspace settings unavailable";
+
+/// What reading a workspace's shared state gave.
+enum Loaded {
+    /// The state, or `None` when the anomalies could not be read (messages are left
+    /// to expire).
+    Ready(Option<Arc<WorkspaceState>>),
+    /// The settings could not be read: the workspace's messages are held back.
+    NoSettings,
 }
 
 /// What the messages of one workspace share within a batch.
@@ -412,6 +492,8 @@ struct WorkspaceState {
 struct Batch {
     /// `None`: the workspace's state could not be read.
     workspaces: HashMap<WorkspaceId, Option<Arc<WorkspaceState>>>,
+    /// Workspaces whose settings could not be read: nothing of theirs is sent.
+    settings_failed: HashSet<WorkspaceId>,
     /// Sequence definitions by (id, version), read at most once per batch.
     sequences: Mutex<HashMap<(SequenceId, i64), Arc<Sequence>>>,
     /// The gates' reads, done for the whole batch; a message missing here reads its own.

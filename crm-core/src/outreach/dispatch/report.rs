@@ -24,6 +24,9 @@ pub enum Outcome {
     /// A store or policy error interrupted it; its lease is left to expire and be
     /// reaped, so another claim picks it up.
     LeftToExpire,
+    /// Its workspace's settings could not be read, so nothing of that workspace is
+    /// sent (fail closed): the message waits a short while, its attempt given back.
+    SettingsUnavailable,
 }
 
 /// Counts per [`Outcome`] for one or more batches.
@@ -48,6 +51,8 @@ pub struct DispatchReport {
     pub postponed: u64,
     /// [`Outcome::LeftToExpire`].
     pub left_to_expire: u64,
+    /// [`Outcome::SettingsUnavailable`].
+    pub settings_unavailable: u64,
 }
 
 impl DispatchReport {
@@ -62,6 +67,7 @@ impl DispatchReport {
             Outcome::Retried => &mut self.retried,
             Outcome::Postponed => &mut self.postponed,
             Outcome::LeftToExpire => &mut self.left_to_expire,
+            Outcome::SettingsUnavailable => &mut self.settings_unavailable,
         };
         *slot = slot.saturating_add(1);
     }
@@ -79,6 +85,9 @@ impl DispatchReport {
         self.retried = self.retried.saturating_add(other.retried);
         self.postponed = self.postponed.saturating_add(other.postponed);
         self.left_to_expire = self.left_to_expire.saturating_add(other.left_to_expire);
+        self.settings_unavailable = self
+            .settings_unavailable
+            .saturating_add(other.settings_unavailable);
     }
 
     /// The count of one outcome.
@@ -93,6 +102,7 @@ impl DispatchReport {
             Outcome::Retried => self.retried,
             Outcome::Postponed => self.postponed,
             Outcome::LeftToExpire => self.left_to_expire,
+            Outcome::SettingsUnavailable => self.settings_unavailable,
         }
     }
 }

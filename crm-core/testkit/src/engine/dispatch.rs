@@ -6,6 +6,7 @@
 //! a fresh store ([`dispatch_conformance_tests!`](crate::dispatch_conformance_tests)
 //! does). Concurrency cases spawn tasks, so they need a multi-thread Tokio runtime.
 
+mod fail_closed;
 mod failures;
 mod gates;
 mod sending;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use futures::future::join_all;
 
+pub use fail_closed::*;
 pub use failures::*;
 pub use gates::*;
 pub use sending::*;
@@ -97,6 +99,9 @@ macro_rules! __dispatch_cases {
             dispatch_rate_limited_honours_retry_after
             dispatch_permanent_errors_fail
             dispatch_invalid_recipient_fails_and_suppresses
+            // settings that cannot be read: fail closed
+            dispatch_unreadable_settings_hold_the_workspace_until_they_read
+            dispatch_store_settings_send_nothing_for_an_unknown_workspace
         }
     };
 }

@@ -6,6 +6,8 @@
 
 pub mod approvals;
 pub mod dispatch;
+pub mod e2e;
+pub mod engine_lifecycle;
 pub mod enrichment;
 pub mod inbound;
 pub mod intake;

@@ -35,6 +35,7 @@ mod intake_batch;
 mod intake_complete;
 mod job_lifecycle;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod outbox;
 mod outbox_leases;
@@ -43,6 +44,7 @@ mod outreach;
 mod scoring;
 mod sequences;
 mod webhooks;
+mod workspaces;
 
 pub use approval_decisions::*;
 pub use approvals::*;
@@ -67,6 +69,7 @@ pub use intake_batch::*;
 pub use intake_complete::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
+pub use lifecycle::*;
 pub use limits::*;
 pub use outbox::*;
 pub use outbox_leases::*;
@@ -75,6 +78,7 @@ pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
 pub use webhooks::*;
+pub use workspaces::*;
 
 /// Expands to one `#[tokio::test]` per store conformance case.
 ///
@@ -261,6 +265,10 @@ macro_rules! __store_cases {
             advance_enrollment_enqueues_with_compare_and_set
             advance_enrollment_cancels_only_its_queued_messages
             advance_enrollment_refuses_bad_change_sets
+            // outreach: enrollment lifecycle columns
+            lifecycle_sequence_status_and_policy_round_trip
+            lifecycle_enrollment_fields_round_trip
+            lifecycle_enrollment_fields_clear
             // outreach: the send path
             sent_record_advances_fresh_enrollment
             sent_record_skips_stale_enrollment
@@ -315,6 +323,11 @@ macro_rules! __store_cases {
             webhook_delivery_expired_claim_is_taken_over
             webhook_delivery_concurrent_duplicates_have_one_winner
             webhook_delivery_purge_keeps_recent
+            // workspaces: the registry and its settings
+            workspace_round_trip_and_insert_rules
+            workspace_update_compare_and_set
+            workspace_list_pages_by_id
+            concurrent_workspace_updates_one_version_wins
         }
     };
 }

@@ -197,6 +197,7 @@ fn step(delay: StepDelay) -> SequenceStep {
         delay,
         window: None,
         requires_approval: false,
+        options: Default::default(),
     }
 }
 
@@ -297,7 +298,10 @@ pub async fn dispatch_paused_channel_postpones(store: Arc<DynStore>) {
         Arc::new(h.clock.clone()),
         Arc::new(StaticSettings::default()),
     );
-    let raised = ok(scanner.scan(h.ws).await, "scan");
+    let raised = scanner
+        .scan(h.ws)
+        .await
+        .unwrap_or_else(|e| panic!("scan: unexpected error {e:?}"));
     assert_eq!(
         (raised.len(), raised[0].value.rule.as_str()),
         (1, FAILURE_RATE),

@@ -470,7 +470,7 @@ pub async fn inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier(stor
     )
     .with_notifier(Arc::new(notifier.clone()));
     h.w.clock.set(base_time() + Duration::minutes(30));
-    ok(scanner.scan(h.w.ws).await, "scan");
+    scanner.scan(h.w.ws).await.expect("scan");
     assert!(notifier.notified().is_empty(), "no bounce yet, no anomaly");
 
     for (i, message) in sent.iter().take(2).enumerate() {
@@ -480,7 +480,7 @@ pub async fn inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier(stor
             "a hard bounce",
         );
     }
-    let raised = ok(scanner.scan(h.w.ws).await, "scan");
+    let raised = scanner.scan(h.w.ws).await.expect("scan");
     let spike: Vec<_> = raised
         .iter()
         .filter(|r| r.value.rule == BOUNCE_SPIKE && r.value.channel == Some(Channel::Email))
@@ -495,14 +495,14 @@ pub async fn inbound_bounce_spike_from_signed_webhooks_reaches_the_notifier(stor
     assert_eq!(told.len(), 1, "the notifier hears of the anomaly: {told:?}");
     assert_eq!(told[0].id, spike[0].value.id);
     assert!(
-        ok(
-            scanner.is_channel_paused(h.w.ws, Channel::Email).await,
-            "is_channel_paused"
-        ),
+        scanner
+            .is_channel_paused(h.w.ws, Channel::Email)
+            .await
+            .expect("is_channel_paused"),
         "the open bounce spike pauses email for the workspace"
     );
 
-    ok(scanner.scan(h.w.ws).await, "scan again");
+    scanner.scan(h.w.ws).await.expect("scan again");
     assert_eq!(
         notifier.notified().len(),
         1,

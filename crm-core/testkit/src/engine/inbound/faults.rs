@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use crm_core::DynStore;
-use crm_core::{EmailAddress, StoreError};
 #[allow(clippy::wildcard_imports)]
 use crm_core::ids::*;
 #[allow(clippy::wildcard_imports)]
 use crm_core::model::*;
 #[allow(clippy::wildcard_imports)]
 use crm_core::store::*;
+use crm_core::{EmailAddress, StoreError};
 
 /// The real store, except that the next `record_activity` after [`FailingOnce::arm`]
 /// fails as a temporarily unavailable backend would.

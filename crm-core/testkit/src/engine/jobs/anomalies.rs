@@ -142,7 +142,7 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     send_email(&store, ws, 7, 3, recent).await;
     let (scanner, clock) = scanner(&store);
 
-    let first = ok(scanner.scan(ws).await, "scan");
+    let first = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(
         first.len(),
         1,
@@ -157,7 +157,7 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
     assert_eq!(anomaly.dedup_key, "failure_rate:email");
 
     clock.set(now + Span::minutes(5));
-    let second = ok(scanner.scan(ws).await, "rescan");
+    let second = ok(scanner.scan(ws).await.map_err(store_err), "rescan");
     assert_eq!(second.len(), 1);
     assert!(!second[0].created, "deduplicated while open");
     assert_eq!(second[0].value.id, anomaly.id);
@@ -169,7 +169,10 @@ pub async fn failure_rate_raises_one_error_deduplicated_until_resolved(store: Ar
         "resolve",
     );
     clock.set(now + Span::minutes(7));
-    let third = ok(scanner.scan(ws).await, "scan after resolve");
+    let third = ok(
+        scanner.scan(ws).await.map_err(store_err),
+        "scan after resolve",
+    );
     assert!(third[0].created, "raised again after resolve");
     assert_ne!(third[0].value.id, anomaly.id);
 }
@@ -190,7 +193,7 @@ pub async fn low_confidence_raises_a_warning(store: Arc<DynStore>) {
         }
     }
     let (scanner, _at_now) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(
@@ -218,10 +221,10 @@ pub async fn bounce_spike_raises_an_error_against_the_baseline(store: Arc<DynSto
     }
     let (scanner, _at_now) = scanner(&store);
     assert!(
-        ok(scanner.scan(steady).await, "scan").is_empty(),
+        ok(scanner.scan(steady).await.map_err(store_err), "scan").is_empty(),
         "15 % against a 10 % baseline is no spike"
     );
-    let raised = ok(scanner.scan(spiking).await, "scan");
+    let raised = ok(scanner.scan(spiking).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, BOUNCE_SPIKE);
@@ -247,11 +250,11 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
     );
     ok(store.try_consume_quota(ws, &key, 3, 2).await, "consume");
     assert!(
-        ok(scanner.scan(ws).await, "scan").is_empty(),
+        ok(scanner.scan(ws).await.map_err(store_err), "scan").is_empty(),
         "2 of 3 is fine"
     );
     ok(store.try_consume_quota(ws, &key, 3, 1).await, "consume");
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     assert_eq!(raised.len(), 1, "{raised:?}");
     let anomaly = &raised[0].value;
     assert_eq!(anomaly.rule, QUOTA_EXHAUSTED);
@@ -260,7 +263,10 @@ pub async fn quota_exhausted_raises_a_warning(store: Arc<DynStore>) {
         (Some(Channel::Sms), Severity::Warning)
     );
     clock.set(now + Span::days(1));
-    let next_day = ok(scanner.findings(ws).await, "findings tomorrow");
+    let next_day = ok(
+        scanner.findings(ws).await.map_err(store_err),
+        "findings tomorrow",
+    );
     assert!(next_day.is_empty(), "a new day uses a new counter");
 }
 
@@ -278,7 +284,7 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
     let now = base();
     send_email(&store, ws, 0, 10, now).await;
     let (scanner, clock) = scanner(&store);
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     let id = raised[0].value.id;
     let user = UserId::new();
 
@@ -296,7 +302,10 @@ pub async fn anomalies_are_acknowledged_and_resolved(store: Arc<DynStore>) {
         "ack",
     );
     assert_eq!(again, acked, "acknowledging twice changes nothing");
-    assert!(!ok(scanner.scan(ws).await, "scan")[0].created, "still open");
+    assert!(
+        !ok(scanner.scan(ws).await.map_err(store_err), "scan")[0].created,
+        "still open"
+    );
 
     let later = now + Span::minutes(1);
     clock.set(later);
@@ -331,7 +340,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     let now = base();
     let (scanner, clock) = scanner(&store);
     assert!(!ok(
-        scanner.is_channel_paused(ws, Channel::Email).await,
+        scanner
+            .is_channel_paused(ws, Channel::Email)
+            .await
+            .map_err(store_err),
         "paused?"
     ));
 
@@ -344,7 +356,7 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
         store.try_consume_quota(ws, &sms_quota, cap, cap).await,
         "use up the SMS quota",
     );
-    let raised = ok(scanner.scan(ws).await, "scan");
+    let raised = ok(scanner.scan(ws).await.map_err(store_err), "scan");
     let rules: Vec<_> = raised.iter().map(|r| r.value.rule.as_str()).collect();
     assert_eq!(rules, [FAILURE_RATE, QUOTA_EXHAUSTED], "{raised:?}");
     let failure = raised[0].value.id;
@@ -354,17 +366,27 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
 
     assert!(ok(
-        scanner.is_channel_paused(ws, Channel::Email).await,
+        scanner
+            .is_channel_paused(ws, Channel::Email)
+            .await
+            .map_err(store_err),
         "paused?"
     ));
     assert!(
-        !ok(scanner.is_channel_paused(ws, Channel::Sms).await, "paused?"),
+        !ok(
+            scanner
+                .is_channel_paused(ws, Channel::Sms)
+                .await
+                .map_err(store_err),
+            "paused?"
+        ),
         "not send-health or not Error"
     );
     assert!(!ok(
         scanner
             .is_channel_paused(WorkspaceId::new(), Channel::Email)
-            .await,
+            .await
+            .map_err(store_err),
         "paused?"
     ));
 
@@ -377,7 +399,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         !ok(
-            lenient.is_channel_paused(ws, Channel::Email).await,
+            lenient
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "setting off"
@@ -392,7 +417,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         ok(
-            scanner.is_channel_paused(ws, Channel::Email).await,
+            scanner
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "acknowledged is open"
@@ -403,7 +431,10 @@ pub async fn channel_paused_only_by_open_error_send_health_anomalies(store: Arc<
     );
     assert!(
         !ok(
-            scanner.is_channel_paused(ws, Channel::Email).await,
+            scanner
+                .is_channel_paused(ws, Channel::Email)
+                .await
+                .map_err(store_err),
             "paused?"
         ),
         "resolved"

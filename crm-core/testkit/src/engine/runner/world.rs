@@ -23,7 +23,9 @@ use crm_core::outreach::forecast::Forecast;
 use crm_core::outreach::inbound::{InboundError, InboundHandler, InboundOutcome};
 use crm_core::outreach::runner::{RUNNER_LEASE, Runner, RunnerConfig, RunnerError, TickReport};
 use crm_core::outreach::schedule::{apply_delay, next_allowed};
-use crm_core::outreach::settings::{SettingsProvider, StaticSettings, WorkspaceSettings};
+use crm_core::outreach::settings::{
+    SettingsError, SettingsProvider, StaticSettings, WorkspaceSettings,
+};
 use crm_core::store::{Claim, EnrollmentFilter, Page, Scope, SentRecord};
 
 /// The simulated dispatcher waits this long for a reply after the last step.
@@ -64,6 +66,7 @@ pub fn step(channel: Channel, body: &str) -> SequenceStep {
         delay: StepDelay::Hours(0),
         window: None,
         requires_approval: false,
+        options: Default::default(),
     }
 }
 
@@ -421,7 +424,10 @@ impl SpySettings {
 
 #[async_trait]
 impl SettingsProvider for SpySettings {
-    async fn settings(&self, workspace_id: WorkspaceId) -> WorkspaceSettings {
+    async fn settings(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<WorkspaceSettings, SettingsError> {
         {
             let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
             if !busy.insert(workspace_id) {
@@ -458,6 +464,6 @@ impl SettingsProvider for SpySettings {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&workspace_id);
-        self.settings.clone()
+        Ok(self.settings.clone())
     }
 }
