@@ -36,9 +36,10 @@ macro_rules! with_history {
             $write,
             " RETURNING *), remember AS (
                  INSERT INTO sequence_versions (workspace_id, sequence_id, version, name,
-                     steps, in_flight_policy, created_at, updated_at)
+                     steps, in_flight_policy, created_at, updated_at, status,
+                     step_failure_policy)
                  SELECT workspace_id, id, version, name, steps, in_flight_policy,
-                     created_at, updated_at
+                     created_at, updated_at, status, step_failure_policy
                  FROM written)
              SELECT * FROM written"
         )
@@ -47,19 +48,19 @@ macro_rules! with_history {
 
 const INSERT_SEQUENCE: &str = with_history!(
     "INSERT INTO sequences (workspace_id, id, name, steps, in_flight_policy, created_at,
-         updated_at, version)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+         updated_at, version, status, step_failure_policy)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 
 const UPDATE_SEQUENCE: &str = with_history!(
     "UPDATE sequences SET name = $3, steps = $4, in_flight_policy = $5, updated_at = $7,
-         version = version + 1
+         status = $9, step_failure_policy = $10, version = version + 1
      WHERE workspace_id = $1 AND id = $2 AND version = $8"
 );
 
 const SEQUENCE_AT_VERSION: &str = "
     SELECT workspace_id, sequence_id AS id, name, steps, in_flight_policy, created_at,
-        updated_at, version
+        updated_at, version, status, step_failure_policy
     FROM sequence_versions WHERE workspace_id = $1 AND sequence_id = $2 AND version = $3";
 
 /// The states of `EnrollmentState::is_running`, as in the partial indexes.
@@ -106,13 +107,14 @@ const LIST_ENROLLMENTS: &str = concat!(
      ORDER BY id LIMIT $6"
 );
 
-/// An enrollment compare-and-set: `$1`..`$11` as [`bind_enrollment`] binds them,
-/// `$12` the stored `updated_at`. The self-join reads the row it replaces, so the
+/// An enrollment compare-and-set: `$1`..`$14` as [`bind_enrollment`] binds them,
+/// `$15` the stored `updated_at`. The self-join reads the row it replaces, so the
 /// events of the change compare against the state it really left, in the same
 /// statement.
 pub(crate) const SET_ENROLLMENT: &str = "
     UPDATE enrollments e SET sequence_id = $3, sequence_version = $4, contact_id = $5,
-        state = $6, current_step = $7, next_run_at = $8, updated_at = $12,
+        state = $6, current_step = $7, next_run_at = $8, updated_at = $15,
+        end_reason = $12, ended_at = $13, step_message_id = $14,
         version = e.version + 1
     FROM enrollments old
     WHERE e.workspace_id = $1 AND e.id = $2 AND e.version = $11
@@ -156,7 +158,9 @@ fn bind_sequence<'q>(
         .bind(s.in_flight_policy.as_str())
         .bind(s.created_at)
         .bind(s.updated_at)
-        .bind(s.version))
+        .bind(s.version)
+        .bind(s.status.as_str())
+        .bind(s.step_failure_policy.as_str()))
 }
 
 fn bind_enrollment<'q, R>(q: PgQueryAs<'q, R>, e: &Enrollment) -> PgQueryAs<'q, R> {
@@ -171,6 +175,9 @@ fn bind_enrollment<'q, R>(q: PgQueryAs<'q, R>, e: &Enrollment) -> PgQueryAs<'q, 
         .bind(e.created_at)
         .bind(e.updated_at)
         .bind(e.version)
+        .bind(e.end_reason.clone())
+        .bind(e.ended_at)
+        .bind(e.step_message_id.map(|id| id.as_uuid()))
 }
 
 /// The foreign keys an enrollment write may break.
@@ -293,8 +300,9 @@ impl SequenceStore for PostgresStore {
             sqlx::query_as::<_, EnrollmentRow>(
                 "INSERT INTO enrollments (workspace_id, id, sequence_id, sequence_version,
                      contact_id, state, current_step, next_run_at, created_at, updated_at,
-                     version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+                     version, end_reason, ended_at, step_message_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 RETURNING *",
             ),
             enrollment,
         )

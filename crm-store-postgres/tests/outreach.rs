@@ -50,6 +50,7 @@ fn sequence(ws: WorkspaceId, name: &str) -> Sequence {
         delay: StepDelay::Hours(1),
         window: None,
         requires_approval: false,
+        options: Default::default(),
     };
     Sequence::create(ws, name, vec![step.clone(), step], t0()).unwrap()
 }

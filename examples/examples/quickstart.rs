@@ -413,6 +413,10 @@ fn steps() -> Vec<SequenceStep> {
             weekdays: vec![Mon, Tue, Wed, Thu, Fri],
         }),
         requires_approval: channel == Channel::WhatsApp,
+        options: crm_core::model::StepOptions {
+            allow_free_form: channel == Channel::WhatsApp,
+            ..Default::default()
+        },
     };
     let intro = "Hi {{first_name}}, teams in {{account.industry}} quote twice as fast with us. \
                  Worth 15 minutes? {{extra.sender}}";

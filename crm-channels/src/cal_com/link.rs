@@ -19,7 +19,8 @@ pub const BOOKING_LINK_PLACEHOLDER: &str = "{{booking_link}}";
 /// The link is the configured booking page (e.g. `https://cal.com/ada/30min`), or the
 /// message's `metadata.booking_url` when set. It replaces every
 /// [`BOOKING_LINK_PLACEHOLDER`] in the body, or is appended after a blank line when the
-/// body has none. The message keeps its id, so the delivery adapter forwards the same
+/// body has none and does not contain the link already (the sequence runner renders
+/// `{{booking_link}}` itself). The message keeps its id, so the delivery adapter forwards the same
 /// idempotency key; its errors are returned unchanged.
 #[derive(Debug, Clone)]
 pub struct CalComBookingLinkChannel {
@@ -54,6 +55,9 @@ impl CalComBookingLinkChannel {
             message
                 .body
                 .replace(BOOKING_LINK_PLACEHOLDER, link.as_str())
+        } else if message.body.contains(link.as_str()) {
+            // The sequence runner already rendered `{{booking_link}}` into the body.
+            message.body.clone()
         } else if message.body.trim().is_empty() {
             link.to_string()
         } else {

@@ -285,14 +285,15 @@ pub fn enrollment_enrolled(enrollment: &Enrollment) -> Result<NewEvent, Validati
 /// `enrollment.*` event; `Completed` and `NoResponse` also append
 /// `sequence.completed`; leaving `Paused` for a running state appends
 /// `enrollment.resumed`. Moves between running states (a step queued, a step done)
-/// append nothing here: the step's own events record them.
+/// append nothing here: the step's own events record them. `reason` is the
+/// enrollment's [`end_reason`](Enrollment::end_reason) after the change (a short
+/// code, never free text from a person).
 pub fn enrollment_transition(
     before: &Enrollment,
     after: &Enrollment,
 ) -> Result<Vec<NewEvent>, ValidationError> {
     use EnrollmentState as S;
-    // The lifecycle work adds the enrollment's own stop reason here.
-    let reason: Option<&str> = None;
+    let reason = after.end_reason.as_deref();
     if before.state == after.state {
         return Ok(Vec::new());
     }
@@ -303,6 +304,7 @@ pub fn enrollment_transition(
         S::Unsubscribed => &[ENROLLMENT_UNSUBSCRIBED],
         S::Completed | S::NoResponse => &[ENROLLMENT_COMPLETED, SEQUENCE_COMPLETED],
         S::Failed => &[ENROLLMENT_FAILED],
+        S::Stopped => &[ENROLLMENT_STOPPED],
         s if before.state == S::Paused && s.is_running() => &[ENROLLMENT_RESUMED],
         _ => &[],
     };
@@ -592,5 +594,19 @@ mod tests {
         let mut pending = active.clone();
         pending.state = EnrollmentState::StepPending;
         assert!(enrollment_transition(&active, &pending).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_stop_carries_the_enrollments_own_reason() {
+        let running = enrollment(EnrollmentState::StepSent, 2);
+        let mut stopped = running.clone();
+        stopped.state = EnrollmentState::Stopped;
+        stopped.end_reason = Some(crate::model::end_reasons::ACCOUNT_REPLY.to_owned());
+        stopped.version = 3;
+        let events = enrollment_transition(&running, &stopped).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, ENROLLMENT_STOPPED);
+        assert_eq!(events[0].payload["reason"], "account_reply");
+        assert_eq!(events[0].payload["to"], "stopped");
     }
 }

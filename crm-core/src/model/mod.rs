@@ -44,8 +44,9 @@ pub use lease::{Lease, LeaseGrant};
 pub use outbox::{OutboxMessage, OutboxStatus};
 pub use provenance::FieldProvenance;
 pub use sequence::{
-    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStep, StepDelay,
-    Template,
+    Enrollment, EnrollmentState, InFlightPolicy, SendWindow, Sequence, SequenceStatus,
+    SequenceStep, StepDelay, StepFailurePolicy, StepOptions, Template, WhatsAppTemplate,
+    end_reasons,
 };
 pub use settings::{
     Allowlist, MAX_ALLOWLIST_ENTRIES, MAX_DAILY_CAP, MAX_DAILY_TOUCH_LIMIT,

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
+use std::collections::BTreeMap;
+
+use crate::ids::{ContactId, EnrollmentId, OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::Channel;
 use crate::model::rules::{
     MAX_NAME_BYTES, MAX_TITLE_BYTES, require_text, require_text_max, stored_time, text_opt,
@@ -67,6 +69,36 @@ pub struct Template {
     pub body: String,
 }
 
+/// An approved WhatsApp template (a Twilio Content template) a step sends instead of
+/// its free-form body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsAppTemplate {
+    /// The template's id at the provider (Twilio `ContentSid`, `HX...`).
+    pub content_sid: String,
+    /// The template's variables by position or name (`"1"`), each a template with
+    /// `{{merge_field}}` placeholders, rendered per contact like the body.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// What a step's channel needs beyond the subject and body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOptions {
+    /// WhatsApp: the approved template to send. Outside the 24-hour window after the
+    /// contact's last message WhatsApp accepts nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp_template: Option<WhatsAppTemplate>,
+    /// WhatsApp: whether the free-form body may be sent without a template (it then
+    /// goes only within 24 hours of the contact's last inbound message; outside it the
+    /// step cannot be sent and the sequence's [`StepFailurePolicy`] applies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_free_form: bool,
+    /// The booking link `{{booking_link}}` renders to in this step; without it the
+    /// workspace's Cal.com booking link is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_link: Option<String>,
+}
+
 /// One step of a sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SequenceStep {
@@ -80,6 +112,26 @@ pub struct SequenceStep {
     pub window: Option<SendWindow>,
     /// Whether this step always needs a human's approval.
     pub requires_approval: bool,
+    /// What the step's channel needs beyond the template (WhatsApp template, booking
+    /// link).
+    #[serde(default)]
+    pub options: StepOptions,
+}
+
+impl SequenceStep {
+    /// A step on `channel` with `template`, due `delay` after the previous one, any
+    /// time, without approval or channel options.
+    #[must_use]
+    pub fn new(channel: Channel, template: Template, delay: StepDelay) -> Self {
+        Self {
+            channel,
+            template,
+            delay,
+            window: None,
+            requires_approval: false,
+            options: StepOptions::default(),
+        }
+    }
 }
 
 text_enum! {
@@ -89,6 +141,30 @@ text_enum! {
         KeepVersion = "keep_version",
         /// Running enrollments continue on the new version.
         Migrate = "migrate",
+    }
+}
+
+text_enum! {
+    /// Whether a sequence runs.
+    pub enum SequenceStatus {
+        /// Its enrollments run (the default).
+        Active = "active",
+        /// The runner leaves its enrollments alone until it is resumed; contacts may
+        /// still be enrolled and wait.
+        Paused = "paused",
+        /// Retired: its enrollments were stopped and no contact can be enrolled.
+        Archived = "archived",
+    }
+}
+
+text_enum! {
+    /// What happens to an enrollment whose step message cannot be sent (approval
+    /// rejected or expired, cancelled, failed, dead-lettered).
+    pub enum StepFailurePolicy {
+        /// Skip the step: the next one is due after its delay (the default).
+        Skip = "skip",
+        /// End the enrollment as `Failed` with reason `step_failed`.
+        FailEnrollment = "fail_enrollment",
     }
 }
 
@@ -105,6 +181,10 @@ pub struct Sequence {
     pub steps: Vec<SequenceStep>,
     /// Policy for running enrollments when edited.
     pub in_flight_policy: InFlightPolicy,
+    /// Whether it runs (active, paused, archived).
+    pub status: SequenceStatus,
+    /// What a step that cannot be sent does to its enrollment.
+    pub step_failure_policy: StepFailurePolicy,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -128,6 +208,8 @@ impl Sequence {
             name: name.into().trim().to_owned(),
             steps,
             in_flight_policy: InFlightPolicy::KeepVersion,
+            status: SequenceStatus::Active,
+            step_failure_policy: StepFailurePolicy::Skip,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -190,9 +272,37 @@ text_enum! {
         Bounced = "bounced",
         /// The contact unsubscribed.
         Unsubscribed = "unsubscribed",
-        /// Stopped by an error.
+        /// Stopped by an error (a step that could not be sent, by policy).
         Failed = "failed",
+        /// Stopped on purpose: by a person, an account-level stop, or archiving its
+        /// sequence; [`Enrollment::end_reason`] says which.
+        Stopped = "stopped",
     }
+}
+
+/// The [`Enrollment::end_reason`] codes the engine writes. Hosts stopping an
+/// enrollment may use codes of their own.
+pub mod end_reasons {
+    /// Stopped or paused by a person.
+    pub const MANUAL: &str = "manual";
+    /// Another contact of the same account replied (account-level stop).
+    pub const ACCOUNT_REPLY: &str = "account_reply";
+    /// The contact booked a meeting.
+    pub const MEETING_BOOKED: &str = "meeting_booked";
+    /// The contact replied.
+    pub const REPLIED: &str = "replied";
+    /// The contact's address bounced.
+    pub const BOUNCED: &str = "bounced";
+    /// The contact unsubscribed.
+    pub const UNSUBSCRIBED: &str = "unsubscribed";
+    /// A step's message could not be sent and the policy fails the enrollment.
+    pub const STEP_FAILED: &str = "step_failed";
+    /// Its sequence was archived.
+    pub const SEQUENCE_ARCHIVED: &str = "sequence_archived";
+    /// Every step was handled and the reply wait is over.
+    pub const ALL_STEPS_DONE: &str = "all_steps_done";
+    /// Paused by an out-of-office answer.
+    pub const OUT_OF_OFFICE: &str = "out_of_office";
 }
 
 impl EnrollmentState {
@@ -226,6 +336,14 @@ pub struct Enrollment {
     pub current_step: i32,
     /// When the runner should look at it next; `None` when nothing is due.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Why it ended, or why it is paused: a short code (see [`end_reasons`]);
+    /// cleared when it resumes.
+    pub end_reason: Option<String>,
+    /// When it ended (left the running states); `None` while running.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The outbox message queued for the step most recently queued, so the runner can
+    /// see whether it went out or ended unsent.
+    pub step_message_id: Option<OutboxMessageId>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -255,6 +373,9 @@ impl Enrollment {
             state: EnrollmentState::Pending,
             current_step: 0,
             next_run_at: Some(now),
+            end_reason: None,
+            ended_at: None,
+            step_message_id: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -267,16 +388,14 @@ mod tests {
     use super::*;
 
     fn with_delay(delay: StepDelay) -> Result<Sequence, ValidationError> {
-        let step = SequenceStep {
-            channel: Channel::Email,
-            template: Template {
+        let step = SequenceStep::new(
+            Channel::Email,
+            Template {
                 subject: None,
                 body: "Hi".into(),
             },
             delay,
-            window: None,
-            requires_approval: false,
-        };
+        );
         Sequence::create(
             WorkspaceId::new(),
             "Intro",

@@ -5,6 +5,7 @@
 //! every reason at once ([`EnrollError::Conflicts`]); nothing is enrolled when any
 //! blocks:
 //!
+//! - [`Conflict::SequenceArchived`]: the sequence is archived.
 //! - [`Conflict::AlreadyEnrolled`]: the contact runs this sequence already. The store
 //!   enforces this atomically too; losing that race is reported the same way.
 //! - [`Conflict::InAnotherSequence`]: the contact runs another sequence and the
@@ -28,7 +29,9 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{ContactId, EnrollmentId, SequenceId, WorkspaceId};
-use crate::model::{Channel, ConsentStatus, Contact, Enrollment, Sequence, SuppressionReason};
+use crate::model::{
+    Channel, ConsentStatus, Contact, Enrollment, Sequence, SequenceStatus, SuppressionReason,
+};
 use crate::outreach::runner::{contact_address, contact_time_zone, touches_today};
 use crate::outreach::settings::{
     ParallelSequencePolicy, SettingsError, SettingsProvider, WorkspaceSettings,
@@ -36,7 +39,8 @@ use crate::outreach::settings::{
 use crate::store::{ComplianceStoreExt, EnrollerStore, EnrollmentFilter, Page, SequenceStore};
 
 pub use definitions::{
-    DefinitionError, SequenceEditor, SequenceUpdate, TemplatePart, validate_templates,
+    DefinitionError, SequenceEditor, SequenceUpdate, TemplatePart, check_channel_requirements,
+    validate_templates,
 };
 
 /// One reason a contact cannot be enrolled.
@@ -78,6 +82,8 @@ pub enum Conflict {
         /// The channel.
         channel: Channel,
     },
+    /// The sequence is archived and takes no new enrollments.
+    SequenceArchived,
 }
 
 impl Conflict {
@@ -91,6 +97,7 @@ impl Conflict {
             Self::Suppressed { .. } => "suppressed",
             Self::Unsubscribed { .. } => "unsubscribed",
             Self::NoAddress { .. } => "no_address",
+            Self::SequenceArchived => "sequence_archived",
         }
     }
 }
@@ -119,6 +126,7 @@ impl fmt::Display for Conflict {
                 write!(f, "the contact withdrew consent for {channel}")
             }
             Self::NoAddress { channel } => write!(f, "the contact has no {channel} address"),
+            Self::SequenceArchived => f.write_str("the sequence is archived"),
         }
     }
 }
@@ -243,6 +251,9 @@ impl Enroller {
     ) -> Result<Vec<Conflict>, EnrollError> {
         let ws = sequence.workspace_id;
         let mut conflicts = Vec::new();
+        if sequence.status == SequenceStatus::Archived {
+            conflicts.push(Conflict::SequenceArchived);
+        }
 
         let running = running_enrollments(&*self.store, ws, contact.id).await?;
         let mut others = BTreeSet::new();

@@ -2,8 +2,9 @@
 //!
 //! `current_step` always names the step the enrollment is about: the next step to send
 //! in `Active` and `StepSent`, the step whose message is queued in `StepPending`. After
-//! the last step is sent the enrollment waits in `StepSent` with
-//! `current_step == steps` for a reply until `next_run_at`, then ends as `NoResponse`.
+//! the last step is handled the enrollment waits (in `StepSent`, or `Active` after a
+//! skipped last step) with `current_step == steps` for a reply until `next_run_at`,
+//! then ends as `Completed` (reason `all_steps_done`).
 //!
 //! | from | event | to | effects |
 //! |---|---|---|---|
@@ -11,21 +12,28 @@
 //! | Active(k), StepSent(k) | StepDue(k) | StepPending(k) | enqueue step k |
 //! | Active, StepSent | Postpone | same, later | |
 //! | StepPending(k) | StepSent(k) | StepSent(k+1) | |
-//! | StepSent(n) | Exhausted | NoResponse | |
+//! | StepPending(k) | StepSkipped(k) | Active(k+1) | |
+//! | StepSent(n), Active(n) | Exhausted | Completed | |
 //! | StepPending(k) | StepFailed(k) | Failed | |
 //! | running | Replied | Replied | cancel queued |
 //! | running | MeetingBooked | Completed | cancel queued |
 //! | running | Bounced | Bounced | cancel queued, suppress |
 //! | running | Unsubscribed | Unsubscribed | cancel queued, suppress, withdraw consent |
+//! | running | Stop(reason) | Stopped | cancel queued |
 //! | Pending, Active, StepPending, StepSent | Pause / OutOfOffice | Paused | cancel queued |
 //! | Paused | Resume | Active(k) | |
 //!
-//! A late reply after `NoResponse` is still recorded as `Replied`. Anything else from a
-//! final state, or an event that does not fit the state, is a [`TransitionError`].
+//! Every transition into a state that is not running sets the enrollment's `ended_at`
+//! and `end_reason` (see [`end_reasons`](crate::model::end_reasons)); a pause sets
+//! `end_reason` too and resuming clears it.
+//!
+//! A late reply after `NoResponse` or after completing every step is still recorded as
+//! `Replied`. Anything else from a final state, or an event that does not fit the
+//! state, is a [`TransitionError`].
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Enrollment, EnrollmentState, SuppressionReason};
+use crate::model::{Enrollment, EnrollmentState, SuppressionReason, end_reasons};
 
 /// Something that happened to an enrollment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +61,25 @@ pub enum EnrollmentEvent {
         /// When to look at the enrollment next.
         next_due: DateTime<Utc>,
     },
-    /// The message of `step` failed for good.
+    /// The message of `step` could not be sent; the sequence fails the enrollment.
     StepFailed {
         /// The step index.
         step: i32,
+    },
+    /// The message of `step` could not be sent; the sequence skips the step and the
+    /// next one (or, after the last one, the end of the reply wait) is due at
+    /// `next_due`.
+    StepSkipped {
+        /// The step index.
+        step: i32,
+        /// When to look at the enrollment next.
+        next_due: DateTime<Utc>,
+    },
+    /// Stopped on purpose (by a person, an account-level stop, an archived sequence),
+    /// with a short reason code.
+    Stop {
+        /// Why, e.g. [`end_reasons::MANUAL`].
+        reason: String,
     },
     /// Every step was sent and the reply wait is over.
     Exhausted,
@@ -110,19 +133,29 @@ pub struct Transition {
     pub current_step: i32,
     /// Next `next_run_at`.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Why it ends or pauses (kept as `end_reason`); `None` otherwise.
+    pub end_reason: Option<String>,
     /// Effects to carry out.
     pub effects: Vec<Effect>,
 }
 
 impl Transition {
-    /// `enrollment` with this transition applied (version and `updated_at` untouched:
-    /// the store bumps the version on compare-and-set).
+    /// `enrollment` with this transition applied at `now` (version untouched: the
+    /// store bumps it on compare-and-set). Leaving the running states sets `ended_at`
+    /// to `now`; `end_reason` is the transition's.
     #[must_use]
     pub fn applied_to(&self, enrollment: &Enrollment, now: DateTime<Utc>) -> Enrollment {
+        let ended_at = match (enrollment.state.is_running(), self.state.is_running()) {
+            (true, false) => Some(now),
+            (_, true) => None,
+            (false, false) => enrollment.ended_at.or(Some(now)),
+        };
         Enrollment {
             state: self.state,
             current_step: self.current_step,
             next_run_at: self.next_run_at,
+            end_reason: self.end_reason.clone(),
+            ended_at,
             updated_at: now,
             ..enrollment.clone()
         }
@@ -165,6 +198,8 @@ impl EnrollmentEvent {
             Self::Postpone { .. } => "postpone",
             Self::StepSent { .. } => "step_sent",
             Self::StepFailed { .. } => "step_failed",
+            Self::StepSkipped { .. } => "step_skipped",
+            Self::Stop { .. } => "stop",
             Self::Exhausted => "exhausted",
             Self::Replied => "replied",
             Self::MeetingBooked => "meeting_booked",
@@ -192,6 +227,14 @@ pub fn transition(
         state,
         current_step,
         next_run_at,
+        end_reason: None,
+        effects,
+    };
+    let ends = |state, reason: &str, effects| Transition {
+        state,
+        current_step: step,
+        next_run_at: None,
+        end_reason: Some(reason.to_owned()),
         effects,
     };
     let check_step = |got: i32| {
@@ -210,56 +253,60 @@ pub fn transition(
     };
 
     if !state.is_running() {
-        return match (state, event) {
-            (S::NoResponse, E::Replied) => Ok(to(S::Replied, step, None, Vec::new())),
+        let waited_out = state == S::NoResponse
+            || (state == S::Completed
+                && enrollment.end_reason.as_deref() == Some(end_reasons::ALL_STEPS_DONE));
+        return match event {
+            E::Replied if waited_out => Ok(ends(S::Replied, end_reasons::REPLIED, Vec::new())),
             _ => Err(TransitionError::Ended { state }),
         };
     }
 
     match event {
-        E::Replied => Ok(to(
+        E::Replied => Ok(ends(
             S::Replied,
-            step,
-            None,
+            end_reasons::REPLIED,
             vec![Effect::CancelQueuedMessages],
         )),
-        E::MeetingBooked => Ok(to(
+        E::MeetingBooked => Ok(ends(
             S::Completed,
-            step,
-            None,
+            end_reasons::MEETING_BOOKED,
             vec![Effect::CancelQueuedMessages],
         )),
-        E::Bounced => Ok(to(
+        E::Stop { reason } => Ok(ends(S::Stopped, reason, vec![Effect::CancelQueuedMessages])),
+        E::Bounced => Ok(ends(
             S::Bounced,
-            step,
-            None,
+            end_reasons::BOUNCED,
             vec![
                 Effect::CancelQueuedMessages,
                 Effect::Suppress(SuppressionReason::Bounced),
             ],
         )),
-        E::Unsubscribed => Ok(to(
+        E::Unsubscribed => Ok(ends(
             S::Unsubscribed,
-            step,
-            None,
+            end_reasons::UNSUBSCRIBED,
             vec![
                 Effect::CancelQueuedMessages,
                 Effect::Suppress(SuppressionReason::Unsubscribed),
                 Effect::WithdrawConsent,
             ],
         )),
-        E::OutOfOffice { until } if state != S::Paused => Ok(to(
-            S::Paused,
-            step,
-            Some(*until),
-            vec![Effect::CancelQueuedMessages],
-        )),
-        E::Pause { until } if state != S::Paused => Ok(to(
-            S::Paused,
-            step,
-            *until,
-            vec![Effect::CancelQueuedMessages],
-        )),
+        E::OutOfOffice { until } if state != S::Paused => Ok(Transition {
+            next_run_at: Some(*until),
+            ..ends(
+                S::Paused,
+                end_reasons::OUT_OF_OFFICE,
+                vec![Effect::CancelQueuedMessages],
+            )
+        }),
+        E::Pause { until } if state != S::Paused => Ok(Transition {
+            next_run_at: *until,
+            ..ends(
+                S::Paused,
+                end_reasons::MANUAL,
+                vec![Effect::CancelQueuedMessages],
+            )
+        }),
         E::Resume { at } if state == S::Paused => Ok(to(S::Active, step, Some(*at), Vec::new())),
         E::Start { first_due } if state == S::Pending => {
             Ok(to(S::Active, 0, Some(*first_due), Vec::new()))
@@ -288,10 +335,17 @@ pub fn transition(
         }
         E::StepFailed { step: failed } if state == S::StepPending => {
             check_step(*failed)?;
-            Ok(to(S::Failed, step, None, Vec::new()))
+            Ok(ends(S::Failed, end_reasons::STEP_FAILED, Vec::new()))
         }
-        E::Exhausted if state == S::StepSent && step >= step_count => {
-            Ok(to(S::NoResponse, step, None, Vec::new()))
+        E::StepSkipped {
+            step: skipped,
+            next_due,
+        } if state == S::StepPending => {
+            check_step(*skipped)?;
+            Ok(to(S::Active, skipped + 1, Some(*next_due), Vec::new()))
+        }
+        E::Exhausted if matches!(state, S::StepSent | S::Active) && step >= step_count => {
+            Ok(ends(S::Completed, end_reasons::ALL_STEPS_DONE, Vec::new()))
         }
         _ => Err(illegal()),
     }

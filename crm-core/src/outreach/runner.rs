@@ -9,15 +9,28 @@
 //!
 //! | enrollment | the runner |
 //! |---|---|
+//! | any, sequence archived | `Stop` (reason `sequence_archived`) |
+//! | not `StepPending`, sequence paused | held: `next_run_at` cleared until the sequence resumes |
 //! | `Pending` | `Start`, first step due after its delay, inside its window |
 //! | `Paused` with a due resume time | `Resume` now |
-//! | `StepSent` after the last step | `Exhausted` (ends as `NoResponse`) |
+//! | `StepPending`, its message ended unsent | `StepSkipped` or `StepFailed`, by the sequence's [`StepFailurePolicy`](crate::model::StepFailurePolicy) |
+//! | `StepPending`, its message sent | `StepSent` (the dispatcher's write lost a race) |
+//! | `StepPending`, its message still queued | looked at again after [`RunnerConfig::step_recheck`] |
+//! | `StepSent`/`Active` after the last step | `Exhausted` (ends as `Completed`) |
 //! | `Active`/`StepSent`, outside the step's send window | `Postpone` to the next opening |
 //! | the same, contact at its daily touch limit | `Postpone` to the next local day's opening |
 //! | the same, otherwise | renders the step and `StepDue`: one outbox message |
 //!
 //! After `Start` or `Resume` the same enrollment is looked at again in the same tick, so
 //! a step due at once is queued at once.
+//!
+//! # A step that cannot be sent
+//! A queued step's message may end without being sent: its approval rejected or
+//! expired, cancelled, failed, dead-lettered. The enrollment records the message it
+//! queued (`step_message_id`) and is due again [`RunnerConfig::step_recheck`] after
+//! queueing (and at once when the store wakes it as the message ends); the runner then
+//! reads the message and moves the enrollment on, so no enrollment waits in
+//! `StepPending` for ever.
 //!
 //! # Writes and crash safety
 //! Every change is one change-set of
@@ -44,7 +57,11 @@
 //! the channel (`contact:<id>` for a manual task), `not_before` = now, and metadata
 //! `{"requires_approval", "template_key": "<sequence>:<version>:<step>", "sequence_id",
 //! "sequence_version", "context": {"sequence", "step", "steps", "channel"}}` (the
-//! context is shown to an approver; it holds no contact data). `extra.*` merge
+//! context is shown to an approver; it holds no contact data), plus what the channel's
+//! adapter reads: for WhatsApp `content_sid` and the rendered `content_variables` of the
+//! step's template, for WhatsApp and Instagram `last_inbound_at` (the contact's latest
+//! `ReplyReceived` activity on the channel, RFC 3339), for Cal.com `booking_url` (the
+//! step's booking link). Adapters stay independent of the store. `extra.*` merge
 //! values come from the host's [`MergeValues`] ([`Runner::with_merge_values`]). It is `Pending`; the dispatcher's approval policy, consent,
 //! suppression and quota checks decide when it really goes out.
 //!
@@ -56,6 +73,7 @@
 //! [`RunnerConfig::lease_ttl`]; an overrun is still safe (every write is
 //! compare-and-set) but another runner may then work on the workspace too.
 
+mod channel_meta;
 mod pass;
 mod support;
 
@@ -63,6 +81,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
@@ -71,6 +90,7 @@ use crate::outreach::enrollment::TransitionError;
 use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::RunnerStore;
 
+pub use channel_meta::{BOOKING_LINK_PARAM, step_booking_link, workspace_booking_link};
 pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
 pub use support::{MergeValues, StaticMergeValues, contact_address};
 
@@ -95,6 +115,9 @@ pub struct RunnerConfig {
     pub max_workspaces: u32,
     /// Whether the daily touch limit postpones steps (default on).
     pub enforce_touch_limit: bool,
+    /// How long after queueing a step the runner looks at its message again, in case
+    /// nothing else wakes the enrollment when the message ends (default 1 hour).
+    pub step_recheck: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -106,6 +129,7 @@ impl Default for RunnerConfig {
             batch_size: 200,
             max_workspaces: 1000,
             enforce_touch_limit: true,
+            step_recheck: Duration::hours(1),
         }
     }
 }
@@ -153,7 +177,15 @@ impl RunnerConfig {
         self
     }
 
-    /// A holder name, parallelism at least 1, a positive lease, limits of 1 to 1000.
+    /// Sets how long after queueing a step its message is looked at again.
+    #[must_use]
+    pub fn with_step_recheck(mut self, recheck: Duration) -> Self {
+        self.step_recheck = recheck;
+        self
+    }
+
+    /// A holder name, parallelism at least 1, a positive lease and recheck, limits of 1
+    /// to 1000.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.holder.trim().is_empty() {
             return Err(ValidationError::new("runner.holder", "must not be empty"));
@@ -166,6 +198,12 @@ impl RunnerConfig {
         }
         if self.lease_ttl <= Duration::zero() {
             return Err(ValidationError::new("runner.lease_ttl", "must be positive"));
+        }
+        if self.step_recheck <= Duration::zero() {
+            return Err(ValidationError::new(
+                "runner.step_recheck",
+                "must be positive",
+            ));
         }
         crate::store::validate_limit(self.batch_size)?;
         crate::store::validate_limit(self.max_workspaces)
@@ -232,10 +270,20 @@ pub struct TenantReport {
     pub reused: usize,
     /// Steps postponed (send window or touch limit).
     pub postponed: usize,
-    /// Enrollments ended as `NoResponse`.
+    /// Enrollments that completed every step (ended as `Completed`).
     pub exhausted: usize,
     /// Enrollments paused because a step could not be built (see the module docs).
     pub parked: usize,
+    /// Steps skipped because their message ended unsent.
+    pub skipped: usize,
+    /// Enrollments failed because their step's message ended unsent.
+    pub step_failed: usize,
+    /// Enrollments stopped because their sequence is archived.
+    pub stopped: usize,
+    /// Enrollments held (sequence paused) or whose queued message is still on its way.
+    pub held: usize,
+    /// Enrollments moved on whose step's message was sent but not recorded on them.
+    pub rechecked: usize,
     /// Enrollments another actor changed first (left alone).
     pub superseded: usize,
     /// Enrollments that failed; the pass went on with the others.
@@ -325,6 +373,20 @@ impl Runner {
     /// Fails only if the workspaces cannot be listed; a workspace or an enrollment that
     /// fails is reported in the [`TickReport`] and the others go on.
     pub async fn tick(&self) -> Result<TickReport, RunnerError> {
+        let span = tracing::info_span!(
+            "outreach.runner.tick",
+            workspaces = tracing::field::Empty,
+            enqueued = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        let report = self.tick_inner().instrument(span.clone()).await?;
+        span.record("workspaces", report.tenants.len());
+        span.record("enqueued", report.enqueued());
+        span.record("failed", report.failed.len());
+        Ok(report)
+    }
+
+    async fn tick_inner(&self) -> Result<TickReport, RunnerError> {
         let now = self.clock.now();
         let workspaces = self
             .store
@@ -381,7 +443,21 @@ impl Runner {
             tracing::debug!(%workspace_id, "outreach runner: lease held elsewhere, skipping");
             return Ok(None);
         };
-        let result = self.pass(workspace_id, now).await;
+        let span = tracing::info_span!(
+            "outreach.runner.workspace",
+            %workspace_id,
+            due = tracing::field::Empty,
+            enqueued = tracing::field::Empty,
+            skipped = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        let result = self.pass(workspace_id, now).instrument(span.clone()).await;
+        if let Ok(report) = &result {
+            span.record("due", report.due);
+            span.record("enqueued", report.enqueued);
+            span.record("skipped", report.skipped);
+            span.record("failed", report.failed.len());
+        }
         if let Err(error) = self.store.release_lease(&grant).await {
             tracing::warn!(%workspace_id, error = %error, "outreach runner: lease release failed; it expires on its own");
         }

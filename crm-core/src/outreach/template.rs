@@ -2,6 +2,9 @@
 //!
 //! Placeholders are `{{ field }}`. A field that is missing or blank is an error, never
 //! an empty string in a sent message; `{{ field | fallback text }}` opts into a fallback.
+//!
+//! `{{booking_link}}` is the step's booking link, or the workspace's Cal.com booking
+//! link (see [`step_booking_link`](crate::outreach::runner::step_booking_link)).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +41,7 @@ pub struct MergeContext<'a> {
     contact: &'a Contact,
     account: Option<&'a Account>,
     extra: Option<&'a BTreeMap<String, String>>,
+    booking_link: Option<&'a str>,
 }
 
 impl<'a> MergeContext<'a> {
@@ -48,7 +52,15 @@ impl<'a> MergeContext<'a> {
             contact,
             account,
             extra: None,
+            booking_link: None,
         }
+    }
+
+    /// Sets the value of `{{booking_link}}` (`None`: the field is known but empty).
+    #[must_use]
+    pub fn with_booking_link(mut self, link: Option<&'a str>) -> Self {
+        self.booking_link = link;
+        self
     }
 
     /// Adds host-provided values, available as `extra.<name>`.
@@ -78,6 +90,7 @@ impl<'a> MergeContext<'a> {
                 .account
                 .and_then(|a| a.domain.as_ref())
                 .map(|d| d.to_string()),
+            "booking_link" => self.booking_link.and_then(non_blank),
             "account.industry" => self
                 .account
                 .and_then(|a| a.industry.as_deref())
@@ -269,6 +282,23 @@ mod tests {
         assert_eq!(
             render("Book: {{extra.booking_link}}", &ctx).unwrap(),
             "Book: https://cal.com/x"
+        );
+    }
+
+    #[test]
+    fn booking_link_is_a_merge_field() {
+        let (c, a) = ada();
+        let none = MergeContext::new(&c, Some(&a));
+        assert_eq!(
+            render("Book: {{booking_link}}", &none).unwrap_err(),
+            TemplateError::MissingField {
+                field: "booking_link".into()
+            }
+        );
+        let ctx = none.with_booking_link(Some("https://cal.com/ada/30min"));
+        assert_eq!(
+            render("Book: {{booking_link}}", &ctx).unwrap(),
+            "Book: https://cal.com/ada/30min"
         );
     }
 

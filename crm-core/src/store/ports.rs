@@ -70,10 +70,13 @@ port! {
     ///   message together), reading the sequence definitions.
     /// - [`ContactStore`], [`AccountStore`]: read the contact and its account for merge
     ///   values and send windows.
-    /// - [`ActivityStore`]: counts today's touches for the daily touch limit.
+    /// - [`ActivityStore`]: counts today's touches for the daily touch limit, and finds
+    ///   the contact's last inbound message for WhatsApp and Instagram windows.
     /// - [`AuditStore`]: records why an enrollment was parked.
+    /// - [`OutboxStore`]: reads a pending step's message, to move its enrollment on
+    ///   when the message ended unsent.
     RunnerStore: LeaseStore + SequenceStore + ContactStore + AccountStore + ActivityStore
-        + AuditStore
+        + AuditStore + OutboxStore
 }
 
 port! {

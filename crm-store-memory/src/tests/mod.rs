@@ -39,6 +39,7 @@ fn sequence(ws: WorkspaceId) -> Sequence {
         delay: StepDelay::Hours(0),
         window: None,
         requires_approval: false,
+        options: Default::default(),
     };
     Sequence::create(ws, "Intro", vec![step], t0()).unwrap()
 }

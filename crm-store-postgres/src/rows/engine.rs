@@ -78,6 +78,8 @@ pub(crate) struct SequenceRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+    status: String,
+    step_failure_policy: String,
 }
 
 impl IntoEntity for SequenceRow {
@@ -89,6 +91,8 @@ impl IntoEntity for SequenceRow {
             name: self.name,
             steps: from_json("sequences.steps", self.steps)?,
             in_flight_policy: parse_text(&self.in_flight_policy)?,
+            status: parse_text(&self.status)?,
+            step_failure_policy: parse_text(&self.step_failure_policy)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,
@@ -110,6 +114,9 @@ pub(crate) struct EnrollmentRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+    end_reason: Option<String>,
+    ended_at: Option<DateTime<Utc>>,
+    step_message_id: Option<Uuid>,
 }
 
 impl IntoEntity for EnrollmentRow {
@@ -124,6 +131,9 @@ impl IntoEntity for EnrollmentRow {
             state: parse_text(&self.state)?,
             current_step: self.current_step,
             next_run_at: self.next_run_at,
+            end_reason: self.end_reason,
+            ended_at: self.ended_at,
+            step_message_id: self.step_message_id.map(OutboxMessageId::from_uuid),
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,

@@ -258,6 +258,7 @@ mod tests {
             delay,
             window,
             requires_approval: false,
+            options: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ids::{ContactId, SequenceId, WorkspaceId};
+use crate::model::end_reasons;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
@@ -30,7 +31,7 @@ fn apply(
 }
 
 #[test]
-fn a_three_step_sequence_runs_to_no_response() {
+fn a_three_step_sequence_runs_to_completed() {
     let mut e = enrollment();
     let later = t0() + Duration::days(2);
     (e, _) = apply(&e, 3, EnrollmentEvent::Start { first_due: t0() }).unwrap();
@@ -65,10 +66,13 @@ fn a_three_step_sequence_runs_to_no_response() {
         }
     );
     (e, _) = apply(&e, 3, EnrollmentEvent::Exhausted).unwrap();
-    assert_eq!(e.state, EnrollmentState::NoResponse);
+    assert_eq!(e.state, EnrollmentState::Completed);
+    assert_eq!(e.end_reason.as_deref(), Some(end_reasons::ALL_STEPS_DONE));
+    assert_eq!(e.ended_at, Some(t0()));
     // A late reply is still recorded.
     (e, _) = apply(&e, 3, EnrollmentEvent::Replied).unwrap();
     assert_eq!(e.state, EnrollmentState::Replied);
+    assert_eq!(e.end_reason.as_deref(), Some(end_reasons::REPLIED));
 }
 
 #[test]
@@ -167,6 +171,11 @@ fn any_event() -> impl Strategy<Value = EnrollmentEvent> {
         ((0i32..5), at.clone())
             .prop_map(|(step, next_due)| EnrollmentEvent::StepSent { step, next_due }),
         (0i32..5).prop_map(|step| EnrollmentEvent::StepFailed { step }),
+        ((0i32..5), at.clone())
+            .prop_map(|(step, next_due)| EnrollmentEvent::StepSkipped { step, next_due }),
+        Just(EnrollmentEvent::Stop {
+            reason: "manual".into()
+        }),
         Just(EnrollmentEvent::Exhausted),
         Just(EnrollmentEvent::Replied),
         Just(EnrollmentEvent::MeetingBooked),
@@ -193,7 +202,7 @@ proptest! {
             for effect in &t.effects {
                 if let Effect::EnqueueStep { step } = effect {
                     prop_assert!(
-                        !matches!(before, EnrollmentState::Replied | EnrollmentState::Unsubscribed | EnrollmentState::Bounced | EnrollmentState::Paused | EnrollmentState::Completed | EnrollmentState::NoResponse | EnrollmentState::Failed),
+                        !matches!(before, EnrollmentState::Replied | EnrollmentState::Unsubscribed | EnrollmentState::Bounced | EnrollmentState::Paused | EnrollmentState::Completed | EnrollmentState::NoResponse | EnrollmentState::Failed | EnrollmentState::Stopped),
                         "enqueued step {} from {}", step, before
                     );
                     // No step is skipped or queued while another is in flight.
@@ -206,8 +215,8 @@ proptest! {
                     queued = None;
                 }
             }
-            if let EnrollmentEvent::StepSent { step, .. } = event {
-                // Only the queued step can be confirmed, and only once.
+            if let EnrollmentEvent::StepSent { step, .. } | EnrollmentEvent::StepSkipped { step, .. } = event {
+                // Only the queued step can be confirmed or skipped, and only once.
                 prop_assert_eq!(queued.take(), Some(*step));
                 prop_assert!(!sent.contains(step));
                 sent.push(*step);
@@ -218,4 +227,71 @@ proptest! {
         }
         prop_assert!(e.current_step <= steps);
     }
+}
+
+#[test]
+fn a_step_that_cannot_be_sent_is_skipped_or_fails_the_enrollment() {
+    let later = t0() + Duration::days(1);
+    let mut e = enrollment();
+    (e, _) = apply(&e, 2, EnrollmentEvent::Start { first_due: t0() }).unwrap();
+    (e, _) = apply(&e, 2, EnrollmentEvent::StepDue { step: 0 }).unwrap();
+    let (failed, _) = apply(&e, 2, EnrollmentEvent::StepFailed { step: 0 }).unwrap();
+    assert_eq!(failed.state, EnrollmentState::Failed);
+    assert_eq!(failed.end_reason.as_deref(), Some(end_reasons::STEP_FAILED));
+    assert_eq!(failed.ended_at, Some(t0()));
+
+    (e, _) = apply(
+        &e,
+        2,
+        EnrollmentEvent::StepSkipped {
+            step: 0,
+            next_due: later,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (e.state, e.current_step, e.next_run_at),
+        (EnrollmentState::Active, 1, Some(later))
+    );
+    (e, _) = apply(&e, 2, EnrollmentEvent::StepDue { step: 1 }).unwrap();
+    (e, _) = apply(
+        &e,
+        2,
+        EnrollmentEvent::StepSkipped {
+            step: 1,
+            next_due: later,
+        },
+    )
+    .unwrap();
+    assert_eq!((e.state, e.current_step), (EnrollmentState::Active, 2));
+    (e, _) = apply(&e, 2, EnrollmentEvent::Exhausted).unwrap();
+    assert_eq!(e.state, EnrollmentState::Completed);
+}
+
+#[test]
+fn a_stop_ends_with_its_reason_and_a_pause_keeps_one_until_resumed() {
+    let mut e = enrollment();
+    (e, _) = apply(&e, 2, EnrollmentEvent::Start { first_due: t0() }).unwrap();
+    (e, _) = apply(&e, 2, EnrollmentEvent::Pause { until: None }).unwrap();
+    assert_eq!(e.end_reason.as_deref(), Some(end_reasons::MANUAL));
+    assert_eq!(e.ended_at, None, "a paused enrollment has not ended");
+    (e, _) = apply(&e, 2, EnrollmentEvent::Resume { at: t0() }).unwrap();
+    assert_eq!(e.end_reason, None);
+    let (stopped, effects) = apply(
+        &e,
+        2,
+        EnrollmentEvent::Stop {
+            reason: end_reasons::ACCOUNT_REPLY.into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(stopped.state, EnrollmentState::Stopped);
+    assert!(!stopped.state.is_running());
+    assert_eq!(stopped.end_reason.as_deref(), Some("account_reply"));
+    assert_eq!(stopped.ended_at, Some(t0()));
+    assert_eq!(effects, vec![Effect::CancelQueuedMessages]);
+    assert!(matches!(
+        apply(&stopped, 2, EnrollmentEvent::Resume { at: t0() }),
+        Err(TransitionError::Ended { .. })
+    ));
 }

@@ -273,7 +273,7 @@ impl InboundTask<'_> {
                 }
                 let id = other.id;
                 if self
-                    .apply(other, &EnrollmentEvent::MeetingBooked, "account replied")
+                    .apply(other, &account_stop_event(), "account replied")
                     .await?
                     .is_some()
                 {
@@ -346,5 +346,13 @@ impl InboundTask<'_> {
         Err(InboundError::Contended {
             enrollment_id: enrollment.id,
         })
+    }
+}
+
+/// The account-level stop: `Stopped` with its own reason, so it is told apart from a
+/// booked meeting or the contact's own reply.
+fn account_stop_event() -> EnrollmentEvent {
+    EnrollmentEvent::Stop {
+        reason: crate::model::end_reasons::ACCOUNT_REPLY.to_owned(),
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::WorkspaceId;
 use crate::model::{
     Account, Actor, AuditEntry, Channel, Contact, Enrollment, EnrollmentState, OutboxMessage,
-    Sequence, SequenceStep,
+    Sequence, SequenceStatus, SequenceStep, end_reasons,
 };
 use crate::outreach::enrollment::{Effect, EnrollmentEvent, step_idempotency_key, transition};
 use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
@@ -23,6 +23,10 @@ use crate::outreach::settings::WorkspaceSettings;
 use crate::outreach::template::{MergeContext, TemplateError, render};
 use crate::store::RunnerStore;
 use crate::store::{EnrollmentAdvanced, EnrollmentChange};
+
+use super::channel_meta::{channel_metadata, step_booking_link};
+
+mod pending;
 
 /// How often one enrollment is looked at in one pass: start, resume, then its step.
 const MAX_ROUNDS: usize = 3;
@@ -44,6 +48,11 @@ enum Count {
     Exhausted,
     Parked,
     Enqueued,
+    Skipped,
+    Failed,
+    Stopped,
+    Held,
+    Rechecked,
 }
 
 /// A step the runner could not build, and how it is recorded.
@@ -61,6 +70,8 @@ pub(super) struct Pass<'a> {
     now: DateTime<Utc>,
     definitions: Definitions<'a>,
     report: TenantReport,
+    /// The reason code the next park records (the problem's action).
+    park_reason: Option<&'static str>,
 }
 
 impl<'a> Pass<'a> {
@@ -84,6 +95,7 @@ impl<'a> Pass<'a> {
                 workspace_id,
                 ..TenantReport::default()
             },
+            park_reason: None,
         }
     }
 
@@ -123,13 +135,41 @@ impl<'a> Pass<'a> {
     }
 
     async fn step(&mut self, e: &Enrollment) -> Result<Next, RunnerError> {
+        // Status and failure policy are the sequence's, not a version's: read the latest.
+        let latest = self.definitions.latest(e.sequence_id).await?;
         let sequence = self.definitions.for_enrollment(e).await?;
+        let n = step_count(&sequence);
+        match latest.status {
+            SequenceStatus::Archived => {
+                // Archiving stops every running enrollment; one enrolled in a race with
+                // the archive is stopped here.
+                let event = EnrollmentEvent::Stop {
+                    reason: end_reasons::SEQUENCE_ARCHIVED.to_owned(),
+                };
+                return self.apply(e, n, &event, None, Count::Stopped).await;
+            }
+            // A queued step still resolves, and a paused enrollment still resumes at
+            // its time (then it is held): neither loses what it waits for.
+            SequenceStatus::Paused
+                if matches!(
+                    e.state,
+                    EnrollmentState::Pending | EnrollmentState::Active | EnrollmentState::StepSent
+                ) =>
+            {
+                return self.hold(e).await;
+            }
+            _ => {}
+        }
+        if e.state == EnrollmentState::StepPending {
+            return self
+                .step_pending(e, &sequence, latest.step_failure_policy)
+                .await;
+        }
         let contact = self
             .store
             .get_contact(self.workspace_id, e.contact_id)
             .await?;
         let tz = contact_time_zone(&contact, &self.settings);
-        let n = step_count(&sequence);
         let now = self.now;
         let current = usize::try_from(e.current_step)
             .ok()
@@ -159,7 +199,7 @@ impl<'a> Pass<'a> {
                 let event = EnrollmentEvent::Resume { at: now };
                 self.apply(e, n, &event, None, Count::Resumed).await
             }
-            (EnrollmentState::StepSent, None) if e.current_step >= n => {
+            (EnrollmentState::StepSent | EnrollmentState::Active, None) if e.current_step >= n => {
                 self.apply(e, n, &EnrollmentEvent::Exhausted, None, Count::Exhausted)
                     .await
             }
@@ -173,7 +213,6 @@ impl<'a> Pass<'a> {
             (EnrollmentState::Active | EnrollmentState::StepSent, Some(step)) => {
                 self.due_step(e, &sequence, step, &contact, tz).await
             }
-            // Not due for the runner (StepPending waits for the dispatcher).
             _ => Ok(Next::Done),
         }
     }
@@ -235,7 +274,10 @@ impl<'a> Pass<'a> {
         };
         let account = self.account(contact).await?;
         let extra = extra_values(self.merge_values, self.workspace_id, contact).await;
-        let ctx = MergeContext::new(contact, account.as_ref()).with_extra(&extra);
+        let booking_link = step_booking_link(step, &self.settings);
+        let ctx = MergeContext::new(contact, account.as_ref())
+            .with_extra(&extra)
+            .with_booking_link(booking_link.as_deref());
         let rendered = render(&step.template.body, &ctx).and_then(|body| {
             let subject = step
                 .template
@@ -249,8 +291,21 @@ impl<'a> Pass<'a> {
             Ok(parts) => parts,
             Err(error) => return Ok(Err(render_problem(e.current_step, &error))),
         };
+        let channel_meta = channel_metadata(
+            self.store,
+            self.workspace_id,
+            step,
+            contact.id,
+            &ctx,
+            booking_link.as_deref(),
+        )
+        .await?;
+        let channel_meta = match channel_meta {
+            Ok(meta) => meta,
+            Err(error) => return Ok(Err(render_problem(e.current_step, &error))),
+        };
         let key = step_idempotency_key(e, e.current_step);
-        let metadata = json!({
+        let mut metadata = json!({
             "requires_approval": step.requires_approval,
             "template_key": format!("{}:{}:{}", sequence.id, sequence.version, e.current_step),
             "sequence_id": sequence.id,
@@ -262,6 +317,9 @@ impl<'a> Pass<'a> {
                 "channel": step.channel,
             },
         });
+        if let Some(object) = metadata.as_object_mut() {
+            object.extend(channel_meta);
+        }
         let message = OutboxMessage::new(
             self.workspace_id,
             step.channel,
@@ -307,6 +365,12 @@ impl<'a> Pass<'a> {
         problem: Problem,
     ) -> Result<Next, RunnerError> {
         let event = EnrollmentEvent::Pause { until: None };
+        self.park_reason = Some(
+            problem
+                .action
+                .strip_prefix("outreach.")
+                .unwrap_or(problem.action),
+        );
         let applied = self.apply(e, n, &event, None, Count::Parked).await?;
         if matches!(applied, Next::Again(_)) {
             let entry = AuditEntry::new(
@@ -340,24 +404,56 @@ impl<'a> Pass<'a> {
         enqueue: Option<OutboxMessage>,
         count: Count,
     ) -> Result<Next, RunnerError> {
-        let t = transition(e, n, event)?;
+        let mut t = transition(e, n, event)?;
+        if let (Count::Parked, Some(reason)) = (count, self.park_reason.take()) {
+            t.end_reason = Some(reason.to_owned());
+        }
         let wants_enqueue = t
             .effects
             .iter()
             .any(|effect| matches!(effect, Effect::EnqueueStep { .. }));
-        let cancel_queued = t
-            .effects
-            .contains(&Effect::CancelQueuedMessages)
-            .then(|| "outreach runner paused the enrollment".to_owned());
+        let enqueue = if wants_enqueue { enqueue } else { None };
+        let mut next = t.applied_to(e, self.now);
+        if let Some(message) = &enqueue {
+            next.step_message_id = Some(message.id);
+            // Looked at again if the message ends unsent and nothing else wakes it.
+            next.next_run_at = Some(later(self.now, self.config.step_recheck));
+        }
+        let cancel = t.effects.contains(&Effect::CancelQueuedMessages);
+        self.write(next, enqueue, cancel, count).await
+    }
+
+    /// Stores `next` with compare-and-set on its version (the version read).
+    async fn write(
+        &mut self,
+        next: Enrollment,
+        enqueue: Option<OutboxMessage>,
+        cancel: bool,
+        count: Count,
+    ) -> Result<Next, RunnerError> {
+        let cancel_queued =
+            cancel.then(|| "outreach runner stopped or paused the enrollment".to_owned());
         let change = EnrollmentChange {
-            enrollment: t.applied_to(e, self.now),
-            enqueue: if wants_enqueue { enqueue } else { None },
+            enrollment: next,
+            enqueue,
             cancel_queued,
             now: self.now,
         };
         match self.store.advance_enrollment(&change).await {
-            Ok(advanced) => {
+            Ok(mut advanced) => {
                 self.count(count, &advanced);
+                if let Some(inserted) = &advanced.enqueued
+                    && advanced.enrollment.step_message_id != Some(inserted.value.id)
+                {
+                    // The key was taken already: point at the message that exists.
+                    let fixed = Enrollment {
+                        step_message_id: Some(inserted.value.id),
+                        ..advanced.enrollment.clone()
+                    };
+                    if let Ok(stored) = self.store.update_enrollment(&fixed).await {
+                        advanced.enrollment = stored;
+                    }
+                }
                 Ok(Next::Again(advanced.enrollment))
             }
             Err(err)
@@ -383,6 +479,11 @@ impl<'a> Pass<'a> {
             Count::Postponed => r.postponed += 1,
             Count::Exhausted => r.exhausted += 1,
             Count::Parked => r.parked += 1,
+            Count::Skipped => r.skipped += 1,
+            Count::Failed => r.step_failed += 1,
+            Count::Stopped => r.stopped += 1,
+            Count::Held => r.held += 1,
+            Count::Rechecked => r.rechecked += 1,
             Count::Enqueued => match &advanced.enqueued {
                 Some(inserted) if inserted.created => r.enqueued += 1,
                 Some(_) => r.reused += 1,
@@ -390,6 +491,12 @@ impl<'a> Pass<'a> {
             },
         }
     }
+}
+
+/// `now + delay`, saturating instead of overflowing.
+fn later(now: DateTime<Utc>, delay: chrono::Duration) -> DateTime<Utc> {
+    now.checked_add_signed(delay.max(chrono::Duration::zero()))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn render_problem(step: i32, error: &TemplateError) -> Problem {

@@ -11,6 +11,7 @@
 
 mod enroll_cases;
 mod inbound_cases;
+mod lifecycle_cases;
 mod plan_cases;
 mod race_cases;
 mod settings_cases;
@@ -19,6 +20,7 @@ pub mod world;
 
 pub use enroll_cases::*;
 pub use inbound_cases::*;
+pub use lifecycle_cases::*;
 pub use plan_cases::*;
 pub use race_cases::*;
 pub use settings_cases::*;
@@ -95,6 +97,12 @@ macro_rules! __runner_cases {
             out_of_office_pauses_and_resumes
             account_level_stop
             meeting_booked_follows_the_policy
+            // lifecycle: unsendable steps, completion, pause, resume, stop, archive
+            lifecycle_rejected_step_is_skipped_and_the_next_one_sent
+            lifecycle_dead_lettered_step_fails_the_enrollment
+            lifecycle_last_step_completes_and_allows_re_enrollment
+            lifecycle_pause_resume_and_stop_an_enrollment
+            lifecycle_paused_sequence_holds_and_archive_stops
             // definitions and forecast
             sequence_edit_keeps_or_migrates
             forecast_lists_planned_sends_and_writes_nothing

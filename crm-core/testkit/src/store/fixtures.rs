@@ -397,6 +397,7 @@ pub fn new_sequence(ws: WorkspaceId) -> Sequence {
         delay: StepDelay::Hours(0),
         window: None,
         requires_approval: true,
+        options: Default::default(),
     };
     Sequence::create(ws, "Onboarding", vec![step], base()).expect("valid sequence")
 }

@@ -35,6 +35,7 @@ mod intake_batch;
 mod intake_complete;
 mod job_lifecycle;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod outbox;
 mod outbox_leases;
@@ -68,6 +69,7 @@ pub use intake_batch::*;
 pub use intake_complete::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
+pub use lifecycle::*;
 pub use limits::*;
 pub use outbox::*;
 pub use outbox_leases::*;
@@ -263,6 +265,10 @@ macro_rules! __store_cases {
             advance_enrollment_enqueues_with_compare_and_set
             advance_enrollment_cancels_only_its_queued_messages
             advance_enrollment_refuses_bad_change_sets
+            // outreach: enrollment lifecycle columns
+            lifecycle_sequence_status_and_policy_round_trip
+            lifecycle_enrollment_fields_round_trip
+            lifecycle_enrollment_fields_clear
             // outreach: the send path
             sent_record_advances_fresh_enrollment
             sent_record_skips_stale_enrollment

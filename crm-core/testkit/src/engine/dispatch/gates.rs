@@ -197,6 +197,7 @@ fn step(delay: StepDelay) -> SequenceStep {
         delay,
         window: None,
         requires_approval: false,
+        options: Default::default(),
     }
 }
 

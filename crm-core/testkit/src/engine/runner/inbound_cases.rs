@@ -373,8 +373,13 @@ pub async fn account_level_stop(store: Arc<DynStore>) {
             assert_eq!(out.account_stopped, vec![eb.id]);
             assert_eq!(
                 bob_state,
-                EnrollmentState::Completed,
-                "stopped as completed"
+                EnrollmentState::Stopped,
+                "stopped by the account-level stop"
+            );
+            assert_eq!(
+                w.enrollment(eb.id).await.end_reason.as_deref(),
+                Some("account_reply"),
+                "the account-level stop records its own reason"
             );
             assert!(
                 w.messages_of(eb.id)

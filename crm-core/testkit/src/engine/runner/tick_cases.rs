@@ -56,12 +56,22 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     let e = w.enrollment(enrolled.id).await;
     assert_eq!(
         (e.state, e.current_step, e.next_run_at, e.version),
-        (EnrollmentState::StepPending, 0, None, 3),
-        "started (v2), then step 0 queued (v3)"
+        (
+            EnrollmentState::StepPending,
+            0,
+            Some(now + runner.config().step_recheck),
+            3
+        ),
+        "started (v2), then step 0 queued (v3), its message looked at again later"
     );
     let messages = w.outbox().await;
     assert_eq!(messages.len(), 1, "one message for step 0");
     let m = &messages[0];
+    assert_eq!(
+        e.step_message_id,
+        Some(m.id),
+        "the enrollment knows its message"
+    );
     assert_eq!(m.subject.as_deref(), Some("Hello Ada"));
     assert_eq!(m.body, "Hi Ada Lovelace at Acme!");
     assert_eq!(m.recipient, ada.email.as_ref().expect("email").to_string());
@@ -126,7 +136,10 @@ pub async fn tick_starts_renders_and_enqueues_each_step_once(store: Arc<DynStore
     let end = due + reply_wait();
     let report = w.tick(&runner, end).await.expect("tick");
     assert_eq!(report.tenant(w.ws).map(|t| t.exhausted), Some(1));
-    assert_eq!(w.enrollment(e.id).await.state, EnrollmentState::NoResponse);
+    let done = w.enrollment(e.id).await;
+    assert_eq!(done.state, EnrollmentState::Completed);
+    assert_eq!(done.end_reason.as_deref(), Some("all_steps_done"));
+    assert_eq!(done.ended_at, Some(end));
     assert_eq!(w.outbox().await.len(), 2, "exactly one message per step");
 }
 

@@ -66,6 +66,7 @@ pub fn step(channel: Channel, body: &str) -> SequenceStep {
         delay: StepDelay::Hours(0),
         window: None,
         requires_approval: false,
+        options: Default::default(),
     }
 }
 
