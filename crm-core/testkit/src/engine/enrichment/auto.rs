@@ -197,3 +197,78 @@ pub async fn auto_enrich_off_does_nothing(store: Arc<DynStore>) {
     assert_eq!(after, contact, "the contact is unchanged");
     assert!(enriched_events(&*store, ws).await.is_empty());
 }
+
+/// Settings that cannot be read.
+#[derive(Debug)]
+struct Unreadable;
+
+#[async_trait::async_trait]
+impl crm_core::outreach::settings::SettingsProvider for Unreadable {
+    async fn settings(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<WorkspaceSettings, crm_core::outreach::settings::SettingsError> {
+        Err(crm_core::outreach::settings::SettingsError::UnknownWorkspace { workspace_id })
+    }
+}
+
+/// Failures map to the worker's outcomes: unreadable settings fail closed (retryable,
+/// no provider asked), a transient provider failure is retryable, a permanent one is
+/// permanent; none writes anything.
+pub async fn auto_enrich_errors_retry_or_dead_letter(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    let clock = ManualClock::new(base());
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let contact = new_lead(&*store, ws).await;
+    let job = Job::new(
+        ws,
+        ENRICH_CONTACT_JOB,
+        json!({ "contact_id": contact.id }),
+        base(),
+    )
+    .expect("job");
+    let ctx = JobContext::new("errors", base(), 1);
+    let on = Arc::new(StaticSettings::new(
+        WorkspaceSettings::default().with_auto_enrich(true),
+    ));
+
+    let log = CallLog::new();
+    let enricher = Arc::new(Enricher::new(
+        store.clone(),
+        dyn_clock.clone(),
+        provider(&log),
+    ));
+    let closed = AutoEnrichment::new(
+        store.clone(),
+        enricher,
+        Arc::new(Unreadable),
+        dyn_clock.clone(),
+    );
+    let err = closed.handle(&job, &ctx).await.expect_err("fails closed");
+    assert!(err.is_retryable(), "a settings error is retryable: {err:?}");
+    assert!(log.calls().is_empty(), "no provider asked without settings");
+
+    for (retryable, what) in [(true, "transient"), (false, "permanent")] {
+        let log = CallLog::new();
+        let p = Arc::new(
+            ScriptedProvider::new("down", &log)
+                .answering(LookupKind::Contact, Script::Fail { retryable }),
+        );
+        let waterfall = Waterfall::new().then(LookupKind::Contact, p);
+        let enricher = Arc::new(Enricher::new(store.clone(), dyn_clock.clone(), waterfall));
+        let failing = AutoEnrichment::new(store.clone(), enricher, on.clone(), dyn_clock.clone());
+        let err = failing.handle(&job, &ctx).await.expect_err(what);
+        assert_eq!(
+            err.is_retryable(),
+            retryable,
+            "{what} provider failure: {err:?}"
+        );
+        assert!(
+            !err.reason().contains("Lovelace") && !err.reason().contains('@'),
+            "no personal data in the stored reason"
+        );
+    }
+    let after = ok(store.get_contact(ws, contact.id).await, "get contact");
+    assert_eq!(after, contact, "nothing was written");
+    assert!(enriched_events(&*store, ws).await.is_empty());
+}

@@ -128,6 +128,7 @@ macro_rules! __enrichment_cases {
             // auto-enrichment of new contacts
             auto_enrich_fills_empty_fields_with_provenance
             auto_enrich_off_does_nothing
+            auto_enrich_errors_retry_or_dead_letter
         }
     };
 }
