@@ -9,7 +9,7 @@ use crate::anomaly::LogAnomalyNotifier;
 use crate::approval::{AnomalyNotifier, ApprovalPolicy, ManualApproval, Notifier};
 use crate::channel::ChannelResolver;
 use crate::clock::{Clock, SystemClock};
-use crate::enrichment::{BudgetPolicy, Enricher, Waterfall};
+use crate::enrichment::{AutoEnrichment, BudgetPolicy, Enricher, Waterfall, auto_enrich_routes};
 use crate::error::ValidationError;
 use crate::intake::IntakeService;
 use crate::jobs::{EventBus, EventRouter, EventRoutes, JobHandler, PeriodicJob, Scheduler, Worker};
@@ -77,6 +77,8 @@ pub struct EngineBuilder {
     settings: Option<Arc<dyn SettingsProvider>>,
     channels: Arc<dyn ChannelResolver>,
     waterfall: Waterfall,
+    /// Whether the host gave a waterfall: auto-enrichment is wired only then.
+    enrichment_configured: bool,
     default_budget: Option<BudgetPolicy>,
     budgets: Vec<(crate::ids::WorkspaceId, BudgetPolicy)>,
     policy: Policy,
@@ -114,6 +116,7 @@ impl EngineBuilder {
             // default resolves nothing and hosts pass their resolver.
             channels: Arc::new(ChannelRegistry::new()),
             waterfall: Waterfall::new(),
+            enrichment_configured: false,
             default_budget: None,
             budgets: Vec::new(),
             policy: Policy::Manual,
@@ -163,10 +166,14 @@ impl EngineBuilder {
         self.channels(Arc::new(registry))
     }
 
-    /// The enrichment providers, in waterfall order per lookup kind.
+    /// The enrichment providers, in waterfall order per lookup kind. With a
+    /// waterfall, the engine also runs auto-enrichment: `contact.created` is routed
+    /// to an [`ENRICH_CONTACT_JOB`](crate::enrichment::ENRICH_CONTACT_JOB) job that [`AutoEnrichment`] runs for workspaces
+    /// whose settings turn `auto_enrich` on.
     #[must_use]
     pub fn enrichment(mut self, waterfall: Waterfall) -> Self {
         self.waterfall = waterfall;
+        self.enrichment_configured = true;
         self
     }
 
@@ -360,6 +367,19 @@ impl EngineBuilder {
             workspaces: workspaces.clone(),
             pipeline: &pipeline,
             webhook_retention: config.webhook_retention,
+            auto_enrich: self.enrichment_configured.then(|| {
+                AutoEnrichment::new(
+                    store.clone(),
+                    enricher.clone(),
+                    settings.clone(),
+                    clock.clone(),
+                )
+            }),
+        };
+        let routes = if self.enrichment_configured {
+            auto_enrich_routes(self.routes)
+        } else {
+            self.routes
         };
         let registry = handlers::registry(&parts, &self.handlers);
         let worker = Worker::new(
@@ -385,8 +405,8 @@ impl EngineBuilder {
             job: "scheduler".to_owned(),
             source,
         })?;
-        let router = EventRouter::new(store.clone(), self.routes.clone(), clock.clone());
-        let events = EventBus::new(store.clone(), self.routes, clock.clone());
+        let router = EventRouter::new(store.clone(), routes.clone(), clock.clone());
+        let events = EventBus::new(store.clone(), routes, clock.clone());
 
         Ok(Engine {
             inner: Arc::new(Inner {

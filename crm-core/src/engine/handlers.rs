@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::anomaly::{AnomalyScanHandler, AnomalyScanner};
+use crate::enrichment::{AutoEnrichment, ENRICH_CONTACT_JOB};
 use crate::error::ValidationError;
 use crate::ids::WorkspaceId;
 use crate::intake::{IntakeService, PROCESS_JOB, ProcessIntakeJob};
@@ -33,8 +34,9 @@ pub const SCORE_DECAY: &str = "engine.score_decay";
 /// [`EngineConfig::webhook_retention`], so the deduplication table stays small.
 pub const PURGE_WEBHOOK_DELIVERIES: &str = "engine.purge_webhook_deliveries";
 
-/// The job kinds every engine's worker runs, in ascending order. (With an
-/// enrichment waterfall the engine also runs auto-enrichment.)
+/// The job kinds every engine's worker runs, in ascending order. With an enrichment
+/// waterfall ([`EngineBuilder::enrichment`](super::EngineBuilder::enrichment)) it also
+/// runs [`ENRICH_CONTACT_JOB`].
 pub const BUILT_IN_JOBS: [&str; 7] = [
     ANOMALY_SCAN,
     EXPIRE_APPROVALS,
@@ -55,6 +57,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) workspaces: Arc<dyn WorkspaceDirectory>,
     pub(crate) pipeline: &'a InboundPipeline,
     pub(crate) webhook_retention: chrono::Duration,
+    /// Auto-enrichment, when the host configured an enrichment waterfall.
+    pub(crate) auto_enrich: Option<AutoEnrichment>,
 }
 
 /// Every built-in handler; `extra` (the host's) are registered after them, so a host
@@ -102,6 +106,9 @@ pub(crate) fn registry(
                 retention: parts.webhook_retention,
             }),
         );
+    if let Some(auto) = &parts.auto_enrich {
+        registry.register(ENRICH_CONTACT_JOB, Arc::new(auto.clone()));
+    }
     for (kind, handler) in extra {
         registry.register(kind.clone(), handler.clone());
     }
