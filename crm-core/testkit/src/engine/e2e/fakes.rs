@@ -131,7 +131,7 @@ pub(super) fn settings(
     settings.channels.insert(
         Channel::WhatsApp,
         ChannelConfig::new("twilio")
-            .with_param("account_sid", "AC00000000000000000000000000000000")
+            .with_param("account_sid", TWILIO_ACCOUNT)
             .with_param("from", "+15005550006")
             .with_param("base_url", twilio.uri())
             .with_secret("auth_token", token),
@@ -174,12 +174,36 @@ pub(super) fn signed(
 }
 
 /// `count` CSV rows (with a header) named `{prefix}{i}` at `{prefix}{i}@e2e.example`
-/// (lowercased).
-pub(super) fn leads(prefix: &str, count: usize) -> String {
-    let mut csv = String::from("first_name,last_name,email\n");
+/// (lowercased), with the mobile number `{phones}{i:02}`.
+pub(super) fn leads(prefix: &str, count: usize, phones: &str) -> String {
+    let mut csv = String::from("first_name,last_name,email,phone\n");
     for i in 0..count {
         let email = format!("{prefix}{i}@e2e.example").to_lowercase();
-        csv.push_str(&format!("{prefix}{i},Lead,{email}\n"));
+        let phone = format!("{phones}{i:02}");
+        csv.push_str(&format!("{prefix}{i},Lead,{email},{phone}\n"));
     }
     csv
+}
+
+/// The Twilio account of the workspace's WhatsApp channel.
+pub(super) const TWILIO_ACCOUNT: &str = "AC00000000000000000000000000000000";
+
+/// The approved WhatsApp template the sequence's second step sends.
+pub(super) const CONTENT_SID: &str = "HX0123";
+
+/// Mounts the fake Twilio: a WhatsApp message sent with [`CONTENT_SID`] is queued.
+pub(super) async fn mount_twilio(server: &MockServer) {
+    Mock::given(matchers::method("POST"))
+        // `base_url` stands for Twilio's API root with its version.
+        .and(matchers::path(format!(
+            "/Accounts/{TWILIO_ACCOUNT}/Messages.json"
+        )))
+        .and(matchers::body_string_contains(format!(
+            "ContentSid={CONTENT_SID}"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM0001", "status": "queued", "to": "whatsapp:+4915112345600",
+        })))
+        .mount(server)
+        .await;
 }

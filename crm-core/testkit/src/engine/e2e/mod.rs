@@ -9,13 +9,13 @@
 //! row it writes is the workspace registration a host makes. Time is a
 //! [`ManualClock`] the case moves forward while the loops run.
 //!
-//! Not covered yet (see issue 10; each waits for a branch not on main):
-//! - auto-enrichment of imported contacts (`crm_core::enrichment::AutoEnrichment`,
-//!   branch `autoenrich`);
-//! - the enrollment lifecycle (branch `lifecycle`): an enrollment whose message failed
-//!   stays `StepPending` on main, so "no enrollment left pending" is asserted for the
-//!   enrollments that were sent, replied or bounced only; and a WhatsApp sequence step
-//!   with a template id (Twilio is configured for the workspace but no step uses it).
+//! The sequence is an email step and a WhatsApp step with an approved template
+//! (`ContentSid`): email is paused by the failure-rate anomaly, WhatsApp still goes out,
+//! and every enrollment ends (completed, bounced, replied) with none left pending.
+//!
+//! Not covered yet: auto-enrichment of the imported contacts with a fake enrichment
+//! provider (the engine wires `AutoEnrichment` when given a waterfall; the scenario
+//! does not configure one yet).
 
 mod fakes;
 
@@ -29,15 +29,15 @@ use crm_core::clock::{Clock, ManualClock};
 use crm_core::engine::{Engine, EngineConfig};
 use crm_core::events::kinds::{
     ACTIVITY_LOGGED, ANOMALY_RAISED, APPROVAL_DECIDED, APPROVAL_REQUESTED, CONTACT_CREATED,
-    ENROLLMENT_BOUNCED, ENROLLMENT_ENROLLED, ENROLLMENT_REPLIED, ENROLLMENT_STEP_SENT,
-    OUTBOX_FAILED, OUTBOX_SENT, SEQUENCE_CREATED,
+    ENROLLMENT_BOUNCED, ENROLLMENT_COMPLETED, ENROLLMENT_ENROLLED, ENROLLMENT_REPLIED,
+    ENROLLMENT_STEP_SENT, OUTBOX_FAILED, OUTBOX_SENT, SEQUENCE_CREATED,
 };
 use crm_core::ids::{ContactId, UserId, WorkspaceId};
 use crm_core::inbound::InboundWebhook;
 use crm_core::intake::{CsvRows, Manifest};
 use crm_core::model::{
     ActivityKind, Channel, Contact, EnrollmentState, IntakeSource, OutboxMessage, OutboxStatus,
-    StepDelay,
+    StepDelay, WhatsAppTemplate,
 };
 use crm_core::outreach::approvals::StaticApprovers;
 use crm_core::outreach::dispatch::DispatcherConfig;
@@ -46,7 +46,9 @@ use crm_core::store::{ActivityFilter, DynStore, EnrollmentFilter, Page, Scope};
 use serde_json::json;
 use wiremock::MockServer;
 
-use self::fakes::{FakeResend, REFUSED, leads, resend_webhook, settings, signed};
+use self::fakes::{
+    CONTENT_SID, FakeResend, REFUSED, leads, mount_twilio, resend_webhook, settings, signed,
+};
 use super::engine_lifecycle::{eventually, register};
 use crate::store::fixtures::{base, new_sequence, ok};
 
@@ -64,6 +66,7 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     let time: Arc<dyn Clock> = Arc::new(clock.clone());
     let (resend, resend_server) = FakeResend::start(2).await;
     let twilio_server = MockServer::start().await;
+    mount_twilio(&twilio_server).await;
 
     // The host registers the workspace with its settings; the engine reads them.
     let (settings, secrets) = settings(&resend_server, &twilio_server);
@@ -88,14 +91,27 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     let running = engine.start().expect("the engine starts");
 
     // CSV import: the engine's worker turns the rows into contacts.
-    let contacts = import(&engine, ws, "first.csv", &leads("Lead", 3), 3).await;
+    let contacts = import(
+        &engine,
+        ws,
+        "first.csv",
+        &leads("Lead", 3, "+49151123456"),
+        3,
+    )
+    .await;
     let (ada, grace, alan) = (contacts[0].id, contacts[1].id, contacts[2].id);
 
     // Enrollment in two email steps, the second two business days after the first;
     // a person approves each message.
     let mut sequence = new_sequence(ws);
     let mut follow_up = sequence.steps[0].clone();
+    follow_up.channel = Channel::WhatsApp;
+    follow_up.template.subject = None;
     follow_up.delay = StepDelay::BusinessDays(2);
+    follow_up.options.whatsapp_template = Some(WhatsAppTemplate {
+        content_sid: CONTENT_SID.into(),
+        variables: [("1".to_owned(), "{{first_name}}".to_owned())].into(),
+    });
     sequence.steps.push(follow_up);
     let sequence = engine
         .sequences()
@@ -200,7 +216,7 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         &engine,
         ws,
         "batch.csv",
-        &leads(REFUSED, REFUSED_COUNT),
+        &leads(REFUSED, REFUSED_COUNT, "+49151987654"),
         3 + REFUSED_COUNT,
     )
     .await;
@@ -246,16 +262,37 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     );
     assert!(outbox.iter().all(|m| m.lease.is_none()), "no lease left");
 
-    // Four days on, Ada's follow-up is due; email is paused, so nothing reaches the
-    // provider, and the bounced and replied contacts get nothing more.
+    // Four days on, the WhatsApp follow-up is due. Email is paused, WhatsApp is not:
+    // the approved template goes out through Twilio to Ada and to the refused
+    // contacts (whose failed email step was skipped); the bounced and replied
+    // contacts get nothing more.
     clock.advance(chrono::Duration::days(4));
     let calls_before = resend.calls().len();
     engine.run_due().await.expect("one pass");
+    let pending = engine
+        .inbox()
+        .list_pending(ws, Page::first(100))
+        .await
+        .expect("pending");
+    for item in pending {
+        engine
+            .inbox()
+            .approve(ws, item.id, approver)
+            .await
+            .expect("approve");
+    }
     engine.run_due().await.expect("another pass");
-    assert_eq!(
-        resend.calls().len(),
-        calls_before,
-        "a paused channel sends nothing"
+    engine.run_due().await.expect("the sends");
+    // After the last step the enrollment waits for a reply, then completes.
+    clock.advance(chrono::Duration::days(30));
+    engine.run_due().await.expect("a last pass");
+    assert_eq!(resend.calls().len(), calls_before, "email stays paused");
+    let twilio: Vec<_> = twilio_server.received_requests().await.unwrap_or_default();
+    assert_eq!(twilio.len(), 1 + REFUSED_COUNT, "one WhatsApp message each");
+    let body = String::from_utf8_lossy(&twilio[0].body).into_owned();
+    assert!(
+        body.contains(&format!("ContentSid={CONTENT_SID}")),
+        "{body}"
     );
     let outbox = ok(
         store.list_outbox(ws, None, Page::first(100)).await,
@@ -268,20 +305,22 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
             .count()
     };
     assert_eq!(
-        (count(grace), count(alan)),
-        (1, 1),
+        (count(ada), count(grace), count(alan)),
+        (2, 1, 1),
         "nothing after the bounce and reply"
     );
-    assert!(
-        outbox
-            .iter()
-            .filter(|m| m.status == OutboxStatus::Sent)
-            .count()
-            == 3,
-        "only the first three were ever sent"
+    let sent = outbox
+        .iter()
+        .filter(|m| m.status == OutboxStatus::Sent)
+        .count();
+    assert_eq!(
+        sent,
+        3 + 1 + REFUSED_COUNT,
+        "three emails, the WhatsApp messages"
     );
 
-    // Enrollments: the bounced and the replied ones stopped; Ada's waits on the pause.
+    // Enrollments: none left pending. Ada completed the sequence, the bounced and the
+    // replied ones stopped, the refused ones completed it past their skipped step.
     let enrollments = ok(
         store
             .list_enrollments(ws, &EnrollmentFilter::default(), Page::first(100))
@@ -297,7 +336,19 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     };
     assert_eq!(state(grace), EnrollmentState::Bounced);
     assert_eq!(state(alan), EnrollmentState::Replied);
-    assert_ne!(state(ada), EnrollmentState::Active, "{:?}", state(ada));
+    assert_eq!(state(ada), EnrollmentState::Completed);
+    let states: Vec<_> = enrollments.iter().map(|e| e.state).collect();
+    assert!(
+        states.iter().all(|s| matches!(
+            s,
+            EnrollmentState::Completed
+                | EnrollmentState::Bounced
+                | EnrollmentState::Replied
+                | EnrollmentState::Failed
+                | EnrollmentState::Stopped
+        )),
+        "no enrollment left pending: {states:?}"
+    );
 
     // Activities: the feedback loops recorded what the provider told.
     let activities = ok(
@@ -307,7 +358,8 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         "activities",
     );
     let of = |kind: ActivityKind| activities.iter().filter(|a| a.kind == kind).count();
-    assert_eq!(of(ActivityKind::MessageSent), 3);
+    let whatsapp = 1 + REFUSED_COUNT;
+    assert_eq!(of(ActivityKind::MessageSent), 3 + whatsapp);
     assert_eq!(of(ActivityKind::Delivered), 1);
     assert_eq!(of(ActivityKind::Opened), 1);
     assert_eq!(of(ActivityKind::Bounced), 1);
@@ -334,10 +386,15 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         "one per imported row: {kinds:?}"
     );
     assert_eq!(count(ENROLLMENT_ENROLLED), total, "{kinds:?}");
-    assert_eq!(count(APPROVAL_DECIDED), total, "{kinds:?}");
+    assert_eq!(count(APPROVAL_DECIDED), total + whatsapp, "{kinds:?}");
     assert!(count(APPROVAL_REQUESTED) >= total, "{kinds:?}");
-    assert_eq!(count(OUTBOX_SENT), 3, "each message sent once: {kinds:?}");
-    assert_eq!(count(ENROLLMENT_STEP_SENT), 3, "{kinds:?}");
+    assert_eq!(
+        count(OUTBOX_SENT),
+        3 + whatsapp,
+        "each sent once: {kinds:?}"
+    );
+    assert_eq!(count(ENROLLMENT_STEP_SENT), 3 + whatsapp, "{kinds:?}");
+    assert_eq!(count(ENROLLMENT_COMPLETED), whatsapp, "{kinds:?}");
     assert_eq!(count(ENROLLMENT_BOUNCED), 1, "{kinds:?}");
     assert_eq!(count(ENROLLMENT_REPLIED), 1, "{kinds:?}");
     assert_eq!(count(OUTBOX_FAILED), REFUSED_COUNT, "{kinds:?}");
@@ -355,6 +412,7 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         ENROLLMENT_REPLIED,
         OUTBOX_FAILED,
         ANOMALY_RAISED,
+        ENROLLMENT_COMPLETED,
     ];
     for pair in order.windows(2) {
         assert!(
