@@ -12,12 +12,12 @@ use std::time::Duration;
 use crate::store::fixtures::{base, contact, new_sequence, ok};
 use crm_core::clock::ManualClock;
 use crm_core::engine::{Engine, EngineConfig, RunningEngine, StartError};
-use crm_core::ids::{UserId, WorkspaceId};
+use crm_core::ids::{ApprovalItemId, UserId, WorkspaceId};
 use crm_core::jobs::SYSTEM_WORKSPACE;
 use crm_core::model::{
     Channel, JobStatus, OutboxMessage, OutboxStatus, Workspace, WorkspaceSettings,
 };
-use crm_core::outreach::approvals::StaticApprovers;
+use crm_core::outreach::approvals::{ApprovalInbox, StaticApprovers};
 use crm_core::outreach::dispatch::{ChannelRegistry, StubChannel};
 use crm_core::outreach::runner::RUNNER_LEASE;
 use crm_core::store::{DynStore, Page};
@@ -159,10 +159,25 @@ async fn approve_the_step(running: &RunningEngine, ws: WorkspaceId, approver: Us
         pending.into_iter().next()
     })
     .await;
-    inbox
-        .approve(ws, item.id, approver)
-        .await
-        .expect("the approver may approve");
+    approve(inbox, ws, item.id, approver).await;
+}
+
+/// Approves `item` as `approver`, retrying while the dispatcher holds its message
+/// (`MessageBusy` is retryable: a host's approve button retries the same way).
+pub(crate) async fn approve(
+    inbox: &ApprovalInbox,
+    ws: WorkspaceId,
+    item: ApprovalItemId,
+    approver: UserId,
+) {
+    for _ in 0..2000 {
+        match inbox.approve(ws, item, approver).await {
+            Ok(_) => return,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => panic!("the approver may approve: {e}"),
+        }
+    }
+    panic!("the approval item's message stayed busy");
 }
 
 /// No outbox message of `ws` and no job anywhere holds a lease, and the runner's lease

@@ -49,7 +49,7 @@ use wiremock::MockServer;
 use self::fakes::{
     CONTENT_SID, FakeResend, REFUSED, leads, mount_twilio, resend_webhook, settings, signed,
 };
-use super::engine_lifecycle::{eventually, register};
+use super::engine_lifecycle::{approve, eventually, register};
 use crate::store::fixtures::{base, new_sequence, ok};
 
 /// How many contacts the provider refuses, enough for the failure-rate rule (more
@@ -275,11 +275,7 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         .await
         .expect("pending");
     for item in pending {
-        engine
-            .inbox()
-            .approve(ws, item.id, approver)
-            .await
-            .expect("approve");
+        approve(engine.inbox(), ws, item.id, approver).await;
     }
     engine.run_due().await.expect("another pass");
     engine.run_due().await.expect("the sends");
@@ -474,10 +470,6 @@ async fn enroll_and_approve(
     })
     .await;
     for item in items {
-        engine
-            .inbox()
-            .approve(ws, item.id, approver)
-            .await
-            .expect("approve");
+        approve(engine.inbox(), ws, item.id, approver).await;
     }
 }
