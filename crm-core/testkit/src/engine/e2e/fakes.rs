@@ -107,7 +107,7 @@ pub(super) fn secret(reference: &str) -> SecretRef {
 
 /// The workspace's settings: email through Resend and WhatsApp through Twilio, both
 /// pointed at loopback fakes, their credentials as `secret://` references; channels
-/// pause on an error anomaly. With the resolver holding the referenced secrets.
+/// pause on an error anomaly; new contacts are enriched automatically. With the resolver holding the referenced secrets.
 pub(super) fn settings(
     resend: &MockServer,
     twilio: &MockServer,
@@ -121,6 +121,7 @@ pub(super) fn settings(
         .with(&token, "twilio-token");
     let mut settings = WorkspaceSettings::default();
     settings.pause_channel_on_error_anomaly = true;
+    settings.auto_enrich = true;
     settings.channels.insert(
         Channel::Email,
         ChannelConfig::new("resend")

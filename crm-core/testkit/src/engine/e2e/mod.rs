@@ -13,9 +13,8 @@
 //! (`ContentSid`): email is paused by the failure-rate anomaly, WhatsApp still goes out,
 //! and every enrollment ends (completed, bounced, replied) with none left pending.
 //!
-//! Not covered yet: auto-enrichment of the imported contacts with a fake enrichment
-//! provider (the engine wires `AutoEnrichment` when given a waterfall; the scenario
-//! does not configure one yet).
+//! The workspace turns auto-enrichment on and the engine is given a waterfall with a
+//! scripted provider: every imported contact is enriched by the engine's worker.
 
 mod fakes;
 
@@ -27,10 +26,11 @@ use crm_channels::resolver::ProviderChannels;
 use crm_core::anomaly::{FAILURE_RATE, RecordingAnomalyNotifier};
 use crm_core::clock::{Clock, ManualClock};
 use crm_core::engine::{Engine, EngineConfig};
+use crm_core::enrichment::{LookupKind, Waterfall};
 use crm_core::events::kinds::{
     ACTIVITY_LOGGED, ANOMALY_RAISED, APPROVAL_DECIDED, APPROVAL_REQUESTED, CONTACT_CREATED,
-    ENROLLMENT_BOUNCED, ENROLLMENT_COMPLETED, ENROLLMENT_ENROLLED, ENROLLMENT_REPLIED,
-    ENROLLMENT_STEP_SENT, OUTBOX_FAILED, OUTBOX_SENT, SEQUENCE_CREATED,
+    CONTACT_ENRICHED, ENROLLMENT_BOUNCED, ENROLLMENT_COMPLETED, ENROLLMENT_ENROLLED,
+    ENROLLMENT_REPLIED, ENROLLMENT_STEP_SENT, OUTBOX_FAILED, OUTBOX_SENT, SEQUENCE_CREATED,
 };
 use crm_core::ids::{ContactId, UserId, WorkspaceId};
 use crm_core::inbound::InboundWebhook;
@@ -50,6 +50,7 @@ use self::fakes::{
     CONTENT_SID, FakeResend, REFUSED, leads, mount_twilio, resend_webhook, settings, signed,
 };
 use super::engine_lifecycle::{approve, eventually, register};
+use crate::enrichment::{CallLog, Script, ScriptedProvider};
 use crate::store::fixtures::{base, new_sequence, ok};
 
 /// How many contacts the provider refuses, enough for the failure-rate rule (more
@@ -73,6 +74,10 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     register(&*store, ws, settings).await;
     let channels = ProviderChannels::new(Arc::new(secrets)).with_clock(time.clone());
     let notifier = RecordingAnomalyNotifier::new();
+    // A fake enrichment provider `p` that knows every contact's title.
+    let calls = CallLog::new();
+    let enrichment =
+        Arc::new(ScriptedProvider::new("p", &calls).answering(LookupKind::Contact, Script::Hit));
     let dispatcher = DispatcherConfig::default()
         .with_env_dry_run(false)
         .with_backoff(chrono::Duration::seconds(1), chrono::Duration::seconds(5));
@@ -85,6 +90,7 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         .channels(Arc::new(channels))
         .approvers(Arc::new(StaticApprovers::new().with_approver(ws, approver)))
         .anomaly_notifier(Arc::new(notifier.clone()))
+        .enrichment(Waterfall::new().then(LookupKind::Contact, enrichment))
         .config(config)
         .build()
         .expect("a valid engine");
@@ -100,6 +106,18 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     )
     .await;
     let (ada, grace, alan) = (contacts[0].id, contacts[1].id, contacts[2].id);
+
+    // Auto-enrichment: each new contact's `contact.created` is routed to an enrichment
+    // job; the provider's title is written back with its provenance.
+    let store_ = store.clone();
+    eventually("the imported contacts are enriched", || async {
+        let found = store_.list_contacts(ws, Page::first(100)).await.ok()?;
+        found
+            .iter()
+            .all(|c| c.title.as_deref() == Some("p"))
+            .then_some(())
+    })
+    .await;
 
     // Enrollment in two email steps, the second two business days after the first;
     // a person approves each message.
@@ -396,8 +414,10 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
     assert_eq!(count(OUTBOX_FAILED), REFUSED_COUNT, "{kinds:?}");
     assert_eq!(count(ANOMALY_RAISED), 1, "{kinds:?}");
     assert!(count(ACTIVITY_LOGGED) >= 3 + 4 + REFUSED_COUNT, "{kinds:?}");
+    assert!(count(CONTACT_ENRICHED) >= 3, "{kinds:?}");
     let order = [
         CONTACT_CREATED,
+        CONTACT_ENRICHED,
         SEQUENCE_CREATED,
         ENROLLMENT_ENROLLED,
         APPROVAL_REQUESTED,
