@@ -29,7 +29,10 @@ use crm_core::enrichment::{
 use crm_core::events::kinds::{CONTACT_CREATED, CONTACT_MERGED};
 use crm_core::ids::{AccountId, ContactId, WorkspaceId};
 use crm_core::intake::{ColumnMapping, CsvRows, Field, Manifest, Transform};
-use crm_core::model::{Account, Activity, ActivityKind, IntakeSource, IntakeStatus, NewAccount};
+use crm_core::model::{
+    Account, Activity, ActivityKind, IntakeSource, IntakeStatus, NewAccount, Workspace,
+};
+use crm_core::outreach::settings::WorkspaceSettings;
 use crm_core::scoring::inputs::SIGNAL_KEY;
 use crm_core::scoring::{
     Behavior, BehavioralFactor, Contribution, Factor, Firmographics, IndustryFactor, Intent,
@@ -174,11 +177,13 @@ async fn main() -> Res {
     let monthly = Money::new(2_000, usd)?;
     let provider = Arc::new(FixtureProvider { usd });
     let price = provider.cost(LookupKind::Company).money;
+    let settings = WorkspaceSettings::default();
+    let workspace = Workspace::new(ws, "Import demo", settings, clock.now())?;
+    store.insert_workspace(&workspace).await?;
     let engine = Engine::builder(store.clone())
         .clock(time.clone())
         .enrichment(Waterfall::new().then(LookupKind::Company, provider))
         .enrichment_budget(ws, BudgetPolicy::new(monthly))
-        .workspace(ws)
         .config(EngineConfig::default().with_name("import-csv"))
         .build()?;
 

@@ -26,14 +26,15 @@ use crm_core::ids::{ContactId, EnrollmentId, OutboxMessageId, UserId, WorkspaceI
 use crm_core::model::{
     Account, ApprovalItem, ApprovalRule, ApprovalStatus, Channel, Contact, Deal, EnrollmentState,
     NewAccount, NewContact, NewDeal, OutboxMessage, OutboxStatus, Pipeline, RuleConditions,
-    SendWindow, Sequence, SequenceStep, Stage, StageOutcome, StepDelay, Template, parse_time_zone,
+    SendWindow, Sequence, SequenceStep, Stage, StageOutcome, StepDelay, Template, Workspace,
+    parse_time_zone,
 };
 use crm_core::outreach::approvals::{ApprovalInbox, StaticApprovers};
 use crm_core::outreach::dispatch::{DispatcherConfig, DryRunChannel};
 use crm_core::outreach::forecast::{ForecastOutcome, HoldReason};
 use crm_core::outreach::inbound::InboundOutcome;
 use crm_core::outreach::runner::StaticMergeValues;
-use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
+use crm_core::outreach::settings::WorkspaceSettings;
 use crm_core::store::ApprovalStoreExt;
 use crm_core::store::{EnrollmentFilter, Page};
 use crm_core::{Clock, Currency, DynStore, InboundEvent, ManualClock, Money};
@@ -79,14 +80,17 @@ async fn main() -> Res {
         .with_poll_interval(std::time::Duration::from_millis(20))
         .with_dispatcher(dispatcher)
         .with_dry_run(true);
+    // The workspace is registered in the store with its settings: the engine reads
+    // them from there (and lists the workspace for its periodic jobs).
+    store
+        .insert_workspace(&Workspace::new(ws, "Northwind", settings, clock.now())?)
+        .await?;
     let engine = Engine::builder(store.clone())
         .clock(time.clone())
-        .settings(Arc::new(StaticSettings::new(settings)))
         .merge_values(Arc::new(StaticMergeValues(extra)))
         .graduated_approval()
         .approvers(Arc::new(StaticApprovers::new().with_approver(ws, maria)))
         .dry_run_channel(DryRunChannel::new(Channel::Email).with_clock(time))
-        .workspace(ws)
         .config(config)
         .build()?;
     let inbox = engine.inbox().clone();

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::anomaly::AnomalyScanner;
-use crate::approval::{ApprovalPolicy, ManualApproval, Notifier};
+use crate::anomaly::LogAnomalyNotifier;
+use crate::approval::{AnomalyNotifier, ApprovalPolicy, ManualApproval, Notifier};
+use crate::channel::ChannelResolver;
 use crate::clock::{Clock, SystemClock};
-use crate::enrichment::{BudgetPolicy, Enricher, Waterfall};
+use crate::enrichment::{AutoEnrichment, BudgetPolicy, Enricher, Waterfall, auto_enrich_routes};
 use crate::error::ValidationError;
 use crate::intake::IntakeService;
 use crate::jobs::{EventBus, EventRouter, EventRoutes, JobHandler, PeriodicJob, Scheduler, Worker};
@@ -17,16 +19,16 @@ use crate::outreach::approvals::{
 use crate::outreach::dispatch::{ChannelRegistry, Dispatcher, DryRunChannel};
 use crate::outreach::enroll::{Enroller, SequenceEditor};
 use crate::outreach::forecast::Forecast;
-use crate::outreach::inbound::InboundHandler;
+use crate::outreach::inbound::InboundPipeline;
 use crate::outreach::runner::{MergeValues, Runner, RunnerError};
-use crate::outreach::settings::{SettingsProvider, StaticSettings};
+use crate::outreach::settings::{SettingsProvider, StoreSettings};
 use crate::scoring::{Scorer, scoring_routes};
 use crate::store::DynStore;
 
 use super::config::EngineConfig;
 use super::handlers::{self, Parts};
 use super::notifier::LoggingNotifier;
-use super::workspaces::{KnownWorkspaces, WorkspaceDirectory};
+use super::workspaces::{StoreWorkspaces, WorkspaceDirectory};
 use super::{Engine, Inner};
 
 /// Why an engine could not be built.
@@ -60,26 +62,29 @@ enum Policy {
 /// | seam | default |
 /// |---|---|
 /// | [`clock`](Self::clock) | [`SystemClock`] |
-/// | [`settings`](Self::settings) | [`StaticSettings`] with [`WorkspaceSettings::default`](crate::outreach::settings::WorkspaceSettings) (store-backed settings are coming) |
-/// | [`channels`](Self::channels) | an empty [`ChannelRegistry`] (only dry-run sends succeed) |
+/// | [`settings`](Self::settings) | [`StoreSettings`]: each workspace's settings from the store's registry; an unregistered or unreadable workspace sends nothing (fail closed) |
+/// | [`channels`](Self::channels) | an empty [`ChannelRegistry`] (only dry-run sends succeed); hosts pass a per-workspace resolver (`crm_channels::resolver::ProviderChannels`) or a fixed [`channel_registry`](Self::channel_registry) |
 /// | [`enrichment`](Self::enrichment) | an empty [`Waterfall`] (every lookup misses) |
 /// | [`approval_policy`](Self::approval_policy) | [`ManualApproval`]: a person approves every send |
 /// | [`notifier`](Self::notifier) | [`LoggingNotifier`] |
+/// | [`anomaly_notifier`](Self::anomaly_notifier) | [`LogAnomalyNotifier`] |
 /// | [`approvers`](Self::approvers) | [`StaticApprovers`] with nobody: no one may decide until the host says who |
-/// | [`workspaces`](Self::workspaces) | [`KnownWorkspaces`], filled by [`workspace`](Self::workspace) |
+/// | [`workspaces`](Self::workspaces) | [`StoreWorkspaces`]: every workspace of the store's registry |
 /// | [`config`](Self::config) | [`EngineConfig::default`] |
 pub struct EngineBuilder {
     store: Arc<DynStore>,
     clock: Arc<dyn Clock>,
-    settings: Arc<dyn SettingsProvider>,
-    channels: ChannelRegistry,
+    settings: Option<Arc<dyn SettingsProvider>>,
+    channels: Arc<dyn ChannelResolver>,
     waterfall: Waterfall,
+    /// Whether the host gave a waterfall: auto-enrichment is wired only then.
+    enrichment_configured: bool,
     default_budget: Option<BudgetPolicy>,
     budgets: Vec<(crate::ids::WorkspaceId, BudgetPolicy)>,
     policy: Policy,
     notifier: Arc<dyn Notifier>,
+    anomaly_notifier: Arc<dyn AnomalyNotifier>,
     approvers: Arc<dyn ApproverDirectory>,
-    known: KnownWorkspaces,
     workspaces: Option<Arc<dyn WorkspaceDirectory>>,
     merge_values: Option<Arc<dyn MergeValues>>,
     dry_run: Option<DryRunChannel>,
@@ -105,19 +110,19 @@ impl EngineBuilder {
         Self {
             store,
             clock: Arc::new(SystemClock),
-            // SEAM(settings): the default becomes the store-backed `StoreSettings`
-            // (fail closed) once it lands; hosts that pass settings are unaffected.
-            settings: Arc::new(StaticSettings::default()),
-            // SEAM(channels): the default becomes a `ChannelResolver` built from each
-            // workspace's settings and the secret resolver.
-            channels: ChannelRegistry::new(),
+            // `None` is `StoreSettings` over the store, built in `build`.
+            settings: None,
+            // crm-core cannot name crm-channels' `ProviderChannels` (layering), so the
+            // default resolves nothing and hosts pass their resolver.
+            channels: Arc::new(ChannelRegistry::new()),
             waterfall: Waterfall::new(),
+            enrichment_configured: false,
             default_budget: None,
             budgets: Vec::new(),
             policy: Policy::Manual,
             notifier: Arc::new(LoggingNotifier),
+            anomaly_notifier: Arc::new(LogAnomalyNotifier),
             approvers: Arc::new(StaticApprovers::new()),
-            known: KnownWorkspaces::new(),
             workspaces: None,
             merge_values: None,
             dry_run: None,
@@ -136,24 +141,39 @@ impl EngineBuilder {
         self
     }
 
-    /// Where every part reads a workspace's settings.
+    /// Where every part reads a workspace's settings (default: [`StoreSettings`]
+    /// over the store; [`StaticSettings`](crate::outreach::settings::StaticSettings) suits tests that register nothing).
     #[must_use]
     pub fn settings(mut self, settings: Arc<dyn SettingsProvider>) -> Self {
-        self.settings = settings;
+        self.settings = Some(settings);
         self
     }
 
-    /// The adapters the dispatcher sends through, one per channel.
+    /// Where the dispatcher gets the adapter of each message's workspace and channel
+    /// (given the workspace's channel configuration from its settings), for example
+    /// `crm_channels::resolver::ProviderChannels`, which builds them from `secret://`
+    /// references.
     #[must_use]
-    pub fn channels(mut self, channels: ChannelRegistry) -> Self {
+    pub fn channels(mut self, channels: Arc<dyn ChannelResolver>) -> Self {
         self.channels = channels;
         self
     }
 
-    /// The enrichment providers, in waterfall order per lookup kind.
+    /// One adapter per channel for every workspace (a shorthand for
+    /// [`channels`](Self::channels) with a [`ChannelRegistry`]).
+    #[must_use]
+    pub fn channel_registry(self, registry: ChannelRegistry) -> Self {
+        self.channels(Arc::new(registry))
+    }
+
+    /// The enrichment providers, in waterfall order per lookup kind. With a
+    /// waterfall, the engine also runs auto-enrichment: `contact.created` is routed
+    /// to an [`ENRICH_CONTACT_JOB`](crate::enrichment::ENRICH_CONTACT_JOB) job that [`AutoEnrichment`] runs for workspaces
+    /// whose settings turn `auto_enrich` on.
     #[must_use]
     pub fn enrichment(mut self, waterfall: Waterfall) -> Self {
         self.waterfall = waterfall;
+        self.enrichment_configured = true;
         self
     }
 
@@ -198,6 +218,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Who hears about raised anomalies (the periodic scan's and the inbound
+    /// handler's); default [`LogAnomalyNotifier`].
+    #[must_use]
+    pub fn anomaly_notifier(mut self, notifier: Arc<dyn AnomalyNotifier>) -> Self {
+        self.anomaly_notifier = notifier;
+        self
+    }
+
     /// Who may decide approval items.
     #[must_use]
     pub fn approvers(mut self, approvers: Arc<dyn ApproverDirectory>) -> Self {
@@ -205,14 +233,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a workspace with the default [`KnownWorkspaces`] directory.
-    #[must_use]
-    pub fn workspace(self, workspace_id: crate::ids::WorkspaceId) -> Self {
-        self.known.add(workspace_id);
-        self
-    }
-
-    /// Lists workspaces from `directory` instead of [`KnownWorkspaces`].
+    /// Lists the workspaces of the system-wide periodic jobs from `directory` (for
+    /// example a [`KnownWorkspaces`](super::KnownWorkspaces) subset) instead of the store's registry.
     #[must_use]
     pub fn workspaces(mut self, directory: Arc<dyn WorkspaceDirectory>) -> Self {
         self.workspaces = Some(directory);
@@ -271,16 +293,20 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, BuildError> {
         let config = self.config;
         config.validate().map_err(BuildError::Config)?;
-        let (store, clock, settings) = (self.store, self.clock, self.settings);
+        let (store, clock) = (self.store, self.clock);
+        let settings = self
+            .settings
+            .unwrap_or_else(|| Arc::new(StoreSettings::new(store.clone())));
 
         let workspaces = self
             .workspaces
-            .unwrap_or_else(|| Arc::new(self.known.clone()));
+            .unwrap_or_else(|| Arc::new(StoreWorkspaces::new(store.clone())));
         let sequences = SequenceEditor::new(store.clone(), clock.clone());
         let enroller = Enroller::new(store.clone(), clock.clone(), settings.clone());
         let inbox = ApprovalInbox::new(store.clone(), clock.clone(), self.approvers)
             .with_notifier(self.notifier.clone());
-        let inbound = InboundHandler::new(store.clone(), clock.clone(), settings.clone());
+        let pipeline = InboundPipeline::new(store.clone(), clock.clone(), settings.clone());
+        let inbound = pipeline.handler().clone();
         let intake = Arc::new(IntakeService::new(store.clone(), clock.clone()));
         let mut enricher = Enricher::new(store.clone(), clock.clone(), self.waterfall);
         if let Some(budget) = self.default_budget {
@@ -291,7 +317,8 @@ impl EngineBuilder {
         }
         let enricher = Arc::new(enricher);
         let scorer = Scorer::new(store.clone(), clock.clone());
-        let anomalies = AnomalyScanner::new(store.clone(), clock.clone(), settings.clone());
+        let anomalies = AnomalyScanner::new(store.clone(), clock.clone(), settings.clone())
+            .with_notifier(self.anomaly_notifier);
         let mut forecast = Forecast::new(store.clone(), clock.clone(), settings.clone())
             .with_touch_limit(config.runner.enforce_touch_limit);
         let mut runner = Runner::new(
@@ -318,7 +345,7 @@ impl EngineBuilder {
             )),
             Policy::Custom(policy) => policy,
         };
-        let mut dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::with_resolver(
             store.clone(),
             clock.clone(),
             settings.clone(),
@@ -338,6 +365,21 @@ impl EngineBuilder {
             anomalies: &anomalies,
             jobs: store.clone(),
             workspaces: workspaces.clone(),
+            pipeline: &pipeline,
+            webhook_retention: config.webhook_retention,
+            auto_enrich: self.enrichment_configured.then(|| {
+                AutoEnrichment::new(
+                    store.clone(),
+                    enricher.clone(),
+                    settings.clone(),
+                    clock.clone(),
+                )
+            }),
+        };
+        let routes = if self.enrichment_configured {
+            auto_enrich_routes(self.routes)
+        } else {
+            self.routes
         };
         let registry = handlers::registry(&parts, &self.handlers);
         let worker = Worker::new(
@@ -363,8 +405,8 @@ impl EngineBuilder {
             job: "scheduler".to_owned(),
             source,
         })?;
-        let router = EventRouter::new(store.clone(), self.routes.clone(), clock.clone());
-        let events = EventBus::new(store.clone(), self.routes, clock.clone());
+        let router = EventRouter::new(store.clone(), routes.clone(), clock.clone());
+        let events = EventBus::new(store.clone(), routes, clock.clone());
 
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -376,6 +418,7 @@ impl EngineBuilder {
                 enroller,
                 inbox,
                 inbound,
+                pipeline,
                 intake,
                 enricher,
                 scorer,
@@ -387,7 +430,6 @@ impl EngineBuilder {
                 scheduler,
                 events,
                 router,
-                known: self.known,
                 workspaces,
                 running: AtomicBool::new(false),
             }),

@@ -41,6 +41,11 @@ pub struct EngineConfig {
     pub anomaly_scan_cron: String,
     /// When scores decay: a rescore of every workspace (cron with seconds, UTC).
     pub score_decay_cron: String,
+    /// When old webhook delivery records are purged (cron with seconds, UTC).
+    pub webhook_purge_cron: String,
+    /// How long a webhook delivery is remembered for deduplication: longer than any
+    /// provider retries (Svix-based providers retry for about a day and a half).
+    pub webhook_retention: chrono::Duration,
     /// The longest a loop backs off after repeated errors.
     pub max_error_backoff: Duration,
     /// How long [`RunningEngine::shutdown`](super::RunningEngine::shutdown) waits for
@@ -51,7 +56,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     /// A random name, the parts' defaults, the runner every 5 s, the scheduler every
     /// 30 s, events every second in batches of 100, approvals expired every minute,
-    /// anomalies scanned every 5 minutes, decay nightly at 03:00 UTC, error backoff up
+    /// anomalies scanned every 5 minutes, decay nightly at 03:00 UTC, webhook deliveries
+    /// older than 7 days purged hourly, error backoff up
     /// to 60 s, and 30 s to shut down.
     fn default() -> Self {
         let random = uuid::Uuid::now_v7().simple().to_string();
@@ -68,6 +74,8 @@ impl Default for EngineConfig {
             approval_expiry_cron: "0 * * * * *".into(),
             anomaly_scan_cron: "0 */5 * * * *".into(),
             score_decay_cron: "0 0 3 * * *".into(),
+            webhook_purge_cron: "0 17 * * * *".into(),
+            webhook_retention: chrono::Duration::days(7),
             max_error_backoff: Duration::from_secs(60),
             shutdown_deadline: Duration::from_secs(30),
         }
@@ -156,7 +164,14 @@ impl EngineConfig {
         self
     }
 
-    /// A non-blank name, positive intervals and deadline, an event batch of 1 to 1000,
+    /// Sets how long webhook deliveries are remembered for deduplication.
+    #[must_use]
+    pub fn with_webhook_retention(mut self, retention: chrono::Duration) -> Self {
+        self.webhook_retention = retention;
+        self
+    }
+
+    /// A non-blank name, positive intervals, deadline and webhook retention, an event batch of 1 to 1000,
     /// and a valid runner configuration. (The cron expressions are checked when the
     /// engine builds its scheduler.)
     pub fn validate(&self) -> Result<(), ValidationError> {
@@ -174,6 +189,12 @@ impl EngineConfig {
             if value.is_zero() {
                 return Err(ValidationError::new(field, "must be positive"));
             }
+        }
+        if self.webhook_retention <= chrono::Duration::zero() {
+            return Err(ValidationError::new(
+                "engine.webhook_retention",
+                "must be positive",
+            ));
         }
         crate::store::validate_limit(self.event_batch)?;
         self.named_runner().validate()

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::anomaly::{AnomalyScanHandler, AnomalyScanner};
+use crate::enrichment::{AutoEnrichment, ENRICH_CONTACT_JOB};
 use crate::error::ValidationError;
 use crate::ids::WorkspaceId;
 use crate::intake::{IntakeService, PROCESS_JOB, ProcessIntakeJob};
@@ -16,6 +17,7 @@ use crate::jobs::{
 };
 use crate::model::Job;
 use crate::outreach::approvals::ApprovalInbox;
+use crate::outreach::inbound::InboundPipeline;
 use crate::scoring::{
     RESCORE_ALL, RESCORE_CONTACT, RescoreAllHandler, RescoreContactHandler, Scorer,
 };
@@ -28,10 +30,17 @@ use super::workspaces::WorkspaceDirectory;
 /// [`RESCORE_ALL`] job per workspace of the [`WorkspaceDirectory`].
 pub const SCORE_DECAY: &str = "engine.score_decay";
 
-/// The job kinds every engine's worker runs, in ascending order.
-pub const BUILT_IN_JOBS: [&str; 6] = [
+/// The periodic job that forgets webhook deliveries older than
+/// [`EngineConfig::webhook_retention`], so the deduplication table stays small.
+pub const PURGE_WEBHOOK_DELIVERIES: &str = "engine.purge_webhook_deliveries";
+
+/// The job kinds every engine's worker runs, in ascending order. With an enrichment
+/// waterfall ([`EngineBuilder::enrichment`](super::EngineBuilder::enrichment)) it also
+/// runs [`ENRICH_CONTACT_JOB`].
+pub const BUILT_IN_JOBS: [&str; 7] = [
     ANOMALY_SCAN,
     EXPIRE_APPROVALS,
+    PURGE_WEBHOOK_DELIVERIES,
     SCORE_DECAY,
     PROCESS_JOB,
     RESCORE_ALL,
@@ -46,6 +55,10 @@ pub(crate) struct Parts<'a> {
     pub(crate) anomalies: &'a AnomalyScanner,
     pub(crate) jobs: Arc<dyn JobStore>,
     pub(crate) workspaces: Arc<dyn WorkspaceDirectory>,
+    pub(crate) pipeline: &'a InboundPipeline,
+    pub(crate) webhook_retention: chrono::Duration,
+    /// Auto-enrichment, when the host configured an enrichment waterfall.
+    pub(crate) auto_enrich: Option<AutoEnrichment>,
 }
 
 /// Every built-in handler; `extra` (the host's) are registered after them, so a host
@@ -85,7 +98,17 @@ pub(crate) fn registry(
                 jobs: parts.jobs.clone(),
                 workspaces: parts.workspaces.clone(),
             }),
+        )
+        .with(
+            PURGE_WEBHOOK_DELIVERIES,
+            Arc::new(PurgeDeliveries {
+                pipeline: parts.pipeline.clone(),
+                retention: parts.webhook_retention,
+            }),
         );
+    if let Some(auto) = &parts.auto_enrich {
+        registry.register(ENRICH_CONTACT_JOB, Arc::new(auto.clone()));
+    }
     for (kind, handler) in extra {
         registry.register(kind.clone(), handler.clone());
     }
@@ -101,6 +124,7 @@ pub(crate) fn periodic_jobs(
         (EXPIRE_APPROVALS, &config.approval_expiry_cron),
         (ANOMALY_SCAN, &config.anomaly_scan_cron),
         (SCORE_DECAY, &config.score_decay_cron),
+        (PURGE_WEBHOOK_DELIVERIES, &config.webhook_purge_cron),
     ];
     let mut jobs = Vec::new();
     for (kind, cron) in built_in {
@@ -162,6 +186,26 @@ impl JobHandler for DecayEveryWorkspace {
     }
 }
 
+/// [`PURGE_WEBHOOK_DELIVERIES`]: deletes the delivery records older than the
+/// retention, measured from the run's time.
+#[derive(Debug)]
+struct PurgeDeliveries {
+    pipeline: InboundPipeline,
+    retention: chrono::Duration,
+}
+
+#[async_trait]
+impl JobHandler for PurgeDeliveries {
+    async fn handle(&self, _job: &Job, ctx: &JobContext) -> Result<(), JobError> {
+        let purged = self
+            .pipeline
+            .purge_deliveries(ctx.now - self.retention)
+            .await?;
+        tracing::debug!(purged, "old webhook deliveries purged");
+        Ok(())
+    }
+}
+
 fn decay_job(
     workspace_id: WorkspaceId,
     instant: &str,
@@ -180,7 +224,15 @@ mod tests {
     fn built_in_periodic_jobs_are_system_wide_and_valid() {
         let jobs = periodic_jobs(&EngineConfig::default(), &[]).unwrap();
         let kinds: Vec<_> = jobs.iter().map(PeriodicJob::kind).collect();
-        assert_eq!(kinds, [EXPIRE_APPROVALS, ANOMALY_SCAN, SCORE_DECAY]);
+        assert_eq!(
+            kinds,
+            [
+                EXPIRE_APPROVALS,
+                ANOMALY_SCAN,
+                SCORE_DECAY,
+                PURGE_WEBHOOK_DELIVERIES
+            ]
+        );
         assert!(jobs.iter().all(|j| j.workspace_id() == SYSTEM_WORKSPACE));
         let bad = EngineConfig::default().with_schedules("nope", "0 * * * * *", "0 * * * * *");
         assert_eq!(periodic_jobs(&bad, &[]).unwrap_err().0, EXPIRE_APPROVALS);

@@ -9,7 +9,7 @@
 //!     .config(EngineConfig::default().with_name("api-1"))
 //!     .build()?;
 //! // Handles: engine.sequences(), engine.enroller(), engine.inbox(), engine.inbound(),
-//! // engine.intake(), engine.enricher(), engine.scorer(), engine.forecast(),
+//! // engine.inbound_pipeline(), engine.intake(), engine.enricher(), engine.scorer(), engine.forecast(),
 //! // engine.anomalies().
 //! let running = engine.start()?; // runner, dispatcher, job worker, scheduler, events
 //! // ... serve requests ...
@@ -24,7 +24,8 @@
 //! - the **dispatcher** loop: outbox batches, and expired outbox leases reaped;
 //! - the **job worker**, with every built-in handler ([`BUILT_IN_JOBS`]) and the host's;
 //! - the **scheduler** of the built-in periodic jobs (approval expiry, the anomaly scan
-//!   of every workspace, nightly score decay) and the host's;
+//!   of every workspace of the store's registry, nightly score decay, the purge of old
+//!   webhook deliveries) and the host's;
 //! - the **event router**: stores append an event with every state change, unrouted;
 //!   the router turns each into the jobs of the engine's routes (rescoring by
 //!   default, plus the host's [`EngineBuilder::routes`]) and marks it routed.
@@ -51,10 +52,10 @@ mod workspaces;
 
 pub use builder::{BuildError, EngineBuilder};
 pub use config::EngineConfig;
-pub use handlers::{BUILT_IN_JOBS, SCORE_DECAY};
+pub use handlers::{BUILT_IN_JOBS, PURGE_WEBHOOK_DELIVERIES, SCORE_DECAY};
 pub use notifier::LoggingNotifier;
 pub use running::{RunningEngine, ShutdownReport, StartError, StepError, StepReport};
-pub use workspaces::{KnownWorkspaces, WorkspaceDirectory};
+pub use workspaces::{KnownWorkspaces, StoreWorkspaces, WorkspaceDirectory};
 
 use std::fmt;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ use crate::outreach::approvals::ApprovalInbox;
 use crate::outreach::dispatch::Dispatcher;
 use crate::outreach::enroll::{Enroller, SequenceEditor};
 use crate::outreach::forecast::Forecast;
-use crate::outreach::inbound::InboundHandler;
+use crate::outreach::inbound::{InboundHandler, InboundPipeline};
 use crate::outreach::runner::Runner;
 use crate::outreach::settings::SettingsProvider;
 use crate::scoring::Scorer;
@@ -91,6 +92,7 @@ struct Inner {
     enroller: Enroller,
     inbox: ApprovalInbox,
     inbound: InboundHandler,
+    pipeline: InboundPipeline,
     intake: Arc<IntakeService>,
     enricher: Arc<Enricher>,
     scorer: Scorer,
@@ -102,7 +104,6 @@ struct Inner {
     scheduler: Scheduler,
     events: EventBus,
     router: EventRouter,
-    known: KnownWorkspaces,
     workspaces: Arc<dyn WorkspaceDirectory>,
     /// Whether a [`RunningEngine`] of this engine is alive.
     running: AtomicBool,
@@ -173,6 +174,15 @@ impl Engine {
         &self.inner.inbound
     }
 
+    /// The inbound pipeline a host's webhook endpoints call: one call per provider
+    /// request verifies, deduplicates in the store, parses and hands the events to
+    /// [`inbound`](Self::inbound). Its old delivery records are purged by the
+    /// [`PURGE_WEBHOOK_DELIVERIES`] periodic job.
+    #[must_use]
+    pub fn inbound_pipeline(&self) -> &InboundPipeline {
+        &self.inner.pipeline
+    }
+
     /// Lead intake (CSV, forms, webhooks); its `intake.process` jobs run on the
     /// engine's worker.
     #[must_use]
@@ -233,13 +243,6 @@ impl Engine {
     #[must_use]
     pub fn scheduler(&self) -> &Scheduler {
         &self.inner.scheduler
-    }
-
-    /// The workspaces registered with the default directory. (Unused when the builder
-    /// was given another [`WorkspaceDirectory`].)
-    #[must_use]
-    pub fn known_workspaces(&self) -> &KnownWorkspaces {
-        &self.inner.known
     }
 
     /// The directory the system-wide periodic jobs list workspaces from.

@@ -1,13 +1,14 @@
 //! [`WorkspaceDirectory`]: which workspaces exist, for the periodic jobs that span them.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::ids::WorkspaceId;
+use crate::store::{Page, WorkspaceStore};
 
 /// Lists the workspaces the engine serves, for work that spans them (the anomaly scan,
 /// nightly score decay). Per-message work never needs it: the runner asks the store
@@ -24,13 +25,49 @@ pub trait WorkspaceDirectory: Send + Sync + Debug + 'static {
     async fn workspaces(&self) -> Result<Vec<WorkspaceId>, StoreError>;
 }
 
-// SEAM(settings): once the store keeps a workspace registry
-// (`WorkspaceStore::list_workspaces`), the builder's default becomes a directory over
-// the store and hosts stop registering workspaces by hand. Until then the default is
-// a `KnownWorkspaces` that the host fills through `EngineBuilder::workspace` (or
-// `Engine::workspaces().add`).
+/// Every workspace registered in the store's registry
+/// ([`WorkspaceStore::list_workspaces`]), read page by page on every call: the
+/// engine's default directory, so a workspace registered by any process is scanned
+/// and decayed from the next run on.
+#[derive(Clone)]
+pub struct StoreWorkspaces {
+    store: Arc<dyn WorkspaceStore>,
+}
 
-/// Workspaces registered by the host, shared by clones.
+impl StoreWorkspaces {
+    /// The workspaces of `store`'s registry.
+    #[must_use]
+    pub fn new(store: Arc<dyn WorkspaceStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl fmt::Debug for StoreWorkspaces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreWorkspaces").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl WorkspaceDirectory for StoreWorkspaces {
+    async fn workspaces(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut page = Page::first(Page::<WorkspaceId>::MAX_LIMIT);
+        loop {
+            let rows = self.store.list_workspaces(page).await?;
+            let full = rows.len() == page.limit as usize;
+            ids.extend(rows.iter().map(|w| w.id));
+            match ids.last() {
+                Some(last) if full => page = Page::after(*last, page.limit),
+                _ => return Ok(ids),
+            }
+        }
+    }
+}
+
+/// A fixed set of workspaces, for a host whose engine serves only some of the
+/// registered ones ([`EngineBuilder::workspaces`](super::EngineBuilder::workspaces)).
+/// Shared by clones.
 #[derive(Debug, Clone, Default)]
 pub struct KnownWorkspaces {
     ids: Arc<RwLock<BTreeSet<WorkspaceId>>>,

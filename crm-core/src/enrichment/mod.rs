@@ -7,8 +7,10 @@
 //! - [`waterfall`]: providers in order per lookup kind, stop at the first hit.
 //! - [`budget`]: the monthly budget, its alert thresholds and the pause at 100 %.
 //! - [`rate_limit`]: per-provider limits, in process.
+//! - [`auto`]: `contact.created` enriches the new contact when the workspace enables it.
 //! - [`Enricher`]: the service that applies all of the above against a store.
 
+pub mod auto;
 pub mod budget;
 pub mod cache;
 mod error;
@@ -22,6 +24,7 @@ pub mod provider {
     pub use crate::enrichment_provider::*;
 }
 
+pub use auto::{AutoEnrichment, ENRICH_CONTACT_JOB, auto_enrich_routes};
 pub use budget::BudgetPolicy;
 pub use cache::CachePolicy;
 pub use error::EnricherError;

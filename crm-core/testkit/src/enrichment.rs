@@ -24,7 +24,7 @@ const ALL_KINDS: &[LookupKind] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Script {
     /// `Found` with data naming the provider (contact title and LinkedIn URL, company
-    /// name).
+    /// name and industry `"{name} industry"`, head count 10).
     Hit,
     /// `NotFound`.
     Miss,
@@ -191,6 +191,8 @@ impl EnrichmentProvider for ScriptedProvider {
         self.answer(LookupKind::Company, || CompanyData {
             name: Some(self.name.to_owned()),
             domain: Some(domain.as_str().to_owned()),
+            industry: Some(format!("{} industry", self.name)),
+            employee_count: Some(10),
             ..Default::default()
         })
     }

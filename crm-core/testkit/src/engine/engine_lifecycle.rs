@@ -12,10 +12,12 @@ use std::time::Duration;
 use crate::store::fixtures::{base, contact, new_sequence, ok};
 use crm_core::clock::ManualClock;
 use crm_core::engine::{Engine, EngineConfig, RunningEngine, StartError};
-use crm_core::ids::{UserId, WorkspaceId};
+use crm_core::ids::{ApprovalItemId, UserId, WorkspaceId};
 use crm_core::jobs::SYSTEM_WORKSPACE;
-use crm_core::model::{Channel, JobStatus, OutboxMessage, OutboxStatus};
-use crm_core::outreach::approvals::StaticApprovers;
+use crm_core::model::{
+    Channel, JobStatus, OutboxMessage, OutboxStatus, Workspace, WorkspaceSettings,
+};
+use crm_core::outreach::approvals::{ApprovalInbox, StaticApprovers};
 use crm_core::outreach::dispatch::{ChannelRegistry, StubChannel};
 use crm_core::outreach::runner::RUNNER_LEASE;
 use crm_core::store::{DynStore, Page};
@@ -73,9 +75,24 @@ macro_rules! __engine_cases {
     };
 }
 
+/// Registers `ws` in the store's workspace registry with default settings (once):
+/// what a host does when a tenant signs up. The engine reads its settings and lists
+/// it from there.
+pub(crate) async fn register(store: &DynStore, ws: WorkspaceId, settings: WorkspaceSettings) {
+    if store.get_workspace(ws).await.is_ok() {
+        return;
+    }
+    let workspace = Workspace::new(ws, "E2E workspace", settings, base()).expect("valid");
+    ok(
+        store.insert_workspace(&workspace).await,
+        "register the workspace",
+    );
+}
+
 /// The engine of a case: a manual clock at [`base`], `email` as the email adapter,
-/// manual approval with `approver` allowed in `ws`, loops every 5 ms.
-fn engine(
+/// manual approval with `approver` allowed in `ws` (registered with default
+/// settings), loops every 5 ms.
+async fn engine(
     store: &Arc<DynStore>,
     clock: &ManualClock,
     email: &StubChannel,
@@ -86,11 +103,11 @@ fn engine(
     let config = EngineConfig::default()
         .with_poll_interval(Duration::from_millis(5))
         .with_shutdown_deadline(deadline);
+    register(&**store, ws, WorkspaceSettings::default()).await;
     Engine::builder(store.clone())
         .clock(Arc::new(clock.clone()))
-        .channels(ChannelRegistry::new().with(Arc::new(email.clone())))
+        .channel_registry(ChannelRegistry::new().with(Arc::new(email.clone())))
         .approvers(Arc::new(StaticApprovers::new().with_approver(ws, approver)))
-        .workspace(ws)
         .config(config)
         .build()
         .expect("a valid engine")
@@ -142,10 +159,25 @@ async fn approve_the_step(running: &RunningEngine, ws: WorkspaceId, approver: Us
         pending.into_iter().next()
     })
     .await;
-    inbox
-        .approve(ws, item.id, approver)
-        .await
-        .expect("the approver may approve");
+    approve(inbox, ws, item.id, approver).await;
+}
+
+/// Approves `item` as `approver`, retrying while the dispatcher holds its message
+/// (`MessageBusy` is retryable: a host's approve button retries the same way).
+pub(crate) async fn approve(
+    inbox: &ApprovalInbox,
+    ws: WorkspaceId,
+    item: ApprovalItemId,
+    approver: UserId,
+) {
+    for _ in 0..2000 {
+        match inbox.approve(ws, item, approver).await {
+            Ok(_) => return,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => panic!("the approver may approve: {e}"),
+        }
+    }
+    panic!("the approval item's message stayed busy");
 }
 
 /// No outbox message of `ws` and no job anywhere holds a lease, and the runner's lease
@@ -188,7 +220,7 @@ pub async fn started_engine_sends_an_approved_step_and_drains_on_shutdown(store:
     let (ws, clock) = (WorkspaceId::new(), ManualClock::new(base()));
     let email = StubChannel::ok(Channel::Email).with_latency(Some(Duration::from_millis(300)));
     let approver = UserId::new();
-    let engine = engine(&store, &clock, &email, ws, approver, Duration::from_secs(5));
+    let engine = engine(&store, &clock, &email, ws, approver, Duration::from_secs(5)).await;
     enrolled(&engine, ws).await;
 
     let running = engine.start().expect("the engine starts");
@@ -230,7 +262,8 @@ pub async fn shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_i
         ws,
         approver,
         Duration::from_millis(200),
-    );
+    )
+    .await;
     enrolled(&engine, ws).await;
     let running = engine.start().expect("the engine starts");
     approve_the_step(&running, ws, approver).await;
@@ -246,7 +279,7 @@ pub async fn shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_i
     // Past the lease and the tolerated clock skew, a new engine takes over.
     clock.advance(chrono::Duration::minutes(10));
     let fast = slow.clone().with_latency(None);
-    let again = self::engine(&store, &clock, &fast, ws, approver, Duration::from_secs(5));
+    let again = self::engine(&store, &clock, &fast, ws, approver, Duration::from_secs(5)).await;
     let step = again.run_due().await.expect("one pass");
     assert_eq!(step.dispatched.sent, 1, "{step:?}");
     let key = stuck[0].id.to_string();
@@ -268,7 +301,8 @@ pub async fn run_due_drives_every_part_and_the_periodic_jobs(store: Arc<DynStore
         ws,
         UserId::new(),
         Duration::from_secs(5),
-    );
+    )
+    .await;
     enrolled(&engine, ws).await;
 
     // 09:00:00 is an instant of the approval expiry (every minute) and of the anomaly
@@ -322,7 +356,8 @@ pub async fn an_engine_runs_once_at_a_time(store: Arc<DynStore>) {
         ws,
         UserId::new(),
         Duration::from_secs(5),
-    );
+    )
+    .await;
     let running = engine.start().expect("the engine starts");
     let clone = engine.clone();
     assert!(matches!(clone.start(), Err(StartError::AlreadyRunning)));

@@ -4,10 +4,12 @@
 //! Each case is a `pub async fn name(store: Arc<DynStore>)` that panics with the rule
 //! it checks. Cases create their own random workspaces.
 
+mod auto;
 mod budget;
 mod social;
 mod waterfall;
 
+pub use auto::*;
 pub use budget::*;
 pub use social::*;
 pub use waterfall::*;
@@ -123,6 +125,10 @@ macro_rules! __enrichment_cases {
             budget_pause_can_be_turned_off
             concurrent_lookups_fire_each_alert_once
             provider_in_another_currency_is_refused
+            // auto-enrichment of new contacts
+            auto_enrich_fills_empty_fields_with_provenance
+            auto_enrich_off_does_nothing
+            auto_enrich_errors_retry_or_dead_letter
         }
     };
 }
