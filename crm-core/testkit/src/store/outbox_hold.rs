@@ -4,10 +4,12 @@
 
 use crm_core::DynStore;
 use crm_core::error::StoreErrorKind as Kind;
+use crm_core::events::kinds;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{ApprovalStatus, OutboxStatus};
 use crm_core::store::{ApprovalStoreExt, Inserted, Page};
 
+use super::events_emitted::the_event;
 use super::fixtures::{
     at, claim_at, claim_one_message, created, existing, expect_err, in_flight_message,
     new_approval, ok, token,
@@ -296,6 +298,8 @@ pub async fn outbox_hold_for_approval_is_atomic(store: &DynStore) {
         "and its message is parked"
     );
     assert_eq!(parked, hold.message, "as returned");
+    // Exactly one `approval.requested`: the lease-lost call appended none.
+    the_event(store, ws, kinds::APPROVAL_REQUESTED, &item.id.to_string()).await;
     let _ = existing(
         store
             .insert_approval(&new_approval(&message, at(900)))
