@@ -105,7 +105,10 @@ impl ApprovalTables {
     }
 }
 
-fn insert_item(t: &mut Tables, item: &ApprovalItem) -> Result<Inserted<ApprovalItem>, StoreError> {
+pub(crate) fn insert_item(
+    t: &mut Tables,
+    item: &ApprovalItem,
+) -> Result<Inserted<ApprovalItem>, StoreError> {
     item.validate()?;
     require_new_version(item.version)?;
     let ws = item.workspace_id;

@@ -7,12 +7,16 @@ use chrono::{DateTime, Utc};
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::NewEvent;
 use crm_core::model::rules::require_new_version;
-use crm_core::model::{Enrollment, Lease, OutboxMessage, OutboxStatus};
+use crm_core::model::{
+    ApprovalItem, ApprovalStatus, Enrollment, Lease, OutboxMessage, OutboxStatus,
+};
 use crm_core::store::takeover_cutoff;
-use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
+use crm_core::store::{
+    ApprovalHold, Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord,
+};
 use crm_core::{StoreError, ValidationError, events};
 
-use crate::approval::ApprovalTables;
+use crate::approval::{ApprovalTables, insert_item};
 use crate::crm::record_activity;
 use crate::queue::append_changes;
 use crate::sequences::{apply_enrollment, check_update_enrollment, nudge_enrollment};
@@ -425,9 +429,27 @@ fn hold_for_approval(
     ws: WorkspaceId,
     id: OutboxMessageId,
     token: i64,
+    item: &ApprovalItem,
     now: DateTime<Utc>,
-) -> Result<OutboxMessage, StoreError> {
+) -> Result<ApprovalHold, StoreError> {
     let mut row = t.outbox.leased(ws, id, token)?;
+    if item.workspace_id != ws || item.outbox_message_id != id {
+        return Err(ValidationError::new(
+            "outbox_message_id",
+            "the item must be for the held message of this workspace",
+        )
+        .into());
+    }
+    // All of insert_item's checks run before it writes, and nothing below can fail:
+    // the item and the parked message are stored together or not at all.
+    let item = insert_item(t, item)?;
+    if item.value.status != ApprovalStatus::Pending {
+        // Already decided: the caller acts on the decision under its lease.
+        return Ok(ApprovalHold {
+            message: row.row,
+            item,
+        });
+    }
     let m = &mut row.row;
     m.status = OutboxStatus::AwaitingApproval;
     // The lease ends (the token stays in `fence`); nothing was sent, so the claim's
@@ -436,7 +458,10 @@ fn hold_for_approval(
     m.attempts = m.attempts.saturating_sub(1).max(0);
     m.updated_at = now;
     m.version += 1;
-    Ok(t.outbox.put(row))
+    Ok(ApprovalHold {
+        message: t.outbox.put(row),
+        item,
+    })
 }
 
 #[async_trait]
@@ -513,9 +538,10 @@ impl OutboxStore for MemoryStore {
         workspace_id: WorkspaceId,
         id: OutboxMessageId,
         lease_token: i64,
+        item: &ApprovalItem,
         now: DateTime<Utc>,
-    ) -> Result<OutboxMessage, StoreError> {
-        self.with(|t| hold_for_approval(t, workspace_id, id, lease_token, now))
+    ) -> Result<ApprovalHold, StoreError> {
+        self.with(|t| hold_for_approval(t, workspace_id, id, lease_token, item, now))
     }
 
     async fn finish_outbox(

@@ -6,9 +6,11 @@ use crm_core::StoreError;
 use crm_core::events;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::rules::{require_expected_version, require_new_version};
-use crm_core::model::{OutboxMessage, OutboxStatus};
+use crm_core::model::{ApprovalItem, OutboxMessage, OutboxStatus};
 use crm_core::store::takeover_cutoff;
-use crm_core::store::{Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord};
+use crm_core::store::{
+    ApprovalHold, Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord,
+};
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
@@ -28,7 +30,7 @@ pub(crate) use enqueue::insert_outbox;
 use update::{update_outbox_with_events, validate_update};
 
 pub(super) const OUTBOX: &str = "outbox_message";
-const OUTBOX_VERSION: &str =
+pub(super) const OUTBOX_VERSION: &str =
     "SELECT version FROM outbox_messages WHERE workspace_id = $1 AND id = $2";
 /// The claim: lock due pending rows (skipping rows another claimer holds), earliest
 /// first, and lease them in the same statement. `$5` is the workspace, or NULL for all.
@@ -93,7 +95,7 @@ const RESCHEDULE: &str = "
 
 /// Parks an in-flight message for approval: nothing was sent, so the claim's attempt is
 /// given back.
-const HOLD: &str = "
+pub(super) const HOLD: &str = "
     UPDATE outbox_messages
     SET status = 'awaiting_approval', attempts = greatest(attempts - 1, 0),
         lease_owner = NULL, lease_expires_at = NULL, updated_at = $4, version = version + 1
@@ -394,14 +396,11 @@ impl OutboxStore for PostgresStore {
         workspace_id: WorkspaceId,
         id: OutboxMessageId,
         lease_token: i64,
+        item: &ApprovalItem,
         now: DateTime<Utc>,
-    ) -> Result<OutboxMessage, StoreError> {
-        let q = sqlx::query_as::<_, OutboxRow>(HOLD)
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .bind(lease_token)
-            .bind(now);
-        self.leased_outbox(q, workspace_id, id, &[]).await
+    ) -> Result<ApprovalHold, StoreError> {
+        self.hold_with_item(workspace_id, id, lease_token, item, now)
+            .await
     }
 
     async fn finish_outbox(

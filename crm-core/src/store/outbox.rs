@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
 use crate::ids::{OutboxMessageId, WorkspaceId};
-use crate::model::{Activity, Enrollment, OutboxMessage, OutboxStatus};
+use crate::model::{Activity, ApprovalItem, Enrollment, OutboxMessage, OutboxStatus};
 use crate::store::{Claim, Inserted, Page, Scope};
 
 /// What the dispatcher records when a provider accepted a message.
@@ -36,6 +36,18 @@ pub struct Reschedule {
     /// `false` when the claim did not reach the provider (window, quota), so the
     /// claim's attempt is given back.
     pub count_attempt: bool,
+}
+
+/// What [`OutboxStore::hold_outbox_for_approval`] stored: the message and its approval
+/// item, as they stand after the one atomic step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalHold {
+    /// The message: `AwaitingApproval` when it was parked, still `InFlight` under the
+    /// caller's lease when its existing item was already decided (see the method).
+    pub message: OutboxMessage,
+    /// The message's item: the given one (`created: true`) or the one that already
+    /// existed (`created: false`).
+    pub item: Inserted<ApprovalItem>,
 }
 
 /// Outbound messages and their single send path.
@@ -122,16 +134,28 @@ pub trait OutboxStore: Send + Sync + Debug {
         reschedule: &Reschedule,
     ) -> Result<OutboxMessage, StoreError>;
 
-    /// Parks an in-flight message until a person decides: it becomes
-    /// `AwaitingApproval` (not claimable), the lease is cleared and the claim's attempt
-    /// is given back, since nothing was sent. Lease-checked.
+    /// Requests a person's decision on an in-flight message and parks it, in one atomic
+    /// step, so an approver never sees a pending item whose message is still in flight
+    /// (and no crash leaves a parked message without an item). Lease-checked first: a
+    /// lost lease stores nothing.
+    ///
+    /// `item` is inserted as by
+    /// [`ApprovalStore::insert_approval`](crate::store::ApprovalStore::insert_approval)
+    /// (same checks, `approval.requested` appended when created; it must be for this
+    /// message of this workspace, else `Invalid`); if the message already has an item,
+    /// that one is returned with `created: false` instead. Then, when the item is
+    /// `Pending`, the message becomes `AwaitingApproval` (not claimable), the lease is
+    /// cleared and the claim's attempt is given back, since nothing was sent. An
+    /// existing item that is already decided leaves the message untouched, still
+    /// `InFlight` under the caller's lease, for the caller to act on the decision.
     async fn hold_outbox_for_approval(
         &self,
         workspace_id: WorkspaceId,
         id: OutboxMessageId,
         lease_token: i64,
+        item: &ApprovalItem,
         now: DateTime<Utc>,
-    ) -> Result<OutboxMessage, StoreError>;
+    ) -> Result<ApprovalHold, StoreError>;
 
     /// Ends an in-flight message as `Failed`, `DeadLettered` or `Cancelled` (any other
     /// status is `Invalid`) with `reason` in `last_error` and `updated_at = now`.

@@ -9,15 +9,21 @@ use crm_core::model::rules::require_new_version;
 use crm_core::model::{
     ApprovalItem, ApprovalRule, ApprovalStatus, Channel, NewEvent, OutboxMessage,
 };
-use crm_core::store::{ApprovalDecided, ApprovalStore, Inserted, Page, Scope};
+use crm_core::store::{
+    ApprovalDecided, ApprovalHold, ApprovalStore, Inserted, OutboxStore, Page, Scope,
+};
 
 use super::update::{update_outbox_with_events, validate_update};
-use super::{OUTBOX, PgQueryAs, scope_id};
+use super::{HOLD, OUTBOX, OUTBOX_VERSION, PgQueryAs, scope_id};
 use crate::PostgresStore;
-use crate::error::{Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, parse_text};
+use crate::error::{
+    Ref, cas_error, cas_miss, current_version, db, db_refs, invalid, lease_miss, parse_text,
+};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::queue::insert_events_in;
-use crate::rows::{ApprovalRow, ApprovalRuleRow, IntoEntity, aligned, entities, opt_u32, to_json};
+use crate::rows::{
+    ApprovalRow, ApprovalRuleRow, IntoEntity, OutboxRow, aligned, entities, opt_u32, to_json,
+};
 
 const APPROVAL: &str = "approval_item";
 const RULE: &str = "approval_rule";
@@ -148,6 +154,89 @@ fn validate_decision(
 }
 
 impl PostgresStore {
+    /// [`OutboxStore::hold_outbox_for_approval`](crm_core::store::OutboxStore::hold_outbox_for_approval)
+    /// in one transaction: the lease-checked park locks the message, then the item is
+    /// inserted beside it. An existing item that is already decided rolls the park back.
+    pub(super) async fn hold_with_item(
+        &self,
+        workspace_id: WorkspaceId,
+        id: OutboxMessageId,
+        lease_token: i64,
+        item: &ApprovalItem,
+        now: DateTime<Utc>,
+    ) -> Result<ApprovalHold, StoreError> {
+        item.validate()?;
+        require_new_version(item.version)?;
+        if item.workspace_id != workspace_id || item.outbox_message_id != id {
+            return Err(invalid(
+                "outbox_message_id",
+                "the item must be for the held message of this workspace",
+            ));
+        }
+        let mut tx = self.pool.begin().await.map_err(db(OUTBOX))?;
+        let parked = sqlx::query_as::<_, OutboxRow>(HOLD)
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(lease_token)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(OUTBOX))?;
+        let Some(parked) = parked else {
+            drop(tx);
+            return Err(lease_miss(
+                &self.pool,
+                OUTBOX_VERSION,
+                OUTBOX,
+                workspace_id,
+                id.as_uuid(),
+            )
+            .await);
+        };
+        let inserted = bind_approval(sqlx::query_as::<_, ApprovalRow>(INSERT_APPROVAL), item)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_refs(APPROVAL, &approval_ref(item)))?;
+        let item = match inserted {
+            Some(row) => {
+                let value = row.into_entity()?;
+                insert_events_in(&mut tx, &[events::approval_requested(&value)?]).await?;
+                Inserted {
+                    value,
+                    created: true,
+                }
+            }
+            None => {
+                // Items are never deleted, so the one holding the message is there.
+                let existing = sqlx::query_as::<_, ApprovalRow>(
+                    "SELECT * FROM approval_items
+                     WHERE workspace_id = $1 AND outbox_message_id = $2",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db(APPROVAL))?;
+                Inserted {
+                    value: existing.into_entity()?,
+                    created: false,
+                }
+            }
+        };
+        if item.value.status != ApprovalStatus::Pending {
+            // Already decided: undo the park; the caller acts on the decision under
+            // its lease, which the rollback leaves as it was.
+            tx.rollback().await.map_err(db(OUTBOX))?;
+            let message = self.get_outbox(workspace_id, id).await?;
+            return Ok(ApprovalHold { message, item });
+        }
+        tx.commit().await.map_err(db(OUTBOX))?;
+        Ok(ApprovalHold {
+            message: parked.into_entity()?,
+            item,
+        })
+    }
+
     /// Why a decision stored nothing: the item's error first (`NotFound`,
     /// `VersionConflict`), else the message's, as `update_outbox` reports it.
     async fn decision_miss(

@@ -273,18 +273,38 @@ impl<'a> SendAttempt<'a> {
         };
         let mut item = self.new_item(&request).await?;
         item.reason = Some(reason);
-        let inserted = store.insert_approval(&item).await?;
-        if !inserted.created {
-            return self.follow(&inserted.value).await;
+        self.park(&item).await
+    }
+
+    /// Acts on an existing approval item.
+    async fn follow(&self, item: &ApprovalItem) -> Gate<Option<String>> {
+        if item.status == ApprovalStatus::Pending {
+            return self.park(item).await;
         }
-        store
-            .hold_outbox_for_approval(m.workspace_id, m.id, self.token, self.now)
+        self.decided(item).await
+    }
+
+    /// Stores `item` (or finds the message's existing one) and parks the message in the
+    /// same atomic step: an approver can act the moment the item is visible, since its
+    /// message is no longer in flight. The approver is notified of a new item only.
+    async fn park(&self, item: &ApprovalItem) -> Gate<Option<String>> {
+        let m = self.message;
+        let held = self
+            .d
+            .store
+            .hold_outbox_for_approval(m.workspace_id, m.id, self.token, item, self.now)
             .await?;
-        if let Some(notifier) = &self.d.notifier
-            && let Err(e) = notifier.approval_needed(&inserted.value).await
+        if held.message.status != OutboxStatus::AwaitingApproval {
+            // The message already had an item, decided by now: the store left the
+            // message in flight under our lease for the decision to be carried out.
+            return self.decided(&held.item.value).await;
+        }
+        if held.item.created
+            && let Some(notifier) = &self.d.notifier
+            && let Err(e) = notifier.approval_needed(&held.item.value).await
         {
             tracing::warn!(
-                approval_id = %inserted.value.id,
+                approval_id = %held.item.value.id,
                 error = %e,
                 "approval notification failed; the item stays in the inbox"
             );
@@ -292,8 +312,8 @@ impl<'a> SendAttempt<'a> {
         Err(Stop::Settled(Outcome::HeldForApproval))
     }
 
-    /// Acts on an existing approval item.
-    async fn follow(&self, item: &ApprovalItem) -> Gate<Option<String>> {
+    /// Carries out a decided item: the approved text goes on, anything else cancels.
+    async fn decided(&self, item: &ApprovalItem) -> Gate<Option<String>> {
         let m = self.message;
         let reason = match item.status {
             ApprovalStatus::Approved => {
@@ -301,11 +321,14 @@ impl<'a> SendAttempt<'a> {
                 return Ok((body != m.body).then(|| body.to_owned()));
             }
             ApprovalStatus::Pending => {
-                self.d
-                    .store
-                    .hold_outbox_for_approval(m.workspace_id, m.id, self.token, self.now)
-                    .await?;
-                return Err(Stop::Settled(Outcome::HeldForApproval));
+                // The store parks the message whenever its item is pending, so a
+                // pending item here broke that contract: leave the lease to expire
+                // and let a later claim look again.
+                return Err(StoreError::conflict(
+                    "approval_item",
+                    "the store left a message in flight beside a pending item",
+                )
+                .into());
             }
             ApprovalStatus::Rejected => match &item.reason {
                 Some(why) => format!("approval rejected: {why}"),

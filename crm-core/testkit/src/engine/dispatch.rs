@@ -6,6 +6,7 @@
 //! a fresh store ([`dispatch_conformance_tests!`](crate::dispatch_conformance_tests)
 //! does). Concurrency cases spawn tasks, so they need a multi-thread Tokio runtime.
 
+mod approval_race;
 mod fail_closed;
 mod failures;
 mod gates;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use futures::future::join_all;
 
+pub use approval_race::*;
 pub use fail_closed::*;
 pub use failures::*;
 pub use gates::*;
@@ -88,6 +90,7 @@ macro_rules! __dispatch_cases {
             dispatch_suppression_after_enqueue_blocks_the_send
             dispatch_withdrawn_consent_after_enqueue_blocks_the_send
             dispatch_manual_approval_holds_then_sends_the_edited_text
+            dispatch_approver_acting_instantly_never_finds_the_message_busy
             dispatch_policy_rejection_cancels
             dispatch_cancels_messages_of_stopped_enrollments
             dispatch_advances_the_enrollment_with_the_send

@@ -38,6 +38,7 @@ mod jobs;
 mod lifecycle;
 mod limits;
 mod outbox;
+mod outbox_hold;
 mod outbox_leases;
 mod outbox_send;
 mod outreach;
@@ -72,6 +73,7 @@ pub use jobs::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use outbox::*;
+pub use outbox_hold::*;
 pub use outbox_leases::*;
 pub use outbox_send::*;
 pub use outreach::*;
@@ -274,6 +276,8 @@ macro_rules! __store_cases {
             sent_record_skips_stale_enrollment
             outbox_find_by_provider_id
             outbox_hold_for_approval
+            outbox_hold_for_approval_with_existing_item
+            outbox_hold_for_approval_is_atomic
             // outreach: approvals
             approval_find_for_outbox
             approval_clean_streak_newest_first

@@ -1,17 +1,15 @@
 //! Cases for the outreach parts of the send path: the enrollment a send moves on, the
-//! provider-id lookup and parking a claimed message for approval.
+//! provider-id lookup. Parking a claimed message for approval is in `outbox_hold`.
 
 use crm_core::DynStore;
-use crm_core::error::StoreErrorKind as Kind;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{Enrollment, EnrollmentState, OutboxMessage, OutboxStatus};
-use crm_core::store::{ActivityFilter, Page};
+use crm_core::store::ActivityFilter;
 
 use super::fixtures::{
-    at, base, claim_at, claim_one_message, contact, created, enroll, enrolled_message, expect_err,
-    in_flight_message, ok, sent_record, sequence, token,
+    at, base, claim_one_message, contact, created, enroll, enrolled_message, in_flight_message, ok,
+    sent_record, sequence, token,
 };
-use super::outbox::settled;
 
 /// An active enrollment with one claimed message of it (leased at [`base`]).
 async fn enrollment_in_flight(store: &DynStore, ws: WorkspaceId) -> (Enrollment, OutboxMessage) {
@@ -162,89 +160,5 @@ pub async fn outbox_find_by_provider_id(store: &DynStore) {
         ),
         None,
         "another workspace never sees the message"
-    );
-}
-
-/// hold_outbox_for_approval parks an in-flight message, unclaimable, attempt given back.
-pub async fn outbox_hold_for_approval(store: &DynStore) {
-    let ws = WorkspaceId::new();
-    let message = in_flight_message(store, ws, None).await;
-    let lease_token = token(message.lease.as_ref());
-    expect_err(
-        store
-            .hold_outbox_for_approval(ws, message.id, lease_token + 1, at(1))
-            .await,
-        Kind::LeaseLost,
-        "hold_outbox_for_approval with a token that is not the message's",
-    );
-    expect_err(
-        store
-            .hold_outbox_for_approval(WorkspaceId::new(), message.id, lease_token, at(1))
-            .await,
-        Kind::NotFound,
-        "hold_outbox_for_approval from another workspace",
-    );
-    assert_eq!(
-        ok(store.get_outbox(ws, message.id).await, "get"),
-        message,
-        "refused holds change nothing"
-    );
-    let held = ok(
-        store
-            .hold_outbox_for_approval(ws, message.id, lease_token, at(1))
-            .await,
-        "hold_outbox_for_approval",
-    );
-    let mut expected = message.clone();
-    expected.status = OutboxStatus::AwaitingApproval;
-    expected.attempts -= 1;
-    expected.version += 1;
-    assert_eq!(
-        settled(&held),
-        settled(&expected),
-        "held: AwaitingApproval, attempt given back, version + 1"
-    );
-    assert_eq!(held.lease, None, "the lease is cleared");
-    assert_eq!(held.updated_at, at(1), "updated_at is `now`");
-    assert_eq!(
-        ok(store.get_outbox(ws, message.id).await, "get"),
-        held,
-        "the held message is stored"
-    );
-    assert!(
-        ok(
-            store
-                .claim_outbox(&claim_at(ws, "dispatcher-2", at(60)))
-                .await,
-            "claim_outbox",
-        )
-        .is_empty(),
-        "a held message is not claimable"
-    );
-    expect_err(
-        store
-            .hold_outbox_for_approval(ws, message.id, lease_token, at(2))
-            .await,
-        Kind::LeaseLost,
-        "hold_outbox_for_approval of a message no longer InFlight",
-    );
-    let mut release = held.clone();
-    release.status = OutboxStatus::Pending;
-    ok(store.update_outbox(&release).await, "release to Pending");
-    let again = claim_one_message(store, ws, at(60)).await;
-    assert!(
-        token(again.lease.as_ref()) > lease_token,
-        "the next claim's fencing token is greater than the held one's"
-    );
-    assert_eq!(
-        ok(
-            store
-                .list_outbox(ws, Some(OutboxStatus::InFlight), Page::first(10))
-                .await,
-            "list_outbox",
-        )
-        .len(),
-        1,
-        "one message in flight again"
     );
 }
