@@ -122,10 +122,11 @@ impl OutboxStore for FailingOnce {
         workspace_id: WorkspaceId,
         id: OutboxMessageId,
         lease_token: i64,
+        item: &ApprovalItem,
         now: DateTime<Utc>,
-    ) -> Result<OutboxMessage, StoreError> {
+    ) -> Result<ApprovalHold, StoreError> {
         self.inner
-            .hold_outbox_for_approval(workspace_id, id, lease_token, now)
+            .hold_outbox_for_approval(workspace_id, id, lease_token, item, now)
             .await
     }
 
