@@ -126,8 +126,13 @@ pub fn normalize_phone(input: &str, default_region: Option<&str>) -> Result<Phon
         ),
         None => None,
     };
+    let input = input.trim();
+    // A number written with its country code needs no default region, and parsing it
+    // with one can corrupt it: with region US the phonenumber crate strips the US
+    // national prefix `1` from the other country's number (+49 151… became +49 51…).
+    let region = if input.starts_with('+') { None } else { region };
     let parsed =
-        phonenumber::parse(region, input.trim()).map_err(|_| "is not a phone number".to_owned())?;
+        phonenumber::parse(region, input).map_err(|_| "is not a phone number".to_owned())?;
     if !phonenumber::is_valid(&parsed) {
         return Err("is not a valid phone number for its region".into());
     }
@@ -239,6 +244,16 @@ mod tests {
             "+14155552671"
         );
         assert!(normalize_phone("12", de).is_err());
+        // An international number keeps every digit whatever the default region.
+        for region in [None, de, Some("US"), Some("GB")] {
+            assert_eq!(
+                normalize_phone("+49 151 98765400", region)
+                    .unwrap()
+                    .as_str(),
+                "+4915198765400",
+                "{region:?}"
+            );
+        }
         assert!(normalize_phone("030 901820", None).is_err());
         let reason = normalize_phone("+49 1", de).unwrap_err();
         assert!(!reason.contains("+49"), "reasons never repeat the number");

@@ -308,6 +308,21 @@ pub async fn csv_to_reply_through_real_adapters(store: Arc<DynStore>) {
         body.contains(&format!("ContentSid={CONTENT_SID}")),
         "{body}"
     );
+    // Each goes to the contact's imported mobile number, unaltered, in E.164.
+    let bodies: Vec<String> = twilio
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    let phones = std::iter::once("+4915112345600".to_owned())
+        .chain((0..REFUSED_COUNT).map(|i| format!("+49151987654{i:02}")));
+    for phone in phones {
+        let to = format!("To=whatsapp%3A{}", phone.replace('+', "%2B"));
+        assert_eq!(
+            bodies.iter().filter(|b| b.contains(&to)).count(),
+            1,
+            "one WhatsApp message to {phone}: {bodies:?}"
+        );
+    }
     let outbox = ok(
         store.list_outbox(ws, None, Page::first(100)).await,
         "outbox",
