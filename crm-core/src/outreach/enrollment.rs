@@ -24,7 +24,7 @@
 //! | Paused | Resume | Active(k) | |
 //!
 //! Every transition into a state that is not running sets the enrollment's `ended_at`
-//! and `end_reason` (see [`end_reasons`](crate::model::end_reasons)); a pause sets
+//! and `end_reason` (see [`end_reasons`]); a pause sets
 //! `end_reason` too and resuming clears it.
 //!
 //! A late reply after `NoResponse` or after completing every step is still recorded as
