@@ -21,8 +21,8 @@
 //! | `contact.merged` | contact id | `contact_id`, `intake_id`, `fields` | intake merges a record into an existing contact |
 //! | `contact.enriched` | contact id | `contact_id`, `fields`, `providers` | enrichment writes results back |
 //! | `account.created` / `account.updated` | account id | `account_id`, `version` | an account is inserted / updated |
-//! | `deal.created` / `deal.updated` | deal id | `deal_id`, `version`, `pipeline_id`, `stage_id` | a deal is inserted / updated |
-//! | `deal.stage_changed` | deal id | `deal_id`, `from`, `to`, `version` | an update moves a deal to another stage |
+//! | `deal.created` / `deal.updated` | deal id | `deal_id`, `contact_id`, `account_id`, `version`, `pipeline_id`, `stage_id` | a deal is inserted / updated |
+//! | `deal.stage_changed` | deal id | `deal_id`, `contact_id`, `account_id`, `from`, `to`, `version` (the contact is what rescoring targets) | an update moves a deal to another stage |
 //! | `activity.logged` | contact id (or activity id) | `activity_id`, `contact_id`, `deal_id`, `kind`, `channel`, `outbox_message_id` | an activity is recorded |
 //! | `sequence.created` / `sequence.updated` | sequence id | `sequence_id`, `version` | a sequence is inserted / updated |
 //! | `enrollment.enrolled` | enrollment id | `enrollment_id`, `contact_id`, `sequence_id` | an enrollment is inserted |
@@ -189,6 +189,8 @@ pub fn deal_saved(before: Option<&Deal>, after: &Deal) -> Result<Vec<NewEvent>, 
         after.workspace_id,
         json!({
             "deal_id": after.id,
+            "contact_id": after.contact_id,
+            "account_id": after.account_id,
             "version": after.version,
             "pipeline_id": after.pipeline_id,
             "stage_id": after.stage_id,
@@ -205,6 +207,8 @@ pub fn deal_saved(before: Option<&Deal>, after: &Deal) -> Result<Vec<NewEvent>, 
             after.workspace_id,
             json!({
                 "deal_id": after.id,
+                "contact_id": after.contact_id,
+                "account_id": after.account_id,
                 "version": after.version,
                 "from": before.stage_id,
                 "to": after.stage_id,

@@ -147,6 +147,34 @@ mod tests {
     }
 
     #[test]
+    fn a_deal_stage_change_rescores_the_deals_contact() {
+        use crate::ids::{PipelineId, StageId};
+        use crate::model::{Deal, NewDeal};
+        use crate::{Currency, Money};
+        let contact = ContactId::new();
+        let input = NewDeal {
+            pipeline_id: PipelineId::new(),
+            stage_id: StageId::new(),
+            name: "Renewal".into(),
+            amount: Money::new(1_000, Currency::new("EUR").unwrap()).unwrap(),
+            account_id: None,
+            contact_id: Some(contact),
+            owner_id: None,
+            expected_close: None,
+        };
+        let before = Deal::create(WorkspaceId::new(), input, DateTime::UNIX_EPOCH).unwrap();
+        let mut after = before.clone();
+        after.stage_id = StageId::new();
+        after.version = 2;
+        let events = crate::events::deal_saved(Some(&before), &after).unwrap();
+        let moved = events
+            .iter()
+            .find(|e| e.kind == "deal.stage_changed")
+            .unwrap();
+        assert_eq!(rescore_payload(moved)["contact_id"], json!(contact));
+    }
+
+    #[test]
     fn every_trigger_is_routed() {
         let routes = scoring_routes(EventRoutes::new());
         for kind in RESCORE_TRIGGERS {
