@@ -1,7 +1,7 @@
 //! The monthly enrichment budget: which alert thresholds a spend crosses and when
 //! lookups pause. Pure: no I/O, amounts in minor units, months in UTC.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 
 use crate::money::Money;
 
@@ -17,13 +17,22 @@ pub const ALERT_EVENT: &str = "enrichment.budget_alert";
 /// Event kind fired once when spend reaches 100 % of the budget.
 pub const EXHAUSTED_EVENT: &str = "enrichment.budget_exhausted";
 
+/// How long a spend reservation holds budget when it is neither settled nor released
+/// (the process died mid-call): 15 minutes, far above any provider call. After that it
+/// stops counting, so a crash never holds a budget for good. Change it with
+/// [`Enricher::with_reservation_ttl`](crate::enrichment::Enricher::with_reservation_ttl).
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::minutes(15);
+
 /// A workspace's monthly enrichment budget.
 ///
-/// Spend is counted per UTC calendar month. When a recorded lookup moves the spend
+/// Spend is counted per UTC calendar month. When a settled lookup moves the spend
 /// across a threshold, one alert event fires for that threshold; its idempotency key
 /// ([`alert_idempotency_key`]) makes it fire once per month however often it is
 /// computed. At 100 % an [`EXHAUSTED_EVENT`] fires and, if `pause_at_limit` (the
-/// default), further provider lookups are refused until the next month.
+/// default), further provider lookups are refused until the next month. With the
+/// pause on, the budget is exact: each provider call first reserves its price, and a
+/// call whose price does not fit next to the settled spend and the calls in flight is
+/// not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BudgetPolicy {

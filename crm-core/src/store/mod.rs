@@ -77,8 +77,9 @@ pub use compliance::{AuditStore, ComplianceStore};
 pub use coordination::{LeaseStore, QuotaStore};
 pub use crm::{AccountStore, ActivityFilter, ActivityStore, ContactStore, DealStore};
 pub use enrichment::{
-    CachedEnrichment, EnrichmentDataType, EnrichmentStore, EnrichmentUsage, SpendTotals, month_of,
-    validate_month,
+    CachedEnrichment, EnrichmentDataType, EnrichmentStore, EnrichmentUsage, ReserveOutcome,
+    SpendReservation, SpendReservationId, SpendTotals, month_of, validate_month,
+    validate_settlement,
 };
 pub use ext::{AnswerCountMismatch, ApprovalStoreExt, ComplianceStoreExt, EventStoreExt};
 pub use intake::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::address::{Domain, EmailAddress};
 use crate::clock::Clock;
 use crate::enrichment::budget::{
-    ALERT_EVENT, BudgetPolicy, EXHAUSTED_EVENT, EXHAUSTED_PERCENT, alert_idempotency_key,
-    month_label,
+    ALERT_EVENT, BudgetPolicy, DEFAULT_RESERVATION_TTL, EXHAUSTED_EVENT, EXHAUSTED_PERCENT,
+    alert_idempotency_key, month_label,
 };
 use crate::enrichment::cache::{CachePolicy, company_subject, contact_subject, email_subject};
 use crate::enrichment::rate_limit::RateLimiter;
@@ -27,7 +27,7 @@ use crate::model::NewEvent;
 use crate::money::{Currency, Money};
 use crate::store::{
     CachedEnrichment, EnricherStore, EnrichmentDataType, EnrichmentUsage, EventStoreExt,
-    SpendTotals, month_of,
+    ReserveOutcome, SpendReservation, SpendReservationId, SpendTotals, month_of,
 };
 
 mod social;
@@ -160,12 +160,24 @@ impl Request<'_> {
 /// not cached (a provider may learn the subject later), so asking again asks the
 /// waterfall again. Failed calls cost nothing and are not recorded; the waterfall moves
 /// past them, and only when every provider failed does the lookup fail
-/// ([`EnricherError::ProvidersFailed`]). Budget alerts fire as events
-/// ([`BudgetPolicy`]); with the pause on, a lookup that would ask a provider once the
-/// month's spend has reached the budget answers [`EnricherError::BudgetExhausted`]
-/// (cache hits are still served). Spend is checked before each provider call and
-/// recorded after it, so concurrent lookups may overshoot the budget by at most the
-/// cost of the calls in flight; alerts still fire exactly once.
+/// ([`EnricherError::ProvidersFailed`]).
+///
+/// # Budget
+/// Before each provider call the enricher reserves the call's price against the
+/// month's budget ([`EnrichmentStore::reserve_enrichment_spend`]); after the call it
+/// settles the reservation with the recorded usage, or releases it if the call failed
+/// or was skipped. With the pause on ([`BudgetPolicy`]), the store refuses a
+/// reservation that does not fit next to the settled spend and the calls in flight,
+/// and the lookup answers [`EnricherError::BudgetExhausted`] without asking the
+/// provider (cache hits are still served): concurrent lookups never spend past the
+/// budget. Alerts fire as events on settled spend, once each (their idempotency keys
+/// hold that across retries and processes). The 100 % event also fires when a
+/// reservation is refused with nothing in flight: the settled spend alone leaves too
+/// little for the call, so the budget is spent for that price even if the total is
+/// short of 100 %. A reservation whose caller dies mid-call stops counting after the
+/// reservation TTL ([`DEFAULT_RESERVATION_TTL`], [`Enricher::with_reservation_ttl`]).
+///
+/// [`EnrichmentStore::reserve_enrichment_spend`]: crate::store::EnrichmentStore::reserve_enrichment_spend
 ///
 /// Budgets are per workspace and given by the host ([`Enricher::with_budget`],
 /// [`Enricher::with_default_budget`]); a workspace without one is not limited, and its
@@ -180,6 +192,7 @@ pub struct Enricher {
     limiter: RateLimiter,
     default_budget: Option<BudgetPolicy>,
     budgets: HashMap<WorkspaceId, BudgetPolicy>,
+    reservation_ttl: Duration,
 }
 
 impl Enricher {
@@ -195,7 +208,18 @@ impl Enricher {
             limiter: RateLimiter::new(),
             default_budget: None,
             budgets: HashMap::new(),
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
         }
+    }
+
+    /// How long a spend reservation holds budget if the call that made it never
+    /// settles or releases it (default [`DEFAULT_RESERVATION_TTL`]). Keep it above the
+    /// longest provider call: a reservation that expires mid-call stops counting, and
+    /// its late settlement may then pass the budget.
+    #[must_use]
+    pub fn with_reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.reservation_ttl = ttl;
+        self
     }
 
     /// Uses `cache` for freshness.
@@ -318,38 +342,57 @@ impl Enricher {
 
         let month = month_of(now);
         let budget = self.budget(workspace_id);
-        let mut spent = match budget {
-            Some(b) => {
-                let spend = self
-                    .store
-                    .enrichment_spend(workspace_id, month, b.monthly.currency());
-                spend.await?.minor_units()
-            }
-            None => 0,
-        };
         let mut attempts = Vec::new();
         let mut failure: Option<(EnrichmentError, bool)> = None;
         let mut answered = false;
         for provider in self.waterfall.chain(kind) {
             let name = provider.name();
-            if budget.is_some_and(|b| b.is_paused(spent)) {
+            let cost = price(provider.as_ref(), kind, budget)?;
+            let reservation = SpendReservation {
+                id: SpendReservationId::new(),
+                workspace_id,
+                month,
+                amount: cost.1,
+                cap: budget
+                    .filter(|b| b.pause_at_limit)
+                    .map(|b| b.monthly.minor_units()),
+                expires_at: now + self.reservation_ttl,
+            };
+            let reserved = self
+                .store
+                .reserve_enrichment_spend(&reservation, now)
+                .await?;
+            if let ReserveOutcome::Refused { spent, reserved } = reserved {
+                if let Some(b) = budget
+                    && reserved == 0
+                {
+                    self.fire_alert(workspace_id, b, month, EXHAUSTED_PERCENT, spent, now)
+                        .await?;
+                }
                 return Err(EnricherError::BudgetExhausted {
                     month: month_label(month),
                 });
             }
-            let cost = price(provider.as_ref(), kind, budget)?;
             if !self.limiter.try_acquire(name, now) {
+                self.release(workspace_id, reservation.id).await;
                 attempts.push(Attempt {
                     provider: name,
                     result: AttemptResult::RateLimited,
                 });
                 continue;
             }
-            let answer = request.call(provider.as_ref()).await?;
+            let answer = match request.call(provider.as_ref()).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.release(workspace_id, reservation.id).await;
+                    return Err(error);
+                }
+            };
             self.limiter.observe(name, &provider.rate_limit(), now);
             let found = match answer {
                 Ok(found) => found,
                 Err(error) => {
+                    self.release(workspace_id, reservation.id).await;
                     if let EnrichmentError::RateLimited { retry_after, .. } = &error {
                         let state = RateLimitState {
                             limit: None,
@@ -379,11 +422,13 @@ impl Enricher {
                 cost: cost.1,
                 at: now,
             };
-            let totals = self.store.record_enrichment_usage(&usage).await?;
+            let totals = self
+                .store
+                .settle_enrichment_spend(reservation.id, &usage)
+                .await?;
             if let Some(b) = budget {
                 self.fire_alerts(workspace_id, b, month, totals, now)
                     .await?;
-                spent = totals.after;
             }
             let result = if found.is_some() {
                 AttemptResult::Hit
@@ -427,8 +472,17 @@ impl Enricher {
         }
     }
 
-    /// Appends one event per threshold crossed by `totals`. The idempotency key makes
-    /// each fire once per workspace and month, even if this runs twice.
+    /// Releases reservation `id` of a call that cost nothing. A failure is logged, not
+    /// returned: the reservation stops counting when it expires anyway.
+    async fn release(&self, workspace_id: WorkspaceId, id: SpendReservationId) {
+        if let Err(error) = self.store.release_enrichment_spend(workspace_id, id).await {
+            tracing::warn!(%workspace_id, %error, "enrichment spend reservation not released; it will expire");
+        }
+    }
+
+    /// Appends one event per threshold crossed by the settled `totals`. The
+    /// idempotency key makes each fire once per workspace and month, even if this runs
+    /// twice.
     async fn fire_alerts(
         &self,
         workspace_id: WorkspaceId,
@@ -438,31 +492,47 @@ impl Enricher {
         now: DateTime<Utc>,
     ) -> Result<(), EnricherError> {
         for percent in budget.crossed(totals.before, totals.after) {
-            let kind = if percent == EXHAUSTED_PERCENT {
-                EXHAUSTED_EVENT
-            } else {
-                ALERT_EVENT
-            };
-            let payload = json!({
-                "month": month_label(month),
-                "percent": percent,
-                "spent_minor_units": totals.after,
-                "budget_minor_units": budget.monthly.minor_units(),
-                "currency": budget.monthly.currency().as_str(),
-                "paused": percent == EXHAUSTED_PERCENT && budget.pause_at_limit,
-            });
-            let event = NewEvent::new(
-                workspace_id,
-                kind,
-                month_label(month),
-                payload,
-                alert_idempotency_key(month, percent),
-                now,
-            )?;
-            let appended = self.store.append_event(&event).await?;
-            if appended.created {
-                tracing::info!(%workspace_id, percent, "enrichment budget threshold reached");
-            }
+            self.fire_alert(workspace_id, budget, month, percent, totals.after, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Appends the event of threshold `percent` at settled spend `spent` (once per
+    /// workspace, month and threshold, by its idempotency key).
+    async fn fire_alert(
+        &self,
+        workspace_id: WorkspaceId,
+        budget: &BudgetPolicy,
+        month: NaiveDate,
+        percent: u8,
+        spent: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), EnricherError> {
+        let kind = if percent == EXHAUSTED_PERCENT {
+            EXHAUSTED_EVENT
+        } else {
+            ALERT_EVENT
+        };
+        let payload = json!({
+            "month": month_label(month),
+            "percent": percent,
+            "spent_minor_units": spent,
+            "budget_minor_units": budget.monthly.minor_units(),
+            "currency": budget.monthly.currency().as_str(),
+            "paused": percent == EXHAUSTED_PERCENT && budget.pause_at_limit,
+        });
+        let event = NewEvent::new(
+            workspace_id,
+            kind,
+            month_label(month),
+            payload,
+            alert_idempotency_key(month, percent),
+            now,
+        )?;
+        let appended = self.store.append_event(&event).await?;
+        if appended.created {
+            tracing::info!(%workspace_id, percent, "enrichment budget threshold reached");
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ mod crm;
 mod deals;
 mod divergences;
 mod enrichment;
+mod enrichment_budget;
 mod event_jobs;
 mod event_routing;
 mod events;
@@ -60,6 +61,7 @@ pub use crm::*;
 pub use deals::*;
 pub use divergences::*;
 pub use enrichment::*;
+pub use enrichment_budget::*;
 pub use event_jobs::*;
 pub use event_routing::*;
 pub use events::*;
@@ -291,6 +293,11 @@ macro_rules! __store_cases {
             enrichment_tenant_isolation
             enrichment_usage_accumulates_spend_per_month
             concurrent_enrichment_spend_never_double_counts
+            // enrichment: spend reservations against the monthly budget
+            concurrent_enrichment_reservations_never_exceed_the_cap
+            settling_enrichment_spend_lower_releases_the_difference
+            released_enrichment_spend_is_given_back
+            expired_enrichment_reservations_stop_counting
             // scoring: models, scores, inputs
             scoring_model_versions_compare_and_set
             contact_scores_batch_upsert
