@@ -90,12 +90,12 @@ pub async fn budget_pauses_at_100_percent_until_next_month(store: Arc<DynStore>)
         20,
     );
     let clock = clock();
-    let enricher = enricher(&store, &clock, waterfall).with_budget(ws, BudgetPolicy::new(eur(50)));
+    let enricher = enricher(&store, &clock, waterfall).with_budget(ws, BudgetPolicy::new(eur(60)));
     let cached = query();
     enricher
         .enrich_contact(ws, &cached)
         .await
-        .expect("40 of 50");
+        .expect("40 of 60");
     assert_eq!(log.names().len(), 2);
 
     // 40 spent: the first provider is asked (60), then the pause stops the waterfall.

@@ -6,11 +6,13 @@
 
 mod auto;
 mod budget;
+mod budget_races;
 mod social;
 mod waterfall;
 
 pub use auto::*;
 pub use budget::*;
+pub use budget_races::*;
 pub use social::*;
 pub use waterfall::*;
 
@@ -125,6 +127,9 @@ macro_rules! __enrichment_cases {
             budget_pause_can_be_turned_off
             concurrent_lookups_fire_each_alert_once
             provider_in_another_currency_is_refused
+            concurrent_lookups_never_overshoot_the_budget
+            budget_refuses_a_call_it_cannot_pay
+            failed_and_skipped_calls_give_their_reservation_back
             // auto-enrichment of new contacts
             auto_enrich_fills_empty_fields_with_provenance
             auto_enrich_off_does_nothing
