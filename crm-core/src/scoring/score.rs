@@ -7,6 +7,11 @@
 //!   occurrence of age `a` is worth `points * 100 * (decay - a) / decay` (linear decay to
 //!   zero after `decay_days`; an occurrence in the future counts as fresh); a behavior is
 //!   capped at `max_points`.
+//! - An intent factor is worth `points * 100 * 2^(-a / half_life)` (floored) for the
+//!   age `a` of the latest occurrence of its signal: exponential decay with the
+//!   model's `intent_half_life_days` (a signal one half-life old counts half; one
+//!   seen at an unknown time or in the future counts as fresh). Points are at most
+//!   100, so after [`INTENT_HORIZON_HALF_LIVES`] half-lives a signal is worth nothing.
 //! - A factor contributes `value * weight / 100` centipoints of the total (floored).
 //! - A component's contributions are capped at `weight * 100`; the cut is a
 //!   [`Factor::ComponentCap`] entry.
@@ -25,6 +30,32 @@ use crate::model::scoring::inputs::ScoringInput;
 use crate::model::scoring::scoring_model::ScoringModel;
 
 const SECONDS_PER_DAY: i64 = 86_400;
+
+/// After this many half-lives an intent signal is worth less than one centipoint
+/// (at most 10 000 centipoints, and `2^14 > 10 000`), so it scores nothing and input
+/// loaders may skip it.
+pub const INTENT_HORIZON_HALF_LIVES: i64 = 14;
+
+/// `value` centipoints decayed exponentially over `age` seconds with `half_life`
+/// seconds (at least 1), floored; fresh (`age <= 0`) keeps it whole. Zero from
+/// [`INTENT_HORIZON_HALF_LIVES`] half-lives on (exact for values up to 10 000, the
+/// most a factor is worth).
+#[must_use]
+pub fn half_life_decay(value: i64, age: i64, half_life: i64) -> i64 {
+    let half_life = half_life.max(1);
+    if age <= 0 {
+        return value;
+    }
+    if age >= half_life.saturating_mul(INTENT_HORIZON_HALF_LIVES) {
+        return 0;
+    }
+    // Both fit f64 exactly here: age < 14 half-lives of at most 65 535 days.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    {
+        let factor = (-(age as f64) / (half_life as f64)).exp2();
+        (value as f64 * factor).floor() as i64
+    }
+}
 
 /// Receives contributions from [`evaluate`].
 pub trait Sink {
@@ -189,11 +220,15 @@ pub fn evaluate<S: Sink>(
         weight: i64::from(w.intent),
         sum: 0,
     };
+    let half_life = i64::from(model.intent_half_life_days.max(1)) * SECONDS_PER_DAY;
     for i in &model.intent {
         if input.intents.contains(i.intent) {
-            intent.add(i64::from(i.points) * 100, || Factor::Intent {
-                intent: i.intent,
-            });
+            let age = input
+                .intents
+                .latest(i.intent)
+                .map_or(0, |t| now_s - t.timestamp());
+            let value = half_life_decay(i64::from(i.points) * 100, age, half_life);
+            intent.add(value, || Factor::Intent { intent: i.intent });
         }
     }
     total += intent.finish();

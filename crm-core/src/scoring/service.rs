@@ -24,7 +24,7 @@ use crate::model::{Actor, AuditEntry, Job, NewEvent};
 use crate::scoring::inputs::ScoringInput;
 use crate::scoring::model::ScoringModel;
 use crate::scoring::record::{ContactScore, ScoreOverride, ScoreWritten};
-use crate::scoring::score::explain;
+use crate::scoring::score::{INTENT_HORIZON_HALF_LIVES, explain};
 use crate::scoring::tier::{CONTACT_SCORED, LEAD_QUALIFIED, TierChange};
 use crate::store::{Page, ScorerStore};
 
@@ -166,15 +166,19 @@ impl Scorer {
     }
 
     /// Activity before this instant scores nothing under `model` at `now`: older than
-    /// every behavioral decay. Intent signals do not decay, so a model with intent
-    /// factors reads all activity (from the Unix epoch).
+    /// every behavioral decay and, for a model with intent factors, older than
+    /// [`INTENT_HORIZON_HALF_LIVES`] intent half-lives (worth less than a centipoint).
     #[must_use]
     pub fn activity_since(model: &ScoringModel, now: DateTime<Utc>) -> DateTime<Utc> {
-        if model.intent.is_empty() {
-            now - Duration::days(i64::from(model.max_decay_days()))
+        let behavioral = i64::from(model.max_decay_days());
+        let days = if model.intent.is_empty() {
+            behavioral
         } else {
-            DateTime::UNIX_EPOCH
-        }
+            let half_life = i64::from(model.intent_half_life_days.max(1));
+            behavioral.max(half_life * INTENT_HORIZON_HALF_LIVES)
+        };
+        now.checked_sub_signed(Duration::days(days))
+            .unwrap_or(DateTime::UNIX_EPOCH)
     }
 
     /// Rescores the given contacts (at most 1000) with the current model; contacts

@@ -260,3 +260,101 @@ proptest! {
         prop_assert!(later <= earlier);
     }
 }
+
+/// The intent component's centipoints for `intents` under `m` at `now()`.
+fn intent_centipoints(m: &ScoringModel, intents: IntentSet) -> i32 {
+    let mut i = input();
+    i.intents = intents;
+    explain(m, &i, now())
+        .contributions
+        .iter()
+        .filter(|c| c.component == Component::Intent)
+        .map(|c| c.centipoints)
+        .sum()
+}
+
+fn seen(intent: Intent, days_ago: i64) -> IntentSet {
+    let mut set = IntentSet::default();
+    set.insert_at(intent, now() - Duration::days(days_ago));
+    set
+}
+
+#[test]
+fn an_intent_signal_one_half_life_old_counts_half() {
+    let mut m = model(0, 0, 100);
+    assert_eq!(m.intent_half_life_days, DEFAULT_INTENT_HALF_LIFE_DAYS);
+    // Pricing view: 30 points -> 3000 centipoints of the intent component, weight 100 %.
+    assert_eq!(intent_centipoints(&m, seen(Intent::PricingView, 0)), 3000);
+    assert_eq!(intent_centipoints(&m, seen(Intent::PricingView, 30)), 1500);
+    assert_eq!(intent_centipoints(&m, seen(Intent::PricingView, 60)), 750);
+    assert_eq!(intent_centipoints(&m, seen(Intent::PricingView, 15)), 2121); // 3000 / sqrt 2
+    m.intent_half_life_days = 7;
+    assert_eq!(intent_centipoints(&m, seen(Intent::PricingView, 7)), 1500);
+    assert_eq!(
+        intent_centipoints(&m, seen(Intent::PricingView, 7 * 14)),
+        0,
+        "worth nothing after 14 half-lives"
+    );
+    assert_eq!(
+        intent_centipoints(&m, IntentSet::of(&[Intent::PricingView])),
+        3000,
+        "a signal without a time counts as fresh"
+    );
+    let mut future = IntentSet::default();
+    future.insert_at(Intent::PricingView, now() + Duration::days(3));
+    assert_eq!(
+        intent_centipoints(&m, future),
+        3000,
+        "the future counts as fresh"
+    );
+}
+
+#[test]
+fn an_intent_decays_from_its_latest_occurrence() {
+    let m = model(0, 0, 100);
+    let mut set = seen(Intent::DemoRequest, 90);
+    set.insert_at(Intent::DemoRequest, now() - Duration::days(30));
+    set.insert_at(Intent::DemoRequest, now() - Duration::days(60));
+    assert_eq!(
+        set.latest(Intent::DemoRequest),
+        Some(now() - Duration::days(30))
+    );
+    assert_eq!(
+        intent_centipoints(&m, set),
+        3000,
+        "60 points, one half-life old"
+    );
+    assert_eq!(set.latest(Intent::TrialSignup), None);
+}
+
+#[test]
+fn stored_models_without_an_intent_half_life_load_with_the_default() {
+    let m = model(30, 40, 30);
+    let mut json = serde_json::to_value(&m).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("intent_half_life_days");
+    let loaded: ScoringModel = serde_json::from_value(json).unwrap();
+    assert_eq!(loaded.intent_half_life_days, 30);
+    assert_eq!(loaded, m);
+    let mut zero = m.clone();
+    zero.intent_half_life_days = 0;
+    assert!(zero.validate().is_err(), "a half-life is at least one day");
+}
+
+#[test]
+fn activity_older_than_the_intent_horizon_is_not_loaded() {
+    use crate::scoring::Scorer;
+    let mut m = model(30, 40, 30);
+    m.intent_half_life_days = 10;
+    assert_eq!(
+        Scorer::activity_since(&m, now()),
+        now() - Duration::days(140)
+    );
+    m.intent.clear();
+    assert_eq!(
+        Scorer::activity_since(&m, now()),
+        now() - Duration::days(30),
+        "without intent factors only the longest behavioral decay counts"
+    );
+}

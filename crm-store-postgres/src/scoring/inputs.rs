@@ -1,6 +1,6 @@
 //! Scoring inputs in one query per page: contacts, their accounts, and their recent
-//! activities aggregated per behavior and intent, following
-//! `crm_core::model::scoring::{behavior_of, intent_of}` exactly.
+//! activities aggregated per behavior and intent (with each intent's latest time),
+//! following `crm_core::model::scoring::{behavior_of, intent_of}` exactly.
 
 use chrono::{DateTime, Utc};
 use crm_core::ids::{ContactId, WorkspaceId};
@@ -25,7 +25,8 @@ WITH page AS (
 SELECT p.id AS contact_id, a.employee_count, a.industry, a.annual_revenue_minor,
        a.annual_revenue_currency,
        coalesce(x.opens, '{}') AS opens, coalesce(x.clicks, '{}') AS clicks,
-       coalesce(x.visits, '{}') AS visits, coalesce(x.intents, '{}') AS intents
+       coalesce(x.visits, '{}') AS visits, coalesce(y.intents, '{}') AS intents,
+       coalesce(y.intent_times, '{}') AS intent_times
 FROM page p
 LEFT JOIN accounts a ON a.workspace_id = $1 AND a.id = p.account_id
 LEFT JOIN LATERAL (
@@ -35,14 +36,24 @@ LEFT JOIN LATERAL (
         array_agg(occurred_at ORDER BY occurred_at) FILTER (WHERE kind = 'clicked'
             OR (kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'click')) AS clicks,
         array_agg(occurred_at ORDER BY occurred_at) FILTER (WHERE
-            kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'visit') AS visits,
-        array_agg(DISTINCT CASE WHEN kind = 'meeting_booked' THEN 'demo_request'
-                                ELSE details ->> 'signal' END)
-            FILTER (WHERE kind = 'meeting_booked' OR details ->> 'signal' IN
-                ('demo_request', 'pricing_view', 'trial_signup', 'contact_form')) AS intents
+            kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'visit') AS visits
     FROM activities act
     WHERE act.workspace_id = $1 AND act.contact_id = p.id AND act.occurred_at >= $5
 ) x ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(i.intent ORDER BY i.intent) AS intents,
+           array_agg(i.last_at ORDER BY i.intent) AS intent_times
+    FROM (
+        SELECT CASE WHEN kind = 'meeting_booked' THEN 'demo_request'
+                    ELSE details ->> 'signal' END AS intent,
+               max(occurred_at) AS last_at
+        FROM activities act
+        WHERE act.workspace_id = $1 AND act.contact_id = p.id AND act.occurred_at >= $5
+          AND (kind = 'meeting_booked' OR details ->> 'signal' IN
+                ('demo_request', 'pricing_view', 'trial_signup', 'contact_form'))
+        GROUP BY 1
+    ) i
+) y ON true
 ORDER BY p.id";
 
 #[derive(Debug, sqlx::FromRow)]
@@ -56,6 +67,8 @@ struct InputRow {
     clicks: Vec<DateTime<Utc>>,
     visits: Vec<DateTime<Utc>>,
     intents: Vec<String>,
+    /// The latest occurrence of each of `intents`, index for index.
+    intent_times: Vec<DateTime<Utc>>,
 }
 
 impl InputRow {
@@ -71,8 +84,8 @@ impl InputRow {
             _ => None,
         };
         let mut intents = IntentSet::default();
-        for name in &self.intents {
-            intents.insert(parse_text::<Intent>(name)?);
+        for (name, at) in self.intents.iter().zip(&self.intent_times) {
+            intents.insert_at(parse_text::<Intent>(name)?, *at);
         }
         Ok(ScoringInput {
             workspace_id: ws,

@@ -8,33 +8,60 @@ use crate::model::scoring::scoring_model::{Behavior, Intent};
 use crate::model::{Account, Activity, ActivityKind, Contact};
 use crate::money::Money;
 
-/// The set of intent signals seen, as bits (no allocation).
+/// The intent signals seen, with the latest time each was seen (no allocation).
+///
+/// Intent factors decay from the latest occurrence of their signal (the scoring
+/// model's `intent_half_life_days`). A signal inserted without a time
+/// ([`insert`](Self::insert)) counts as fresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct IntentSet(u8);
+pub struct IntentSet {
+    bits: u8,
+    latest: [Option<DateTime<Utc>>; 4],
+}
 
 impl IntentSet {
-    const fn bit(intent: Intent) -> u8 {
+    const fn index(intent: Intent) -> usize {
         match intent {
-            Intent::DemoRequest => 1,
-            Intent::PricingView => 2,
-            Intent::TrialSignup => 4,
-            Intent::ContactForm => 8,
+            Intent::DemoRequest => 0,
+            Intent::PricingView => 1,
+            Intent::TrialSignup => 2,
+            Intent::ContactForm => 3,
         }
     }
 
-    /// Adds a signal.
+    const fn bit(intent: Intent) -> u8 {
+        1 << Self::index(intent)
+    }
+
+    /// Adds a signal seen at an unknown time (it counts as fresh).
     pub fn insert(&mut self, intent: Intent) {
-        self.0 |= Self::bit(intent);
+        self.bits |= Self::bit(intent);
+    }
+
+    /// Adds a signal seen at `at`, keeping the latest time per signal.
+    pub fn insert_at(&mut self, intent: Intent, at: DateTime<Utc>) {
+        self.insert(intent);
+        if let Some(slot) = self.latest.get_mut(Self::index(intent)) {
+            *slot = Some(slot.map_or(at, |t| t.max(at)));
+        }
     }
 
     /// Whether the signal was seen.
     #[must_use]
     pub const fn contains(&self, intent: Intent) -> bool {
-        self.0 & Self::bit(intent) != 0
+        self.bits & Self::bit(intent) != 0
     }
 
-    /// A set with the given signals.
+    /// When the signal was last seen; `None` if it was not seen or only without a time.
+    #[must_use]
+    pub fn latest(&self, intent: Intent) -> Option<DateTime<Utc>> {
+        if !self.contains(intent) {
+            return None;
+        }
+        self.latest.get(Self::index(intent)).copied().flatten()
+    }
+
+    /// A set with the given signals, seen at unknown times.
     #[must_use]
     pub fn of(intents: &[Intent]) -> Self {
         let mut set = Self::default();
@@ -47,8 +74,8 @@ impl IntentSet {
 
 /// One contact's scoring inputs.
 ///
-/// Behavioral occurrences keep their timestamps so decay is a function of the clock
-/// argument only. Stores build these in bulk
+/// Behavioral occurrences and intent signals keep their timestamps so decay is a
+/// function of the clock argument only. Stores build these in bulk
 /// ([`ScoringStore::list_scoring_inputs`](crate::store::ScoringStore::list_scoring_inputs));
 /// [`ScoringInput::from_records`] is the reference derivation every store follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +96,7 @@ pub struct ScoringInput {
     pub clicks: Vec<DateTime<Utc>>,
     /// When the contact visited the website.
     pub visits: Vec<DateTime<Utc>>,
-    /// Intent signals seen.
+    /// Intent signals seen, with when each was last seen.
     pub intents: IntentSet,
 }
 
@@ -154,7 +181,7 @@ impl ScoringInput {
             None => {}
         }
         if let Some(intent) = intent_of(activity) {
-            self.intents.insert(intent);
+            self.intents.insert_at(intent, activity.occurred_at);
         }
     }
 

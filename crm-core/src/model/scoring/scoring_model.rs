@@ -110,7 +110,16 @@ pub struct BehavioralFactor {
     pub decay_days: u16,
 }
 
-/// An intent factor: points when the signal was seen at least once.
+/// The half-life of intent signals when a model names none: 30 days. A signal seen
+/// 30 days ago counts half, 60 days ago a quarter.
+pub const DEFAULT_INTENT_HALF_LIFE_DAYS: u16 = 30;
+
+fn default_intent_half_life_days() -> u16 {
+    DEFAULT_INTENT_HALF_LIFE_DAYS
+}
+
+/// An intent factor: points when the signal was seen, halving every
+/// [`ScoringModel::intent_half_life_days`] since it was last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntentFactor {
     /// Which signal.
@@ -182,6 +191,11 @@ pub struct ScoringModel {
     pub behavioral: Vec<BehavioralFactor>,
     /// Intent factors.
     pub intent: Vec<IntentFactor>,
+    /// Days after which an intent signal counts half (exponential decay from its
+    /// latest occurrence; 1 or more). Models stored before intent signals decayed
+    /// load with [`DEFAULT_INTENT_HALF_LIFE_DAYS`].
+    #[serde(default = "default_intent_half_life_days")]
+    pub intent_half_life_days: u16,
     /// Tier thresholds.
     pub thresholds: Thresholds,
     /// When this version was saved.
@@ -202,6 +216,7 @@ impl ScoringModel {
             firmographics: Firmographics::default(),
             behavioral: Vec::new(),
             intent: Vec::new(),
+            intent_half_life_days: DEFAULT_INTENT_HALF_LIFE_DAYS,
             thresholds: Thresholds::default(),
             created_at: now,
         };
@@ -220,7 +235,8 @@ impl ScoringModel {
 
     /// Checks the rules every stored model keeps: weights sum to 100, thresholds are
     /// ordered `0 < warm < hot < sales_ready <= 100`, points are 0 to 100, ranges have
-    /// `min <= max`, decay is at least one day, and no behavior or intent is listed twice.
+    /// `min <= max`, decay and the intent half-life are at least one day, and no
+    /// behavior or intent is listed twice.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let w = self.weights;
         let sum = u16::from(w.firmographic) + u16::from(w.behavioral) + u16::from(w.intent);
@@ -274,6 +290,12 @@ impl ScoringModel {
                     format!("{} is listed twice", b.behavior),
                 ));
             }
+        }
+        if self.intent_half_life_days == 0 {
+            return Err(ValidationError::new(
+                "scoring.intent_half_life_days",
+                "must be at least 1",
+            ));
         }
         for (n, i) in self.intent.iter().enumerate() {
             check_points("scoring.intent", i.points)?;

@@ -566,6 +566,7 @@ pub async fn scoring_inputs_match_the_reference(store: &DynStore) {
         signal(ws, c, "pricing_view", 14),
         signal(ws, c, "nonsense", 15),
         Activity::for_contact(ws, bare.id, ActivityKind::Opened, "Opened", at(16)).expect("a"),
+        signal(ws, c, "demo_request", 17),
     ];
     for a in &activities {
         ok(store.record_activity(a).await, "record activity");
@@ -598,6 +599,15 @@ pub async fn scoring_inputs_match_the_reference(store: &DynStore) {
     );
     let got: Vec<_> = first.into_iter().chain(rest).collect();
     assert_eq!(got, expected, "inputs follow the reference derivation");
+    let mine = got.iter().find(|i| i.contact_id == c).expect("contact");
+    assert_eq!(
+        (
+            mine.intents.latest(Intent::DemoRequest),
+            mine.intents.latest(Intent::PricingView)
+        ),
+        (Some(at(17)), Some(at(14))),
+        "each intent keeps its latest time (intent decay counts from it)"
+    );
     let one = ok(
         store
             .scoring_inputs_for(ws, &[bare.id, ContactId::new()], since)
