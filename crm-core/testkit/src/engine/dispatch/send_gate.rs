@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{ApproveAll, Harness, config, drain, ok};
-use crate::store::fixtures::lease_ttl;
+use crate::store::fixtures::{base, lease_ttl};
 use crm_core::DynStore;
 use crm_core::channel::{ChannelAdapter, ChannelError, OutboundMessage, SendReceipt};
-use crm_core::ids::OutboxMessageId;
+use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::{
     Channel, OutboxMessage, OutboxStatus, Suppression, SuppressionReason, normalize_address,
 };
@@ -91,7 +91,7 @@ impl ChannelAdapter for GateAdapter {
         }
         Ok(SendReceipt {
             provider_message_id: Some(format!("gate-{}", message.id)),
-            accepted_at: Utc::now(),
+            accepted_at: base(),
         })
     }
 }
@@ -187,7 +187,7 @@ pub async fn dispatch_random_unsubscribes_never_race_a_send(store: Arc<DynStore>
     const ADDRESSES: usize = 12;
     const PER_ADDRESS: usize = 2;
     const DISPATCHERS: usize = 3;
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(Utc::now().timestamp_subsec_nanos());
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ WorkspaceId::new().as_uuid().as_u64_pair().1;
     let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
