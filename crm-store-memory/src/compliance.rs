@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
 use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
-use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
+use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page, WithStopped};
+
+use crate::send_gate::{stop_suppressed, stop_withdrawn};
 
 use crate::table::{Table, Unique, cloned};
 use crate::{MemoryStore, Tables};
@@ -39,16 +41,46 @@ impl ComplianceTables {
     }
 }
 
-fn record_consent(t: &mut Tables, consent: &Consent) -> Result<Consent, StoreError> {
+fn record_consent(t: &mut Tables, consent: &Consent) -> Result<WithStopped<Consent>, StoreError> {
     consent.validate()?;
     t.compliance.consents.ensure_vacant(consent)?;
     t.crm
         .contacts
         .ensure_ref(consent.workspace_id, Some(consent.contact_id))?;
-    Ok(t.compliance.consents.put(consent.clone()).clone())
+    let result = t.compliance.consents.put(consent.clone()).clone();
+    let stopped = stop_withdrawn(
+        t,
+        result.workspace_id,
+        result.contact_id,
+        result.channel,
+        result.recorded_at,
+    );
+    Ok(WithStopped { result, stopped })
+}
+
+/// The consent in force for (contact, channel): the latest `recorded_at`, ties by id.
+pub(crate) fn current_consent(
+    c: &ComplianceTables,
+    ws: WorkspaceId,
+    contact: ContactId,
+    channel: Channel,
+) -> Option<&Consent> {
+    c.consents
+        .rows(ws)
+        .filter(|x| x.contact_id == contact && x.channel == channel)
+        .max_by_key(|x| (x.recorded_at, x.id))
 }
 
 fn add_suppression(
+    t: &mut Tables,
+    suppression: &Suppression,
+) -> Result<WithStopped<Inserted<Suppression>>, StoreError> {
+    let result = insert_suppression(t, suppression)?;
+    let stopped = stop_suppressed(t, &result.value);
+    Ok(WithStopped { result, stopped })
+}
+
+fn insert_suppression(
     t: &mut Tables,
     suppression: &Suppression,
 ) -> Result<Inserted<Suppression>, StoreError> {
@@ -91,7 +123,7 @@ fn remove_suppression(
 
 #[async_trait]
 impl ComplianceStore for MemoryStore {
-    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
+    async fn record_consent(&self, consent: &Consent) -> Result<WithStopped<Consent>, StoreError> {
         self.with(|t| record_consent(t, consent))
     }
 
@@ -121,7 +153,7 @@ impl ComplianceStore for MemoryStore {
     async fn add_suppression(
         &self,
         suppression: &Suppression,
-    ) -> Result<Inserted<Suppression>, StoreError> {
+    ) -> Result<WithStopped<Inserted<Suppression>>, StoreError> {
         self.with(|t| add_suppression(t, suppression))
     }
 
@@ -194,7 +226,7 @@ impl AuditStore for MemoryStore {
 
 /// The suppression blocking the normalised `address` on `channel`; the all-channel
 /// entry wins.
-fn blocking_suppression(
+pub(crate) fn blocking_suppression(
     c: &ComplianceTables,
     workspace_id: WorkspaceId,
     channel: Channel,

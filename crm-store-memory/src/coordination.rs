@@ -30,7 +30,7 @@ struct LeaseRow {
 /// The coordination tables.
 #[derive(Default)]
 pub(crate) struct CoordinationTables {
-    quotas: HashMap<(WorkspaceId, QuotaKey), u32>,
+    pub(crate) quotas: HashMap<(WorkspaceId, QuotaKey), u32>,
     leases: HashMap<(WorkspaceId, String), LeaseRow>,
     anomalies: Table<Anomaly>,
     /// Dedup key -> the one open anomaly with it.

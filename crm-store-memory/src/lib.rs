@@ -78,6 +78,7 @@ mod intake;
 mod outbox;
 mod queue;
 mod scoring;
+mod send_gate;
 mod sequences;
 mod table;
 mod webhook;

@@ -12,13 +12,15 @@ use crm_core::model::{
 };
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{
-    ApprovalHold, Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord,
+    ApprovalHold, Claim, Inserted, OutboxStore, Page, QuotaKey, Reschedule, Scope, SendStart,
+    SendStartOutcome, SentRecord,
 };
 use crm_core::{StoreError, ValidationError, events};
 
 use crate::approval::{ApprovalTables, insert_item};
 use crate::crm::record_activity;
 use crate::queue::append_changes;
+use crate::send_gate::{self, GateTables};
 use crate::sequences::{apply_enrollment, check_update_enrollment, nudge_enrollment};
 use crate::table::{Fenced, Table, Unique, deadline, limit};
 use crate::{MemoryStore, Tables};
@@ -32,6 +34,8 @@ pub(crate) struct OutboxTables {
     /// Pending messages by (not_before, id): the claim order.
     due: BTreeSet<(DateTime<Utc>, OutboxMessageId, WorkspaceId)>,
     pub(crate) approvals: ApprovalTables,
+    /// Send starts and quota grants (see [`crate::send_gate`]).
+    pub(crate) gate: GateTables,
 }
 
 impl OutboxTables {
@@ -42,7 +46,7 @@ impl OutboxTables {
 
     /// Stores a message, keeping the key index and the claim queue in step. Uniqueness
     /// must have been checked.
-    fn put(&mut self, row: Fenced<OutboxMessage>) -> OutboxMessage {
+    pub(crate) fn put(&mut self, row: Fenced<OutboxMessage>) -> OutboxMessage {
         let (ws, id) = (row.row.workspace_id, row.row.id);
         let mut key_changed = true;
         let mut old_key = None;
@@ -63,6 +67,7 @@ impl OutboxTables {
             self.keys
                 .replace(ws, old_key, Some(row.row.idempotency_key.clone()), id);
         }
+        self.gate.track(&row.row);
         self.messages.put(row).row.clone()
     }
 
@@ -511,6 +516,23 @@ impl OutboxStore for MemoryStore {
 
     async fn claim_outbox(&self, claim_req: &Claim) -> Result<Vec<OutboxMessage>, StoreError> {
         self.with(|t| claim(t, claim_req))
+    }
+
+    async fn begin_sends(
+        &self,
+        starts: &[SendStart],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SendStartOutcome>, StoreError> {
+        Ok(self.with(|t| send_gate::begin_sends(t, starts, now)))
+    }
+
+    async fn release_send_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        id: OutboxMessageId,
+        key: &QuotaKey,
+    ) -> Result<bool, StoreError> {
+        self.with(|t| send_gate::release_send_quota(t, workspace_id, id, key))
     }
 
     async fn mark_outbox_sent(

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use crm_core::StoreError;
 use crm_core::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
 use crm_core::model::{AuditEntry, Channel, Consent, Suppression, normalize_address};
-use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page};
+use crm_core::store::{AuditStore, ComplianceStore, Inserted, Page, WithStopped};
 
 use sqlx::{FromRow, Row};
 
 use crate::PostgresStore;
 use crate::error::{Ref, db, db_refs};
+use crate::outbox::{lock_contact, stop_address, stop_contact};
 use crate::page::{fetch_page, page_sql};
 use crate::rows::{
     AuditRow, ConsentRow, IntoEntity, SuppressionRow, actor_columns, aligned, entities,
@@ -48,14 +49,17 @@ const ADD_SUPPRESSION: &str = "
 
 #[async_trait]
 impl ComplianceStore for PostgresStore {
-    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
+    async fn record_consent(&self, consent: &Consent) -> Result<WithStopped<Consent>, StoreError> {
         consent.validate()?;
         let refs = [Ref::new(
             "consents_contact_fk",
             "contact",
             Some(consent.contact_id.as_uuid()),
         )];
-        sqlx::query_as::<_, ConsentRow>(
+        let ws = consent.workspace_id;
+        let mut tx = self.pool.begin().await.map_err(db(CONSENT))?;
+        lock_contact(&mut tx, ws, consent.contact_id).await?;
+        let result = sqlx::query_as::<_, ConsentRow>(
             "INSERT INTO consents (workspace_id, id, contact_id, channel, status, source,
                  recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
@@ -67,10 +71,20 @@ impl ComplianceStore for PostgresStore {
         .bind(consent.status.as_str())
         .bind(consent.source.clone())
         .bind(consent.recorded_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_refs(CONSENT, &refs))?
-        .into_entity()
+        .into_entity()?;
+        let stopped = stop_contact(
+            &mut tx,
+            ws,
+            consent.contact_id,
+            consent.channel,
+            consent.recorded_at,
+        )
+        .await?;
+        tx.commit().await.map_err(db(CONSENT))?;
+        Ok(WithStopped { result, stopped })
     }
 
     async fn current_consents(
@@ -98,13 +112,14 @@ impl ComplianceStore for PostgresStore {
     async fn add_suppression(
         &self,
         suppression: &Suppression,
-    ) -> Result<Inserted<Suppression>, StoreError> {
+    ) -> Result<WithStopped<Inserted<Suppression>>, StoreError> {
         let mut row = suppression.clone();
         row.address = normalize_address(&row.address);
         row.validate()?;
         // One statement, so a racing `remove_suppression` is ordered before or after
         // it and never makes it fail: an existing entry is locked and returned (the
         // no-op update is what makes `RETURNING` see it), a fresh one is inserted.
+        let mut tx = self.pool.begin().await.map_err(db(SUPPRESSION))?;
         let found = sqlx::query(ADD_SUPPRESSION)
             .bind(row.workspace_id.as_uuid())
             .bind(row.id.as_uuid())
@@ -112,14 +127,28 @@ impl ComplianceStore for PostgresStore {
             .bind(row.address.as_str())
             .bind(row.reason.as_str())
             .bind(row.created_at)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db(SUPPRESSION))?;
         let created: bool = found.try_get("created").map_err(db(SUPPRESSION))?;
         let value = SuppressionRow::from_row(&found)
             .map_err(db(SUPPRESSION))?
             .into_entity()?;
-        Ok(Inserted { value, created })
+        let reason = format!("recipient is suppressed ({})", value.reason);
+        let stopped = stop_address(
+            &mut tx,
+            value.workspace_id,
+            value.channel,
+            &value.address,
+            &reason,
+            value.created_at,
+        )
+        .await?;
+        tx.commit().await.map_err(db(SUPPRESSION))?;
+        Ok(WithStopped {
+            result: Inserted { value, created },
+            stopped,
+        })
     }
 
     async fn find_suppressions(

@@ -9,7 +9,8 @@ use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{ApprovalItem, OutboxMessage, OutboxStatus};
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{
-    ApprovalHold, Claim, Inserted, OutboxStore, Page, Reschedule, Scope, SentRecord,
+    ApprovalHold, Claim, Inserted, OutboxStore, Page, QuotaKey, Reschedule, Scope, SendStart,
+    SendStartOutcome, SentRecord,
 };
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
@@ -24,9 +25,13 @@ use crate::sequences::enrollment_refs;
 mod approvals;
 mod enqueue;
 mod finish;
+mod gate_locks;
+mod send_gate;
+mod stop;
 mod update;
 
 pub(crate) use enqueue::insert_outbox;
+pub(crate) use stop::{lock_contact, stop_address, stop_contact};
 use update::{update_outbox_with_events, validate_update};
 
 pub(super) const OUTBOX: &str = "outbox_message";
@@ -39,6 +44,7 @@ macro_rules! claim_outbox_sql {
         concat!(
             "UPDATE outbox_messages m
              SET status = 'in_flight', lease_owner = $1, lease_token = m.lease_token + 1,
+                 send_started_at = NULL,
                  lease_expires_at = $2, attempts = m.attempts + 1, updated_at = $3,
                  version = m.version + 1
              FROM (SELECT workspace_id, id FROM outbox_messages
@@ -64,7 +70,7 @@ const MARK_SENT: &str = "
     WITH sent AS (
         UPDATE outbox_messages
         SET status = 'sent', provider_message_id = $4, sent_at = $5, updated_at = $5,
-            lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+            send_started_at = coalesce(send_started_at, $5), lease_owner = NULL, lease_expires_at = NULL, version = version + 1
         WHERE workspace_id = $1 AND id = $2 AND status = 'in_flight' AND lease_token = $3
         RETURNING *
     ), activity AS (
@@ -89,7 +95,7 @@ const RESCHEDULE: &str = "
     UPDATE outbox_messages
     SET status = 'pending', not_before = $4, last_error = $5,
         attempts = CASE WHEN $6 THEN attempts ELSE greatest(attempts - 1, 0) END,
-        lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+        send_started_at = NULL, lease_owner = NULL, lease_expires_at = NULL, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND status = 'in_flight' AND lease_token = $3
     RETURNING *";
 
@@ -98,14 +104,14 @@ const RESCHEDULE: &str = "
 pub(super) const HOLD: &str = "
     UPDATE outbox_messages
     SET status = 'awaiting_approval', attempts = greatest(attempts - 1, 0),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = $4, version = version + 1
+        send_started_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND status = 'in_flight' AND lease_token = $3
     RETURNING *";
 
 const FINISH: &str = "
     UPDATE outbox_messages
     SET status = $4, last_error = $5, lease_owner = NULL, lease_expires_at = NULL,
-        updated_at = $6, version = version + 1
+        send_started_at = NULL, updated_at = $6, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND status = 'in_flight' AND lease_token = $3
     RETURNING *";
 
@@ -275,6 +281,23 @@ impl OutboxStore for PostgresStore {
         let mut claimed = entities(rows)?;
         claimed.sort_by_key(|m| (m.not_before, m.id));
         Ok(claimed)
+    }
+
+    async fn begin_sends(
+        &self,
+        starts: &[SendStart],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SendStartOutcome>, StoreError> {
+        self.begin_sends_tx(starts, now).await
+    }
+
+    async fn release_send_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        id: OutboxMessageId,
+        key: &QuotaKey,
+    ) -> Result<bool, StoreError> {
+        self.release_send_quota_one(workspace_id, id, key).await
     }
 
     async fn mark_outbox_sent(
@@ -458,7 +481,7 @@ impl OutboxStore for PostgresStore {
         let done = sqlx::query(
             "UPDATE outbox_messages
              SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                 updated_at = $1, version = version + 1
+                 send_started_at = NULL, updated_at = $1, version = version + 1
              WHERE status = 'in_flight' AND lease_expires_at <= $3
                AND ($2::uuid IS NULL OR workspace_id = $2)",
         )

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::ids::{AuditEntryId, ContactId, SuppressionId, WorkspaceId};
 use crate::model::{AuditEntry, Channel, Consent, Suppression};
-use crate::store::{Inserted, Page};
+use crate::store::{Inserted, Page, WithStopped};
 
 /// Consent and suppression, checked before every send.
 ///
@@ -17,7 +17,16 @@ use crate::store::{Inserted, Page};
 pub trait ComplianceStore: Send + Sync + Debug {
     /// Appends a consent ledger entry. The contact must exist in the workspace
     /// (`InvalidReference`); a reused id is `Conflict`.
-    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError>;
+    ///
+    /// When, with the entry, the consent in force for (contact, channel) is withdrawn,
+    /// the same atomic step cancels the contact's messages on that channel that are
+    /// `Pending` or `InFlight` but not yet marked sending (each as
+    /// [`finish_outbox`](crate::store::OutboxStore::finish_outbox) cancels, reason
+    /// `"contact withdrew consent for <channel>"`), and the answer's
+    /// [`stopped`](WithStopped::stopped) reports them and the messages already marked
+    /// sending (see [`OutboxStore::begin_sends`](crate::store::OutboxStore::begin_sends)):
+    /// no other send to the contact on the channel starts after the call returns.
+    async fn record_consent(&self, consent: &Consent) -> Result<WithStopped<Consent>, StoreError>;
 
     /// The entry in force for each `(contact, channel)` pair: the one with the latest
     /// `recorded_at` (ties broken by the greater id), or `None` if none was recorded.
@@ -34,10 +43,20 @@ pub trait ComplianceStore: Send + Sync + Debug {
     /// equal entry exists it is returned unchanged with `created: false`. The address
     /// MUST be normalised with [`normalize_address`](crate::model::normalize_address)
     /// before storing.
+    ///
+    /// In the same atomic step (also when the entry existed), the workspace's messages
+    /// to the address (normalised recipient; on the entry's channel, or any channel for
+    /// an all-channel entry) that are `Pending` or `InFlight` but not yet marked
+    /// sending are cancelled (each as
+    /// [`finish_outbox`](crate::store::OutboxStore::finish_outbox) cancels, reason
+    /// `"recipient is suppressed (<reason>)"`), and the answer's
+    /// [`stopped`](WithStopped::stopped) reports them and the messages already marked
+    /// sending (see [`OutboxStore::begin_sends`](crate::store::OutboxStore::begin_sends)):
+    /// no other send to the address starts after the call returns.
     async fn add_suppression(
         &self,
         suppression: &Suppression,
-    ) -> Result<Inserted<Suppression>, StoreError>;
+    ) -> Result<WithStopped<Inserted<Suppression>>, StoreError>;
 
     /// For each `(channel, address)` pair, the suppression that blocks `address` on
     /// `channel`: an entry for that channel or for all channels (`channel: None`),

@@ -66,6 +66,7 @@ mod ports;
 mod query;
 mod queue;
 mod scoring;
+mod send_gate;
 mod sequences;
 mod webhook;
 mod workspace;
@@ -92,6 +93,7 @@ pub use ports::{
 pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_limit};
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
+pub use send_gate::{SendStart, SendStartOutcome, StoppedSends, TouchLimit, WithStopped};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::error::StoreError;
 use crate::ids::{OutboxMessageId, WorkspaceId};
 use crate::model::{Activity, ApprovalItem, Enrollment, OutboxMessage, OutboxStatus};
-use crate::store::{Claim, Inserted, Page, Scope};
+use crate::store::{Claim, Inserted, Page, QuotaKey, Scope, SendStart, SendStartOutcome};
 
 /// What the dispatcher records when a provider accepted a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +109,59 @@ pub trait OutboxStore: Send + Sync + Debug {
     ///
     /// MUST be atomic: concurrent claimers never receive the same message.
     async fn claim_outbox(&self, claim: &Claim) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// The send gate: checks and marks, in ONE atomic step (a transaction; memory:
+    /// under its lock) and in the given order, each message about to be handed to its
+    /// adapter. For each start, in order:
+    /// 1. the message must be `InFlight` under `lease_token` (else `LeaseLost`, or
+    ///    `NotInFlight` when it is no longer in flight at all; `NotFound` is answered
+    ///    as `NotInFlight` too);
+    /// 2. no suppression of (`channel` or all channels, `recipient`) and the consent in
+    ///    force for (`contact_id`, `channel`) not withdrawn, else `Suppressed` /
+    ///    `ConsentWithdrawn`: the message is cancelled with that reason, recording
+    ///    what [`finish_outbox`](Self::finish_outbox) records for a cancellation, and
+    ///    the quota unit it held for `quota_key` is given back;
+    /// 3. with a touch limit: the contact's messages marked sending (see below) or
+    ///    sent with a send start in `[day_start, day_end)`, this one excluded, fewer
+    ///    than `limit` (earlier `Go`s of the same call count), else `TouchLimit` (the
+    ///    unit held for `quota_key` is given back, nothing else changes);
+    /// 4. a quota unit of `quota_key`: the grant this message already holds for the
+    ///    key is reused (a re-claimed message never takes a second unit), else one is
+    ///    taken if the counter's total stays at or under `cap` and the grant recorded
+    ///    (else `OverCap`, nothing changes). However many callers race, the total
+    ///    never passes `cap`;
+    /// 5. the message is marked sending (its send start is `now`; it stays `InFlight`,
+    ///    the mark is store-internal) and the answer is `Go`.
+    ///
+    /// The mark makes the send visible to unsubscribes: once
+    /// [`add_suppression`](crate::store::ComplianceStore::add_suppression) or a
+    /// withdrawing [`record_consent`](crate::store::ComplianceStore::record_consent)
+    /// returns, every message to that address or contact was either cancelled or was
+    /// marked sending before (and is reported in flight): `begin_sends` never answers
+    /// `Go` for it afterwards. The mark ends when the message leaves `InFlight`
+    /// (sent, rescheduled, finished, reaped); a message marked sending and then
+    /// rescheduled keeps its grant, so its next claim on the same local day reuses it.
+    /// One answer per start, in order. Tenant scoping: each start names its
+    /// workspace.
+    async fn begin_sends(
+        &self,
+        starts: &[SendStart],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SendStartOutcome>, StoreError>;
+
+    /// Gives back the quota unit the message holds for `key` (taken by
+    /// [`begin_sends`](Self::begin_sends)), for a message that ended `Failed`,
+    /// `DeadLettered` or `Cancelled` before its send reached the provider. Returns
+    /// whether a unit was given back: `false` when the message holds no grant for the
+    /// key, or is not in one of those statuses (a message still in flight, pending or
+    /// sent keeps its unit, so a release can never let the cap be passed).
+    /// `NotFound` if the message does not exist.
+    async fn release_send_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        id: OutboxMessageId,
+        key: &QuotaKey,
+    ) -> Result<bool, StoreError>;
 
     /// Marks an in-flight message `Sent`, records `sent.activity` and applies
     /// `sent.enrollment` (see [`SentRecord::enrollment`]) in one atomic step: the

@@ -250,11 +250,22 @@ async fn suppressions_are_normalised_and_all_channels_win() {
         t0(),
     )
     .unwrap();
-    assert!(store.add_suppression(&email).await.unwrap().created);
+    assert!(
+        store
+            .add_suppression(&email)
+            .await
+            .map(|r| r.result)
+            .unwrap()
+            .created
+    );
     let mut again = email.clone();
     again.id = crm_core::ids::SuppressionId::new();
     again.address = " ADA@example.com ".into();
-    let second = store.add_suppression(&again).await.unwrap();
+    let second = store
+        .add_suppression(&again)
+        .await
+        .map(|r| r.result)
+        .unwrap();
     assert!(!second.created);
     assert_eq!(second.value, email);
     let found = store
@@ -265,7 +276,7 @@ async fn suppressions_are_normalised_and_all_channels_win() {
 
     let all =
         Suppression::new(ws, None, "ada@example.com", SuppressionReason::Manual, t0()).unwrap();
-    store.add_suppression(&all).await.unwrap();
+    store.add_suppression(&all).await.map(|r| r.result).unwrap();
     let found = store
         .find_suppression(ws, Channel::Email, "ada@example.com")
         .await
@@ -305,8 +316,16 @@ async fn the_latest_consent_is_in_force() {
     let consent = |status, at| Consent::new(ws, ada.id, Channel::Email, status, "form", at);
     let granted = consent(ConsentStatus::Granted, t0()).unwrap();
     let withdrawn = consent(ConsentStatus::Withdrawn, t0() + Duration::hours(1)).unwrap();
-    store.record_consent(&withdrawn).await.unwrap();
-    store.record_consent(&granted).await.unwrap();
+    store
+        .record_consent(&withdrawn)
+        .await
+        .map(|r| r.result)
+        .unwrap();
+    store
+        .record_consent(&granted)
+        .await
+        .map(|r| r.result)
+        .unwrap();
     let current = store
         .current_consent(ws, ada.id, Channel::Email)
         .await
@@ -321,7 +340,10 @@ async fn the_latest_consent_is_in_force() {
         t0(),
     )
     .unwrap();
-    assert_kind(store.record_consent(&stray).await, InvalidReference);
+    assert_kind(
+        store.record_consent(&stray).await.map(|r| r.result),
+        InvalidReference,
+    );
 }
 
 #[tokio::test]

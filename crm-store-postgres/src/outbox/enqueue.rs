@@ -2,7 +2,7 @@
 //! change-set (`advance_enrollment`), which runs it inside its transaction.
 
 use crm_core::StoreError;
-use crm_core::model::OutboxMessage;
+use crm_core::model::{OutboxMessage, normalize_address};
 use crm_core::store::Inserted;
 use sqlx::PgConnection;
 
@@ -14,9 +14,9 @@ const INSERT_OUTBOX: &str = "
     INSERT INTO outbox_messages (workspace_id, id, channel, recipient, contact_id,
         enrollment_id, step_index, subject, body, idempotency_key, status, not_before,
         attempts, lease_owner, lease_token, lease_expires_at, provider_message_id,
-        last_error, metadata, created_at, updated_at, sent_at, version)
+        last_error, metadata, created_at, updated_at, sent_at, version, recipient_key)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-        $17, $18, $19, $20, $21, $22, $23)
+        $17, $18, $19, $20, $21, $22, $23, $24)
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
     RETURNING *";
 
@@ -57,6 +57,7 @@ pub(crate) async fn insert_outbox(
         .bind(message.updated_at)
         .bind(message.sent_at)
         .bind(message.version)
+        .bind(normalize_address(&message.recipient))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_refs(OUTBOX, &contact_ref(message)))?;

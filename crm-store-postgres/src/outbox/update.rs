@@ -2,7 +2,7 @@
 //! `decide_approval`, which runs it inside its transaction.
 
 use crm_core::StoreError;
-use crm_core::model::{NewEvent, OutboxMessage, OutboxStatus};
+use crm_core::model::{NewEvent, OutboxMessage, OutboxStatus, normalize_address};
 use sqlx::PgConnection;
 
 use super::finish::release;
@@ -18,7 +18,7 @@ const UPDATE_OUTBOX: &str = "
         subject = $8, body = $9, idempotency_key = $10, status = $11, not_before = $12,
         attempts = $13, lease_owner = $14, lease_expires_at = $15,
         provider_message_id = $16, last_error = $17, metadata = $18, updated_at = $19,
-        sent_at = $20, version = version + 1
+        sent_at = $20, recipient_key = $22, version = version + 1
     WHERE workspace_id = $1 AND id = $2 AND version = $21
       AND status IN ('awaiting_approval', 'pending')
     RETURNING *";
@@ -58,6 +58,7 @@ pub(super) async fn update_outbox_on(
         .bind(message.updated_at)
         .bind(message.sent_at)
         .bind(message.version)
+        .bind(normalize_address(&message.recipient))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_refs(OUTBOX, &contact_ref(message)))?

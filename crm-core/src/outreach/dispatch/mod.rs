@@ -16,9 +16,10 @@
 //!    stores an approved item naming the rule (the audit trail) and sends; "a human
 //!    decides" stores a pending item, holds the message and tells the [`Notifier`];
 //!    rejection cancels.
-//! 3. **Consent and suppression, at send time.** A suppression of the address, or
-//!    withdrawn consent of the contact for the channel, cancels the message even if it
-//!    arrived after the message was enqueued.
+//! 3. **Consent and suppression, early.** A suppression of the address, or withdrawn
+//!    consent of the contact for the channel, read once for the batch, cancels the
+//!    message here already. This is only an early filter: the authoritative check is
+//!    the send gate of stage 6.
 //! 4. **Allowlist** (dry-run too): a recipient not on the workspace's allowlist
 //!    cancels the message.
 //! 5. **Channel pause.** An open error-severity anomaly of the channel raised by one of
@@ -28,11 +29,23 @@
 //!    message outside its step's send window in the contact's zone (a late approval,
 //!    a retry, a restart) is postponed to the window's next opening, its attempt given
 //!    back.
-//! 6. **Quota.** The workspace's daily cap for the channel (`send:<channel>`, per
-//!    local day of the workspace's default time zone) is consumed atomically, once per
-//!    workspace and channel for all the batch's messages that passed stages 1 to 5
-//!    (falling back to what is left of the cap). Messages beyond the cap are postponed
-//!    to the start of the next local day with their attempt given back, not failed.
+//! 6. **The send gate**, [`begin_sends`](crate::store::OutboxStore::begin_sends): one
+//!    store call per wave of up to `concurrency` cleared messages, right before their
+//!    sends, checks and marks them in one atomic step: still in flight under the lease;
+//!    no suppression and no withdrawn consent (the store cancels the message); the
+//!    contact's daily touch limit for a sequence step (`daily_touch_limit`, messages
+//!    marked sending or sent within the contact's local day; manual tasks and
+//!    messages without an enrollment are not held to it); and a unit of the
+//!    workspace's daily cap for the channel (`send:<channel>`, per local day of the
+//!    workspace's default time zone), held by the message: a re-claimed message reuses
+//!    its unit. A message over the cap is postponed, its attempt given back, to the
+//!    first instant on or after the start of the workspace's next local day that lies
+//!    in its step's send window in the contact's zone; one over the touch limit to the
+//!    same from the start of the contact's next local day (a message without an
+//!    enrollment: the workspace's zone, no window). Once an unsubscribe
+//!    (`add_suppression`, a withdrawing `record_consent`) returns, no send to the
+//!    address or contact starts unless it was marked sending before, and the call
+//!    reports those.
 //! 7. **Send** through the adapter the [`ChannelResolver`] gives for the message's
 //!    workspace and channel (built from the workspace's channel configuration; one
 //!    that cannot be resolved is a retryable configuration error, found before the
@@ -56,14 +69,24 @@
 //! reaped and claimed again. Quota and pause postponements and approval holds give the
 //! claim's attempt back.
 //!
-//! A batch runs in three phases: stages 1 to 5 for every message (up to `concurrency`
-//! at once), the quota per workspace and channel, then the sends (up to `concurrency`
-//! at once). Per batch, each workspace's settings (and open anomalies, when needed) are
-//! read once and sequence definitions are cached, so the per-message path reads only
-//! what it must: the approval item, suppression and consent (together), and for
-//! enrollment messages the enrollment (and the contact when its time zone matters).
-//! A quota unit is spent for every message cleared to send, whatever the provider
-//! answers (a failed send is not refunded).
+//! A batch runs in phases: stages 1 to 5 for every message (up to `concurrency` at
+//! once), then waves of up to `concurrency` cleared messages, each through the send
+//! gate and then sent together. Waves follow the **cap's fairness order**: earliest
+//! `not_before` first, ties by outbox id; when the cap runs out, the messages later in
+//! that order wait for the next day (the forecast models exactly this order). Per
+//! batch, each workspace's settings (and open anomalies, when needed) are read once
+//! and sequence definitions are cached, so the per-message path reads only what it
+//! must: the approval item, suppression and consent (together), and for enrollment
+//! messages the enrollment (and the contact when its time zone matters).
+//!
+//! **Quota never leaks.** A unit is taken per message (a grant keyed by the outbox
+//! message), not per attempt: a message whose worker died after taking its unit, or
+//! that is retried or postponed the same local day, reuses it; a retry on a later day
+//! takes that day's unit. A unit is given back when the gate cancels the message or
+//! refuses it for the touch limit, and when the message fails for good with a
+//! [`Configuration`](crate::channel::ChannelErrorKind::Configuration) error, the one
+//! kind raised before any request reaches the provider. A send that may have reached
+//! the provider keeps its unit, whatever the provider answered.
 
 mod backoff;
 mod config;
@@ -289,21 +312,26 @@ impl Dispatcher {
             }
         }
         drop(gated);
-        ready.sort_by_key(|(i, _)| *i);
-        let allotted = self
-            .allot(ready.into_iter().map(|(_, r)| r).collect(), now)
-            .await;
-        for outcome in allotted.outcomes {
-            report.record(outcome);
-        }
-        let sends: Vec<_> = allotted
-            .go
-            .into_iter()
-            .map(|cleared| self.deliver(cleared))
-            .collect();
-        let mut sends = futures::stream::iter(sends).buffer_unordered(concurrency);
-        while let Some(outcome) = sends.next().await {
-            report.record(outcome);
+        // The cap's fairness order: earliest `not_before` first, ties by id.
+        ready.sort_by_key(|(_, r)| (r.attempt.message.not_before, r.attempt.message.id));
+        let mut rest: Vec<_> = ready.into_iter().map(|(_, r)| r).collect();
+        while !rest.is_empty() {
+            // Waves of `concurrency`: each is marked sending right before its sends, so
+            // an unsubscribe during a wave still stops the later ones.
+            let tail = rest.split_off(concurrency.min(rest.len()));
+            let wave = std::mem::replace(&mut rest, tail);
+            let allotted = self.allot(wave, now).await;
+            for outcome in allotted.outcomes {
+                report.record(outcome);
+            }
+            let sends: Vec<_> = allotted
+                .go
+                .into_iter()
+                .map(|cleared| self.deliver(cleared))
+                .collect();
+            for outcome in futures::future::join_all(sends).await {
+                report.record(outcome);
+            }
         }
         tracing::debug!(?report, worker = self.config.worker(), "outbox batch done");
         Ok(report)

@@ -13,7 +13,8 @@ use crate::approval::{ApprovalDecision, ApprovalRequest, PolicyError};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::ContactId;
 use crate::model::{
-    ApprovalItem, ApprovalStatus, ConsentStatus, Enrollment, OutboxMessage, OutboxStatus, Sequence,
+    ApprovalItem, ApprovalStatus, ConsentStatus, Enrollment, OutboxMessage, OutboxStatus,
+    SendWindow, Sequence,
 };
 use crate::outreach::approvals::{approval_request, context_of};
 use crate::outreach::enrollment::{EnrollmentEvent, transition};
@@ -93,6 +94,19 @@ pub(super) struct StepPlan {
 }
 
 impl StepPlan {
+    /// The contact's zone the plan was made in.
+    pub(super) fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// The step's send window, if it has one.
+    pub(super) fn window(&self) -> Option<&SendWindow> {
+        usize::try_from(self.step)
+            .ok()
+            .and_then(|k| self.sequence.steps.get(k))
+            .and_then(|s| s.window.as_ref())
+    }
+
     /// The enrollment after `StepSent`, or `None` (logged) if the transition does not
     /// apply; the send is recorded either way.
     pub(super) fn advance(&self, sent_at: DateTime<Utc>) -> Option<Enrollment> {

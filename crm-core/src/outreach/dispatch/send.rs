@@ -1,8 +1,7 @@
-//! Who sends a message (the last gate), then stages 6 and 7: the daily quota, taken
-//! once per workspace and channel for a whole batch, then the send and what follows
-//! from its result.
+//! Who sends a message (the last gate), then stages 6 and 7: the send gate
+//! ([`begin_sends`](crate::store::OutboxStore::begin_sends), one store call per wave),
+//! then the send and what follows from its result.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -11,19 +10,21 @@ use tracing::Instrument;
 
 use super::backoff::jitter_fraction;
 use super::decision::{FailureAction, RetryPolicy, later, on_channel_error};
-use super::pipeline::{Gate, Ready, SendAttempt, Step, Stop, settle};
+use super::pipeline::{Gate, Ready, SendAttempt, Step, StepPlan, Stop, settle};
 use super::{Dispatcher, Outcome};
-use crate::channel::{ChannelAdapter, ChannelError, OutboundMessage, SendReceipt};
+use crate::channel::{
+    ChannelAdapter, ChannelError, ChannelErrorKind, OutboundMessage, SendReceipt,
+};
 use crate::error::StoreError;
-use crate::ids::{ContactId, WorkspaceId};
+use chrono_tz::Tz;
+
+use crate::ids::ContactId;
 use crate::model::{
     Activity, ActivityKind, Channel, OutboxMessage, OutboxStatus, Suppression, SuppressionReason,
+    normalize_address,
 };
-use crate::outreach::schedule::{local_day, start_of_next_day};
-use crate::store::{QuotaDecision, Reschedule, SentRecord};
-
-/// How many times a contended quota grab is tried before the rest waits a day.
-const QUOTA_TRIES: usize = 16;
+use crate::outreach::schedule::{local_day, next_allowed, start_of_next_day};
+use crate::store::{QuotaKey, Reschedule, SendStart, SendStartOutcome, SentRecord, TouchLimit};
 
 /// Who sends a cleared message.
 pub(super) enum Sender {
@@ -45,108 +46,128 @@ fn send_span(message: &OutboxMessage) -> tracing::Span {
     )
 }
 
-/// Cleared messages split into those within the quota and those postponed or left.
+/// A wave's messages split into those the gate let go and the outcomes of the rest.
 pub(super) struct Allotted<'a> {
     pub(super) go: Vec<Ready<'a>>,
     pub(super) outcomes: Vec<Outcome>,
 }
 
-impl Dispatcher {
-    /// Takes the quota for `ready` (in claim order) with one store call per workspace
-    /// and channel where it suffices: the first messages within the cap go, the rest
-    /// are postponed to the start of the next local day.
-    pub(super) async fn allot<'a>(
-        &self,
-        ready: Vec<Ready<'a>>,
-        now: DateTime<Utc>,
-    ) -> Allotted<'a> {
-        let mut groups: BTreeMap<(WorkspaceId, Channel), Vec<Ready<'a>>> = BTreeMap::new();
-        for r in ready {
-            let key = (r.attempt.message.workspace_id, r.attempt.message.channel);
-            groups.entry(key).or_default().push(r);
+impl Ready<'_> {
+    /// What [`begin_sends`](crate::store::OutboxStore::begin_sends) checks for this
+    /// message: its quota key of the workspace's local day, its cap, and for a
+    /// sequence step (not a manual task) the touch limit of the contact's local day.
+    /// Messages without an enrollment (one-off sends the host enqueued) are not held
+    /// to the touch limit, as the runner holds only steps to it; they count as
+    /// touches once sending or sent.
+    fn start(&self) -> SendStart {
+        let a = &self.attempt;
+        let m = a.message;
+        let settings = &a.ws.settings;
+        let tz = self.contact_tz(settings.default_time_zone);
+        let touch_limit = (self.plan.is_some() && m.channel != Channel::ManualTask).then(|| {
+            let day = local_day(tz, a.now);
+            TouchLimit {
+                limit: settings.daily_touch_limit,
+                day_start: day
+                    .pred_opt()
+                    .map_or(a.now, |yesterday| start_of_next_day(tz, yesterday)),
+                day_end: start_of_next_day(tz, day),
+            }
+        });
+        SendStart {
+            workspace_id: m.workspace_id,
+            outbox_id: m.id,
+            lease_token: a.token,
+            contact_id: self.contact_id,
+            channel: m.channel,
+            recipient: normalize_address(&m.recipient),
+            quota_key: a.quota_key(),
+            cap: settings.daily_cap(m.channel),
+            touch_limit,
         }
-        let keys: Vec<(WorkspaceId, Channel)> = groups.keys().copied().collect();
-        let grants = futures::future::join_all(
-            groups
-                .iter()
-                .map(|(&(ws, channel), group)| self.grant(ws, channel, group, now)),
+    }
+
+    /// The contact's zone as the step plan knows it, else the workspace's.
+    fn contact_tz(&self, workspace_tz: Tz) -> Tz {
+        self.plan.as_ref().map_or(workspace_tz, StepPlan::tz)
+    }
+
+    /// Postpones a message the gate refused for the day: to the earliest instant on or
+    /// after `from` inside its step's send window in the contact's zone (no window
+    /// without an enrollment), its attempt given back.
+    async fn wait_for(&self, from: DateTime<Utc>, reason: &str) -> Outcome {
+        let tz = self.contact_tz(self.attempt.ws.settings.default_time_zone);
+        let window = self.plan.as_ref().and_then(StepPlan::window);
+        let until = next_allowed(window, tz, from);
+        settle(
+            self.attempt.message,
+            self.attempt.postpone(until, reason).await,
         )
-        .await;
+    }
+
+    /// Acts on a refusal of the gate.
+    async fn refused(&self, outcome: &SendStartOutcome) -> Outcome {
+        let a = &self.attempt;
+        let m = a.message;
+        match outcome {
+            SendStartOutcome::OverCap => {
+                let tz = a.ws.settings.default_time_zone;
+                let next_day = start_of_next_day(tz, local_day(tz, a.now));
+                let cap = a.ws.settings.daily_cap(m.channel);
+                let reason = format!("daily {} quota of {cap} exhausted", m.channel);
+                self.wait_for(next_day, &reason).await
+            }
+            SendStartOutcome::TouchLimit => {
+                let tz = self.contact_tz(a.ws.settings.default_time_zone);
+                let next_day = start_of_next_day(tz, local_day(tz, a.now));
+                let reason = "the contact's daily touch limit is reached";
+                self.wait_for(next_day, reason).await
+            }
+            // The store cancelled it (suppressed, consent withdrawn), or an
+            // unsubscribe did before the gate.
+            SendStartOutcome::Suppressed { .. }
+            | SendStartOutcome::ConsentWithdrawn
+            | SendStartOutcome::NotInFlight => Outcome::Cancelled,
+            _ => Outcome::LeftToExpire,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Asks the send gate for one wave of cleared messages (in the cap's fairness
+    /// order, see the module docs) with one store call: the messages it lets go are
+    /// sent, the refused ones postponed or counted as cancelled.
+    pub(super) async fn allot<'a>(&self, wave: Vec<Ready<'a>>, now: DateTime<Utc>) -> Allotted<'a> {
+        let starts: Vec<SendStart> = wave.iter().map(Ready::start).collect();
         let mut allotted = Allotted {
             go: Vec::new(),
             outcomes: Vec::new(),
         };
-        let mut postponed = Vec::new();
-        for ((ws, channel), (group, grant)) in
-            keys.into_iter().zip(groups.into_values().zip(grants))
-        {
-            let granted = match grant {
-                Ok(granted) => granted,
-                Err(e) => {
-                    tracing::warn!(
-                        workspace_id = %ws,
-                        channel = channel.as_str(),
-                        error = %e,
-                        "taking the send quota failed; the messages are left to expire"
-                    );
-                    allotted
-                        .outcomes
-                        .extend(group.iter().map(|_| Outcome::LeftToExpire));
-                    continue;
-                }
-            };
-            let mut group = group.into_iter();
-            allotted.go.extend(group.by_ref().take(granted));
-            postponed.extend(group);
+        let answers = match self.store.begin_sends(&starts, now).await {
+            Ok(answers) if answers.len() == wave.len() => answers,
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    messages = wave.len(),
+                    "the send gate failed; the messages are left to expire"
+                );
+                allotted
+                    .outcomes
+                    .extend(wave.iter().map(|_| Outcome::LeftToExpire));
+                return allotted;
+            }
+        };
+        let mut refused = Vec::new();
+        for (ready, answer) in wave.into_iter().zip(answers) {
+            if answer.is_go() {
+                allotted.go.push(ready);
+            } else {
+                refused.push((ready, answer));
+            }
         }
-        let waits = futures::future::join_all(postponed.iter().map(|r| async move {
-            let tz = r.attempt.ws.settings.default_time_zone;
-            let day = local_day(tz, now);
-            let channel = r.attempt.message.channel;
-            let cap = r.attempt.ws.settings.daily_cap(channel);
-            let reason = format!("daily {channel} quota of {cap} exhausted");
-            settle(
-                r.attempt.message,
-                r.attempt
-                    .postpone(start_of_next_day(tz, day), &reason)
-                    .await,
-            )
-        }))
-        .await;
+        let waits =
+            futures::future::join_all(refused.iter().map(|(r, answer)| r.refused(answer))).await;
         allotted.outcomes.extend(waits);
         allotted
-    }
-
-    /// Consumes up to `group.len()` units of the group's daily quota; returns how many
-    /// were granted.
-    async fn grant(
-        &self,
-        ws: WorkspaceId,
-        channel: Channel,
-        group: &[Ready<'_>],
-        now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let Some(first) = group.first() else {
-            return Ok(0);
-        };
-        let settings = &first.attempt.ws.settings;
-        let key = settings.send_quota_key(channel, now);
-        let cap = settings.daily_cap(channel);
-        let mut want = u32::try_from(group.len()).unwrap_or(u32::MAX);
-        for _ in 0..QUOTA_TRIES {
-            if want == 0 {
-                break;
-            }
-            match self.store.try_consume_quota(ws, &key, cap, want).await? {
-                QuotaDecision::Granted { .. } => {
-                    return Ok(usize::try_from(want).unwrap_or(usize::MAX));
-                }
-                QuotaDecision::Exhausted { used, cap } => {
-                    want = want.min(cap.saturating_sub(used));
-                }
-            }
-        }
-        Ok(0)
     }
 
     /// Stage 7 for one message within its quota, in its own span.
@@ -282,14 +303,48 @@ impl SendAttempt<'_> {
                 Ok(Outcome::Retried)
             }
             FailureAction::DeadLetter { reason } => {
-                self.finish(OutboxStatus::DeadLettered, &reason).await
+                let outcome = self.finish(OutboxStatus::DeadLettered, &reason).await?;
+                self.refund_if_unsent(error).await;
+                Ok(outcome)
             }
             FailureAction::Fail { reason, suppress } => {
                 if suppress {
                     self.suppress().await?;
                 }
-                self.finish(OutboxStatus::Failed, &reason).await
+                let outcome = self.finish(OutboxStatus::Failed, &reason).await?;
+                self.refund_if_unsent(error).await;
+                Ok(outcome)
             }
+        }
+    }
+
+    /// The quota key the send gate takes this attempt's unit of.
+    pub(super) fn quota_key(&self) -> QuotaKey {
+        self.ws
+            .settings
+            .send_quota_key(self.message.channel, self.now)
+    }
+
+    /// Gives the day's quota unit back after the message ended for an error that says
+    /// the request never reached the provider: only
+    /// [`ChannelErrorKind::Configuration`] (no adapter could be made, a secret could
+    /// not be resolved, a parameter is missing), raised before any request is made.
+    /// Every other kind may have reached the provider (a timeout, a 5xx after the
+    /// provider took the message, a rejection), so its unit stays spent. A failed
+    /// give-back is logged; it only leaves the unit spent.
+    async fn refund_if_unsent(&self, error: &ChannelError) {
+        if error.kind() != ChannelErrorKind::Configuration {
+            return;
+        }
+        let m = self.message;
+        let key = self.quota_key();
+        if let Err(e) = self
+            .d
+            .store
+            .release_send_quota(m.workspace_id, m.id, &key)
+            .await
+        {
+            tracing::warn!(outbox_id = %m.id, error = %e, "giving the quota unit back failed");
         }
     }
 

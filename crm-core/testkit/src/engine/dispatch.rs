@@ -10,6 +10,7 @@ mod approval_race;
 mod fail_closed;
 mod failures;
 mod gates;
+mod send_gate;
 mod sending;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +22,7 @@ pub use approval_race::*;
 pub use fail_closed::*;
 pub use failures::*;
 pub use gates::*;
+pub use send_gate::*;
 pub use sending::*;
 
 use crate::store::fixtures::{base, created, new_contact, new_message, ok, unique_email};
@@ -86,6 +88,10 @@ macro_rules! __dispatch_cases {
             dispatch_allowlist_is_enforced_in_dry_run
             dispatch_stopped_mid_batch_sends_nothing_twice
             dispatch_run_stops_on_shutdown
+            // the send gate
+            dispatch_unsubscribe_mid_batch_stops_the_later_send
+            dispatch_random_unsubscribes_never_race_a_send
+            dispatch_crash_after_taking_quota_leaks_no_unit
             // gates before the send
             dispatch_suppression_after_enqueue_blocks_the_send
             dispatch_withdrawn_consent_after_enqueue_blocks_the_send
@@ -275,7 +281,7 @@ impl Harness {
         all
     }
 
-    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+    pub(crate) fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         use crm_core::clock::Clock;
         self.clock.now()
     }

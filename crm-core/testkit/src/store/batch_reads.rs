@@ -58,17 +58,22 @@ pub async fn batched_gate_reads_answer_each_key_in_order(store: &DynStore) {
     let email_only = created(
         store
             .add_suppression(&suppression(ws, Some(Channel::Email), &email))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     let everywhere = created(
-        store.add_suppression(&suppression(ws, None, phone)).await,
+        store
+            .add_suppression(&suppression(ws, None, phone))
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     created(
         store
             .add_suppression(&suppression(other, None, &email))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression in another workspace",
     );
     let shouted = email.to_uppercase();
@@ -111,13 +116,20 @@ pub async fn batched_gate_reads_answer_each_key_in_order(store: &DynStore) {
     ok(
         store
             .record_consent(&consent(ws, ada.id, ConsentStatus::Granted, at(1)))
-            .await,
+            .await
+            .map(|r| r.result),
         "record_consent",
     );
     let withdrawn = consent(ws, ada.id, ConsentStatus::Withdrawn, at(2));
-    ok(store.record_consent(&withdrawn).await, "record_consent");
+    ok(
+        store.record_consent(&withdrawn).await.map(|r| r.result),
+        "record_consent",
+    );
     let bob_granted = consent(ws, bob.id, ConsentStatus::Granted, at(1));
-    ok(store.record_consent(&bob_granted).await, "record_consent");
+    ok(
+        store.record_consent(&bob_granted).await.map(|r| r.result),
+        "record_consent",
+    );
     let keys = [
         (bob.id, Channel::Email),
         (ada.id, Channel::Sms),

@@ -25,17 +25,26 @@ pub async fn consent_latest_wins(store: &DynStore) {
     );
 
     let granted = consent(ws, ada.id, ConsentStatus::Granted, at(10));
-    let stored = ok(store.record_consent(&granted).await, "record_consent");
+    let stored = ok(
+        store.record_consent(&granted).await.map(|r| r.result),
+        "record_consent",
+    );
     assert_eq!(stored, granted, "record_consent returns the row as stored");
     let older = consent(ws, ada.id, ConsentStatus::Withdrawn, at(5));
-    ok(store.record_consent(&older).await, "record_consent");
+    ok(
+        store.record_consent(&older).await.map(|r| r.result),
+        "record_consent",
+    );
     assert_eq!(
         ok(current("latest").await, "current_consent"),
         Some(granted),
         "the latest recorded_at is in force, not the latest insert"
     );
     let withdrawn = consent(ws, ada.id, ConsentStatus::Withdrawn, at(20));
-    ok(store.record_consent(&withdrawn).await, "record_consent");
+    ok(
+        store.record_consent(&withdrawn).await.map(|r| r.result),
+        "record_consent",
+    );
     assert_eq!(
         ok(current("newer").await, "current"),
         Some(withdrawn),
@@ -50,7 +59,10 @@ pub async fn consent_latest_wins(store: &DynStore) {
         tie_b.clone()
     };
     for entry in [&tie_b, &tie_a] {
-        ok(store.record_consent(entry).await, "record_consent");
+        ok(
+            store.record_consent(entry).await.map(|r| r.result),
+            "record_consent",
+        );
     }
     assert_eq!(
         ok(current("tie").await, "current"),
@@ -72,7 +84,8 @@ pub async fn consent_references_and_isolation(store: &DynStore) {
     expect_err(
         store
             .record_consent(&consent(other, ada.id, ConsentStatus::Granted, at(0)))
-            .await,
+            .await
+            .map(|r| r.result),
         Kind::InvalidReference,
         "record_consent for another workspace's contact",
     );
@@ -84,16 +97,20 @@ pub async fn consent_references_and_isolation(store: &DynStore) {
                 ConsentStatus::Granted,
                 at(0),
             ))
-            .await,
+            .await
+            .map(|r| r.result),
         Kind::InvalidReference,
         "record_consent for an unknown contact",
     );
     let first = consent(ws, ada.id, ConsentStatus::Granted, at(0));
-    ok(store.record_consent(&first).await, "record_consent");
+    ok(
+        store.record_consent(&first).await.map(|r| r.result),
+        "record_consent",
+    );
     let mut same_id = consent(ws, ada.id, ConsentStatus::Withdrawn, at(1));
     same_id.id = first.id;
     expect_err(
-        store.record_consent(&same_id).await,
+        store.record_consent(&same_id).await.map(|r| r.result),
         Kind::Conflict,
         "record_consent with a reused id",
     );
@@ -119,7 +136,10 @@ pub async fn suppression_idempotent_and_normalised(store: &DynStore) {
     let address = format!("{}@example.com", unique("bounced"));
     let mut raw = suppression(ws, Some(Channel::Email), &address);
     raw.address = format!("  {}  ", address.to_uppercase());
-    let first = created(store.add_suppression(&raw).await, "add_suppression");
+    let first = created(
+        store.add_suppression(&raw).await.map(|r| r.result),
+        "add_suppression",
+    );
     let mut expected = raw.clone();
     expected.address = address.clone();
     assert_eq!(
@@ -129,18 +149,23 @@ pub async fn suppression_idempotent_and_normalised(store: &DynStore) {
 
     let mut again = suppression(ws, Some(Channel::Email), &address);
     again.reason = crm_core::model::SuppressionReason::Complained;
-    let same = existing(store.add_suppression(&again).await, "add_suppression twice");
+    let same = existing(
+        store.add_suppression(&again).await.map(|r| r.result),
+        "add_suppression twice",
+    );
     assert_eq!(same, first, "an equal entry is returned unchanged");
     let everywhere = created(
         store
             .add_suppression(&suppression(ws, None, &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "the all-channel entry is distinct from the email one",
     );
     let phone = created(
         store
             .add_suppression(&suppression(ws, Some(Channel::Sms), "+49 151 1234 5678"))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression of a phone number",
     );
     assert_eq!(
@@ -154,7 +179,8 @@ pub async fn suppression_idempotent_and_normalised(store: &DynStore) {
                 Some(Channel::Email),
                 &address,
             ))
-            .await,
+            .await
+            .map(|r| r.result),
         "another workspace has its own suppression list",
     );
     assert_pagination(
@@ -184,7 +210,8 @@ pub async fn suppression_find_channel_and_all_channels(store: &DynStore) {
     let email_only = created(
         store
             .add_suppression(&suppression(ws, Some(Channel::Email), &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     assert_eq!(
@@ -201,7 +228,8 @@ pub async fn suppression_find_channel_and_all_channels(store: &DynStore) {
     let all = created(
         store
             .add_suppression(&suppression(ws, None, &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     assert_eq!(
@@ -222,7 +250,8 @@ pub async fn suppression_find_channel_and_all_channels(store: &DynStore) {
                 Some(Channel::WhatsApp),
                 "+49 (151) 1234-5678",
             ))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     for spelling in ["+4915112345678", "+49 151 12345678", "+49-151-1234-5678"] {
@@ -252,19 +281,22 @@ pub async fn suppression_remove_exact_entry(store: &DynStore) {
     let email_only = created(
         store
             .add_suppression(&suppression(ws, Some(Channel::Email), &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     created(
         store
             .add_suppression(&suppression(ws, None, &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
     created(
         store
             .add_suppression(&suppression(other, None, &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add_suppression",
     );
 

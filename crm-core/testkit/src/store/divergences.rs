@@ -110,14 +110,14 @@ pub async fn nul_in_text_or_json_is_invalid_everywhere(store: &DynStore) {
     let mut grant = consent(ws, ada.id, ConsentStatus::Granted, base());
     grant.source = "form\0".into();
     same_invalid(
-        store.record_consent(&grant).await,
+        store.record_consent(&grant).await.map(|r| r.result),
         grant.validate(),
         "consent source",
     );
     let mut blocked = suppression(ws, None, &unique_email());
     blocked.address = "x\0@example.com".into();
     same_invalid(
-        store.add_suppression(&blocked).await,
+        store.add_suppression(&blocked).await.map(|r| r.result),
         blocked.validate(),
         "suppression",
     );
@@ -273,7 +273,11 @@ pub async fn suppression_add_racing_remove_never_fails(store: &DynStore) {
             async move {
                 if i % 2 == 0 {
                     let entry = suppression(ws, Some(Channel::Email), &address.to_uppercase());
-                    store.add_suppression(&entry).await.map(|s| Some(s.value))
+                    store
+                        .add_suppression(&entry)
+                        .await
+                        .map(|r| r.result)
+                        .map(|s| Some(s.value))
                 } else {
                     store
                         .remove_suppression(ws, Some(Channel::Email), &address)
@@ -295,7 +299,8 @@ pub async fn suppression_add_racing_remove_never_fails(store: &DynStore) {
     ok(
         store
             .add_suppression(&suppression(ws, Some(Channel::Email), &address))
-            .await,
+            .await
+            .map(|r| r.result),
         "add after the race",
     );
     assert!(
@@ -468,7 +473,11 @@ pub async fn unknown_references_name_the_same_entity(store: &DynStore) {
 
     let grant = consent(ws, missing_contact, ConsentStatus::Granted, base());
     expect_ref(
-        store.record_consent(&grant).await.map(drop),
+        store
+            .record_consent(&grant)
+            .await
+            .map(|r| r.result)
+            .map(drop),
         "contact",
         missing_contact.to_string(),
         "consent of a missing contact",

@@ -44,6 +44,7 @@ mod outbox_leases;
 mod outbox_send;
 mod outreach;
 mod scoring;
+mod send_gate;
 mod sequences;
 mod webhooks;
 mod workspaces;
@@ -80,6 +81,7 @@ pub use outbox_leases::*;
 pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
+pub use send_gate::*;
 pub use sequences::*;
 pub use webhooks::*;
 pub use workspaces::*;
@@ -280,6 +282,10 @@ macro_rules! __store_cases {
             outbox_hold_for_approval
             outbox_hold_for_approval_with_existing_item
             outbox_hold_for_approval_is_atomic
+            // outreach: the send gate
+            send_gate_answers_each_start_in_order
+            send_gate_unsubscribes_report_cancelled_and_in_flight
+            send_gate_concurrent_starts_never_pass_the_cap
             // outreach: approvals
             approval_find_for_outbox
             approval_clean_streak_newest_first

@@ -26,7 +26,8 @@ fn reason(message: &OutboxMessage) -> &str {
     message.last_error.as_deref().unwrap_or("")
 }
 
-/// A suppression added after the message was enqueued cancels it at send time.
+/// A suppression added after the message was enqueued cancels it at once (the send
+/// gate would refuse it anyway).
 pub async fn dispatch_suppression_after_enqueue_blocks_the_send(store: Arc<DynStore>) {
     let h = Harness::new(store);
     let message = h.enqueue().await;
@@ -38,13 +39,22 @@ pub async fn dispatch_suppression_after_enqueue_blocks_the_send(store: Arc<DynSt
         base(),
     )
     .expect("valid suppression");
-    ok(
+    let added = ok(
         h.store.add_suppression(&suppression).await,
         "add_suppression",
     );
+    assert_eq!(
+        added.stopped.cancelled,
+        vec![message.id],
+        "the unsubscribe cancels the queued message and says so"
+    );
+    assert!(added.stopped.in_flight.is_empty(), "{:?}", added.stopped);
 
     let report = once(&h.dispatcher()).await;
-    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(
+        report.claimed, 0,
+        "a cancelled message is not claimed: {report:?}"
+    );
     assert_eq!(
         h.stub.handed_count(),
         0,
@@ -59,7 +69,7 @@ pub async fn dispatch_suppression_after_enqueue_blocks_the_send(store: Arc<DynSt
     );
 }
 
-/// Consent withdrawn after the message was enqueued cancels it at send time.
+/// Consent withdrawn after the message was enqueued cancels it at once.
 pub async fn dispatch_withdrawn_consent_after_enqueue_blocks_the_send(store: Arc<DynStore>) {
     let h = Harness::new(store);
     let message = h.enqueue().await;
@@ -74,11 +84,19 @@ pub async fn dispatch_withdrawn_consent_after_enqueue_blocks_the_send(store: Arc
             base() + Duration::minutes(minutes),
         )
         .expect("valid consent");
-        ok(h.store.record_consent(&consent).await, "record_consent");
+        let recorded = ok(h.store.record_consent(&consent).await, "record_consent");
+        let expected = match status {
+            ConsentStatus::Withdrawn => vec![message.id],
+            _ => Vec::new(),
+        };
+        assert_eq!(recorded.stopped.cancelled, expected, "{status:?}");
     }
 
     let report = once(&h.dispatcher()).await;
-    assert_eq!(report.cancelled, 1, "{report:?}");
+    assert_eq!(
+        report.claimed, 0,
+        "a cancelled message is not claimed: {report:?}"
+    );
     assert_eq!(
         h.stub.handed_count(),
         0,

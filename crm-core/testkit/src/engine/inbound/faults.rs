@@ -55,6 +55,23 @@ impl NamedBackend for FailingOnce {
 
 #[async_trait]
 impl OutboxStore for FailingOnce {
+    async fn begin_sends(
+        &self,
+        starts: &[SendStart],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SendStartOutcome>, StoreError> {
+        self.inner.begin_sends(starts, now).await
+    }
+
+    async fn release_send_quota(
+        &self,
+        workspace_id: WorkspaceId,
+        id: OutboxMessageId,
+        key: &QuotaKey,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_send_quota(workspace_id, id, key).await
+    }
+
     async fn enqueue_outbox(
         &self,
         message: &OutboxMessage,
@@ -325,7 +342,7 @@ impl ActivityStore for FailingOnce {
 
 #[async_trait]
 impl ComplianceStore for FailingOnce {
-    async fn record_consent(&self, consent: &Consent) -> Result<Consent, StoreError> {
+    async fn record_consent(&self, consent: &Consent) -> Result<WithStopped<Consent>, StoreError> {
         self.inner.record_consent(consent).await
     }
 
@@ -340,7 +357,7 @@ impl ComplianceStore for FailingOnce {
     async fn add_suppression(
         &self,
         suppression: &Suppression,
-    ) -> Result<Inserted<Suppression>, StoreError> {
+    ) -> Result<WithStopped<Inserted<Suppression>>, StoreError> {
         self.inner.add_suppression(suppression).await
     }
 

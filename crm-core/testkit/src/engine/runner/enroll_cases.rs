@@ -63,7 +63,10 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
         now,
     )
     .expect("suppression");
-    ok(store.add_suppression(&s).await, "add_suppression");
+    ok(
+        store.add_suppression(&s).await.map(|r| r.result),
+        "add_suppression",
+    );
     let c = Consent::new(
         w.ws,
         ada.id,
@@ -73,7 +76,10 @@ pub async fn enroll_conflicts_are_listed_together(store: Arc<DynStore>) {
         now,
     )
     .expect("consent");
-    ok(store.record_consent(&c).await, "record_consent");
+    ok(
+        store.record_consent(&c).await.map(|r| r.result),
+        "record_consent",
+    );
 
     let enroller = w.enroller();
     let expected = [
