@@ -353,13 +353,13 @@ impl EventStore for PostgresStore {
             event_columns!(),
             " FROM events WHERE workspace_id = $1 AND id = $2"
         ))
-            .bind(workspace_id.as_uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db(EVENT))?
-            .ok_or_else(|| StoreError::not_found(EVENT, id))?
-            .into_entity()
+        .bind(workspace_id.as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(EVENT))?
+        .ok_or_else(|| StoreError::not_found(EVENT, id))?
+        .into_entity()
     }
 
     async fn list_events(

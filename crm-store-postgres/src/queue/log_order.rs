@@ -48,7 +48,7 @@ use crate::error::db;
 use crate::rows::{EventRow, entities};
 
 /// How long a short listing waits for the transactions that hold events back.
-pub(crate) const HOLD_BACK_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const HOLD_BACK_WAIT: Duration = Duration::from_secs(2);
 
 /// The first and the longest pause between two looks at the horizon.
 const FIRST_PAUSE: Duration = Duration::from_millis(2);

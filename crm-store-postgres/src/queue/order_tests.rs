@@ -24,7 +24,15 @@ const NO_WAIT: Duration = Duration::from_secs(3);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn event(ws: WorkspaceId, key: &str) -> NewEvent {
-    NewEvent::new(ws, "contact.created", "c", json!({}), key, SystemClock.now()).unwrap()
+    NewEvent::new(
+        ws,
+        "contact.created",
+        "c",
+        json!({}),
+        key,
+        SystemClock.now(),
+    )
+    .unwrap()
 }
 
 /// Appends one event with `key` in the open transaction `conn`, as a store write does.
@@ -83,10 +91,13 @@ async fn concurrent_appends_do_not_wait_on_each_other() {
         .await
         .expect("append_events waits on no other open append")
         .unwrap();
-    tokio::time::timeout(NO_WAIT, store.append_event_with_jobs(&event(ws, "jobs"), &[]))
-        .await
-        .expect("append_event_with_jobs waits on no other open append")
-        .unwrap();
+    tokio::time::timeout(
+        NO_WAIT,
+        store.append_event_with_jobs(&event(ws, "jobs"), &[]),
+    )
+    .await
+    .expect("append_event_with_jobs waits on no other open append")
+    .unwrap();
     open.commit().await.unwrap();
 
     let mut after = 0;
@@ -113,7 +124,11 @@ async fn an_append_that_commits_last_with_the_lower_position_is_not_skipped() {
     );
     early.commit().await.unwrap();
     let seen = read(&store, ws, &mut after, 2).await;
-    assert_eq!(keys(&seen), ["early", "late"], "nothing skipped, in log order");
+    assert_eq!(
+        keys(&seen),
+        ["early", "late"],
+        "nothing skipped, in log order"
+    );
     assert!(seen[0].position < seen[1].position);
 }
 
@@ -138,7 +153,11 @@ async fn an_append_that_commits_last_with_the_higher_transaction_is_listed_after
     // may still hold it back.
     let mut after = 0;
     let mut seen = drain(&store, ws, &mut after).await;
-    assert!(keys(&seen).iter().all(|k| *k == "higher position"), "{:?}", keys(&seen));
+    assert!(
+        keys(&seen).iter().all(|k| *k == "higher position"),
+        "{:?}",
+        keys(&seen)
+    );
     second.commit().await.unwrap();
     let want = 2 - seen.len();
     seen.extend(read(&store, ws, &mut after, want).await);
@@ -230,10 +249,16 @@ async fn a_paging_reader_sees_every_event_of_concurrent_writers_once_in_order() 
             .collect();
         let mut sorted = mine.clone();
         sorted.sort_by_key(|k| {
-            let mut parts = k.split('-').skip(1).map(|p| p[1..].parse::<usize>().unwrap());
+            let mut parts = k
+                .split('-')
+                .skip(1)
+                .map(|p| p[1..].parse::<usize>().unwrap());
             (parts.next(), parts.next())
         });
-        assert_eq!(mine, sorted, "one writer's events come in the order it wrote them");
+        assert_eq!(
+            mine, sorted,
+            "one writer's events come in the order it wrote them"
+        );
     }
 }
 

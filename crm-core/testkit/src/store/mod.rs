@@ -26,6 +26,7 @@ mod deals;
 mod divergences;
 mod enrichment;
 mod event_jobs;
+mod event_order;
 mod event_routing;
 mod events;
 mod events_emitted;
@@ -61,6 +62,7 @@ pub use deals::*;
 pub use divergences::*;
 pub use enrichment::*;
 pub use event_jobs::*;
+pub use event_order::*;
 pub use event_routing::*;
 pub use events::*;
 pub use events_emitted::*;
@@ -226,6 +228,7 @@ macro_rules! __store_cases {
             event_append_round_trip
             event_append_is_idempotent
             event_tenant_isolation_and_scope_all
+            event_pages_see_concurrent_appends_once_in_order
             // events: routing, and the events every state change appends
             unrouted_events_are_listed_oldest_first
             marking_events_routed_enqueues_their_jobs_once
