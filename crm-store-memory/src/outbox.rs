@@ -32,6 +32,9 @@ pub(crate) struct OutboxTables {
     /// Pending messages by (not_before, id): the claim order.
     due: BTreeSet<(DateTime<Utc>, OutboxMessageId, WorkspaceId)>,
     pub(crate) approvals: ApprovalTables,
+    /// The earliest `not_before` of the messages this call made pending:
+    /// `MemoryStore::with` wakes the dispatchers.
+    pub(crate) wake: Option<DateTime<Utc>>,
 }
 
 impl OutboxTables {
@@ -58,6 +61,10 @@ impl OutboxTables {
         }
         if row.row.status == OutboxStatus::Pending {
             self.due.insert((row.row.not_before, id, ws));
+            self.wake = Some(
+                self.wake
+                    .map_or(row.row.not_before, |d| d.min(row.row.not_before)),
+            );
         }
         if key_changed {
             self.keys

@@ -67,6 +67,7 @@ mod query;
 mod queue;
 mod scoring;
 mod sequences;
+mod wake;
 mod webhook;
 mod workspace;
 
@@ -92,6 +93,9 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use wake::{
+    MAX_WAKE_TIMER, WakeFeed, WakeSource, WakeSubscription, WakeTopic, Wakeups, WeakWakeups, Woke,
+};
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,
@@ -136,6 +140,7 @@ pub trait Store:
     + InboundHandlerStore
     + InboundPipelineStore
     + ForecastStore
+    + WakeSource
     + Send
     + Sync
     + 'static
@@ -169,6 +174,7 @@ impl<T> Store for T where
         + ScoringStore
         + WebhookStore
         + WorkspaceStore
+        + WakeSource
         + Send
         + Sync
         + 'static
