@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
+
+use crate::clock::{Clock, SystemClock};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -214,7 +216,8 @@ impl Wakeups {
         let Some(hub) = &self.hub else {
             return;
         };
-        let Some(ahead) = (due - Utc::now())
+        // Timers run on the system's time, whatever clock the writer used.
+        let Some(ahead) = (due - SystemClock.now())
             .to_std()
             .ok()
             .filter(|ahead| !ahead.is_zero() && *ahead <= MAX_WAKE_TIMER)
