@@ -48,6 +48,10 @@
 //!   completion carries the contact's one event (`contact.created` or
 //!   `contact.merged`), so the contact write appends no other.
 //!
+//! - A write that queues a job or makes an outbox message pending signals the store's
+//!   [`Wakeups`] ([`WakeSource`]) once it is durable, so idle workers and dispatchers
+//!   claim at once; a write that does not take effect signals nothing.
+//!
 //! # Implementing
 //! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
 //! executable form of these contracts.

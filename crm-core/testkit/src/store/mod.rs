@@ -44,6 +44,7 @@ mod outbox_send;
 mod outreach;
 mod scoring;
 mod sequences;
+mod wake;
 mod webhooks;
 mod workspaces;
 
@@ -79,6 +80,7 @@ pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
+pub use wake::*;
 pub use webhooks::*;
 pub use workspaces::*;
 
@@ -136,6 +138,8 @@ macro_rules! __store_conformance_expand {
 macro_rules! __store_cases {
     ($callback:path, $($args:tt)*) => {
         $callback! { $($args)*;
+            // wake-ups
+            wake_signals_claimable_work_only
             // crm: contacts and accounts
             contact_round_trip
             contact_insert_validates
