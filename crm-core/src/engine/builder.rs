@@ -71,6 +71,10 @@ enum Policy {
 /// | [`approvers`](Self::approvers) | [`StaticApprovers`] with nobody: no one may decide until the host says who |
 /// | [`workspaces`](Self::workspaces) | [`StoreWorkspaces`]: every workspace of the store's registry |
 /// | [`config`](Self::config) | [`EngineConfig::default`] |
+///
+/// The worker and the dispatcher always listen to the store's
+/// [`Wakeups`](crate::store::Wakeups) ([`WakeSource`](crate::store::WakeSource)): they
+/// claim as soon as work arrives, and their idle polls are only the safety net.
 pub struct EngineBuilder {
     store: Arc<DynStore>,
     clock: Arc<dyn Clock>,
