@@ -67,7 +67,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crm_core::store::NamedBackend;
+use crm_core::store::{NamedBackend, WakeSource, WakeTopic, Wakeups};
 
 mod approval;
 mod compliance;
@@ -93,6 +93,8 @@ mod workspace;
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
+    /// In-process wake-ups, signalled after a call that made work claimable.
+    wakeups: Wakeups,
 }
 
 impl MemoryStore {
@@ -104,15 +106,36 @@ impl MemoryStore {
 
     /// Runs `f` on the tables under the lock. A poisoned lock is recovered: no method
     /// panics while holding it, so the tables are consistent.
+    ///
+    /// A call that queued a job or made an outbox message pending signals its wake-up
+    /// topic once the lock is released (so a woken loop finds the change), and again
+    /// when the earliest of them falls due.
     fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
         let mut tables: MutexGuard<'_, Tables> =
             self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut tables)
+        let out = f(&mut tables);
+        let jobs = std::mem::take(&mut tables.queue.wake);
+        let outbox = std::mem::take(&mut tables.outbox.wake);
+        drop(tables);
+        if let Some(due) = jobs {
+            self.wakeups.wake_at(WakeTopic::Jobs, due);
+        }
+        if let Some(due) = outbox {
+            self.wakeups.wake_at(WakeTopic::Outbox, due);
+        }
+        out
     }
 }
 
 impl NamedBackend for MemoryStore {
     const NAME: &'static str = "memory";
+}
+
+impl WakeSource for MemoryStore {
+    /// In-process signals shared by every clone of the store.
+    fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
+    }
 }
 
 impl fmt::Debug for MemoryStore {

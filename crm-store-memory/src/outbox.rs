@@ -36,6 +36,9 @@ pub(crate) struct OutboxTables {
     pub(crate) approvals: ApprovalTables,
     /// Send starts and quota grants (see [`crate::send_gate`]).
     pub(crate) gate: GateTables,
+    /// The earliest `not_before` of the messages this call made pending:
+    /// `MemoryStore::with` wakes the dispatchers.
+    pub(crate) wake: Option<DateTime<Utc>>,
 }
 
 impl OutboxTables {
@@ -62,6 +65,10 @@ impl OutboxTables {
         }
         if row.row.status == OutboxStatus::Pending {
             self.due.insert((row.row.not_before, id, ws));
+            self.wake = Some(
+                self.wake
+                    .map_or(row.row.not_before, |d| d.min(row.row.not_before)),
+            );
         }
         if key_changed {
             self.keys

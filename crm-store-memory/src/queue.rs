@@ -30,6 +30,9 @@ pub(crate) struct QueueTables {
     job_keys: Unique<String, JobId>,
     /// Queued jobs by (run_at, id): the claim order.
     due: BTreeSet<(DateTime<Utc>, JobId, WorkspaceId)>,
+    /// The earliest run time of the jobs this call queued: `MemoryStore::with` wakes
+    /// the workers.
+    pub(crate) wake: Option<DateTime<Utc>>,
 }
 
 impl QueueTables {
@@ -58,6 +61,7 @@ impl QueueTables {
         };
         if row.row.status == JobStatus::Queued {
             self.due.insert((row.row.run_at, id, ws));
+            self.wake = Some(self.wake.map_or(row.row.run_at, |d| d.min(row.row.run_at)));
         }
         self.job_keys
             .replace(ws, old_key, row.row.idempotency_key.clone(), id);

@@ -82,6 +82,7 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+mod wake;
 mod webhook;
 mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.
@@ -92,7 +93,7 @@ pub mod testing;
 use std::fmt;
 
 use crm_core::StoreError;
-use crm_core::store::NamedBackend;
+use crm_core::store::{NamedBackend, WakeSource, Wakeups};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -113,6 +114,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 pub struct PostgresStore {
     pool: PgPool,
     schema: String,
+    /// Signalled by the `LISTEN` task (see `wake`), started by the first subscriber.
+    wakeups: Wakeups,
 }
 
 impl PostgresStore {
@@ -151,9 +154,12 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(db("schema"))?;
+        let schema = config.schema().to_owned();
+        let feed = wake::ListenerFeed::new(pool.clone(), schema.clone());
         let store = Self {
             pool,
-            schema: config.schema().to_owned(),
+            schema,
+            wakeups: Wakeups::with_feed(std::sync::Arc::new(feed)),
         };
         store.create_schema().await?;
         Ok(store)
@@ -228,6 +234,17 @@ impl fmt::Debug for PostgresStore {
 
 impl NamedBackend for PostgresStore {
     const NAME: &'static str = "postgres";
+}
+
+impl WakeSource for PostgresStore {
+    /// Signals fed by `LISTEN` on the schema's channels (migration 0016): a write
+    /// that leaves a job queued or a message pending notifies in its transaction. The
+    /// listener task starts when the first loop subscribes (inside a Tokio runtime),
+    /// holds one pooled connection, reconnects after losing it and then signals every
+    /// topic.
+    fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
+    }
 }
 
 #[cfg(test)]

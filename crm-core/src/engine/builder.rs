@@ -71,6 +71,10 @@ enum Policy {
 /// | [`approvers`](Self::approvers) | [`StaticApprovers`] with nobody: no one may decide until the host says who |
 /// | [`workspaces`](Self::workspaces) | [`StoreWorkspaces`]: every workspace of the store's registry |
 /// | [`config`](Self::config) | [`EngineConfig::default`] |
+///
+/// The worker and the dispatcher always listen to the store's
+/// [`Wakeups`](crate::store::Wakeups) ([`WakeSource`](crate::store::WakeSource)): they
+/// claim as soon as work arrives, and their idle polls are only the safety net.
 pub struct EngineBuilder {
     store: Arc<DynStore>,
     clock: Arc<dyn Clock>,
@@ -294,6 +298,9 @@ impl EngineBuilder {
         let config = self.config;
         config.validate().map_err(BuildError::Config)?;
         let (store, clock) = (self.store, self.clock);
+        // The store's wake-ups: the worker and the dispatcher claim as soon as work
+        // arrives, their idle polls only the safety net.
+        let wakeups = store.wakeups();
         let settings = self
             .settings
             .unwrap_or_else(|| Arc::new(StoreSettings::new(store.clone())));
@@ -353,7 +360,8 @@ impl EngineBuilder {
             config.named_dispatcher(),
         )
         .with_policy(policy)
-        .with_notifier(self.notifier);
+        .with_notifier(self.notifier)
+        .with_wakeups(wakeups.clone());
         if let Some(dry_run) = self.dry_run {
             dispatcher = dispatcher.with_dry_run_channel(dry_run);
         }
@@ -387,7 +395,8 @@ impl EngineBuilder {
             registry,
             clock.clone(),
             config.named_worker(),
-        );
+        )
+        .with_wakeups(wakeups);
         let periodic =
             handlers::periodic_jobs(&config, &self.periodic).map_err(|(job, source)| {
                 BuildError::Schedule {

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::error::StoreError;
 use crate::jobs::{RouteReport, WorkerStats};
 use crate::outreach::dispatch::DispatchReport;
-use crate::store::Scope;
+use crate::store::{Scope, WakeSubscription, WakeTopic};
 
 use super::Inner;
 
@@ -103,6 +103,23 @@ async fn wait(stop: &mut watch::Receiver<bool>, period: Duration) {
     let _ = futures::future::select(sleep, changed).await;
 }
 
+/// After an idle iteration, waits `period` or until `wake` is signalled; otherwise as
+/// [`wait`]. Shutdown cuts either short.
+async fn wait_woken(
+    stop: &mut watch::Receiver<bool>,
+    wake: &mut WakeSubscription,
+    went: Went,
+    period: Duration,
+) {
+    if went != Went::Idle {
+        return wait(stop, period).await;
+    }
+    let woken = wake.wait(period);
+    let changed = stop.changed();
+    futures::pin_mut!(woken, changed);
+    let _ = futures::future::select(woken, changed).await;
+}
+
 /// Runs `iteration` in `span`, turning a panic into `None`.
 async fn guarded<T>(span: tracing::Span, iteration: impl Future<Output = T>) -> Option<T> {
     AssertUnwindSafe(iteration.instrument(span))
@@ -168,6 +185,9 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>, mut stop: watch::Receiver<bool
     let mut pace = Pace::new(idle, inner.config.max_error_backoff);
     let mut tally = Tally::default();
     let mut last_reap: Option<DateTime<Utc>> = None;
+    // Subscribed before the first claim: a message released or enqueued after a claim
+    // that missed it cuts the idle wait short (the store's wake-ups, when it has them).
+    let mut wake = dispatcher.wakeups().subscribe(WakeTopic::Outbox);
     while !stopped(&stop) {
         tally.iterations += 1;
         if let Some(interval) = dispatcher.config().reap_interval() {
@@ -194,7 +214,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>, mut stop: watch::Receiver<bool
             Some(Err(e)) => failed(&mut tally, "dispatcher", Some(&e)),
             None => failed(&mut tally, "dispatcher", None),
         };
-        wait(&mut stop, pace.after(went)).await;
+        wait_woken(&mut stop, &mut wake, went, pace.after(went)).await;
     }
     tally
 }

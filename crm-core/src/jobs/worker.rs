@@ -17,7 +17,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::jobs::backoff::{Backoff, Jitter};
 use crate::jobs::handler::{HandlerRegistry, JobContext, JobError};
 use crate::model::{Job, JobStatus};
-use crate::store::{Claim, JobStore, Scope};
+use crate::store::{Claim, JobStore, Scope, WakeSubscription, WakeTopic, Wakeups};
 
 /// How a [`Worker`] claims and retries.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,10 @@ pub struct WorkerConfig {
     pub lease_ttl: Duration,
     /// Delay before retrying a job after a retryable failure without `retry_after`.
     pub backoff: Backoff,
-    /// How long a loop waits after a claim found nothing (or failed).
+    /// How long a loop waits after a claim found nothing (or failed). With the
+    /// store's [`Wakeups`] (see [`Worker::with_wakeups`]) an idle loop claims again as
+    /// soon as a job arrives; this poll is then only the safety net for a lost
+    /// signal.
     pub idle_poll: Duration,
     /// How often the reaper returns expired leases.
     pub reap_interval: Duration,
@@ -168,6 +171,7 @@ impl AddAssign for WorkerStats {
 #[derive(Debug, Clone)]
 pub struct Worker {
     inner: Arc<Inner>,
+    wakeups: Wakeups,
 }
 
 #[derive(Debug)]
@@ -197,7 +201,17 @@ impl Worker {
                 clock,
                 config,
             }),
+            wakeups: Wakeups::polling(),
         }
+    }
+
+    /// Wakes idle claim loops through `wakeups` (the store's, see
+    /// [`WakeSource`](crate::store::WakeSource)) when a job arrives, instead of only
+    /// after [`WorkerConfig::idle_poll`]. Without it the loops only poll.
+    #[must_use]
+    pub fn with_wakeups(mut self, wakeups: Wakeups) -> Self {
+        self.wakeups = wakeups;
+        self
     }
 
     /// The configuration.
@@ -283,12 +297,15 @@ impl Worker {
     async fn claim_loop(self, index: usize, mut shutdown: watch::Receiver<bool>) -> WorkerStats {
         let name = format!("{}-{index}", self.inner.config.name);
         let mut stats = WorkerStats::default();
+        // Subscribed before the first claim: a job enqueued after any claim that
+        // missed it signals the wait that follows.
+        let mut wake = self.wakeups.subscribe(WakeTopic::Jobs);
         while !is_shutdown(&shutdown) {
             match self.claim(&name).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     stats += self.process(&name, jobs, Some(&shutdown)).await;
                 }
-                Ok(_) => idle_wait(&mut shutdown, self.inner.config.idle_poll).await,
+                Ok(_) => woken_wait(&mut shutdown, &mut wake, self.inner.config.idle_poll).await,
                 Err(err) => {
                     tracing::warn!(worker = %name, error = %err, "claiming jobs failed");
                     idle_wait(&mut shutdown, self.inner.config.idle_poll).await;
@@ -427,6 +444,18 @@ pub(crate) fn add(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
 /// Shutdown is asked for when the flag is `true` or its sender is gone.
 pub(crate) fn is_shutdown(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
+/// Waits until `wake` is signalled, `period` passes or the shutdown flag changes.
+pub(crate) async fn woken_wait(
+    shutdown: &mut watch::Receiver<bool>,
+    wake: &mut WakeSubscription,
+    period: Duration,
+) {
+    let woken = wake.wait(period);
+    let changed = shutdown.changed();
+    futures::pin_mut!(woken, changed);
+    let _ = futures::future::select(woken, changed).await;
 }
 
 /// Sleeps for `period` or until the shutdown flag changes.

@@ -48,6 +48,10 @@
 //!   completion carries the contact's one event (`contact.created` or
 //!   `contact.merged`), so the contact write appends no other.
 //!
+//! - A write that queues a job or makes an outbox message pending signals the store's
+//!   [`Wakeups`] ([`WakeSource`]) once it is durable, so idle workers and dispatchers
+//!   claim at once; a write that does not take effect signals nothing.
+//!
 //! # Implementing
 //! Run the conformance suite of the `crm-testkit` crate against your backend; it is the
 //! executable form of these contracts.
@@ -68,6 +72,7 @@ mod queue;
 mod scoring;
 mod send_gate;
 mod sequences;
+mod wake;
 mod webhook;
 mod workspace;
 
@@ -95,6 +100,9 @@ pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use send_gate::{SendStart, SendStartOutcome, StoppedSends, TouchLimit, WithStopped};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use wake::{
+    MAX_WAKE_TIMER, WakeFeed, WakeSource, WakeSubscription, WakeTopic, Wakeups, WeakWakeups, Woke,
+};
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,
@@ -139,6 +147,7 @@ pub trait Store:
     + InboundHandlerStore
     + InboundPipelineStore
     + ForecastStore
+    + WakeSource
     + Send
     + Sync
     + 'static
@@ -172,6 +181,7 @@ impl<T> Store for T where
         + ScoringStore
         + WebhookStore
         + WorkspaceStore
+        + WakeSource
         + Send
         + Sync
         + 'static

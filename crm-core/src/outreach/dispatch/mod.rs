@@ -132,7 +132,7 @@ use crate::clock::Clock;
 use crate::ids::{OutboxMessageId, SequenceId, WorkspaceId};
 use crate::model::{Channel, OutboxMessage, Sequence};
 use crate::outreach::settings::{SettingsProvider, WorkspaceSettings};
-use crate::store::{Claim, DispatcherStore, Page, Reschedule, Scope};
+use crate::store::{Claim, DispatcherStore, Page, Reschedule, Scope, WakeTopic, Wakeups};
 
 /// The outbox dispatcher. See the [module docs](self) for the path a message takes.
 ///
@@ -149,6 +149,7 @@ pub struct Dispatcher {
     dry_run: DryRunChannel,
     config: DispatcherConfig,
     forced_dry_run: bool,
+    wakeups: Wakeups,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -206,7 +207,23 @@ impl Dispatcher {
             notifier: None,
             config,
             forced_dry_run,
+            wakeups: Wakeups::polling(),
         }
+    }
+
+    /// Wakes [`run`](Self::run)'s idle sleep through `wakeups` (the store's, see
+    /// [`WakeSource`](crate::store::WakeSource)) when a message becomes claimable,
+    /// instead of only after the configured idle sleep.
+    #[must_use]
+    pub fn with_wakeups(mut self, wakeups: Wakeups) -> Self {
+        self.wakeups = wakeups;
+        self
+    }
+
+    /// The wake-up signals [`run`](Self::run) listens to.
+    #[must_use]
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
     }
 
     /// Uses `policy` for messages without an approval item.
@@ -348,10 +365,16 @@ impl Dispatcher {
 
     /// Dispatches batches until `shutdown` is `true` (or its sender is dropped). A
     /// batch that claims nothing, or fails, is followed by the idle sleep, which
-    /// shutdown interrupts. A batch in progress is always finished before returning.
-    /// Expired leases are reaped every `reap_interval` of the dispatcher's clock.
+    /// shutdown interrupts, and (after an empty claim) a wake-up signal too (see
+    /// [`with_wakeups`](Self::with_wakeups)). A batch in progress is always finished
+    /// before returning. Expired leases are reaped every `reap_interval` of the
+    /// dispatcher's clock.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut last_reap: Option<DateTime<Utc>> = None;
+        // Subscribed before the first claim, so no message released after a claim
+        // that missed it goes unnoticed.
+        let mut wake = self.wakeups.subscribe(WakeTopic::Outbox);
+        let never = &mut crate::store::WakeSubscription::never();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -367,17 +390,19 @@ impl Dispatcher {
                     }
                 }
             }
-            let idle = match self.dispatch_batch().await {
-                Ok(report) => report.claimed == 0,
+            let (idle, failed) = match self.dispatch_batch().await {
+                Ok(report) => (report.claimed == 0, false),
                 Err(e) => {
                     tracing::warn!(error = %e, retryable = e.is_retryable(), "outbox claim failed");
-                    true
+                    (true, true)
                 }
             };
             if idle {
                 let sleep = self.config.idle_sleep().to_std().unwrap_or_default();
                 let stop = Box::pin(shutdown.changed());
-                let nap = Box::pin(tokio::time::sleep(sleep));
+                // A failed claim waits the whole sleep: a signal cannot fix the store.
+                let signals = if failed { &mut *never } else { &mut wake };
+                let nap = Box::pin(signals.wait(sleep));
                 if let futures::future::Either::Left((Err(_), _)) =
                     futures::future::select(stop, nap).await
                 {

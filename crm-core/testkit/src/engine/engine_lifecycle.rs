@@ -66,6 +66,8 @@ macro_rules! __engine_conformance_expand {
 macro_rules! __engine_cases {
     ($callback:path, $($args:tt)*) => {
         $callback! { $($args)*;
+            wake::an_enqueued_job_wakes_the_idle_worker
+            wake::an_approved_message_wakes_the_idle_dispatcher
             engine_lifecycle::started_engine_sends_an_approved_step_and_drains_on_shutdown
             engine_lifecycle::shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_it
             engine_lifecycle::run_due_drives_every_part_and_the_periodic_jobs

@@ -47,6 +47,7 @@ mod outreach;
 mod scoring;
 mod send_gate;
 mod sequences;
+mod wake;
 mod webhooks;
 mod workspaces;
 
@@ -85,6 +86,7 @@ pub use outreach::*;
 pub use scoring::*;
 pub use send_gate::*;
 pub use sequences::*;
+pub use wake::*;
 pub use webhooks::*;
 pub use workspaces::*;
 
@@ -142,6 +144,8 @@ macro_rules! __store_conformance_expand {
 macro_rules! __store_cases {
     ($callback:path, $($args:tt)*) => {
         $callback! { $($args)*;
+            // wake-ups
+            wake_signals_claimable_work_only
             // crm: contacts and accounts
             contact_round_trip
             contact_insert_validates
