@@ -80,6 +80,7 @@ mod queue;
 mod scoring;
 mod sequences;
 mod table;
+mod touches;
 mod webhook;
 mod workspace;
 

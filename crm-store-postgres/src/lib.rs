@@ -62,6 +62,7 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
+mod touches;
 mod webhook;
 mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.

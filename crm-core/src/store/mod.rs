@@ -67,6 +67,7 @@ mod query;
 mod queue;
 mod scoring;
 mod sequences;
+mod touches;
 mod webhook;
 mod workspace;
 
@@ -92,6 +93,7 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use touches::{TouchStore, validate_touch_period};
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,
@@ -124,6 +126,7 @@ pub trait Store:
     + ScoringStore
     + WebhookStore
     + WorkspaceStore
+    + TouchStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -169,6 +172,7 @@ impl<T> Store for T where
         + ScoringStore
         + WebhookStore
         + WorkspaceStore
+        + TouchStore
         + Send
         + Sync
         + 'static

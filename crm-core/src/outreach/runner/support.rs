@@ -15,7 +15,7 @@ use crate::ids::{ContactId, SequenceId, WorkspaceId};
 use crate::model::{ActivityKind, Channel, Contact, Enrollment, InFlightPolicy, Sequence};
 use crate::outreach::schedule::{local_day, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
-use crate::store::{ActivityFilter, ActivityStore, SequenceStore};
+use crate::store::{ActivityFilter, ActivityStore, SequenceStore, TouchStore};
 
 /// The address `contact` is reached at on `channel`: the email for `Email` and
 /// `CalCom`, the phone for `WhatsApp` and `Sms`, the Instagram id for `Instagram`, the
@@ -107,6 +107,23 @@ pub(crate) async fn touches_today(
         ..ActivityFilter::default()
     };
     store.count_activities(workspace_id, &filter).await
+}
+
+/// The contact's touches of its local day at `now` in `tz`: messages sent that day and
+/// messages still queued to go by its end, manual tasks aside (see
+/// [`TouchStore::count_contact_touches`]).
+pub(crate) async fn touches_of_day(
+    store: &dyn TouchStore,
+    workspace_id: WorkspaceId,
+    contact_id: ContactId,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let from = start_of_local_day(tz, now);
+    let to = start_of_next_day(tz, local_day(tz, now)).max(from);
+    store
+        .count_contact_touches(workspace_id, contact_id, from, to)
+        .await
 }
 
 /// The step count as the state machine takes it.

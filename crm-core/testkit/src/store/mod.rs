@@ -44,6 +44,7 @@ mod outbox_send;
 mod outreach;
 mod scoring;
 mod sequences;
+mod touches;
 mod webhooks;
 mod workspaces;
 
@@ -79,6 +80,7 @@ pub use outbox_send::*;
 pub use outreach::*;
 pub use scoring::*;
 pub use sequences::*;
+pub use touches::*;
 pub use webhooks::*;
 pub use workspaces::*;
 
@@ -278,6 +280,8 @@ macro_rules! __store_cases {
             outbox_hold_for_approval
             outbox_hold_for_approval_with_existing_item
             outbox_hold_for_approval_is_atomic
+            // outreach: touches for the daily touch limit
+            touches_count_queued_and_sent_messages_of_the_period
             // outreach: approvals
             approval_find_for_outbox
             approval_clean_streak_newest_first
