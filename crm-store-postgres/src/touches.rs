@@ -1,39 +1,35 @@
-//! Touch counts for the daily touch limit: one count over the partial index of
+//! Queued touches for the daily touch limit: one count over the partial index of
 //! migration 0015.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::ids::{ContactId, WorkspaceId};
-use crm_core::store::{TouchStore, validate_touch_period};
+use crm_core::store::TouchStore;
 
 use crate::PostgresStore;
 use crate::error::{backend, db};
 
 const TOUCHES: &str = "touches";
 
-/// Sent in `[from, to)`, or queued and due before `to`; never manual tasks.
-const COUNT_TOUCHES: &str = "\
+/// Queued and due before `$3`; never manual tasks.
+const COUNT_QUEUED_TOUCHES: &str = "\
 SELECT count(*) FROM outbox_messages
  WHERE workspace_id = $1 AND contact_id = $2 AND channel <> 'manual_task'
-   AND ((status = 'sent' AND sent_at >= $3 AND sent_at < $4)
-     OR (status IN ('pending', 'awaiting_approval', 'in_flight') AND not_before < $4))";
+   AND status IN ('pending', 'awaiting_approval', 'in_flight') AND not_before < $3";
 
 #[async_trait]
 impl TouchStore for PostgresStore {
-    async fn count_contact_touches(
+    async fn count_queued_touches(
         &self,
         workspace_id: WorkspaceId,
         contact_id: ContactId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        validate_touch_period(from, to)?;
-        let n = sqlx::query_scalar::<_, i64>(COUNT_TOUCHES)
+        let n = sqlx::query_scalar::<_, i64>(COUNT_QUEUED_TOUCHES)
             .bind(workspace_id.as_uuid())
             .bind(contact_id.as_uuid())
-            .bind(from)
-            .bind(to)
+            .bind(before)
             .fetch_one(&self.pool)
             .await
             .map_err(db(TOUCHES))?;

@@ -66,9 +66,10 @@
 //! suppression and quota checks decide when it really goes out.
 //!
 //! # Limits
-//! The touch limit counts the contact's messages of its local day, manual tasks aside
-//! ([`TouchStore::count_contact_touches`](crate::store::TouchStore::count_contact_touches)):
-//! those sent that day and those still queued (pending, awaiting approval, in flight),
+//! The touch limit counts the contact's messages of its local day: those sent that day
+//! (`MessageSent` activities since the local midnight) and those still queued to go by
+//! the day's end (pending, awaiting approval, in flight; manual tasks aside:
+//! [`TouchStore::count_queued_touches`](crate::store::TouchStore::count_queued_touches)),
 //! so parallel sequences cannot queue past the limit before any of them is sent. At the
 //! limit the step is postponed to the window's first opening in the contact's next
 //! local day. Channel quotas are the dispatcher's.
@@ -102,9 +103,7 @@ use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::RunnerStore;
 
 pub use channel_meta::{BOOKING_LINK_PARAM, step_booking_link, workspace_booking_link};
-pub(crate) use support::{
-    Definitions, contact_time_zone, extra_values, step_count, touches_of_day, touches_today,
-};
+pub(crate) use support::{Definitions, contact_time_zone, extra_values, step_count, touches_today};
 pub use support::{MergeValues, StaticMergeValues, contact_address};
 
 /// The name of the per-workspace lease a runner holds while working on a workspace.

@@ -93,7 +93,7 @@ pub use query::{Claim, Inserted, Page, QuotaDecision, QuotaKey, Scope, validate_
 pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
-pub use touches::{TouchStore, validate_touch_period};
+pub use touches::TouchStore;
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,

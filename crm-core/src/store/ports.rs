@@ -172,8 +172,7 @@ port! {
     /// - [`ComplianceStore`]: reads suppressions and consents.
     /// - [`OutboxStore`]: lists queued messages.
     /// - [`QuotaStore`]: reads the quota already used.
-    /// - [`ActivityStore`]: finds the contact's last inbound message.
-    /// - [`TouchStore`]: counts today's touches (queued and sent).
+    /// - [`ActivityStore`]: counts today's touches.
     ForecastStore: SequenceStore + ContactStore + AccountStore + ComplianceStore
-        + OutboxStore + QuotaStore + ActivityStore + TouchStore
+        + OutboxStore + QuotaStore + ActivityStore
 }

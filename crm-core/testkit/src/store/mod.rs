@@ -281,7 +281,7 @@ macro_rules! __store_cases {
             outbox_hold_for_approval_with_existing_item
             outbox_hold_for_approval_is_atomic
             // outreach: touches for the daily touch limit
-            touches_count_queued_and_sent_messages_of_the_period
+            touches_count_queued_messages_due_before_the_bound
             // outreach: approvals
             approval_find_for_outbox
             approval_clean_streak_newest_first
