@@ -14,3 +14,4 @@ pub mod intake;
 pub mod jobs;
 pub mod runner;
 pub mod scoring;
+pub mod send_rule;
