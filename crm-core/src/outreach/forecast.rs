@@ -39,6 +39,7 @@
 //! Messages queued outside any enrollment count toward their contact's touch limit
 //! but are not walked (they are not assumed to take the cap).
 
+mod lookups;
 mod sim;
 
 use std::collections::{BinaryHeap, HashMap};

@@ -19,18 +19,13 @@ use super::{ForecastEntry, ForecastOutcome, HoldReason, MAX_EVENTS};
 use crate::error::StoreError;
 use crate::ids::{ContactId, EnrollmentId, WorkspaceId};
 use crate::model::{
-    Account, Channel, ConsentStatus, Contact, Enrollment, EnrollmentState, OutboxMessage,
-    OutboxStatus, Sequence,
+    Account, Channel, Contact, Enrollment, EnrollmentState, OutboxMessage, OutboxStatus, Sequence,
 };
-use crate::outreach::runner::{
-    MergeValues, contact_address, contact_time_zone, extra_values, touches_today,
-};
+use crate::outreach::runner::{MergeValues, contact_time_zone};
 use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
-use crate::outreach::settings::send_quota_key;
-use crate::outreach::template::{MergeContext, render};
 use crate::store::ForecastStore;
-use crate::store::{ComplianceStoreExt, Page};
+use crate::store::Page;
 
 /// Where a message stands in the dispatcher's order: messages already in the outbox by
 /// their id (`(0, id)`), then those the simulation queues, in queueing order.
@@ -520,108 +515,6 @@ impl Sim<'_> {
         if let Some(slot) = self.queued.get_mut(&w.contact.id) {
             slot.remove(&QueuedKey::Walker(i));
         }
-    }
-
-    /// Why the contact cannot get messages on `channel`, if it cannot.
-    async fn compliance(
-        &mut self,
-        contact: &Contact,
-        channel: Channel,
-    ) -> Result<Option<HoldReason>, StoreError> {
-        if channel == Channel::ManualTask {
-            return Ok(None);
-        }
-        if let Some(found) = self.compliance.get(&(contact.id, channel)) {
-            return Ok(found.clone());
-        }
-        let ws = self.workspace_id;
-        let reason = match contact_address(contact, channel) {
-            None => Some(HoldReason::Conflict {
-                detail: format!("no {channel} address"),
-            }),
-            Some(address) => match self.store.find_suppression(ws, channel, &address).await? {
-                Some(s) => Some(HoldReason::Suppression {
-                    reason: Some(s.reason),
-                }),
-                None => self
-                    .store
-                    .current_consent(ws, contact.id, channel)
-                    .await?
-                    .filter(|c| c.status == ConsentStatus::Withdrawn)
-                    .map(|_| HoldReason::Suppression { reason: None }),
-            },
-        };
-        self.compliance
-            .insert((contact.id, channel), reason.clone());
-        Ok(reason)
-    }
-
-    /// Why the template cannot be rendered for the contact (field names only).
-    async fn render_problem(
-        &mut self,
-        contact: &Contact,
-        template: &crate::model::Template,
-    ) -> Result<Option<String>, StoreError> {
-        let account = match contact.account_id {
-            None => None,
-            Some(id) => {
-                if !self.accounts.contains_key(&id) {
-                    let found = match self.store.get_account(self.workspace_id, id).await {
-                        Ok(a) => Some(a),
-                        Err(e) if e.kind() == crate::error::StoreErrorKind::NotFound => None,
-                        Err(e) => return Err(e),
-                    };
-                    self.accounts.insert(id, found);
-                }
-                self.accounts.get(&id).and_then(Option::as_ref)
-            }
-        };
-        let extra = extra_values(self.merge_values, self.workspace_id, contact).await;
-        let ctx = MergeContext::new(contact, account).with_extra(&extra);
-        let result = render(&template.body, &ctx).and_then(|_| {
-            template
-                .subject
-                .as_deref()
-                .map(|s| render(s, &ctx))
-                .transpose()
-        });
-        Ok(result.err().map(|e| e.to_string()))
-    }
-
-    async fn quota(&mut self, channel: Channel, day: NaiveDate) -> Result<u32, StoreError> {
-        if let Some(used) = self.quota_used.get(&(channel, day)) {
-            return Ok(*used);
-        }
-        let today = local_day(self.settings.default_time_zone, self.now);
-        let used = if day == today {
-            self.store
-                .quota_usage(self.workspace_id, &send_quota_key(channel, day))
-                .await?
-        } else {
-            0
-        };
-        self.quota_used.insert((channel, day), used);
-        Ok(used)
-    }
-
-    /// Messages sent to the contact on its local `day` (its `MessageSent` activities
-    /// today, then the simulated sends).
-    async fn sent_on(
-        &mut self,
-        contact: &Contact,
-        tz: Tz,
-        day: NaiveDate,
-    ) -> Result<u64, StoreError> {
-        if let Some(n) = self.sent.get(&(contact.id, day)) {
-            return Ok(*n);
-        }
-        let n = if day == local_day(tz, self.now) {
-            touches_today(self.store, self.workspace_id, contact.id, tz, self.now).await?
-        } else {
-            0
-        };
-        self.sent.insert((contact.id, day), n);
-        Ok(n)
     }
 }
 
