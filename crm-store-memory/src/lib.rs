@@ -81,6 +81,7 @@ mod scoring;
 mod send_gate;
 mod sequences;
 mod table;
+mod touches;
 mod webhook;
 mod workspace;
 

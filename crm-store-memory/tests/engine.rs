@@ -7,6 +7,7 @@ async fn fresh_store() -> crm_store_memory::MemoryStore {
 crm_testkit::dispatch_conformance_tests!(fresh_store);
 crm_testkit::approval_conformance_tests!(fresh_store);
 crm_testkit::runner_conformance_tests!(fresh_store);
+crm_testkit::send_rule_conformance_tests!(fresh_store);
 crm_testkit::jobs_conformance_tests!(fresh_store);
 crm_testkit::enrichment_conformance_tests!(fresh_store);
 crm_testkit::scoring_conformance_tests!(fresh_store);

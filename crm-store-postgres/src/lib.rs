@@ -83,6 +83,7 @@ mod rows;
 mod scoring;
 mod sequences;
 mod wake;
+mod touches;
 mod webhook;
 mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.

@@ -409,7 +409,9 @@ fn steps() -> Vec<SequenceStep> {
         delay,
         window: Some(SendWindow {
             start_hour: 9,
+            start_minute: 0,
             end_hour: 17,
+            end_minute: 0,
             weekdays: vec![Mon, Tue, Wed, Thu, Fri],
         }),
         requires_approval: channel == Channel::WhatsApp,

@@ -49,15 +49,91 @@ impl StepDelay {
     }
 }
 
-/// Local hours and weekdays in which a step may be sent.
+/// Local times of day and weekdays in which a step may be sent.
+///
+/// The window opens at `start_hour:start_minute` and closes at `end_hour:end_minute`
+/// (exclusive) in the contact's time zone, on each of `weekdays`; `24:00` closes it at
+/// midnight. The minutes were added after the hours: a stored window without them
+/// (every sequence saved before) reads as whole hours, and a window on whole hours is
+/// stored without them, so old and new readers agree on the JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendWindow {
-    /// First allowed hour (0 to 23), inclusive.
+    /// Hour the window opens (0 to 23), inclusive.
     pub start_hour: u8,
+    /// Minute past `start_hour` the window opens (0 to 59; default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_minute: u8,
     /// Hour the window closes (1 to 24), exclusive.
     pub end_hour: u8,
+    /// Minute past `end_hour` the window closes (0 to 59; default 0; 0 when
+    /// `end_hour` is 24).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub end_minute: u8,
     /// Allowed weekdays.
     pub weekdays: Vec<Weekday>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+impl SendWindow {
+    /// A window from `start_hour:00` to `end_hour:00` on `weekdays`.
+    #[must_use]
+    pub fn hours(start_hour: u8, end_hour: u8, weekdays: Vec<Weekday>) -> Self {
+        Self {
+            start_hour,
+            start_minute: 0,
+            end_hour,
+            end_minute: 0,
+            weekdays,
+        }
+    }
+
+    /// The same window opening at `start_minute` past its start hour and closing at
+    /// `end_minute` past its end hour.
+    #[must_use]
+    pub fn with_minutes(mut self, start_minute: u8, end_minute: u8) -> Self {
+        self.start_minute = start_minute;
+        self.end_minute = end_minute;
+        self
+    }
+
+    /// Minutes after local midnight the window opens.
+    #[must_use]
+    pub fn opens_at_minute(&self) -> u16 {
+        u16::from(self.start_hour) * 60 + u16::from(self.start_minute)
+    }
+
+    /// Minutes after local midnight the window closes (exclusive; 1440 is midnight).
+    #[must_use]
+    pub fn closes_at_minute(&self) -> u16 {
+        u16::from(self.end_hour) * 60 + u16::from(self.end_minute)
+    }
+
+    /// Opens at or after 00:00 and before it closes, closes no later than 24:00, minutes
+    /// below 60, at least one weekday.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let sane = self.start_minute < 60
+            && self.end_minute < 60
+            && self.start_hour <= 23
+            && self.opens_at_minute() < self.closes_at_minute()
+            && self.closes_at_minute() <= 24 * 60;
+        if !sane {
+            return Err(ValidationError::new(
+                "step.window",
+                "needs start < end <= 24:00 and minutes below 60",
+            ));
+        }
+        if self.weekdays.is_empty() {
+            return Err(ValidationError::new(
+                "step.window",
+                "needs at least one weekday",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A step's message template with `{{merge_field}}` placeholders.
@@ -236,13 +312,8 @@ impl Sequence {
                 step.template.subject.as_deref(),
                 MAX_TITLE_BYTES,
             )?;
-            if let Some(w) = &step.window
-                && (w.start_hour >= w.end_hour || w.end_hour > 24 || w.weekdays.is_empty())
-            {
-                return Err(ValidationError::new(
-                    "step.window",
-                    "needs start_hour < end_hour <= 24 and at least one weekday",
-                ));
+            if let Some(window) = &step.window {
+                window.validate()?;
             }
         }
         Ok(())
@@ -417,5 +488,63 @@ mod tests {
             let err = with_delay(delay).expect_err("refused");
             assert_eq!(err.field(), "step.delay", "{err}");
         }
+    }
+
+    fn with_window(window: SendWindow) -> Result<Sequence, ValidationError> {
+        let mut step = SequenceStep::new(
+            Channel::Email,
+            Template {
+                subject: None,
+                body: "Hi".into(),
+            },
+            StepDelay::Hours(0),
+        );
+        step.window = Some(window);
+        Sequence::create(
+            WorkspaceId::new(),
+            "Intro",
+            vec![step],
+            DateTime::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn windows_have_minute_precision_and_are_checked() {
+        let days = || vec![Weekday::Mon];
+        assert!(with_window(SendWindow::hours(9, 17, days()).with_minutes(30, 15)).is_ok());
+        assert!(with_window(SendWindow::hours(2, 3, days()).with_minutes(0, 30)).is_ok());
+        assert!(with_window(SendWindow::hours(0, 24, days())).is_ok());
+        assert!(with_window(SendWindow::hours(9, 9, days()).with_minutes(0, 1)).is_ok());
+        for bad in [
+            SendWindow::hours(9, 9, days()).with_minutes(30, 30),
+            SendWindow::hours(9, 9, days()).with_minutes(31, 30),
+            SendWindow::hours(9, 17, days()).with_minutes(60, 0),
+            SendWindow::hours(9, 17, days()).with_minutes(0, 60),
+            SendWindow::hours(9, 24, days()).with_minutes(0, 1),
+            SendWindow::hours(24, 24, days()),
+            SendWindow::hours(9, 17, Vec::new()),
+        ] {
+            let err = with_window(bad.clone()).expect_err("refused");
+            assert_eq!(err.field(), "step.window", "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn windows_stored_without_minutes_still_load() {
+        let old = r#"{"start_hour":9,"end_hour":17,"weekdays":["Mon","Fri"]}"#;
+        let window: SendWindow = serde_json::from_str(old).expect("old window");
+        assert_eq!(
+            window,
+            SendWindow::hours(9, 17, vec![Weekday::Mon, Weekday::Fri])
+        );
+        // Whole hours are written as before; minutes only when set.
+        assert_eq!(serde_json::to_string(&window).expect("json"), old);
+        let precise = window.with_minutes(30, 15);
+        let json = serde_json::to_string(&precise).expect("json");
+        assert!(json.contains(r#""start_minute":30"#) && json.contains(r#""end_minute":15"#));
+        assert_eq!(
+            serde_json::from_str::<SendWindow>(&json).expect("back"),
+            precise
+        );
     }
 }

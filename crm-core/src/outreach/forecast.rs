@@ -2,32 +2,46 @@
 //! and why anything is held back. Read-only: it changes no state.
 //!
 //! [`Forecast::forecast`] walks every running enrollment through its remaining steps,
-//! in time order across the workspace, the way the runner and the dispatcher would:
+//! in time order across the workspace, with the rule the runner and the dispatcher
+//! apply to every message (see [`dispatch`](crate::outreach::dispatch)):
 //!
-//! - a step is due after its delay; outside its send window it moves to the next
-//!   opening ([`HoldReason::Window`]);
-//! - a contact at the daily touch limit moves to its next local day
-//!   ([`HoldReason::TouchLimit`]); manual tasks do not touch the contact;
-//! - a channel at its daily cap moves to the next day in the workspace's time zone
-//!   ([`HoldReason::Quota`]); today's usage is read from the quota counter
-//!   `send:<channel>` of the workspace's local day, and every planned send counts;
+//! - the runner looks at a step when it falls due (after its delay, inside its send
+//!   window); outside its window it moves to the next opening ([`HoldReason::Window`]);
+//!   at the contact's daily touch limit, counting what was sent to the contact that
+//!   local day and what is still queued to go by its end, it moves to the window's first
+//!   opening in the contact's next local day ([`HoldReason::TouchLimit`]); manual tasks
+//!   do not touch the contact. Otherwise it queues the step's message, due at once;
+//! - the dispatcher takes due messages in order of `not_before`, then outbox id
+//!   (enqueue order). A message goes when it is inside its step's window in the
+//!   contact's zone, the contact was sent fewer than the touch limit that local day,
+//!   and the workspace's daily cap of the channel (`send:<channel>` of the workspace's
+//!   local day; today's usage is read from the store) is not used up. Over the touch
+//!   limit it waits for the window's first opening in the contact's next local day;
+//!   over the cap ([`HoldReason::Quota`]) for the window's first opening after the
+//!   workspace's next local midnight. So when the cap binds, the earliest due go first,
+//!   and a backlog from one day competes with the next day's steps in due order;
+//! - after a send, the next step falls due its delay after the send;
 //! - a step whose address is suppressed or whose consent is withdrawn is held
 //!   ([`HoldReason::Suppression`]), and so is one that cannot be built: no address,
-//!   a missing merge field, a step gone after a migration ([`HoldReason::Conflict`]);
+//!   a missing merge field, a step gone after a migration, a delay that cannot be
+//!   scheduled ([`HoldReason::Conflict`]);
 //! - a message already queued and waiting for a person is held
 //!   ([`HoldReason::Approval`]); a planned step that will need a person's approval
-//!   says so with `needs_approval` (the step's flag; the workspace's approval policy
-//!   decides at dispatch time and may require it for every step);
+//!   says so with `needs_approval` and is assumed approved at once (the step's flag;
+//!   the workspace's approval policy decides at dispatch time and may require it for
+//!   every step);
 //! - a paused enrollment without a resume time is held ([`HoldReason::Paused`]).
 //!
 //! A planned send lists the reasons it was postponed; a step postponed past the
 //! horizon is reported held with the last reason and the time it would be looked at.
-//! After a planned send the next step is assumed due after its delay from that time,
-//! as if the dispatcher sent at once.
+//! With [`Forecast::with_tick`] the runner and the dispatcher are assumed to run every
+//! tick (as the engine's loops do), and a planned send's `at` is the run that sends it.
+//! Messages queued outside any enrollment count toward their contact's touch limit
+//! but are not walked (they are not assumed to take the cap).
 
+mod lookups;
 mod sim;
 
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
@@ -94,7 +108,8 @@ pub enum ForecastOutcome {
     Planned {
         /// When it falls due by its delay (or its queued message's `not_before`).
         due_at: DateTime<Utc>,
-        /// When it would be queued.
+        /// When it would be sent (the runner queues it then, or earlier when the
+        /// dispatcher postpones it).
         at: DateTime<Utc>,
         /// Whether a person must approve it (the step's flag).
         needs_approval: bool,
@@ -161,6 +176,7 @@ pub struct Forecast {
     settings: Arc<dyn SettingsProvider>,
     enforce_touch_limit: bool,
     merge_values: Option<Arc<dyn MergeValues>>,
+    tick: Option<Duration>,
 }
 
 impl Forecast {
@@ -178,6 +194,7 @@ impl Forecast {
             settings,
             enforce_touch_limit: true,
             merge_values: None,
+            tick: None,
         }
     }
 
@@ -186,6 +203,17 @@ impl Forecast {
     #[must_use]
     pub fn with_merge_values(mut self, values: Arc<dyn MergeValues>) -> Self {
         self.merge_values = Some(values);
+        self
+    }
+
+    /// How often the runner and the dispatcher run (match the engine's loops): steps
+    /// and sends then happen at the forecast's now plus whole ticks, and a forecast is
+    /// exact to the instant. Without it (the default) they are assumed to run
+    /// continuously: every instant is the moment a step falls due, and a real engine
+    /// sends it at its first run after that.
+    #[must_use]
+    pub fn with_tick(mut self, tick: Duration) -> Self {
+        self.tick = Some(tick).filter(|t| *t > Duration::zero());
         self
     }
 
@@ -213,13 +241,18 @@ impl Forecast {
             workspace_id,
             now,
             horizon,
+            tick: self.tick,
             touch_limit: self.enforce_touch_limit,
             merge_values: self.merge_values.as_ref(),
             quota_used: HashMap::new(),
-            touches: HashMap::new(),
+            sent: HashMap::new(),
+            queued: HashMap::new(),
             compliance: HashMap::new(),
             accounts: HashMap::new(),
             entries: Vec::new(),
+            walkers: Vec::new(),
+            next_seq: 0,
+            heap: BinaryHeap::new(),
         };
         let queued = sim.queued_messages().await?;
         let filter = EnrollmentFilter {
@@ -229,8 +262,6 @@ impl Forecast {
         let running = all_enrollments(&*self.store, workspace_id, &filter).await?;
         let mut definitions = Definitions::new(&*self.store, workspace_id);
         let mut contacts: HashMap<ContactId, Arc<Contact>> = HashMap::new();
-        let mut walkers = Vec::new();
-        let mut heap = BinaryHeap::new();
         for enrollment in running {
             let sequence = definitions.for_enrollment(&enrollment).await?;
             let contact = match contacts.get(&enrollment.contact_id) {
@@ -246,25 +277,9 @@ impl Forecast {
                 }
             };
             let message = queued.get(&enrollment.id).cloned();
-            if let Some(w) = sim.start(enrollment, sequence, contact, message) {
-                heap.push(Reverse((w.at, walkers.len())));
-                walkers.push(w);
-            }
+            sim.start(enrollment, sequence, contact, message);
         }
-        let mut events = 0;
-        while let Some(Reverse((at, i))) = heap.pop() {
-            events += 1;
-            let Some(w) = walkers.get_mut(i) else {
-                continue;
-            };
-            if events > MAX_EVENTS {
-                break;
-            }
-            w.at = at;
-            if sim.visit(w).await? {
-                heap.push(Reverse((w.at, i)));
-            }
-        }
+        sim.run().await?;
         Ok(sim.entries)
     }
 }

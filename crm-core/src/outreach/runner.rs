@@ -66,9 +66,20 @@
 //! suppression and quota checks decide when it really goes out.
 //!
 //! # Limits
-//! The touch limit counts `MessageSent` activities since the start of the contact's
-//! local day; messages queued but not yet sent do not count (the dispatcher's quotas
-//! do). Channel quotas are the dispatcher's. A workspace pass handles at most
+//! The touch limit counts the contact's messages of its local day: those sent that day
+//! (`MessageSent` activities since the local midnight) and those still queued to go by
+//! the day's end (pending, awaiting approval, in flight; manual tasks aside:
+//! [`TouchStore::count_queued_touches`](crate::store::TouchStore::count_queued_touches)),
+//! so parallel sequences cannot queue past the limit before any of them is sent. At the
+//! limit the step is postponed to the window's first opening in the contact's next
+//! local day. Channel quotas are the dispatcher's.
+//!
+//! # A delay that cannot be scheduled
+//! Delays are bounded when a sequence is saved ([`StepDelay::MAX_HOURS`](crate::model::StepDelay::MAX_HOURS),
+//! [`StepDelay::MAX_BUSINESS_DAYS`](crate::model::StepDelay::MAX_BUSINESS_DAYS)). A stored
+//! delay past them (written around validation) cannot be scheduled: that one
+//! enrollment is parked (`delay_out_of_range`, with an audit entry naming the step) and
+//! listed in [`TenantReport::failed`] as [`RunnerError::Delay`]; the tick goes on. A workspace pass handles at most
 //! [`RunnerConfig::batch_size`] enrollments and must finish within
 //! [`RunnerConfig::lease_ttl`]; an overrun is still safe (every write is
 //! compare-and-set) but another runner may then work on the workspace too.
@@ -87,6 +98,7 @@ use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{EnrollmentId, WorkspaceId};
 use crate::outreach::enrollment::TransitionError;
+use crate::outreach::schedule::DelayOutOfRange;
 use crate::outreach::settings::{SettingsError, SettingsProvider};
 use crate::store::RunnerStore;
 
@@ -228,6 +240,17 @@ pub enum RunnerError {
     /// tick (nothing is queued without its limits and safety settings).
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// A step's stored delay cannot be scheduled (it is past its maximum: written
+    /// around [`Sequence::validate`](crate::model::Sequence::validate)). The enrollment
+    /// is parked with reason `delay_out_of_range`; the others go on.
+    #[error("the delay of step {step} cannot be scheduled")]
+    Delay {
+        /// The step whose delay failed (0-based).
+        step: i32,
+        /// Why.
+        #[source]
+        source: DelayOutOfRange,
+    },
 }
 
 impl RunnerError {
@@ -237,7 +260,7 @@ impl RunnerError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Settings(e) => e.is_retryable(),
-            Self::Config(_) | Self::Transition(_) => false,
+            Self::Config(_) | Self::Transition(_) | Self::Delay { .. } => false,
         }
     }
 }

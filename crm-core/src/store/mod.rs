@@ -73,6 +73,7 @@ mod scoring;
 mod send_gate;
 mod sequences;
 mod wake;
+mod touches;
 mod webhook;
 mod workspace;
 
@@ -103,6 +104,7 @@ pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, Sequ
 pub use wake::{
     MAX_WAKE_TIMER, WakeFeed, WakeSource, WakeSubscription, WakeTopic, Wakeups, WeakWakeups, Woke,
 };
+pub use touches::TouchStore;
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,
@@ -135,6 +137,7 @@ pub trait Store:
     + ScoringStore
     + WebhookStore
     + WorkspaceStore
+    + TouchStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -182,6 +185,7 @@ impl<T> Store for T where
         + WebhookStore
         + WorkspaceStore
         + WakeSource
+        + TouchStore
         + Send
         + Sync
         + 'static

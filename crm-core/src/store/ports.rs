@@ -13,7 +13,7 @@
 use crate::store::{
     AccountStore, ActivityStore, AnomalyStore, ApprovalStore, AuditStore, ComplianceStore,
     ContactStore, EnrichmentStore, EventStore, IntakeStore, JobStore, LeaseStore, OutboxStore,
-    QuotaStore, ScoringStore, SequenceStore,
+    QuotaStore, ScoringStore, SequenceStore, TouchStore,
 };
 
 /// The name of the backend behind a store or a port (`"memory"`, `"postgres"`), for
@@ -75,8 +75,10 @@ port! {
     /// - [`AuditStore`]: records why an enrollment was parked.
     /// - [`OutboxStore`]: reads a pending step's message, to move its enrollment on
     ///   when the message ended unsent.
+    /// - [`TouchStore`]: counts the contact's queued and sent messages of its local day
+    ///   for the daily touch limit.
     RunnerStore: LeaseStore + SequenceStore + ContactStore + AccountStore + ActivityStore
-        + AuditStore + OutboxStore
+        + AuditStore + OutboxStore + TouchStore
 }
 
 port! {

@@ -266,7 +266,9 @@ mod tests {
     fn next_due_uses_the_next_step_or_the_reply_wait() {
         let window = SendWindow {
             start_hour: 9,
+            start_minute: 0,
             end_hour: 17,
+            end_minute: 0,
             weekdays: vec![Weekday::Mon, Weekday::Tue],
         };
         let steps = vec![

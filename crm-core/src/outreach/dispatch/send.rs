@@ -189,7 +189,19 @@ impl Ready<'_> {
         }
         let (result, provider) = match &self.sender {
             Sender::DryRun => (Ok(attempt.d.dry_run.record(&outbound)), "dry-run"),
-            Sender::Adapter(adapter) => (adapter.send(&outbound).await, adapter.provider()),
+            Sender::Adapter(adapter) => {
+                // A panic after the adapter was called may come after the provider took
+                // the message: it ends failed with the reason, never handed over again.
+                let call = std::panic::AssertUnwindSafe(adapter.send(&outbound));
+                match futures::FutureExt::catch_unwind(call).await {
+                    Ok(result) => (result, adapter.provider()),
+                    Err(_) => {
+                        tracing::error!(outbox_id = %attempt.message.id, "channel adapter panicked");
+                        let reason = "channel adapter panicked during the send";
+                        return attempt.finish(OutboxStatus::Failed, reason).await;
+                    }
+                }
+            }
         };
         match result {
             Ok(receipt) => self.sent(self.contact_id, receipt, provider).await,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::support::{
     Definitions, MergeValues, contact_address, contact_time_zone, extra_values,
-    manual_task_recipient, step_count, touches_today,
+    manual_task_recipient, step_count, touches_of_day,
 };
 use super::{EnrollmentFailure, RunnerConfig, RunnerError, TenantReport};
 use crate::error::{StoreError, StoreErrorKind};
@@ -18,7 +18,9 @@ use crate::model::{
     Sequence, SequenceStatus, SequenceStep, end_reasons,
 };
 use crate::outreach::enrollment::{Effect, EnrollmentEvent, step_idempotency_key, transition};
-use crate::outreach::schedule::{apply_delay, local_day, next_allowed, start_of_next_day};
+use crate::outreach::schedule::{
+    DelayOutOfRange, apply_delay, local_day, next_allowed, start_of_next_day,
+};
 use crate::outreach::settings::WorkspaceSettings;
 use crate::outreach::template::{MergeContext, TemplateError, render};
 use crate::store::RunnerStore;
@@ -182,13 +184,7 @@ impl<'a> Pass<'a> {
                         Ok(due) => next_allowed(step.window.as_ref(), tz, due),
                         // Only a stored delay past its maximum gets here: this
                         // enrollment is parked with the reason, the tick goes on.
-                        Err(err) => {
-                            let problem = Problem {
-                                action: "outreach.delay_out_of_range",
-                                details: json!({ "step": 0, "reason": err.to_string() }),
-                            };
-                            return self.park(e, n, problem).await;
-                        }
+                        Err(err) => return self.delay_failed(e, n, 0, err).await,
                     },
                     None => now,
                 };
@@ -235,8 +231,9 @@ impl<'a> Pass<'a> {
         }
         if self.config.enforce_touch_limit && step.channel != Channel::ManualTask {
             let limit = u64::from(self.settings.daily_touch_limit);
-            let sent = touches_today(self.store, self.workspace_id, contact.id, tz, now).await?;
-            if sent >= limit {
+            let touches =
+                touches_of_day(self.store, self.workspace_id, contact.id, tz, now).await?;
+            if touches >= limit {
                 let tomorrow = start_of_next_day(tz, local_day(tz, now));
                 let until = next_allowed(step.window.as_ref(), tz, tomorrow);
                 let event = EnrollmentEvent::Postpone { until };
@@ -355,6 +352,39 @@ impl<'a> Pass<'a> {
             Err(e) if e.kind() == StoreErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A step delay that cannot be scheduled (a stored delay past its maximum, written
+    /// around validation): the enrollment is parked with the reason
+    /// (`delay_out_of_range`, audited) and reported failed in the tick's report; the
+    /// pass goes on with the others.
+    async fn delay_failed(
+        &mut self,
+        e: &Enrollment,
+        n: i32,
+        step: i32,
+        error: DelayOutOfRange,
+    ) -> Result<Next, RunnerError> {
+        let problem = Problem {
+            action: "outreach.delay_out_of_range",
+            details: json!({ "step": step, "reason": error.to_string() }),
+        };
+        let next = self.park(e, n, problem).await?;
+        tracing::warn!(
+            workspace_id = %self.workspace_id,
+            enrollment_id = %e.id,
+            step,
+            error = %error,
+            "outreach runner: step delay cannot be scheduled; enrollment parked"
+        );
+        self.report.failed.push(EnrollmentFailure {
+            enrollment_id: e.id,
+            error: RunnerError::Delay {
+                step,
+                source: error,
+            },
+        });
+        Ok(next)
     }
 
     /// Pauses the enrollment without a resume time and records why in the audit trail.

@@ -11,6 +11,7 @@ mod fail_closed;
 mod failures;
 mod gates;
 mod send_gate;
+mod panics;
 mod sending;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +24,7 @@ pub use fail_closed::*;
 pub use failures::*;
 pub use gates::*;
 pub use send_gate::*;
+pub use panics::*;
 pub use sending::*;
 
 use crate::store::fixtures::{base, created, new_contact, new_message, ok, unique_email};
@@ -108,6 +110,9 @@ macro_rules! __dispatch_cases {
             dispatch_rate_limited_honours_retry_after
             dispatch_permanent_errors_fail
             dispatch_invalid_recipient_fails_and_suppresses
+            // a panicking adapter
+            dispatch_panicking_adapter_fails_the_message_once
+            dispatch_panic_is_caught_per_message
             // settings that cannot be read: fail closed
             dispatch_unreadable_settings_hold_the_workspace_until_they_read
             dispatch_store_settings_send_nothing_for_an_unknown_workspace

@@ -6,11 +6,13 @@
 
 mod anomalies;
 mod events;
+mod panics;
 mod routing;
 mod worker;
 
 pub use anomalies::*;
 pub use events::*;
+pub use panics::*;
 pub use routing::*;
 pub use worker::*;
 
@@ -77,6 +79,7 @@ macro_rules! __jobs_cases {
             // worker
             worker_runs_each_job_exactly_once
             retryable_failures_back_off_then_dead_letter
+            worker_panicking_handler_is_retried_then_dead_lettered
             permanent_failure_dead_letters_at_once
             unregistered_kinds_are_never_claimed
             reaper_returns_expired_leases_and_the_job_runs_again

@@ -15,3 +15,4 @@ pub mod jobs;
 pub mod runner;
 pub mod scoring;
 pub mod wake;
+pub mod send_rule;

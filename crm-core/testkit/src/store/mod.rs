@@ -48,6 +48,7 @@ mod scoring;
 mod send_gate;
 mod sequences;
 mod wake;
+mod touches;
 mod webhooks;
 mod workspaces;
 
@@ -87,6 +88,7 @@ pub use scoring::*;
 pub use send_gate::*;
 pub use sequences::*;
 pub use wake::*;
+pub use touches::*;
 pub use webhooks::*;
 pub use workspaces::*;
 
@@ -293,6 +295,8 @@ macro_rules! __store_cases {
             send_gate_answers_each_start_in_order
             send_gate_unsubscribes_report_cancelled_and_in_flight
             send_gate_concurrent_starts_never_pass_the_cap
+            // outreach: touches for the daily touch limit
+            touches_count_queued_messages_due_before_the_bound
             // outreach: approvals
             approval_find_for_outbox
             approval_clean_streak_newest_first

@@ -2,13 +2,14 @@
 //! on its way; and holding the enrollments of a paused sequence.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use super::{Count, Next, Pass};
 use crate::error::StoreErrorKind;
 use crate::model::{Enrollment, OutboxStatus, Sequence, StepFailurePolicy};
-use crate::outreach::dispatch::next_due;
 use crate::outreach::enrollment::EnrollmentEvent;
 use crate::outreach::runner::{RunnerError, contact_time_zone, step_count};
+use crate::outreach::schedule::{DelayOutOfRange, apply_delay, next_allowed};
 
 impl Pass<'_> {
     /// A due `StepPending` enrollment: its step's message either went out (the
@@ -50,14 +51,20 @@ impl Pass<'_> {
             .get_contact(self.workspace_id, e.contact_id)
             .await?;
         let tz = contact_time_zone(&contact, &self.settings);
-        let next = next_due(sequence, e.current_step, tz, at).unwrap_or(self.now);
         let step = e.current_step;
+        // A stored delay past its maximum cannot be scheduled: the step is recorded as
+        // it went (sent or skipped), then the enrollment is parked with the reason.
+        let (next, broken) = match checked_next_due(sequence, step, tz, at) {
+            Ok(next) => (next, None),
+            Err(broken) => (self.now, Some(broken)),
+        };
         if !unsent {
             let event = EnrollmentEvent::StepSent {
                 step,
                 next_due: next,
             };
-            return self.apply(e, n, &event, None, Count::Rechecked).await;
+            let applied = self.apply(e, n, &event, None, Count::Rechecked).await?;
+            return self.then_park_if_broken(applied, n, broken).await;
         }
         let (event, count) = match policy {
             StepFailurePolicy::Skip => (
@@ -71,6 +78,7 @@ impl Pass<'_> {
                 (EnrollmentEvent::StepFailed { step }, Count::Failed)
             }
         };
+        let broken = broken.filter(|_| policy == StepFailurePolicy::Skip);
         tracing::info!(
             workspace_id = %self.workspace_id,
             enrollment_id = %e.id,
@@ -79,11 +87,30 @@ impl Pass<'_> {
             "outreach runner: step message ended unsent"
         );
         let applied = self.apply(e, n, &event, None, count).await?;
+        if broken.is_some() {
+            return self.then_park_if_broken(applied, n, broken).await;
+        }
         // A skipped step's next one is looked at again in this tick if it is due now.
         Ok(match applied {
             Next::Again(next) if next.state.is_running() => Next::Again(next),
             _ => Next::Done,
         })
+    }
+
+    /// After a step was recorded: parks the enrollment (as stored) when its next delay
+    /// could not be scheduled.
+    async fn then_park_if_broken(
+        &mut self,
+        applied: Next,
+        n: i32,
+        broken: Option<(i32, DelayOutOfRange)>,
+    ) -> Result<Next, RunnerError> {
+        match (applied, broken) {
+            (Next::Again(stored), Some((step, error))) => {
+                self.delay_failed(&stored, n, step, error).await
+            }
+            _ => Ok(Next::Done),
+        }
     }
 
     /// Takes the enrollment of a paused sequence off the due list (`next_run_at`
@@ -107,6 +134,30 @@ impl Pass<'_> {
         };
         self.write(again, None, false, Count::Held).await?;
         Ok(Next::Done)
+    }
+}
+
+/// When the enrollment is due after `step` went (or was skipped) at `at`: the next
+/// step's delay moved into its window, or after the last step the reply wait (its
+/// delay). The dispatcher's `next_due`, with the reason when a delay cannot be
+/// scheduled: the index of the step whose delay failed and why.
+fn checked_next_due(
+    sequence: &Sequence,
+    step: i32,
+    tz: Tz,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, (i32, DelayOutOfRange)> {
+    let Ok(index) = usize::try_from(step) else {
+        return Ok(at);
+    };
+    let next_index = index.saturating_add(1);
+    let next_step = i32::try_from(next_index).unwrap_or(i32::MAX);
+    match (sequence.steps.get(index), sequence.steps.get(next_index)) {
+        (_, Some(next)) => apply_delay(next.delay, tz, at)
+            .map(|due| next_allowed(next.window.as_ref(), tz, due))
+            .map_err(|e| (next_step, e)),
+        (Some(current), None) => apply_delay(current.delay, tz, at).map_err(|e| (step, e)),
+        (None, None) => Ok(at),
     }
 }
 

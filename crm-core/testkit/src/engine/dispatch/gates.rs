@@ -379,7 +379,9 @@ pub async fn dispatch_outside_the_step_window_waits_for_it(store: Arc<DynStore>)
     let start = u8::try_from((now.with_timezone(&berlin).hour() + 2) % 24).expect("an hour");
     let window = SendWindow {
         start_hour: start,
+        start_minute: 0,
         end_hour: start + 1,
+        end_minute: 0,
         weekdays: vec![
             Weekday::Mon,
             Weekday::Tue,

@@ -44,7 +44,9 @@ pub fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 pub fn office_hours() -> SendWindow {
     SendWindow {
         start_hour: 9,
+        start_minute: 0,
         end_hour: 17,
+        end_minute: 0,
         weekdays: vec![
             Weekday::Mon,
             Weekday::Tue,
