@@ -5,8 +5,8 @@
 //!   contacts in six zones; every (enrollment, step) goes out at the instant the
 //!   forecast (made at the start, with a one-hour tick) gave, and nothing else goes.
 //! - [`send_rule_forecast_is_exact_with_parallel_sequences`]: the same with contacts
-//!   in two sequences at once; it needs the dispatcher's touch check at send time and
-//!   is ignored until the dispatcher has it.
+//!   in two sequences at once, which holds through the dispatcher's touch check at
+//!   send time (`begin_sends`).
 //! - [`send_rule_holds_under_random_zones_windows_caps_and_approvals`]: sixteen random
 //!   scenarios (zones, windows with minutes, caps, touch limits, approvals decided at
 //!   random times, random clock steps); no send is ever outside its step's window, over
@@ -32,9 +32,6 @@ macro_rules! send_rule_conformance_tests {
         $crate::__send_rule_conformance_expand!($make;
             send_rule_forecast_is_exact_under_a_binding_cap
             send_rule_holds_under_random_zones_windows_caps_and_approvals
-        );
-        $crate::__send_rule_conformance_expand!(@ignored $make;
-            "needs the dispatcher's touch check at send time (begin_sends)";
             send_rule_forecast_is_exact_with_parallel_sequences
         );
     };
@@ -56,22 +53,6 @@ macro_rules! __send_rule_conformance_expand {
                     worker_threads = 2,
                     crate = "crm_testkit::tokio"
                 )]
-                async fn $case() {
-                    $crate::engine::send_rule::$case(super::__send_rule_fresh_store().await)
-                        .await;
-                }
-            )*
-        }
-    };
-    (@ignored $make:path; $why:literal; $($case:ident)*) => {
-        mod send_rule_pending {
-            $(
-                #[$crate::tokio::test(
-                    flavor = "multi_thread",
-                    worker_threads = 2,
-                    crate = "crm_testkit::tokio"
-                )]
-                #[ignore = $why]
                 async fn $case() {
                     $crate::engine::send_rule::$case(super::__send_rule_fresh_store().await)
                         .await;
