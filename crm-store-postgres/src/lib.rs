@@ -82,8 +82,8 @@ mod queue;
 mod rows;
 mod scoring;
 mod sequences;
-mod wake;
 mod touches;
+mod wake;
 mod webhook;
 mod workspace;
 // Test support, behind the `testing` feature because it can drop schemas.

@@ -72,8 +72,8 @@ mod queue;
 mod scoring;
 mod send_gate;
 mod sequences;
-mod wake;
 mod touches;
+mod wake;
 mod webhook;
 mod workspace;
 
@@ -101,10 +101,10 @@ pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use send_gate::{SendStart, SendStartOutcome, StoppedSends, TouchLimit, WithStopped};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
+pub use touches::TouchStore;
 pub use wake::{
     MAX_WAKE_TIMER, WakeFeed, WakeSource, WakeSubscription, WakeTopic, Wakeups, WeakWakeups, Woke,
 };
-pub use touches::TouchStore;
 pub use webhook::{
     DeliveryClaim, InboundPipelineStore, MAX_PROVIDER_NAME_BYTES, WebhookStore,
     validate_webhook_delivery, webhook_lease_expiry,

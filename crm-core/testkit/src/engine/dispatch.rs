@@ -10,8 +10,8 @@ mod approval_race;
 mod fail_closed;
 mod failures;
 mod gates;
-mod send_gate;
 mod panics;
+mod send_gate;
 mod sending;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,8 +23,8 @@ pub use approval_race::*;
 pub use fail_closed::*;
 pub use failures::*;
 pub use gates::*;
-pub use send_gate::*;
 pub use panics::*;
+pub use send_gate::*;
 pub use sending::*;
 
 use crate::store::fixtures::{base, created, new_contact, new_message, ok, unique_email};

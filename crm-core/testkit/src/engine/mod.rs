@@ -14,5 +14,5 @@ pub mod intake;
 pub mod jobs;
 pub mod runner;
 pub mod scoring;
-pub mod wake;
 pub mod send_rule;
+pub mod wake;

@@ -47,8 +47,8 @@ mod outreach;
 mod scoring;
 mod send_gate;
 mod sequences;
-mod wake;
 mod touches;
+mod wake;
 mod webhooks;
 mod workspaces;
 
@@ -87,8 +87,8 @@ pub use outreach::*;
 pub use scoring::*;
 pub use send_gate::*;
 pub use sequences::*;
-pub use wake::*;
 pub use touches::*;
+pub use wake::*;
 pub use webhooks::*;
 pub use workspaces::*;
 
