@@ -453,3 +453,52 @@ impl JobStore for PostgresStore {
         Ok(done.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod plan_tests {
+    //! Plans of the claim, on a table where finished jobs far outnumber the queue (the
+    //! steady state).
+
+    use super::{CLAIM_ALL, CLAIM_WORKSPACE};
+    use crate::testing::fresh_store;
+
+    /// 20 tenants with 2,000 finished jobs each, and 50 queued jobs in one of them.
+    const POPULATE: &str = "
+        INSERT INTO jobs (workspace_id, id, kind, payload, status, attempts, max_attempts,
+            run_at, lease_token, created_at, updated_at)
+        SELECT w, gen_random_uuid(), 'k', '{}', 'succeeded', 1, 5, now(), 1, now(), now()
+        FROM (SELECT gen_random_uuid() AS w FROM generate_series(1, 20)) ws,
+             generate_series(1, 2000) n;
+        INSERT INTO jobs (workspace_id, id, kind, payload, status, attempts, max_attempts,
+            run_at, lease_token, created_at, updated_at)
+        SELECT '00000000-0000-0000-0000-000000000001', gen_random_uuid(), 'k', '{}',
+            'queued', 0, 5, now() - interval '1 minute', 0, now(), now()
+        FROM generate_series(1, 50) n;
+        ANALYZE jobs;";
+
+    async fn plan(sql: &str, workspace: Option<uuid::Uuid>) -> String {
+        let store = fresh_store().await;
+        sqlx::raw_sql(POPULATE).execute(store.pool()).await.unwrap();
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .bind("w")
+            .bind(chrono::Utc::now())
+            .bind(chrono::Utc::now())
+            .bind(10_i64)
+            .bind(vec!["k".to_owned()])
+            .bind(workspace)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        rows.join("\n")
+    }
+
+    #[tokio::test]
+    async fn the_claim_reads_the_queued_partial_index_in_claim_order() {
+        let all = plan(CLAIM_ALL, None).await;
+        assert!(all.contains("jobs_claim_idx"), "{all}");
+        assert!(!all.contains("Sort"), "the index gives the order: {all}");
+        let one = plan(CLAIM_WORKSPACE, Some(uuid::Uuid::from_u128(1))).await;
+        assert!(one.contains("jobs_claim_ws_idx"), "{one}");
+        assert!(!one.contains("Sort"), "the index gives the order: {one}");
+    }
+}
