@@ -15,8 +15,8 @@ use crate::Tables;
 enum Plan {
     /// A new job to store.
     New,
-    /// A job with its key is stored already: answered unchanged.
-    Existing(Job),
+    /// A job with its key is stored already (this id): answered unchanged.
+    Existing(JobId),
     /// An earlier job of the batch has its key: answered as that job.
     SameAs(usize),
 }
@@ -34,8 +34,12 @@ pub(super) fn enqueue_jobs(t: &mut Tables, jobs: &[Job]) -> Result<Vec<Inserted<
     for (i, job) in jobs.iter().enumerate() {
         let ws = job.workspace_id;
         if let Some(key) = job.idempotency_key.as_deref() {
-            if let Some(stored) = q.job_keys.get(ws, key).and_then(|id| q.jobs.get(ws, id)) {
-                plans.push(Plan::Existing(stored.row.clone()));
+            if let Some(stored) = q
+                .job_keys
+                .get(ws, key)
+                .filter(|id| q.jobs.contains(ws, *id))
+            {
+                plans.push(Plan::Existing(stored));
                 continue;
             }
             if let Some(first) = first_of_key.get(&(ws, key)) {
@@ -60,8 +64,8 @@ pub(super) fn enqueue_jobs(t: &mut Tables, jobs: &[Job]) -> Result<Vec<Inserted<
                 value: q.put_job(new_job_row(job)),
                 created: true,
             },
-            Plan::Existing(value) => Inserted {
-                value,
+            Plan::Existing(id) => Inserted {
+                value: q.jobs.find(job.workspace_id, id)?.row.clone(),
                 created: false,
             },
             Plan::SameAs(first) => Inserted {

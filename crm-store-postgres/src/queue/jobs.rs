@@ -481,8 +481,8 @@ mod plan_tests {
         sqlx::raw_sql(POPULATE).execute(store.pool()).await.unwrap();
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
             .bind("w")
-            .bind(chrono::Utc::now())
-            .bind(chrono::Utc::now())
+            .bind(crm_core::Clock::now(&crm_core::SystemClock))
+            .bind(crm_core::Clock::now(&crm_core::SystemClock))
             .bind(10_i64)
             .bind(vec!["k".to_owned()])
             .bind(workspace)
