@@ -43,13 +43,18 @@ pub(crate) fn completions(worker: &Worker) -> (Completions, mpsc::Receiver<Compl
     mpsc::channel(room_size(worker).max(1))
 }
 
-/// `concurrency + batch_size`: how many claimed jobs may be unfinished at once.
+/// Claim loops per worker: while one claim is on its way to the store, the other's
+/// batch runs, so a worker with quick handlers is not held to one claim round trip
+/// per batch.
+pub(crate) const CLAIMERS: usize = 2;
+
+/// `concurrency + CLAIMERS * batch_size`: how many claimed jobs may be unfinished.
 fn room_size(worker: &Worker) -> usize {
     let config = worker.config();
     config
         .concurrency
         .max(1)
-        .saturating_add(config.batch_size as usize)
+        .saturating_add(CLAIMERS.saturating_mul(config.batch_size as usize))
 }
 
 /// The limits the claim loops of one worker share.

@@ -21,7 +21,7 @@ use crate::store::{Claim, JobStore, Scope};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct WorkerConfig {
-    /// The worker's name; its claim loop records `"{name}-0"` as lease owner
+    /// The worker's name; claim loop `i` records `"{name}-{i}"` as lease owner
     /// (`"{name}-once"` for [`Worker::run_once`]).
     pub name: String,
     /// Jobs in flight at once: how many handlers run at the same time (at least 1).
@@ -225,9 +225,12 @@ impl Worker {
         let (completions, queue) = inflight::completions(self);
         tasks.spawn(inflight::flush_completions(self.clone(), queue));
         let lanes = Lanes::new(self);
-        let worker = self.clone();
-        let rx = shutdown.clone();
-        tasks.spawn(async move { worker.claim_loop(0, rx, lanes, completions).await });
+        for i in 0..inflight::CLAIMERS {
+            let (worker, rx) = (self.clone(), shutdown.clone());
+            let (lanes, completions) = (lanes.clone(), completions.clone());
+            tasks.spawn(async move { worker.claim_loop(i, rx, lanes, completions).await });
+        }
+        drop(completions);
         let worker = self.clone();
         tasks.spawn(async move { worker.reaper_loop(shutdown).await });
         let mut total = WorkerStats::default();
