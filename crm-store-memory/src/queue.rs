@@ -13,6 +13,9 @@ use crm_core::{StoreError, ValidationError};
 use crate::table::{Fenced, Table, Unique, deadline, limit};
 use crate::{MemoryStore, Tables};
 
+#[path = "queue_batch.rs"]
+mod batch;
+
 /// The event log and job tables.
 #[derive(Default)]
 pub(crate) struct QueueTables {
@@ -487,6 +490,18 @@ impl EventStore for MemoryStore {
 impl JobStore for MemoryStore {
     async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError> {
         self.with(|t| enqueue_job(t, job))
+    }
+
+    async fn enqueue_jobs(&self, jobs: &[Job]) -> Result<Vec<Inserted<Job>>, StoreError> {
+        self.with(|t| batch::enqueue_jobs(t, jobs))
+    }
+
+    async fn complete_jobs(
+        &self,
+        jobs: &[(WorkspaceId, JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        Ok(self.with(|t| batch::complete_jobs(t, jobs, now)))
     }
 
     async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError> {

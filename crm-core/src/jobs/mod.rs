@@ -3,9 +3,10 @@
 //! - [`JobHandler`]s do the work of one job kind and answer `Ok`, a
 //!   [`JobError::Retryable`] or a [`JobError::Permanent`]; a [`HandlerRegistry`] maps
 //!   kinds to handlers.
-//! - A [`Worker`] runs N claim loops over the registry (claiming only registered
-//!   kinds), retries with exponential [`Backoff`] and full jitter, dead-letters with the
-//!   reason, reaps expired leases, and shuts down gracefully: in-flight jobs finish,
+//! - A [`Worker`] claims batches over the registry (claiming only registered kinds),
+//!   runs up to `concurrency` jobs at once, completes successes in batches, retries
+//!   with exponential [`Backoff`] and full jitter, dead-letters with the reason, reaps
+//!   expired leases, and shuts down gracefully: in-flight jobs finish,
 //!   claimed-but-unstarted jobs are released with their attempt given back.
 //! - The [`EventBus`] appends an event and enqueues the jobs its kind is routed to
 //!   ([`EventRoutes`]) in one atomic store call; job keys are `"{event_id}:{job_kind}"`
@@ -40,6 +41,7 @@
 mod backoff;
 mod events;
 mod handler;
+mod inflight;
 mod router;
 mod schedule;
 mod worker;

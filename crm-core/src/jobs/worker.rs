@@ -1,37 +1,40 @@
-//! The worker: N claim loops over a [`HandlerRegistry`], a lease reaper, and graceful
-//! shutdown.
+//! The worker: a claim loop over a [`HandlerRegistry`] running up to `concurrency`
+//! jobs at once, a completion flusher, a lease reaper, and graceful shutdown.
 
 use std::ops::AddAssign;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::error::{StoreError, StoreErrorKind};
+use crate::error::StoreError;
 use crate::jobs::backoff::{Backoff, Jitter};
-use crate::jobs::handler::{HandlerRegistry, JobContext, JobError};
-use crate::model::{Job, JobStatus};
+use crate::jobs::handler::HandlerRegistry;
+use crate::jobs::inflight::{self, InFlight, Lanes};
+use crate::model::Job;
 use crate::store::{Claim, JobStore, Scope, WakeSubscription, WakeTopic, Wakeups};
 
 /// How a [`Worker`] claims and retries.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct WorkerConfig {
-    /// The worker's name; claim loop `i` records `"{name}-{i}"` as lease owner.
+    /// The worker's name; claim loop `i` records `"{name}-{i}"` as lease owner
+    /// (`"{name}-once"` for [`Worker::run_once`]).
     pub name: String,
-    /// How many claim loops run at once (at least 1).
+    /// Jobs in flight at once: how many handlers run at the same time (at least 1).
+    /// The jobs of a claimed batch run concurrently up to this many.
     pub concurrency: usize,
-    /// Jobs claimed per loop iteration (1 to 1000). A loop runs its batch one job after
-    /// another, so the lease TTL must cover a whole batch.
+    /// Jobs claimed at once (1 to 1000). The claim loop claims the next batch while
+    /// the last one runs, as long as at most `concurrency + batch_size` claimed jobs
+    /// are unfinished, so up to `batch_size` claimed jobs may wait for a free slot.
     pub batch_size: u32,
-    /// Lease length of a claim (positive). A job whose handler runs longer may be
-    /// reaped and run again by another worker.
+    /// Lease length of a claim (positive). It must cover a job's wait for a slot (up
+    /// to `batch_size / concurrency` handler runs), its run, and the write of its
+    /// outcome; a job whose lease runs out may be reaped and run again by another
+    /// worker, and its late outcome is refused.
     pub lease_ttl: Duration,
     /// Delay before retrying a job after a retryable failure without `retry_after`.
     pub backoff: Backoff,
@@ -47,7 +50,7 @@ pub struct WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// `"worker"`, 4 loops of 10 jobs, 5-minute leases, default [`Backoff`], 1 s idle
+    /// `"worker"`, 4 jobs in flight, batches of 10, 5-minute leases, default [`Backoff`], 1 s idle
     /// poll, reaping every 30 s, every workspace.
     fn default() -> Self {
         Self {
@@ -71,10 +74,10 @@ impl WorkerConfig {
         self
     }
 
-    /// Sets the number of claim loops.
+    /// Sets how many jobs run at once.
     #[must_use]
-    pub fn with_concurrency(mut self, loops: usize) -> Self {
-        self.concurrency = loops;
+    pub fn with_concurrency(mut self, in_flight: usize) -> Self {
+        self.concurrency = in_flight;
         self
     }
 
@@ -160,27 +163,31 @@ impl AddAssign for WorkerStats {
 
 /// Runs claimed jobs through their handlers.
 ///
-/// Each claim loop claims only the kinds in its [`HandlerRegistry`] (a worker with an
-/// empty registry claims nothing), runs the batch one job after another, and stores the
-/// outcome: `complete_job` on success; `retry_job` at `now + retry_after` or
-/// `now + backoff(attempts)` on a retryable failure (the store dead-letters the job
+/// The claim loop claims only the kinds in its [`HandlerRegistry`] (a worker with an
+/// empty registry claims nothing) in batches of `batch_size`, runs up to
+/// `concurrency` jobs at once, and stores each outcome: successes are completed in
+/// batches ([`JobStore::complete_jobs`], each under its own lease token) by one
+/// flusher that writes whatever has finished as soon as its last write returned, so
+/// a completion never waits for a timer or a fuller buffer. A failure is stored at
+/// once: `retry_job` at `now + retry_after` or `now + backoff(attempts)` on a
+/// retryable failure (the store dead-letters the job
 /// when its attempts are exhausted); `dead_letter_job` on a permanent failure or a kind
 /// without handler. A panicking handler counts as a retryable failure.
 ///
 /// Cloning is cheap; clones share the store, registry and clock.
 #[derive(Debug, Clone)]
 pub struct Worker {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     wakeups: Wakeups,
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: Arc<dyn JobStore>,
-    registry: HandlerRegistry,
+pub(super) struct Inner {
+    pub(super) store: Arc<dyn JobStore>,
+    pub(super) registry: HandlerRegistry,
     kinds: Vec<String>,
-    clock: Arc<dyn Clock>,
-    config: WorkerConfig,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) config: WorkerConfig,
 }
 
 impl Worker {
@@ -220,19 +227,24 @@ impl Worker {
         &self.inner.config
     }
 
-    /// Runs `concurrency` claim loops and a reaper loop on the Tokio runtime until
-    /// `shutdown` turns `true` (or its sender is dropped), then shuts down gracefully:
-    /// no new claims; a job whose handler has started is finished and its outcome
-    /// stored; claimed jobs not yet started are released with their attempt given back.
-    /// Returns what the loops did. Store errors are logged and retried after the idle
-    /// poll; they never stop the worker.
+    /// Runs the claim loop (up to `concurrency` jobs at once), the completion flusher
+    /// and a reaper loop on the Tokio runtime until `shutdown` turns `true` (or its
+    /// sender is dropped), then shuts down gracefully: no new claims; a job whose
+    /// handler has started is finished and its outcome stored; claimed jobs not yet
+    /// started are released with their attempt given back. Returns what the loops did.
+    /// Store errors are logged and retried after the idle poll; they never stop the
+    /// worker.
     pub async fn run(&self, shutdown: watch::Receiver<bool>) -> WorkerStats {
         let mut tasks = JoinSet::new();
-        for i in 0..self.inner.config.concurrency.max(1) {
-            let worker = self.clone();
-            let rx = shutdown.clone();
-            tasks.spawn(async move { worker.claim_loop(i, rx).await });
+        let (completions, queue) = inflight::completions(self);
+        tasks.spawn(inflight::flush_completions(self.clone(), queue));
+        let lanes = Lanes::new(self);
+        for i in 0..inflight::CLAIMERS {
+            let (worker, rx) = (self.clone(), shutdown.clone());
+            let (lanes, completions) = (lanes.clone(), completions.clone());
+            tasks.spawn(async move { worker.claim_loop(i, rx, lanes, completions).await });
         }
+        drop(completions);
         let worker = self.clone();
         tasks.spawn(async move { worker.reaper_loop(shutdown).await });
         let mut total = WorkerStats::default();
@@ -245,12 +257,24 @@ impl Worker {
         total
     }
 
-    /// Claims one batch at the clock's now and runs it. For tests and hosts that drive
+    /// Claims one batch at the clock's now and runs it (up to `concurrency` jobs at
+    /// once), returning once every outcome is stored. For tests and hosts that drive
     /// the worker themselves.
     pub async fn run_once(&self) -> Result<WorkerStats, StoreError> {
         let name = format!("{}-once", self.inner.config.name);
-        let jobs = self.claim(&name).await?;
-        Ok(self.process(&name, jobs, None).await)
+        let (completions, queue) = inflight::completions(self);
+        let mut flight = InFlight::new(self.clone(), &name, Lanes::new(self), completions, None);
+        // Without a shutdown signal the room is always granted.
+        let Some(room) = flight.room().await else {
+            return Ok(WorkerStats::default());
+        };
+        flight.start(self.claim(&name).await?, room);
+        let (mut stats, flushed) = futures::join!(
+            flight.finish(),
+            inflight::flush_completions(self.clone(), queue)
+        );
+        stats += flushed;
+        Ok(stats)
     }
 
     /// Runs batches until a claim finds nothing due at the clock's now. Jobs retried to
@@ -294,17 +318,32 @@ impl Worker {
         inner.store.claim_jobs(&claim).await
     }
 
-    async fn claim_loop(self, index: usize, mut shutdown: watch::Receiver<bool>) -> WorkerStats {
+    async fn claim_loop(
+        self,
+        index: usize,
+        mut shutdown: watch::Receiver<bool>,
+        lanes: Lanes,
+        completions: inflight::Completions,
+    ) -> WorkerStats {
         let name = format!("{}-{index}", self.inner.config.name);
-        let mut stats = WorkerStats::default();
+        let mut flight = InFlight::new(
+            self.clone(),
+            &name,
+            lanes,
+            completions,
+            Some(shutdown.clone()),
+        );
         // Subscribed before the first claim: a job enqueued after any claim that
         // missed it signals the wait that follows.
         let mut wake = self.wakeups.subscribe(WakeTopic::Jobs);
         while !is_shutdown(&shutdown) {
-            match self.claim(&name).await {
-                Ok(jobs) if !jobs.is_empty() => {
-                    stats += self.process(&name, jobs, Some(&shutdown)).await;
-                }
+            // Wait until a whole batch fits beside the jobs still running.
+            let Some(room) = flight.room().await else {
+                break;
+            };
+            let claimed = self.claim(&name).await;
+            match claimed.map(|jobs| flight.start(jobs, room)) {
+                Ok(started) if started > 0 => {}
                 Ok(_) => woken_wait(&mut shutdown, &mut wake, self.inner.config.idle_poll).await,
                 Err(err) => {
                     tracing::warn!(worker = %name, error = %err, "claiming jobs failed");
@@ -312,7 +351,7 @@ impl Worker {
                 }
             }
         }
-        stats
+        flight.finish().await
     }
 
     async fn reaper_loop(self, mut shutdown: watch::Receiver<bool>) -> WorkerStats {
@@ -325,111 +364,6 @@ impl Worker {
             idle_wait(&mut shutdown, self.inner.config.reap_interval).await;
         }
         WorkerStats::default()
-    }
-
-    /// Runs `jobs` in order; once `shutdown` is set, the rest are released.
-    async fn process(
-        &self,
-        name: &str,
-        jobs: Vec<Job>,
-        shutdown: Option<&watch::Receiver<bool>>,
-    ) -> WorkerStats {
-        let mut stats = WorkerStats {
-            claimed: jobs.len() as u64,
-            ..WorkerStats::default()
-        };
-        for job in jobs {
-            let Some(token) = job.lease.as_ref().map(|l| l.token) else {
-                tracing::error!(job_id = %job.id, "claimed job carries no lease; skipped");
-                stats.lost += 1;
-                continue;
-            };
-            if shutdown.is_some_and(is_shutdown) {
-                let released = self
-                    .inner
-                    .store
-                    .release_job(job.workspace_id, job.id, token, self.inner.clock.now())
-                    .await;
-                match released {
-                    Ok(_) => stats.released += 1,
-                    Err(err) => {
-                        tracing::warn!(job_id = %job.id, error = %err, "releasing a job failed");
-                        stats.lost += 1;
-                    }
-                }
-                continue;
-            }
-            // One span per job, ids only: a handler's own logs and spans nest in it.
-            let span = tracing::info_span!(
-                "job",
-                job_id = %job.id,
-                kind = %job.kind,
-                workspace_id = %job.workspace_id,
-                attempt = job.attempts,
-                worker = %name,
-            );
-            self.run_job(name, &job, token, &mut stats)
-                .instrument(span)
-                .await;
-        }
-        stats
-    }
-
-    async fn run_job(&self, name: &str, job: &Job, token: i64, stats: &mut WorkerStats) {
-        let inner = &self.inner;
-        let (ws, id) = (job.workspace_id, job.id);
-        let outcome = match inner.registry.get(&job.kind) {
-            None => Err(JobError::permanent(format!(
-                "no handler registered for job kind {:?}",
-                job.kind
-            ))),
-            Some(handler) => {
-                let ctx = JobContext::new(name, inner.clock.now(), token);
-                AssertUnwindSafe(handler.handle(job, &ctx))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Err(JobError::retryable("job handler panicked")))
-            }
-        };
-        let now = inner.clock.now();
-        let stored = match outcome {
-            Ok(()) => inner.store.complete_job(ws, id, token, now).await,
-            Err(JobError::Permanent { reason }) => {
-                inner
-                    .store
-                    .dead_letter_job(ws, id, token, &reason, now)
-                    .await
-            }
-            Err(JobError::Retryable {
-                reason,
-                retry_after,
-            }) => {
-                let delay = retry_after.unwrap_or_else(|| inner.config.backoff.delay(job.attempts));
-                let retry_at = add(now, delay);
-                inner
-                    .store
-                    .retry_job(ws, id, token, retry_at, &reason)
-                    .await
-            }
-        };
-        match stored {
-            Ok(job) => match job.status {
-                JobStatus::Succeeded => stats.succeeded += 1,
-                JobStatus::Dead => {
-                    tracing::warn!(job_id = %id, kind = %job.kind, "job dead-lettered");
-                    stats.dead += 1;
-                }
-                JobStatus::Queued | JobStatus::Running => stats.retried += 1,
-            },
-            Err(err) if err.kind() == StoreErrorKind::LeaseLost => {
-                tracing::warn!(job_id = %id, "job lease lost before its outcome was stored");
-                stats.lost += 1;
-            }
-            Err(err) => {
-                tracing::warn!(job_id = %id, error = %err, "storing a job outcome failed");
-                stats.lost += 1;
-            }
-        }
     }
 }
 

@@ -127,6 +127,17 @@ pub trait JobStore: Send + Sync + Debug {
     /// `created: false`. A reused id is `Conflict`.
     async fn enqueue_job(&self, job: &Job) -> Result<Inserted<Job>, StoreError>;
 
+    /// Enqueues a batch of `Queued` jobs, all or none: one answer per job, in order.
+    /// The plain bulk form of [`enqueue_job`](Self::enqueue_job) for hosts: no event is
+    /// appended, and the idempotency key stays optional per job. A job with a key
+    /// whose job exists already answers that job unchanged with `created: false`;
+    /// within the batch, as across calls, a repeated key enqueues its first job and
+    /// answers the others with it, `created: false`. Jobs without a key are always
+    /// created. An invalid or non-`Queued` job is `Invalid` and a reused id
+    /// `Conflict`, and then nothing is written. An empty batch answers an empty list.
+    /// A backend should insert in one round trip (plus one read when keys existed).
+    async fn enqueue_jobs(&self, jobs: &[Job]) -> Result<Vec<Inserted<Job>>, StoreError>;
+
     /// The job, or `NotFound`.
     async fn get_job(&self, workspace_id: WorkspaceId, id: JobId) -> Result<Job, StoreError>;
 
@@ -153,6 +164,25 @@ pub trait JobStore: Send + Sync + Debug {
         lease_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
+
+    /// Marks a batch of running jobs `Succeeded` at `now`: the batch form of
+    /// [`complete_job`](Self::complete_job), for workers that complete several jobs at
+    /// once. `jobs` lists (workspace, job id, lease token); each entry is lease-checked
+    /// on its own, exactly as by `complete_job`, and answered in order: `Ok(())` when
+    /// it was completed, else its error (`NotFound` for a job that does not exist in
+    /// the workspace, `LeaseLost` unless it was `Running` under that token). Entries
+    /// are applied as if one after another, so a job listed twice is completed by its
+    /// first entry and the second answers `LeaseLost`. One entry's failure never
+    /// affects another. The outer error is a failure of the whole call, whose writes
+    /// are then unknown as for any failed store call; retrying it is safe, and answers
+    /// `LeaseLost` for the entries the failed call did complete.
+    /// An empty batch answers an empty list. A backend should write in one round trip
+    /// (plus one read when some entry missed).
+    async fn complete_jobs(
+        &self,
+        jobs: &[(WorkspaceId, JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// Records a failed attempt. If `attempts < max_attempts` the job goes back to
     /// `Queued` at `retry_at`; otherwise it goes `Dead`. `error` is stored in

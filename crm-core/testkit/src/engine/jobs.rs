@@ -84,6 +84,7 @@ macro_rules! __jobs_cases {
             unregistered_kinds_are_never_claimed
             reaper_returns_expired_leases_and_the_job_runs_again
             graceful_shutdown_finishes_in_flight_and_releases_the_rest
+            a_claimed_batch_runs_concurrently_up_to_the_concurrency
             // events and periodic jobs
             publish_enqueues_mapped_jobs_once
             router_routes_store_appended_events_once

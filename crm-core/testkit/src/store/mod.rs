@@ -37,6 +37,7 @@ mod intake_batch;
 mod intake_complete;
 mod job_lifecycle;
 mod jobs;
+mod jobs_batch;
 mod lifecycle;
 mod limits;
 mod outbox;
@@ -77,6 +78,7 @@ pub use intake_batch::*;
 pub use intake_complete::*;
 pub use job_lifecycle::*;
 pub use jobs::*;
+pub use jobs_batch::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use outbox::*;
@@ -233,6 +235,11 @@ macro_rules! __store_cases {
             job_reap_expired_leases
             job_claim_and_reap_across_all_workspaces
             job_tenant_isolation
+            // jobs: bulk enqueue and batched completion
+            job_enqueue_batch_keys_optional_and_idempotent
+            job_enqueue_batch_is_all_or_none
+            job_complete_batch_is_lease_checked_per_job
+            job_complete_batch_refuses_a_reclaimed_job
             // events
             event_append_batch_in_order_and_all_or_none
             event_append_round_trip

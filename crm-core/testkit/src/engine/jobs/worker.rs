@@ -39,7 +39,7 @@ fn worker(
     (Worker::new(jobs, registry, clock, test_config(ws)), manual)
 }
 
-/// Four claim loops process 500 jobs: every job runs exactly once and ends `Succeeded`.
+/// A worker with four jobs in flight processes 500 jobs: every job runs exactly once and ends `Succeeded`.
 pub async fn worker_runs_each_job_exactly_once(store: Arc<DynStore>) {
     let ws = WorkspaceId::new();
     for chunk in (0..500).collect::<Vec<_>>().chunks(50) {
@@ -264,4 +264,51 @@ pub async fn graceful_shutdown_finishes_in_flight_and_releases_the_rest(store: A
         assert!(job.lease.is_none(), "the release cleared the lease");
         assert!(job.run_at <= manual.now(), "released jobs are due at once");
     }
+}
+
+/// Counts how many of its runs overlap: each run holds for a moment.
+#[derive(Debug, Default)]
+struct Overlap {
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crm_core::jobs::JobHandler for Overlap {
+    async fn handle(&self, _job: &Job, _ctx: &crm_core::jobs::JobContext) -> Result<(), JobError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.running.fetch_sub(1, SeqCst);
+        Ok(())
+    }
+}
+
+/// The jobs of one claimed batch run at once, `concurrency` at a time and never more,
+/// and their completions are stored (in batches) before `run_once` returns.
+pub async fn a_claimed_batch_runs_concurrently_up_to_the_concurrency(store: Arc<DynStore>) {
+    let ws = WorkspaceId::new();
+    for _ in 0..9 {
+        enqueue(&*store, &job(ws, KIND, 3)).await;
+    }
+    let overlap = Arc::new(Overlap::default());
+    let (_manual, clock) = clock();
+    let jobs: Arc<dyn JobStore> = store.clone();
+    let config = test_config(ws).with_concurrency(3).with_batch_size(9);
+    let worker = Worker::new(
+        jobs,
+        HandlerRegistry::new().with(KIND, overlap.clone()),
+        clock,
+        config,
+    );
+    let stats = ok(worker.run_once().await, "run_once");
+    assert_eq!((stats.claimed, stats.succeeded), (9, 9), "{stats:?}");
+    assert_eq!(
+        overlap.most.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "three jobs of the batch ran at once, never more"
+    );
+    let succeeded = jobs_with(&*store, ws, Some(JobStatus::Succeeded)).await;
+    assert_eq!(succeeded.len(), 9, "every completion is stored");
 }
