@@ -37,6 +37,7 @@ pub struct Contact {
     /// The company the contact works for, in the same workspace.
     pub account_id: Option<AccountId>,
     /// IANA time zone for send windows; `None` falls back to the workspace default.
+    #[serde(with = "super::time_zone_serde::option", default)]
     pub time_zone: Option<Tz>,
     /// LinkedIn profile URL.
     pub linkedin_url: Option<String>,

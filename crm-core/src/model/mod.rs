@@ -26,6 +26,7 @@ pub mod rules;
 pub mod scoring;
 mod sequence;
 mod settings;
+mod time_zone_serde;
 mod workspace;
 
 pub use activity::{Activity, ActivityKind};

@@ -164,6 +164,7 @@ impl Allowlist {
 #[non_exhaustive]
 pub struct WorkspaceSettings {
     /// Time zone for contacts without one.
+    #[serde(with = "super::time_zone_serde")]
     pub default_time_zone: Tz,
     /// Most messages a contact may receive per local day, across channels
     /// (1 to [`MAX_DAILY_TOUCH_LIMIT`]).
