@@ -41,26 +41,6 @@
 //! # }
 //! ```
 //!
-//! # The event log's order
-//! Appends take no lock (a schema-wide one would serialize every state-changing
-//! transaction and could not order a sharded database), so two concurrent transactions
-//! may draw positions in one order and commit in the other. Each event records the
-//! transaction that wrote it (`tx_id`, `xid8`; 0 for rows from before migration 0014),
-//! and [`list_events`](crm_core::store::EventStore::list_events) reads the log in
-//! (`tx_id`, position) order, only up to the oldest transaction still running on the
-//! server (`pg_snapshot_xmin(pg_current_snapshot())`). Everything below that horizon
-//! has ended, and a transaction that commits later has a higher id, so a reader that
-//! was given event E never later finds a new event that sorts before E.
-//!
-//! The price is latency: a committed event is held back while a transaction that took
-//! its id earlier is still running, anywhere on the server. A listing that comes back
-//! short while events are held back waits up to 2 s for those transactions to end
-//! and lists again; a transaction left open longer delays every reader until it ends.
-//! Keep write transactions short. The cursor `after_position` resumes after the named
-//! event's (`tx_id`, position); a position that names no event resumes at
-//! (0, position), after the older rows up to it and before every newer event, so it
-//! skips nothing but may repeat events.
-//!
 //! Errors map onto [`StoreError`]: unique violations are
 //! `Conflict`, foreign-key violations `InvalidReference`, serialization failures,
 //! deadlocks, lost connections and pool timeouts `Unavailable` (retryable), anything

@@ -1,5 +1,4 @@
-//! The event log and its routing; the durable job queue in [`jobs`]; the order in
-//! which readers page through the log in [`log_order`].
+//! The event log and its routing; the durable job queue in [`jobs`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,24 +16,19 @@ use crate::error::{db, invalid};
 use crate::rows::{EventRow, IntoEntity, entities};
 
 mod jobs;
-mod log_order;
 #[cfg(test)]
-mod order_tests;
+mod lock_tests;
 #[cfg(test)]
 mod plan_tests;
 
 const EVENT: &str = "event";
 const JOB: &str = "job";
 
-/// The columns of an [`EventRow`], for `SELECT` and `RETURNING` lists: the row's
-/// writing transaction (`tx_id`, an `xid8` only the log's readers compare in SQL) is
-/// left out.
-macro_rules! event_columns {
-    () => {
-        "position, workspace_id, id, kind, subject, payload, idempotency_key, occurred_at"
-    };
-}
-use event_columns;
+/// Serializes appends within the store's schema for the rest of the transaction, so
+/// positions (taken from the identity sequence) increase in commit order: a reader
+/// that saw position N never later finds a new event below N.
+const LOCK_EVENT_LOG: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))";
 
 /// An event appended with its jobs is routed at once: its jobs go in the same
 /// transaction, so the router never sees it.
@@ -43,8 +37,7 @@ const APPEND_EVENT: &str = "
         occurred_at, routed)
     VALUES ($1, $2, $3, $4, $5, $6, $7, true)
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
-    RETURNING position, workspace_id, id, kind, subject, payload, idempotency_key,
-        occurred_at";
+    RETURNING *";
 
 /// A batch of events in one statement; rows whose key already exists (or repeats an
 /// earlier row of the batch) are skipped.
@@ -57,22 +50,29 @@ macro_rules! insert_events_sql {
          ON CONFLICT (workspace_id, idempotency_key) DO NOTHING"
     };
 }
-const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING ", event_columns!());
+const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING *");
 
-/// The batch insert of the appends that go with a state change, answering nothing: one
-/// round trip for the events of a store write, whatever their number. No lock: each
-/// row records its writing transaction (`tx_id`'s default), which is what orders the
-/// log for its readers (see [`log_order`]).
-const INSERT_EVENTS: &str = insert_events_sql!();
+/// [`LOCK_EVENT_LOG`] and a batch insert in one statement, for the appends that go
+/// with a state change: the join cannot yield a row (whose position default is taken
+/// from the sequence) before the materialized lock row exists, so the lock is held
+/// before any position is drawn, and the store's own writes cost one round trip for
+/// their events.
+const INSERT_EVENTS: &str = "
+    WITH lock AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))
+    )
+    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
+        occurred_at)
+    SELECT u.* FROM lock, unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+        $5::jsonb[], $6::text[], $7::timestamptz[]) AS u
+    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING";
 
 /// The router's listing: unrouted events, lowest position first, through the partial
 /// index `events_unrouted_idx` (whose predicate `NOT routed` each query repeats).
 const UNROUTED_ALL: &str = "
-    SELECT position, workspace_id, id, kind, subject, payload, idempotency_key, occurred_at
-    FROM events WHERE NOT routed AND $1::uuid IS NULL ORDER BY position LIMIT $2";
+    SELECT * FROM events WHERE NOT routed AND $1::uuid IS NULL ORDER BY position LIMIT $2";
 const UNROUTED_WORKSPACE: &str = "
-    SELECT position, workspace_id, id, kind, subject, payload, idempotency_key, occurred_at
-    FROM events WHERE NOT routed AND workspace_id = $1 ORDER BY position LIMIT $2";
+    SELECT * FROM events WHERE NOT routed AND workspace_id = $1 ORDER BY position LIMIT $2";
 
 /// Binds a batch of events to [`APPEND_EVENTS`] or [`INSERT_EVENTS`].
 macro_rules! bind_events {
@@ -126,9 +126,7 @@ pub(crate) async fn insert_events_in(
 
 /// The stored events of (workspace, key) pairs.
 const EVENTS_BY_KEY: &str = "
-    SELECT e.position, e.workspace_id, e.id, e.kind, e.subject, e.payload,
-        e.idempotency_key, e.occurred_at
-    FROM events e
+    SELECT e.* FROM events e
     JOIN unnest($1::uuid[], $2::text[]) AS k(workspace_id, idempotency_key)
       ON e.workspace_id = k.workspace_id AND e.idempotency_key = k.idempotency_key";
 
@@ -151,8 +149,13 @@ struct Appended {
     created: bool,
 }
 
-/// Appends `event` within `tx`; an existing event of the same key is returned instead.
-async fn append_one(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended, StoreError> {
+/// Appends `event` within `tx`, holding the event-log lock until `tx` ends so positions
+/// follow commit order; an existing event of the same key is returned instead.
+async fn append_locked(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended, StoreError> {
+    sqlx::query(LOCK_EVENT_LOG)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(EVENT))?;
     let inserted = sqlx::query_as::<_, EventRow>(APPEND_EVENT)
         .bind(event.workspace_id.as_uuid())
         .bind(event.id.as_uuid())
@@ -170,11 +173,9 @@ async fn append_one(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended,
             created: true,
         });
     }
-    let value = sqlx::query_as::<_, EventRow>(concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM events WHERE workspace_id = $1 AND idempotency_key = $2"
-    ))
+    let value = sqlx::query_as::<_, EventRow>(
+        "SELECT * FROM events WHERE workspace_id = $1 AND idempotency_key = $2",
+    )
     .bind(event.workspace_id.as_uuid())
     .bind(event.idempotency_key.as_str())
     .fetch_one(&mut *tx)
@@ -268,6 +269,10 @@ impl EventStore for PostgresStore {
             event.validate()?;
         }
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
+        sqlx::query(LOCK_EVENT_LOG)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(EVENT))?;
         let created = bind_events!(sqlx::query_as::<_, EventRow>(APPEND_EVENTS), events)
             .fetch_all(&mut *tx)
             .await
@@ -333,7 +338,7 @@ impl EventStore for PostgresStore {
         event.validate()?;
         check_event_jobs(event.workspace_id, jobs)?;
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
-        let appended = append_one(&mut tx, event).await?;
+        let appended = append_locked(&mut tx, event).await?;
         if appended.created && !jobs.is_empty() {
             bind_job_batch(sqlx::query(ENQUEUE_JOB_BATCH), jobs)
                 .execute(&mut *tx)
@@ -348,18 +353,14 @@ impl EventStore for PostgresStore {
     }
 
     async fn get_event(&self, workspace_id: WorkspaceId, id: EventId) -> Result<Event, StoreError> {
-        sqlx::query_as::<_, EventRow>(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE workspace_id = $1 AND id = $2"
-        ))
-        .bind(workspace_id.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db(EVENT))?
-        .ok_or_else(|| StoreError::not_found(EVENT, id))?
-        .into_entity()
+        sqlx::query_as::<_, EventRow>("SELECT * FROM events WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(EVENT))?
+            .ok_or_else(|| StoreError::not_found(EVENT, id))?
+            .into_entity()
     }
 
     async fn list_events(
@@ -369,7 +370,18 @@ impl EventStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         validate_limit(limit)?;
-        log_order::list(&self.pool, scope, after_position, limit).await
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT * FROM events
+             WHERE position > $1 AND ($2::uuid IS NULL OR workspace_id = $2)
+             ORDER BY position LIMIT $3",
+        )
+        .bind(after_position)
+        .bind(scope.workspace().map(|ws| ws.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(EVENT))?;
+        entities(rows)
     }
 
     async fn list_unrouted_events(

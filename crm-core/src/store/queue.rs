@@ -14,22 +14,7 @@ use crate::store::{Claim, Inserted, Page, Scope};
 ///
 /// # Contract
 /// Tenant scoping as for [`ContactStore`](crate::store::ContactStore). Events are never
-/// changed. Every event has a position unique within the store; positions increase
-/// within one append (and one transaction of the store's own writes) and from one append
-/// to any append that begins after it returned.
-///
-/// # Log order
-/// [`list_events`](Self::list_events) reads the log in the store's *log order*: a total
-/// order that agrees with the positions as above, but that may put two concurrent
-/// appends in either order, whatever their positions (appends take no store-wide lock,
-/// so they may draw positions in one order and commit in the other). A store keeps this
-/// guarantee for every reader: **a reader that has been given event E never later finds
-/// a new event that sorts before E.** So a consumer that remembers the position of the
-/// last event it was given and lists after it sees every event exactly once, in log
-/// order. To keep it, a store may hold back a committed event for a while (until every
-/// append that could still sort before it has ended); the memory store, which appends
-/// under one lock, holds back nothing and its log order is the position order; the
-/// PostgreSQL store's log order and hold-back are described in its docs.
+/// changed. Positions strictly increase in commit order of appends within one store.
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug {
     /// Appends events, all or none: one answer per event, in order. Idempotent on
@@ -61,15 +46,8 @@ pub trait EventStore: Send + Sync + Debug {
     /// The event, or `NotFound`.
     async fn get_event(&self, workspace_id: WorkspaceId, id: EventId) -> Result<Event, StoreError>;
 
-    /// Events in `scope` after the cursor in log order (see the trait's "Log order"), at
-    /// most `limit`; `limit` must be 1 to 1000 (`Invalid`). The cursor `after_position`
-    /// is 0 (from the start) or the position of an event the caller was given (by this
-    /// method or by an append); the listing resumes right after that event. Feeds
-    /// consumers that remember the position of the last event they were given: paging so
-    /// never skips an event nor repeats one. An event held back (see "Log order") is
-    /// listed by a later call, after the cursor. A position that names no event resumes
-    /// after the events of lower position in the memory store; what the PostgreSQL store
-    /// does then is in its docs (it never skips an event, it may repeat some).
+    /// Events in `scope` with a position greater than `after_position`, ascending by
+    /// position, at most `limit`. Feeds consumers that remember the last position seen.
     async fn list_events(
         &self,
         scope: Scope,
@@ -77,12 +55,9 @@ pub trait EventStore: Send + Sync + Debug {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
 
-    /// Events appended without their jobs, lowest position first: those the stores
-    /// append with their own state changes and those of `append_events`. An event
-    /// appended by `append_event_with_jobs` is routed already and never listed. Unlike
-    /// [`list_events`](Self::list_events) this listing takes no cursor: an event stays
-    /// listed until [`mark_events_routed`](Self::mark_events_routed) marks it, so one
-    /// that commits late with a lower position is not missed, and nothing is held back.
+    /// Events appended without their jobs, oldest (lowest position) first: those the
+    /// stores append with their own state changes and those of `append_events`. An
+    /// event appended by `append_event_with_jobs` is routed already and never listed.
     async fn list_unrouted_events(
         &self,
         scope: Scope,

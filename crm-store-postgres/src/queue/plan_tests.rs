@@ -1,9 +1,8 @@
 //! Plans of the router's listing, on a log where routed events far outnumber the
-//! backlog (the steady state), and of the event listing.
+//! backlog (the steady state).
 
 use crate::testing::fresh_store;
 
-use super::log_order::{LIST_ALL, LIST_WORKSPACE};
 use super::{UNROUTED_ALL, UNROUTED_WORKSPACE};
 
 /// 100 tenants with 1000 routed events each, and 20 unrouted events in one of them.
@@ -38,39 +37,4 @@ async fn the_unrouted_listing_reads_the_partial_index() {
     assert!(all.contains("events_unrouted_idx"), "{all}");
     let one = plan(UNROUTED_WORKSPACE, Some(uuid::Uuid::from_u128(1))).await;
     assert!(one.contains("events_unrouted_idx"), "{one}");
-}
-
-/// The plan of a `list_events` statement for a page of 20 after the first event of the
-/// log, in one of the tenants with 1000 events when `tenant` is set. (For a page near
-/// the size of the whole tenant's log, the planner rightly prefers to read the tenant's
-/// rows at once through the same index and sort them.)
-async fn listing_plan(sql: &str, tenant: bool) -> String {
-    let store = fresh_store().await;
-    sqlx::raw_sql(POPULATE).execute(store.pool()).await.unwrap();
-    let workspace: Option<uuid::Uuid> = if tenant {
-        sqlx::query_scalar("SELECT workspace_id FROM events WHERE routed LIMIT 1")
-            .fetch_optional(store.pool())
-            .await
-            .unwrap()
-    } else {
-        None
-    };
-    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-        .bind(1_i64)
-        .bind(workspace)
-        .bind(20_i64)
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    rows.join("\n")
-}
-
-#[tokio::test]
-async fn the_event_listing_reads_the_log_order_index_without_sorting() {
-    let all = listing_plan(LIST_ALL, false).await;
-    assert!(all.contains("events_log_order_idx"), "{all}");
-    assert!(!all.contains("Sort"), "{all}");
-    let one = listing_plan(LIST_WORKSPACE, true).await;
-    assert!(one.contains("events_workspace_log_order_idx"), "{one}");
-    assert!(!one.contains("Sort"), "{one}");
 }

@@ -27,7 +27,6 @@ mod divergences;
 mod enrichment;
 mod enrichment_budget;
 mod event_jobs;
-mod event_order;
 mod event_routing;
 mod events;
 mod events_emitted;
@@ -68,7 +67,6 @@ pub use divergences::*;
 pub use enrichment::*;
 pub use enrichment_budget::*;
 pub use event_jobs::*;
-pub use event_order::*;
 pub use event_routing::*;
 pub use events::*;
 pub use events_emitted::*;
@@ -245,7 +243,6 @@ macro_rules! __store_cases {
             event_append_round_trip
             event_append_is_idempotent
             event_tenant_isolation_and_scope_all
-            event_pages_see_concurrent_appends_once_in_order
             // events: routing, and the events every state change appends
             unrouted_events_are_listed_oldest_first
             marking_events_routed_enqueues_their_jobs_once
