@@ -7,7 +7,7 @@
 //! statement per page (`RAW_WRITE`) that, like the engine, skips a row whose score is
 //! unchanged (`IS DISTINCT FROM`) and appends the same events for the rows that
 //! changed: `score.changed`, and on a tier change `contact.scored` (plus
-//! `lead.qualified` on reaching `hot`). Prints time ratios
+//! `lead.qualified` on reaching `hot`), under the event log's lock. Prints time ratios
 //! (target: at most 1.5x the baseline) for the first scoring of the workspace (every
 //! contact gets its tier events, in both), the nightly run (few changes) and the
 //! rescore after a model change (every row rewritten with the new model version).
@@ -159,10 +159,12 @@ const RAW_READ: &str = "
 /// the engine's events of the same contacts in the shared log): the upsert skips a row whose total, tier and
 /// model version are unchanged (`IS DISTINCT FROM`), and for every row whose score or
 /// tier changed appends what the engine appends: `score.changed`, and on a tier change
-/// `contact.scored`, plus `lead.qualified` when the lead reaches `hot` or above, as
-/// plain inserts like the store's (no event-log lock since migration 0014).
+/// `contact.scored`, plus `lead.qualified` when the lead reaches `hot` or above. The
+/// events go in under the event log's advisory lock, as the store's do.
 const RAW_WRITE: &str = "
-    WITH input AS (
+    WITH lock AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))
+    ), input AS (
         SELECT * FROM unnest($2::uuid[], $3::smallint[], $4::text[], $5::uuid[], $6::uuid[],
             $7::uuid[]) AS u(id, total, tier, changed_event, scored_event, qualified_event)
     ), old AS (
@@ -187,7 +189,7 @@ const RAW_WRITE: &str = "
         INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
             occurred_at)
         SELECT $1, e.id, e.kind, c.id::text, e.payload, e.key, $9
-        FROM changed c CROSS JOIN LATERAL (VALUES
+        FROM lock, changed c CROSS JOIN LATERAL (VALUES
             (c.changed_event, 'score.changed',
              jsonb_build_object('contact_id', c.id, 'score', c.total, 'tier', c.tier,
                  'previous_score', c.old_total, 'previous_tier', c.old_tier,

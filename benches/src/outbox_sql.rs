@@ -19,8 +19,8 @@
 //! 6. **Mark sent**: one statement marks them sent (token-fenced), inserts the
 //!    `message_sent` activities and the `outbox.sent` and `activity.logged` events.
 //!
-//! Events are appended as the store appends them: plain inserts whose transaction id
-//! orders them for readers (no event-log lock since migration 0014).
+//! Every statement that appends events takes the event log's advisory lock first, as
+//! the store does, so event positions follow commit order for the same readers.
 
 use std::collections::HashMap;
 
@@ -63,11 +63,10 @@ const BLOCKED: &str = "
            WHERE c.workspace_id = t.ws AND c.contact_id = t.contact_id AND c.channel = 'email'
            ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 'withdrawn'";
 
-/// A one-row CTE named `lock` the statements join; the store takes no event-log lock
-/// since migration 0014, so neither does the baseline.
+/// The event log's advisory lock as a CTE named `lock`, as the store takes it.
 macro_rules! event_lock {
     () => {
-        "lock AS MATERIALIZED (SELECT 1)"
+        "lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events')))"
     };
 }
 
