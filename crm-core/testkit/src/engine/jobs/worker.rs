@@ -249,11 +249,12 @@ pub async fn graceful_shutdown_finishes_in_flight_and_releases_the_rest(store: A
         .await
         .expect("the worker stops")
         .expect("worker task");
-    assert_eq!(
-        (stats.claimed, stats.succeeded, stats.released),
-        (5, 1, 4),
-        "{stats:?}"
-    );
+    // A claim already on its way when shutdown is asked (the other claim loop, woken
+    // by the release's notification) may take a just-released job; it is released
+    // again unstarted, so every claim but the one that ran ends released.
+    assert!(stats.claimed >= 5, "{stats:?}");
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
+    assert_eq!(stats.released, stats.claimed - 1, "{stats:?}");
     assert_eq!(blocking.runs().len(), 1, "no job started after shutdown");
     let succeeded = jobs_with(&*store, ws, Some(JobStatus::Succeeded)).await;
     assert_eq!(succeeded.len(), 1);
