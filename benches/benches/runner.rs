@@ -183,10 +183,10 @@ const QUEUE: &str = "
         INSERT INTO outbox_messages (workspace_id, id, channel, recipient, contact_id,
             enrollment_id, step_index, subject, body, idempotency_key, status, not_before,
             attempts, lease_owner, lease_token, lease_expires_at, provider_message_id,
-            last_error, metadata, created_at, updated_at, sent_at, version)
+            last_error, metadata, created_at, updated_at, sent_at, version, recipient_key)
         SELECT $1, u.message_id, 'email', u.recipient, u.contact_id, u.id, u.step, $12,
             u.body, u.key, 'pending', $11, 0, NULL, 0, NULL, NULL, NULL, u.metadata, $11,
-            $11, NULL, 1
+            $11, NULL, 1, lower(btrim(u.recipient))
         FROM u
         ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
         RETURNING 1)
