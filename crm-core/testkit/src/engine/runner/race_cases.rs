@@ -107,7 +107,8 @@ pub async fn runner_parallelism_is_respected(store: Arc<DynStore>) {
     }
     let spy = Arc::new(SpySettings::new(
         WorkspaceSettings::default(),
-        std::time::Duration::from_millis(40),
+        // Long enough that the three workspaces started together overlap on a loaded machine.
+        std::time::Duration::from_millis(250),
     ));
     let config = RunnerConfig::default()
         .with_holder("runner-a")
