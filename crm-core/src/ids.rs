@@ -181,6 +181,13 @@ define_id!(
     "user"
 );
 
+define_id!(
+    /// One enrichment spend reservation; chosen by the caller (the enricher takes a
+    /// fresh one per provider call).
+    SpendReservationId,
+    "spend_reservation"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,62 +1,19 @@
 //! Enrichment state: the lookup cache, usage records, the monthly spend counter and
 //! the spend reservations that keep concurrent lookups inside the budget.
 
-use std::fmt::{self, Debug};
+use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use uuid::Uuid;
 
 use crate::error::{StoreError, ValidationError};
+pub use crate::ids::SpendReservationId;
 use crate::ids::WorkspaceId;
 use crate::money::{Currency, Money};
 
 pub use crate::model::enrichment::{
     CachedEnrichment, EnrichmentDataType, EnrichmentUsage, SpendTotals, month_of, validate_month,
 };
-
-/// Names one spend reservation; chosen by the caller (the enricher takes a fresh one
-/// per provider call).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SpendReservationId(Uuid);
-
-impl SpendReservationId {
-    /// A fresh time-ordered (UUID v7) id.
-    #[must_use]
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps an existing UUID, for example one read back from a database.
-    #[must_use]
-    pub const fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    /// The underlying UUID.
-    #[must_use]
-    pub const fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for SpendReservationId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Debug for SpendReservationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SpendReservationId({})", self.0)
-    }
-}
-
-impl fmt::Display for SpendReservationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
 
 /// A request to hold `amount` of a month's enrichment budget for one provider call,
 /// made before the call ([`EnrichmentStore::reserve_enrichment_spend`]).
