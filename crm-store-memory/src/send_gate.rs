@@ -21,8 +21,12 @@ use crate::table::Fenced;
 /// What the gate keeps beside the messages.
 #[derive(Default)]
 pub(crate) struct GateTables {
-    /// The send start of each message marked sending (while `InFlight`) or sent.
-    pub(crate) started: HashMap<(WorkspaceId, OutboxMessageId), DateTime<Utc>>,
+    /// The send start of each message marked sending (while `InFlight`) or sent, with
+    /// the message's contact.
+    started: HashMap<(WorkspaceId, OutboxMessageId), (Option<ContactId>, DateTime<Utc>)>,
+    /// The started messages of each contact, so counting a contact's touches reads
+    /// only its own messages.
+    by_contact: HashMap<(WorkspaceId, ContactId), HashSet<OutboxMessageId>>,
     /// Quota units held, by (workspace, key, message).
     grants: HashSet<(WorkspaceId, QuotaKey, OutboxMessageId)>,
 }
@@ -32,16 +36,40 @@ impl GateTables {
     /// is `InFlight` (marked sending) or once it is `Sent` (from `sent_at` when it was
     /// never marked).
     pub(crate) fn track(&mut self, m: &OutboxMessage) {
-        let key = (m.workspace_id, m.id);
         match m.status {
             OutboxStatus::InFlight => {}
             OutboxStatus::Sent => {
-                if let Some(at) = m.sent_at {
-                    self.started.entry(key).or_insert(at);
+                if let Some(at) = m.sent_at
+                    && !self.started.contains_key(&(m.workspace_id, m.id))
+                {
+                    self.start(m, at);
                 }
             }
-            _ => {
-                self.started.remove(&key);
+            _ => self.forget(m.workspace_id, m.id),
+        }
+    }
+
+    /// Marks `m` started at `at`.
+    fn start(&mut self, m: &OutboxMessage, at: DateTime<Utc>) {
+        self.started
+            .insert((m.workspace_id, m.id), (m.contact_id, at));
+        if let Some(contact) = m.contact_id {
+            self.by_contact
+                .entry((m.workspace_id, contact))
+                .or_default()
+                .insert(m.id);
+        }
+    }
+
+    /// Drops the send start of a message that is no longer sending or sent.
+    fn forget(&mut self, ws: WorkspaceId, id: OutboxMessageId) {
+        let Some((Some(contact), _)) = self.started.remove(&(ws, id)) else {
+            return;
+        };
+        if let Some(ids) = self.by_contact.get_mut(&(ws, contact)) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_contact.remove(&(ws, contact));
             }
         }
     }
@@ -151,18 +179,18 @@ pub(crate) fn stop_withdrawn(
 }
 
 /// Touches of `s.contact_id` in `[day_start, day_end)`: messages marked sending or
-/// sent there, `s`'s own message excluded.
+/// sent there (only those have a send start), `s`'s own message excluded.
 fn touches(t: &Tables, s: &SendStart, day_start: DateTime<Utc>, day_end: DateTime<Utc>) -> u64 {
     let gate = &t.outbox.gate;
-    let counted = t.outbox.messages.rows(s.workspace_id).filter(|row| {
-        let m = &row.row;
-        m.id != s.outbox_id
-            && m.contact_id == Some(s.contact_id)
-            && matches!(m.status, OutboxStatus::InFlight | OutboxStatus::Sent)
+    let Some(ids) = gate.by_contact.get(&(s.workspace_id, s.contact_id)) else {
+        return 0;
+    };
+    let counted = ids.iter().filter(|&&id| {
+        id != s.outbox_id
             && gate
                 .started
-                .get(&(m.workspace_id, m.id))
-                .is_some_and(|at| *at >= day_start && *at < day_end)
+                .get(&(s.workspace_id, id))
+                .is_some_and(|(_, at)| *at >= day_start && *at < day_end)
     });
     u64::try_from(counted.count()).unwrap_or(u64::MAX)
 }
@@ -223,8 +251,8 @@ fn begin_one(t: &mut Tables, s: &SendStart, now: DateTime<Utc>) -> SendStartOutc
     let mut row = row;
     row.row.updated_at = now;
     row.row.version += 1;
-    t.outbox.put(row);
-    t.outbox.gate.started.insert((ws, s.outbox_id), now);
+    let stored = t.outbox.put(row);
+    t.outbox.gate.start(&stored, now);
     SendStartOutcome::Go
 }
 
