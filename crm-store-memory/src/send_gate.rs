@@ -27,8 +27,8 @@ pub(crate) struct GateTables {
     /// The started messages of each contact, so counting a contact's touches reads
     /// only its own messages.
     by_contact: HashMap<(WorkspaceId, ContactId), HashSet<OutboxMessageId>>,
-    /// Quota units held, by (workspace, key, message).
-    grants: HashSet<(WorkspaceId, QuotaKey, OutboxMessageId)>,
+    /// Quota units held, by message: the counters (key) it holds one unit of.
+    grants: HashMap<(WorkspaceId, OutboxMessageId), HashSet<QuotaKey>>,
 }
 
 impl GateTables {
@@ -82,13 +82,31 @@ impl GateTables {
 
 /// Gives back the unit `id` holds for `key`, if any.
 fn release(t: &mut Tables, ws: WorkspaceId, id: OutboxMessageId, key: &QuotaKey) -> bool {
-    if !t.outbox.gate.grants.remove(&(ws, key.clone(), id)) {
+    let held = &mut t.outbox.gate.grants;
+    let Some(keys) = held.get_mut(&(ws, id)) else {
+        return false;
+    };
+    if !keys.remove(key) {
         return false;
     }
+    if keys.is_empty() {
+        held.remove(&(ws, id));
+    }
+    give_back(t, ws, key);
+    true
+}
+
+/// Gives back every unit `id` holds (a message cancelled before it was sent).
+fn release_all(t: &mut Tables, ws: WorkspaceId, id: OutboxMessageId) {
+    for key in t.outbox.gate.grants.remove(&(ws, id)).unwrap_or_default() {
+        give_back(t, ws, &key);
+    }
+}
+
+fn give_back(t: &mut Tables, ws: WorkspaceId, key: &QuotaKey) {
     if let Some(used) = t.coordination.quotas.get_mut(&(ws, key.clone())) {
         *used = used.saturating_sub(1);
     }
-    true
 }
 
 /// Cancels `row` (an unsent message) as `finish_outbox` cancels: status, reason,
@@ -110,7 +128,8 @@ fn cancel(t: &mut Tables, mut row: Fenced<OutboxMessage>, reason: &str, now: Dat
 }
 
 /// Cancels the unsent messages of `ws` that `hit` selects (`Pending`, or `InFlight`
-/// and not marked sending) and reports them with those already sending.
+/// and not marked sending), giving back every unit they held (none reached the
+/// provider), and reports them with those already sending.
 pub(crate) fn stop_sends(
     t: &mut Tables,
     ws: WorkspaceId,
@@ -133,6 +152,7 @@ pub(crate) fn stop_sends(
     }
     for row in unsent {
         stopped.cancelled.push(row.row.id);
+        release_all(t, ws, row.row.id);
         cancel(t, row, reason, now);
     }
     stopped.cancelled.sort_unstable();
@@ -235,8 +255,13 @@ fn begin_one(t: &mut Tables, s: &SendStart, now: DateTime<Utc>) -> SendStartOutc
         release(t, ws, s.outbox_id, &s.quota_key);
         return SendStartOutcome::TouchLimit;
     }
-    let grant = (ws, s.quota_key.clone(), s.outbox_id);
-    if !t.outbox.gate.grants.contains(&grant) {
+    let held = t
+        .outbox
+        .gate
+        .grants
+        .get(&(ws, s.outbox_id))
+        .is_some_and(|keys| keys.contains(&s.quota_key));
+    if !held {
         let used = t
             .coordination
             .quotas
@@ -246,7 +271,12 @@ fn begin_one(t: &mut Tables, s: &SendStart, now: DateTime<Utc>) -> SendStartOutc
             return SendStartOutcome::OverCap;
         }
         *used += 1;
-        t.outbox.gate.grants.insert(grant);
+        t.outbox
+            .gate
+            .grants
+            .entry((ws, s.outbox_id))
+            .or_default()
+            .insert(s.quota_key.clone());
     }
     let mut row = row;
     row.row.updated_at = now;

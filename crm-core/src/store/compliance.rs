@@ -22,7 +22,8 @@ pub trait ComplianceStore: Send + Sync + Debug {
     /// the same atomic step cancels the contact's messages on that channel that are
     /// `Pending` or `InFlight` but not yet marked sending (each as
     /// [`finish_outbox`](crate::store::OutboxStore::finish_outbox) cancels, reason
-    /// `"contact withdrew consent for <channel>"`), and the answer's
+    /// `"contact withdrew consent for <channel>"`, every quota unit they held given
+    /// back), and the answer's
     /// [`stopped`](WithStopped::stopped) reports them and the messages already marked
     /// sending (see [`OutboxStore::begin_sends`](crate::store::OutboxStore::begin_sends)):
     /// no other send to the contact on the channel starts after the call returns.
@@ -49,7 +50,8 @@ pub trait ComplianceStore: Send + Sync + Debug {
     /// an all-channel entry) that are `Pending` or `InFlight` but not yet marked
     /// sending are cancelled (each as
     /// [`finish_outbox`](crate::store::OutboxStore::finish_outbox) cancels, reason
-    /// `"recipient is suppressed (<reason>)"`), and the answer's
+    /// `"recipient is suppressed (<reason>)"`, every quota unit they held given back),
+    /// and the answer's
     /// [`stopped`](WithStopped::stopped) reports them and the messages already marked
     /// sending (see [`OutboxStore::begin_sends`](crate::store::OutboxStore::begin_sends)):
     /// no other send to the address starts after the call returns.

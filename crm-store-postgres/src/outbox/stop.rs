@@ -1,7 +1,7 @@
 //! What an unsubscribe does to the outbox, inside its transaction: after taking the
 //! advisory lock of its address or contact ([`super::gate_locks`]), cancel the
-//! matching unsent messages (`pending`, or `in_flight` and not marked sending), then
-//! read the ones already sending to report them. The lock orders the call against
+//! matching unsent messages (`pending`, or `in_flight` and not marked sending) and give
+//! back the quota units they held, then read the ones already sending to report them. The lock orders the call against
 //! every `begin_sends` of the same address or contact, and each statement's snapshot
 //! sees what the previous holder committed.
 
@@ -79,6 +79,18 @@ const SENDING_CONTACT: &str = concat!(
     ORDER BY id"
 );
 
+/// Gives back every quota unit the cancelled messages (`$2`) held: none of them
+/// reached the provider.
+const RELEASE_CANCELLED: &str = "
+    WITH gone AS (
+        DELETE FROM quota_grants WHERE workspace_id = $1 AND outbox_id = ANY($2)
+        RETURNING counter, period
+    ), n AS (
+        SELECT counter, period, count(*) AS n FROM gone GROUP BY counter, period
+    )
+    UPDATE quota_counters q SET used = greatest(q.used - n.n, 0)
+    FROM n WHERE q.workspace_id = $1 AND q.counter = n.counter AND q.period = n.period";
+
 /// Locks the address, cancels its unsent messages on `channel` (all for `None`) with
 /// `reason` and reports them with those already sending.
 pub(crate) async fn stop_address(
@@ -99,7 +111,7 @@ pub(crate) async fn stop_address(
         .fetch_all(&mut *conn)
         .await
         .map_err(db(OUTBOX))?;
-    let cancelled = finish_cancelled(conn, cancelled, reason, now).await?;
+    let cancelled = finish_cancelled(conn, ws, cancelled, reason, now).await?;
     let sending: Vec<Uuid> = sqlx::query_scalar(SENDING_ADDRESS)
         .bind(ws.as_uuid())
         .bind(address)
@@ -129,7 +141,7 @@ pub(crate) async fn stop_contact(
         .fetch_all(&mut *conn)
         .await
         .map_err(db(OUTBOX))?;
-    let cancelled = finish_cancelled(conn, cancelled, &reason, now).await?;
+    let cancelled = finish_cancelled(conn, ws, cancelled, &reason, now).await?;
     let sending: Vec<Uuid> = sqlx::query_scalar(SENDING_CONTACT)
         .bind(ws.as_uuid())
         .bind(contact.as_uuid())
@@ -149,14 +161,18 @@ pub(crate) async fn lock_contact(
     lock_keys(conn, vec![contact_key(ws, contact)]).await
 }
 
-/// Records what goes with each cancellation (events, enrollment release); answers the
-/// ids.
+/// Records what goes with each cancellation (events, enrollment release, the quota
+/// units given back); answers the ids.
 async fn finish_cancelled(
     conn: &mut PgConnection,
+    ws: WorkspaceId,
     rows: Vec<OutboxRow>,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessageId>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut ids = Vec::with_capacity(rows.len());
     let mut appended = Vec::new();
     for row in rows {
@@ -165,6 +181,13 @@ async fn finish_cancelled(
         ids.push(stored.id);
     }
     insert_events_in(conn, &appended).await?;
+    let uuids: Vec<Uuid> = ids.iter().map(OutboxMessageId::as_uuid).collect();
+    sqlx::query(RELEASE_CANCELLED)
+        .bind(ws.as_uuid())
+        .bind(&uuids)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OUTBOX))?;
     Ok(ids)
 }
 

@@ -83,7 +83,8 @@
 //! message), not per attempt: a message whose worker died after taking its unit, or
 //! that is retried or postponed the same local day, reuses it; a retry on a later day
 //! takes that day's unit. A unit is given back when the gate cancels the message or
-//! refuses it for the touch limit, and when the message fails for good with a
+//! refuses it for the touch limit, when an unsubscribe cancels a message that held
+//! one (a retried message waiting in the queue), and when the message fails for good with a
 //! [`Configuration`](crate::channel::ChannelErrorKind::Configuration) error, the one
 //! kind raised before any request reaches the provider. A send that may have reached
 //! the provider keeps its unit, whatever the provider answered.

@@ -298,6 +298,7 @@ macro_rules! __store_cases {
             // outreach: the send gate
             send_gate_answers_each_start_in_order
             send_gate_unsubscribes_report_cancelled_and_in_flight
+            send_gate_unsubscribes_give_back_the_units_of_what_they_cancel
             send_gate_concurrent_starts_never_pass_the_cap
             // outreach: touches for the daily touch limit
             touches_count_queued_messages_due_before_the_bound

@@ -222,6 +222,68 @@ pub async fn send_gate_answers_each_start_in_order(store: &DynStore) {
     );
 }
 
+/// A message that took its unit, then went back to the queue (a retry), gives the
+/// unit back when an unsubscribe cancels it: it never reached the provider.
+pub async fn send_gate_unsubscribes_give_back_the_units_of_what_they_cancel(store: &DynStore) {
+    let ws = WorkspaceId::new();
+    let ada = contact(store, ws).await;
+    let now = base();
+    let m = claimed(store, ws, &ada, 2, now).await;
+    let starts = [start(&m[0], 10, None), start(&m[1], 10, None)];
+    let answers = ok(store.begin_sends(&starts, now).await, "begin_sends");
+    assert_eq!(answers, vec![SendStartOutcome::Go, SendStartOutcome::Go]);
+    let back = Reschedule {
+        not_before: now + Duration::hours(1),
+        reason: Some("provider timeout".into()),
+        count_attempt: true,
+    };
+    for sent in &m {
+        ok(
+            store
+                .reschedule_outbox(ws, sent.id, token(sent.lease.as_ref()), &back)
+                .await,
+            "reschedule_outbox",
+        );
+    }
+    assert_eq!(used(store, ws).await, 2, "a retried message keeps its unit");
+
+    let added = ok(
+        store
+            .add_suppression(&suppression(ws, None, &m[0].recipient))
+            .await,
+        "add_suppression",
+    );
+    assert_eq!(
+        added.stopped.cancelled,
+        vec![m[0].id],
+        "{:?}",
+        added.stopped
+    );
+    assert_eq!(
+        used(store, ws).await,
+        1,
+        "the suppression gave its unit back"
+    );
+
+    let withdrawn = ok(
+        store
+            .record_consent(&consent(ws, ada.id, ConsentStatus::Withdrawn, now))
+            .await,
+        "record_consent",
+    );
+    assert_eq!(
+        withdrawn.stopped.cancelled,
+        vec![m[1].id],
+        "{:?}",
+        withdrawn.stopped
+    );
+    assert_eq!(
+        used(store, ws).await,
+        0,
+        "the withdrawal gave its unit back"
+    );
+}
+
 /// An unsubscribe cancels the unsent messages (pending, or in flight but not yet
 /// sending) and reports the ones already sending; the gate refuses the cancelled.
 pub async fn send_gate_unsubscribes_report_cancelled_and_in_flight(store: &DynStore) {
