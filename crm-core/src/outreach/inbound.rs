@@ -129,8 +129,12 @@ pub struct InboundApplied {
     pub unchanged: Vec<EnrollmentId>,
     /// Other contacts' enrollments stopped by the account-level stop.
     pub account_stopped: Vec<EnrollmentId>,
-    /// Outbox messages cancelled on the way.
+    /// Outbox messages cancelled on the way (by the suppression, the consent
+    /// withdrawal or the enrollment's move).
     pub cancelled_messages: Vec<OutboxMessageId>,
+    /// Messages to the contact or address that were already being handed to the
+    /// provider when the opt-out was stored: they may still go out; nothing later does.
+    pub in_flight_messages: Vec<OutboxMessageId>,
     /// Whether a suppression was created (false if it existed already).
     pub suppressed: bool,
     /// Whether consent was withdrawn (false if it was already).

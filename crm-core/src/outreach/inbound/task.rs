@@ -19,7 +19,7 @@ use crate::outreach::enrollment::{Effect, EnrollmentEvent, TransitionError, tran
 use crate::outreach::runner::{Definitions, step_count};
 use crate::outreach::settings::WorkspaceSettings;
 use crate::store::InboundHandlerStore;
-use crate::store::{ActivityFilter, ComplianceStoreExt, EnrollmentFilter};
+use crate::store::{ActivityFilter, ComplianceStoreExt, EnrollmentFilter, StoppedSends};
 
 /// How often one enrollment is re-read and retried when it changes under the handler.
 const CAS_ATTEMPTS: usize = 5;
@@ -131,7 +131,9 @@ impl InboundTask<'_> {
             // A blank address cannot be suppressed; the contact is still handled.
             return Ok(());
         };
-        self.out.suppressed |= self.store.add_suppression(&entry).await?.created;
+        let added = self.store.add_suppression(&entry).await?;
+        self.out.suppressed |= added.created;
+        self.note_stopped(added.stopped);
         Ok(())
     }
 
@@ -153,9 +155,25 @@ impl InboundTask<'_> {
             "inbound opt-out",
             self.now,
         )?;
-        self.store.record_consent(&consent).await?;
+        let recorded = self.store.record_consent(&consent).await?;
         self.out.consent_withdrawn = true;
+        self.note_stopped(recorded.stopped);
         Ok(())
+    }
+
+    /// Reports what an opt-out stopped: the sends it cancelled and those already in
+    /// flight (once each, whichever write found them).
+    fn note_stopped(&mut self, stopped: StoppedSends) {
+        for id in stopped.cancelled {
+            if !self.out.cancelled_messages.contains(&id) {
+                self.out.cancelled_messages.push(id);
+            }
+        }
+        for id in stopped.in_flight {
+            if !self.out.in_flight_messages.contains(&id) {
+                self.out.in_flight_messages.push(id);
+            }
+        }
     }
 
     /// Records an activity unless one of the same kind with the same fingerprint exists.

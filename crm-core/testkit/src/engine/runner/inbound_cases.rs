@@ -211,8 +211,20 @@ pub async fn unsubscribe_suppresses_and_withdraws_consent(store: Arc<DynStore>) 
         channel: Channel::Email,
         address: address(&ada),
     };
+    let ada_step = w.messages_of(e.id).await;
+    assert_eq!(ada_step.len(), 1, "ada's step is queued");
     let out = handled(w.handle(&unsubscribe, now).await);
     assert!(out.suppressed && out.consent_withdrawn, "{out:?}");
+    assert_eq!(
+        out.cancelled_messages,
+        vec![ada_step[0].id],
+        "the opt-out reports the queued send it cancelled: {out:?}"
+    );
+    assert!(out.in_flight_messages.is_empty(), "{out:?}");
+    assert_eq!(
+        ok(store.get_outbox(w.ws, ada_step[0].id).await, "get_outbox").status,
+        OutboxStatus::Cancelled
+    );
     assert_eq!(
         w.enrollment(e.id).await.state,
         EnrollmentState::Unsubscribed
