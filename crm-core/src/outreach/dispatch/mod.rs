@@ -8,7 +8,12 @@
 //!    claimed more often than the attempt budget (its leases kept expiring) is
 //!    dead-lettered. A message of an enrollment that is no longer `StepPending` at
 //!    its step is cancelled ("enrollment is replied").
-//! 2. **Approval.** An existing approval item decides: approved sends its
+//! 2. **Consent and suppression, early.** A suppression of the address, or withdrawn
+//!    consent of the contact for the channel, read once for the batch, cancels the
+//!    message here already, before the approval, so nobody is asked to approve a send
+//!    to an address that opted out. This is only an early filter: the authoritative
+//!    check is the send gate of stage 6.
+//! 3. **Approval.** An existing approval item decides: approved sends its
 //!    [`body_to_send`](crate::model::ApprovalItem::body_to_send), pending holds the
 //!    message, rejected or expired cancels it. Without an item the
 //!    [`ApprovalPolicy`] is asked (metadata keys [`META_REQUIRES_APPROVAL`],
@@ -16,10 +21,6 @@
 //!    stores an approved item naming the rule (the audit trail) and sends; "a human
 //!    decides" stores a pending item, holds the message and tells the [`Notifier`];
 //!    rejection cancels.
-//! 3. **Consent and suppression, early.** A suppression of the address, or withdrawn
-//!    consent of the contact for the channel, read once for the batch, cancels the
-//!    message here already. This is only an early filter: the authoritative check is
-//!    the send gate of stage 6.
 //! 4. **Allowlist** (dry-run too): a recipient not on the workspace's allowlist
 //!    cancels the message.
 //! 5. **Channel pause.** An open error-severity anomaly of the channel raised by one of

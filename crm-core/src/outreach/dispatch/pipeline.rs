@@ -191,8 +191,10 @@ impl<'a> SendAttempt<'a> {
         let contact_id = self.contact().await?;
         self.within_attempt_budget().await?;
         let enrollment = self.enrollment().await?;
-        let body = self.approval().await?;
+        // Before the approval: nobody is asked to approve a send to an address that
+        // opted out.
         self.compliance(contact_id).await?;
+        let body = self.approval().await?;
         self.allowlist().await?;
         self.channel_open().await?;
         let plan = match enrollment {
@@ -254,7 +256,7 @@ impl<'a> SendAttempt<'a> {
         }
     }
 
-    /// Stage 2: the approval item, or the policy when there is none. Clears the message
+    /// Stage 3: the approval item, or the policy when there is none. Clears the message
     /// with the approved text when it differs from the message's body.
     async fn approval(&self) -> Gate<Option<String>> {
         let m = self.message;
@@ -384,7 +386,7 @@ impl<'a> SendAttempt<'a> {
         Ok(item)
     }
 
-    /// Stage 3: a suppression of the address, or consent withdrawn for the channel,
+    /// Stage 2: a suppression of the address, or consent withdrawn for the channel,
     /// cancels the message.
     async fn compliance(&self, contact_id: ContactId) -> Gate<()> {
         let m = self.message;

@@ -100,6 +100,7 @@ macro_rules! __dispatch_cases {
             dispatch_manual_approval_holds_then_sends_the_edited_text
             dispatch_approver_acting_instantly_never_finds_the_message_busy
             dispatch_policy_rejection_cancels
+            dispatch_never_asks_approval_for_a_suppressed_address
             dispatch_cancels_messages_of_stopped_enrollments
             dispatch_advances_the_enrollment_with_the_send
             dispatch_paused_channel_postpones

@@ -188,6 +188,48 @@ pub async fn dispatch_manual_approval_holds_then_sends_the_edited_text(store: Ar
     assert_eq!(h.get(message.id).await.status, OutboxStatus::Sent);
 }
 
+/// A send to an address suppressed before it was enqueued is cancelled before the
+/// approval gate: nobody is asked to approve it and no item is made.
+pub async fn dispatch_never_asks_approval_for_a_suppressed_address(store: Arc<DynStore>) {
+    let h = Harness::new(store);
+    let (contact, email) = h.contact().await;
+    let suppression = Suppression::new(h.ws, None, &email, SuppressionReason::Unsubscribed, base())
+        .expect("valid suppression");
+    ok(
+        h.store.add_suppression(&suppression).await,
+        "add_suppression",
+    );
+    let metadata = json!({ "requires_approval": true });
+    let message = h
+        .enqueue_message(&h.message_to(&contact, &email).with_metadata(metadata))
+        .await;
+    let notifier = Arc::new(RecordingNotifier::default());
+    let dispatcher = h
+        .dispatcher()
+        .with_policy(Arc::new(ManualApproval))
+        .with_notifier(notifier.clone());
+    let report = once(&dispatcher).await;
+    assert_eq!(
+        (report.cancelled, report.held_for_approval),
+        (1, 0),
+        "{report:?}"
+    );
+    assert!(notifier.items().is_empty(), "no approver is asked");
+    let item = ok(
+        h.store.find_approval_for_outbox(h.ws, message.id).await,
+        "find_approval_for_outbox",
+    );
+    assert!(item.is_none(), "no approval item: {item:?}");
+    assert_eq!(h.stub.handed_count(), 0);
+    let stored = h.get(message.id).await;
+    assert_eq!(stored.status, OutboxStatus::Cancelled);
+    assert!(
+        reason(&stored).contains("suppressed"),
+        "{:?}",
+        stored.last_error
+    );
+}
+
 /// A policy rejection cancels the message with the policy's reason.
 pub async fn dispatch_policy_rejection_cancels(store: Arc<DynStore>) {
     let h = Harness::new(store);
