@@ -18,6 +18,7 @@ use crm_core::model::{
     OutboxStatus, SendWindow, Sequence, SequenceStep, StepDelay, Suppression, SuppressionReason,
     Template,
 };
+use crm_core::outreach::approvals::{ApprovalInbox, StaticApprovers};
 use crm_core::outreach::dispatch::{StubChannel, StubFailure};
 use crm_core::outreach::settings::{StaticSettings, WorkspaceSettings};
 use crm_core::store::ApprovalStoreExt;
@@ -161,20 +162,19 @@ pub async fn dispatch_manual_approval_holds_then_sends_the_edited_text(store: Ar
     );
 
     h.clock.advance(Duration::minutes(10));
-    let mut approved = item.clone();
-    approved.status = ApprovalStatus::Approved;
-    approved.edited_body = Some("Hi Ada, edited by a person.".into());
-    approved.decided_by = Some(UserId::new());
-    approved.decided_at = Some(h.clock.now());
-    approved.updated_at = h.clock.now();
-    let mut release = held.clone();
-    release.status = OutboxStatus::Pending;
-    release.not_before = h.clock.now();
-    release.updated_at = h.clock.now();
-    ok(
-        h.store.decide_approval(&approved, Some(&release)).await,
-        "decide_approval",
+    // The person decides through the inbox, which releases the message.
+    let approver = UserId::new();
+    let inbox = ApprovalInbox::new(
+        h.store.clone(),
+        Arc::new(h.clock.clone()),
+        Arc::new(StaticApprovers::new().with_approver(h.ws, approver)),
     );
+    let approved = inbox
+        .edit_and_approve(h.ws, item.id, approver, "Hi Ada, edited by a person.")
+        .await
+        .expect("the approver edits and approves");
+    assert_eq!(approved.status, ApprovalStatus::Approved);
+    assert_eq!(h.get(held.id).await.status, OutboxStatus::Pending);
 
     let report = once(&dispatcher).await;
     assert_eq!(report.sent, 1, "{report:?}");
