@@ -1,4 +1,4 @@
-//! The API key service ([`ApiKeys`](crm_core::access::ApiKeys)) against a real store:
+//! The API key service ([`ApiKeys`]) against a real store:
 //! issue, authenticate, expiry, revocation, unknown and malformed tokens, scopes,
 //! last use, and workspace isolation.
 //!
