@@ -97,6 +97,8 @@ pub struct PostgresStore {
     schema: String,
     /// Signalled by the `LISTEN` task (see `wake`), started by the first subscriber.
     wakeups: Wakeups,
+    /// The highest event position known settled (see `queue::log_order`).
+    settled: std::sync::Arc<queue::Settled>,
 }
 
 impl PostgresStore {
@@ -141,6 +143,7 @@ impl PostgresStore {
             pool,
             schema,
             wakeups: Wakeups::with_feed(std::sync::Arc::new(feed)),
+            settled: std::sync::Arc::default(),
         };
         store.create_schema().await?;
         Ok(store)
