@@ -63,8 +63,7 @@ const BLOCKED: &str = "
            WHERE c.workspace_id = t.ws AND c.contact_id = t.contact_id AND c.channel = 'email'
            ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 'withdrawn'";
 
-const CANCEL: &str = concat!(
-    "WITH
+const CANCEL: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[])
               AS u(ws, id, token, event_id)),
         done AS (
@@ -83,11 +82,9 @@ const CANCEL: &str = concat!(
                 'status', 'cancelled', 'attempts', d.attempts,
                 'error', 'recipient is suppressed or withdrew consent'),
             'outbox.cancelled:' || d.id, $5
-        FROM done d"
-);
+        FROM done d";
 
-const SENDING: &str = concat!(
-    "WITH
+const SENDING: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[],
                   $6::text[], $7::uuid[], $8::float8[])
               AS u(ws, id, token, approval_id, event_id, body, rule_id, confidence)),
@@ -124,11 +121,9 @@ const SENDING: &str = concat!(
             FROM approved a JOIN u ON u.ws = a.workspace_id AND u.id = a.outbox_message_id
             RETURNING 1)
         SELECT (SELECT count(*) FROM sending), (SELECT count(*) FROM quota),
-            (SELECT count(DISTINCT workspace_id) FROM sending), (SELECT count(*) FROM requested)"
-);
+            (SELECT count(DISTINCT workspace_id) FROM sending), (SELECT count(*) FROM requested)";
 
-const SENT: &str = concat!(
-    "WITH
+const SENT: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::uuid[],
                   $6::uuid[], $7::uuid[])
               AS u(ws, id, token, provider_id, activity_id, sent_event, activity_event)),
@@ -167,8 +162,7 @@ const SENT: &str = concat!(
                  'activity.logged:' || s.activity_id)) AS e(id, kind, subject, payload, key)
             RETURNING 1)
         SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM activity),
-            (SELECT count(*) FROM appended)"
-);
+            (SELECT count(*) FROM appended)";
 
 /// One claimed row.
 #[derive(Debug, sqlx::FromRow)]

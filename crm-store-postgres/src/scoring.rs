@@ -108,7 +108,10 @@ fn parse_override(value: Option<Value>) -> Result<Option<ScoreOverride>, StoreEr
 /// The `score.changed` event (`crm_core::events::score_changed`) of a written score:
 /// the written row (the batch's score with the old row's override) against the row it
 /// replaced, if any.
-fn score_event(score: &ContactScore, old: Option<&OldScore>) -> Result<Option<NewEvent>, StoreError> {
+fn score_event(
+    score: &ContactScore,
+    old: Option<&OldScore>,
+) -> Result<Option<NewEvent>, StoreError> {
     let after = ContactScore {
         manual_override: old.and_then(|o| o.manual_override.clone()),
         ..score.clone()

@@ -4,7 +4,9 @@
 //! for transactions that cannot add one below its horizon.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crm_core::ids::WorkspaceId;
 use crm_core::model::{Event, NewEvent};
@@ -53,7 +55,10 @@ async fn drain(store: &PostgresStore, ws: WorkspaceId, after: &mut i64) -> Vec<E
         };
         let mut cursor = *after;
         for e in &page {
-            assert!(e.position > cursor, "a page goes on from the cursor, ascending");
+            assert!(
+                e.position > cursor,
+                "a page goes on from the cursor, ascending"
+            );
             cursor = e.position;
         }
         *after = last.position;
