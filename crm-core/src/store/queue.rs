@@ -30,7 +30,7 @@ use crate::store::{Claim, Inserted, Page, Scope};
 /// ended) and holds back a committed event while an append with a lower position is
 /// still in flight. The memory store appends under one lock, so every position is
 /// settled at once; the PostgreSQL store waits briefly for its schema's appends in
-/// flight and never for anything else (its `queue::log_order` module says how).
+/// flight and never for anything else (its crate docs say how).
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug {
     /// Appends events, all or none: one answer per event, in order. Idempotent on
@@ -67,9 +67,9 @@ pub trait EventStore: Send + Sync + Debug {
     /// position (see the trait's "Reading with a cursor"): a later call never lists an
     /// event at or below the last one this call listed. Feeds consumers that remember
     /// the position of the last event they were given (0 to start). An event held
-    /// back because an earlier append is still in flight comes with a later call; a
-    /// caller that appended and then lists sees its own events, unless another append
-    /// of the store below them stays in flight.
+    /// back because an append with a lower position is still in flight comes with a
+    /// later call; a caller that appended and then lists sees its own events, unless
+    /// such an append stays in flight for longer than the backend waits.
     async fn list_events(
         &self,
         scope: Scope,
