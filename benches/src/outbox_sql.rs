@@ -19,8 +19,8 @@
 //! 6. **Mark sent**: one statement marks them sent (token-fenced), inserts the
 //!    `message_sent` activities and the `outbox.sent` and `activity.logged` events.
 //!
-//! Every statement that appends events takes the event log's advisory lock first, as
-//! the store does, so event positions follow commit order for the same readers.
+//! Events are appended with no lock, as the store appends them (its readers wait for
+//! appends in flight instead).
 
 use std::collections::HashMap;
 
@@ -63,17 +63,7 @@ const BLOCKED: &str = "
            WHERE c.workspace_id = t.ws AND c.contact_id = t.contact_id AND c.channel = 'email'
            ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 'withdrawn'";
 
-/// The event log's advisory lock as a CTE named `lock`, as the store takes it.
-macro_rules! event_lock {
-    () => {
-        "lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events')))"
-    };
-}
-
-const CANCEL: &str = concat!(
-    "WITH ",
-    event_lock!(),
-    ",
+const CANCEL: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[])
               AS u(ws, id, token, event_id)),
         done AS (
@@ -92,13 +82,9 @@ const CANCEL: &str = concat!(
                 'status', 'cancelled', 'attempts', d.attempts,
                 'error', 'recipient is suppressed or withdrew consent'),
             'outbox.cancelled:' || d.id, $5
-        FROM lock, done d"
-);
+        FROM done d";
 
-const SENDING: &str = concat!(
-    "WITH ",
-    event_lock!(),
-    ",
+const SENDING: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[],
                   $6::text[], $7::uuid[], $8::float8[])
               AS u(ws, id, token, approval_id, event_id, body, rule_id, confidence)),
@@ -132,16 +118,12 @@ const SENDING: &str = concat!(
                 jsonb_build_object('approval_id', a.id, 'outbox_message_id',
                     a.outbox_message_id, 'channel', 'email'),
                 'approval.requested:' || a.id, $9
-            FROM lock, approved a JOIN u ON u.ws = a.workspace_id AND u.id = a.outbox_message_id
+            FROM approved a JOIN u ON u.ws = a.workspace_id AND u.id = a.outbox_message_id
             RETURNING 1)
         SELECT (SELECT count(*) FROM sending), (SELECT count(*) FROM quota),
-            (SELECT count(DISTINCT workspace_id) FROM sending), (SELECT count(*) FROM requested)"
-);
+            (SELECT count(DISTINCT workspace_id) FROM sending), (SELECT count(*) FROM requested)";
 
-const SENT: &str = concat!(
-    "WITH ",
-    event_lock!(),
-    ",
+const SENT: &str = "WITH
         u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::uuid[],
                   $6::uuid[], $7::uuid[])
               AS u(ws, id, token, provider_id, activity_id, sent_event, activity_event)),
@@ -167,7 +149,7 @@ const SENT: &str = concat!(
             INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
                 occurred_at)
             SELECT s.workspace_id, e.id, e.kind, e.subject, e.payload, e.key, $8
-            FROM lock, sent s CROSS JOIN LATERAL (VALUES
+            FROM sent s CROSS JOIN LATERAL (VALUES
                 (s.sent_event, 'outbox.sent', s.id::text,
                  jsonb_build_object('outbox_message_id', s.id, 'channel', 'email',
                      'contact_id', s.contact_id, 'enrollment_id', NULL, 'step_index', NULL,
@@ -180,8 +162,7 @@ const SENT: &str = concat!(
                  'activity.logged:' || s.activity_id)) AS e(id, kind, subject, payload, key)
             RETURNING 1)
         SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM activity),
-            (SELECT count(*) FROM appended)"
-);
+            (SELECT count(*) FROM appended)";
 
 /// One claimed row.
 #[derive(Debug, sqlx::FromRow)]

@@ -41,6 +41,20 @@
 //! # }
 //! ```
 //!
+//! # The event log's order
+//! Appends take no lock of their own (a schema-wide one would serialize every
+//! state-changing transaction, and cannot order a sharded database), so two
+//! transactions may draw positions in one order and commit in the other.
+//! [`list_events`](crm_core::store::EventStore::list_events) therefore lists only up to
+//! a settled position: it reads the last position drawn, then the transactions holding
+//! a write lock on this schema's `events` table, waits for exactly those to end (up to
+//! 2 s; they are the store's own short transactions) and reads with a fresh snapshot.
+//! A reader paging by position so gets every committed event once, in position order,
+//! and never waits for a transaction of another schema or one that appended nothing
+//! below its horizon. When one of this schema's transactions stays open longer, the
+//! listing stops at the last position known settled and the rest comes with a later
+//! call.
+//!
 //! Errors map onto [`StoreError`]: unique violations are
 //! `Conflict`, foreign-key violations `InvalidReference`, serialization failures,
 //! deadlocks, lost connections and pool timeouts `Unavailable` (retryable), anything
@@ -98,6 +112,8 @@ pub struct PostgresStore {
     schema: String,
     /// Signalled by the `LISTEN` task (see `wake`), started by the first subscriber.
     wakeups: Wakeups,
+    /// The highest event position known settled (see `queue::log_order`).
+    settled: std::sync::Arc<queue::Settled>,
 }
 
 impl PostgresStore {
@@ -142,6 +158,7 @@ impl PostgresStore {
             pool,
             schema,
             wakeups: Wakeups::with_feed(std::sync::Arc::new(feed)),
+            settled: std::sync::Arc::default(),
         };
         store.create_schema().await?;
         Ok(store)

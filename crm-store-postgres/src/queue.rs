@@ -1,4 +1,6 @@
-//! The event log and its routing; the durable job queue in [`jobs`].
+//! The event log and its routing; the durable job queue in [`jobs`]. Appends take no
+//! lock; how a paging reader still gets every event once, in order, is in
+//! [`log_order`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,19 +18,15 @@ use crate::error::{db, invalid};
 use crate::rows::{EventRow, IntoEntity, entities};
 
 mod jobs;
+mod log_order;
+pub(crate) use log_order::Settled;
 #[cfg(test)]
-mod lock_tests;
+mod order_tests;
 #[cfg(test)]
 mod plan_tests;
 
 const EVENT: &str = "event";
 const JOB: &str = "job";
-
-/// Serializes appends within the store's schema for the rest of the transaction, so
-/// positions (taken from the identity sequence) increase in commit order: a reader
-/// that saw position N never later finds a new event below N.
-const LOCK_EVENT_LOG: &str =
-    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))";
 
 /// An event appended with its jobs is routed at once: its jobs go in the same
 /// transaction, so the router never sees it.
@@ -52,20 +50,9 @@ macro_rules! insert_events_sql {
 }
 const APPEND_EVENTS: &str = concat!(insert_events_sql!(), " RETURNING *");
 
-/// [`LOCK_EVENT_LOG`] and a batch insert in one statement, for the appends that go
-/// with a state change: the join cannot yield a row (whose position default is taken
-/// from the sequence) before the materialized lock row exists, so the lock is held
-/// before any position is drawn, and the store's own writes cost one round trip for
-/// their events.
-const INSERT_EVENTS: &str = "
-    WITH lock AS MATERIALIZED (
-        SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))
-    )
-    INSERT INTO events (workspace_id, id, kind, subject, payload, idempotency_key,
-        occurred_at)
-    SELECT u.* FROM lock, unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
-        $5::jsonb[], $6::text[], $7::timestamptz[]) AS u
-    ON CONFLICT (workspace_id, idempotency_key) DO NOTHING";
+/// A batch insert without an answer, for the appends that go with a state change: the
+/// store's own writes cost one round trip for their events.
+const INSERT_EVENTS: &str = insert_events_sql!();
 
 /// The router's listing: unrouted events, lowest position first, through the partial
 /// index `events_unrouted_idx` (whose predicate `NOT routed` each query repeats).
@@ -149,13 +136,8 @@ struct Appended {
     created: bool,
 }
 
-/// Appends `event` within `tx`, holding the event-log lock until `tx` ends so positions
-/// follow commit order; an existing event of the same key is returned instead.
-async fn append_locked(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended, StoreError> {
-    sqlx::query(LOCK_EVENT_LOG)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(EVENT))?;
+/// Appends `event` within `tx`; an existing event of the same key is returned instead.
+async fn append_one(tx: &mut PgConnection, event: &NewEvent) -> Result<Appended, StoreError> {
     let inserted = sqlx::query_as::<_, EventRow>(APPEND_EVENT)
         .bind(event.workspace_id.as_uuid())
         .bind(event.id.as_uuid())
@@ -269,10 +251,6 @@ impl EventStore for PostgresStore {
             event.validate()?;
         }
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
-        sqlx::query(LOCK_EVENT_LOG)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(EVENT))?;
         let created = bind_events!(sqlx::query_as::<_, EventRow>(APPEND_EVENTS), events)
             .fetch_all(&mut *tx)
             .await
@@ -338,7 +316,7 @@ impl EventStore for PostgresStore {
         event.validate()?;
         check_event_jobs(event.workspace_id, jobs)?;
         let mut tx = self.pool.begin().await.map_err(db(EVENT))?;
-        let appended = append_locked(&mut tx, event).await?;
+        let appended = append_one(&mut tx, event).await?;
         if appended.created && !jobs.is_empty() {
             bind_job_batch(sqlx::query(ENQUEUE_JOB_BATCH), jobs)
                 .execute(&mut *tx)
@@ -370,14 +348,22 @@ impl EventStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         validate_limit(limit)?;
+        // Only up to a settled position, read in a statement after it was found (see
+        // `log_order`): nothing listed can be overtaken by a late commit.
+        let settled = log_order::settled_position(&self.pool, &self.settled).await?;
+        if settled <= after_position {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query_as::<_, EventRow>(
             "SELECT * FROM events
-             WHERE position > $1 AND ($2::uuid IS NULL OR workspace_id = $2)
+             WHERE position > $1 AND position <= $4
+               AND ($2::uuid IS NULL OR workspace_id = $2)
              ORDER BY position LIMIT $3",
         )
         .bind(after_position)
         .bind(scope.workspace().map(|ws| ws.as_uuid()))
         .bind(i64::from(limit))
+        .bind(settled)
         .fetch_all(&self.pool)
         .await
         .map_err(db(EVENT))?;

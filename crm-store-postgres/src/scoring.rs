@@ -63,25 +63,23 @@ struct OverriddenRow {
     old_override: Option<Value>,
 }
 
-/// A row of an upsert's answer: a contact's effective tier before the write (`written`
-/// false, from the old row, with what its `score.changed` compares against) or after
-/// it (`written` true, the other columns NULL).
+/// A row of an upsert's answer: a score the statement kept (`written` false: its
+/// computed fields would not change) or wrote (`written` true, with what the write
+/// replaced: the old computed total and tier and the override, all NULL for a row it
+/// inserted). `previous_tier` is the effective tier before the statement.
 #[derive(Debug, sqlx::FromRow)]
 struct TierRow {
     contact_id: Uuid,
     effective_tier: String,
     written: bool,
-    unchanged: Option<bool>,
+    previous_tier: Option<String>,
     old_total: Option<i16>,
     old_tier: Option<String>,
     old_override: Option<Value>,
 }
 
-/// What a score's `score.changed` compares: the old row's computed total and tier and
-/// its override (the effective values come from these), or `None` if the contact was
-/// never scored; and whether the write left the computed fields as they were.
+/// What a written score's `score.changed` compares against: the row it replaced.
 struct OldScore {
-    unchanged: bool,
     total: u8,
     tier: Tier,
     manual_override: Option<ScoreOverride>,
@@ -93,7 +91,6 @@ impl OldScore {
             return Ok(None);
         };
         Ok(Some(Self {
-            unchanged: row.unchanged.unwrap_or(false),
             total: u8::try_from(total).map_err(|e| corrupt("contact_scores.total", e))?,
             tier: parse_text(tier)?,
             manual_override: parse_override(row.old_override.clone())?,
@@ -108,77 +105,58 @@ fn parse_override(value: Option<Value>) -> Result<Option<ScoreOverride>, StoreEr
         .map_err(|e| corrupt("contact_scores.manual_override", e))
 }
 
-/// The `score.changed` events of a batch (`crm_core::events::score_changed`), from the
-/// old rows the upsert read: nothing for a row whose computed fields stayed, else the
-/// written row (the batch's score with the old row's override) against the old one.
-fn score_events(
-    scores: &[ContactScore],
-    old: &HashMap<Uuid, OldScore>,
-) -> Result<Vec<NewEvent>, StoreError> {
-    let mut out = Vec::new();
-    for s in scores {
-        let old = old.get(&s.contact_id.as_uuid());
-        if old.is_some_and(|o| o.unchanged) {
-            continue;
-        }
-        let after = ContactScore {
-            manual_override: old.and_then(|o| o.manual_override.clone()),
-            ..s.clone()
-        };
-        // The builder reads only the effective total and tier of the old row.
-        let before = old.map(|o| ContactScore {
-            total: o.total,
-            tier: o.tier,
-            manual_override: o.manual_override.clone(),
-            ..s.clone()
-        });
-        out.extend(events::score_changed(before.as_ref(), &after)?);
-    }
-    Ok(out)
+/// The `score.changed` event (`crm_core::events::score_changed`) of a written score:
+/// the written row (the batch's score with the old row's override) against the row it
+/// replaced, if any.
+fn score_event(
+    score: &ContactScore,
+    old: Option<&OldScore>,
+) -> Result<Option<NewEvent>, StoreError> {
+    let after = ContactScore {
+        manual_override: old.and_then(|o| o.manual_override.clone()),
+        ..score.clone()
+    };
+    // The builder reads only the effective total and tier of the old row.
+    let before = old.map(|o| ContactScore {
+        total: o.total,
+        tier: o.tier,
+        manual_override: o.manual_override.clone(),
+        ..score.clone()
+    });
+    Ok(events::score_changed(before.as_ref(), &after)?)
 }
 
-/// Each score's tier before and after, in input order, from the upsert's answer: a row
-/// the statement did not write (unchanged) keeps its old tier.
+/// Each score's tiers before and after, in input order, and the `score.changed`
+/// events of the written ones, from the upsert's answer; `None` for a score the
+/// statement neither kept nor wrote (a racing writer had just written the same
+/// values: see [`UPSERT_SCORES`]).
 fn outcomes(
     scores: &[ContactScore],
     rows: Vec<TierRow>,
-) -> Result<(Vec<ScoreWritten>, Vec<NewEvent>), StoreError> {
+) -> Result<(Vec<Option<ScoreWritten>>, Vec<NewEvent>), StoreError> {
     let position: HashMap<Uuid, usize> = scores
         .iter()
         .enumerate()
         .map(|(i, s)| (s.contact_id.as_uuid(), i))
         .collect();
-    let mut previous: Vec<Option<Tier>> = vec![None; scores.len()];
-    let mut current: Vec<Option<Tier>> = vec![None; scores.len()];
-    let mut old = HashMap::new();
+    let mut written: Vec<Option<ScoreWritten>> = vec![None; scores.len()];
+    let mut changed = Vec::new();
     for row in rows {
         let at = *position
             .get(&row.contact_id)
             .ok_or_else(|| corrupt("contact_scores.contact_id", "not in the batch"))?;
-        let tier = Some(parse_text(&row.effective_tier)?);
+        let current = parse_text(&row.effective_tier)?;
+        let previous = row.previous_tier.as_deref().map(parse_text).transpose()?;
         if row.written {
-            current[at] = tier;
-        } else {
-            previous[at] = tier;
-            if let Some(o) = OldScore::from_row(&row)? {
-                old.insert(row.contact_id, o);
-            }
+            let old = OldScore::from_row(&row)?;
+            changed.extend(score_event(&scores[at], old.as_ref())?);
         }
+        written[at] = Some(ScoreWritten {
+            contact_id: scores[at].contact_id,
+            previous,
+            current,
+        });
     }
-    let changed = score_events(scores, &old)?;
-    let written = scores
-        .iter()
-        .zip(previous.into_iter().zip(current))
-        .map(|(s, (previous, current))| {
-            Ok(ScoreWritten {
-                contact_id: s.contact_id,
-                previous,
-                current: current.or(previous).ok_or_else(|| {
-                    corrupt("contact_scores", "a score was neither kept nor written")
-                })?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
     Ok((written, changed))
 }
 
@@ -208,56 +186,66 @@ fn validate_batch(ws: WorkspaceId, scores: &[ContactScore]) -> Result<(), StoreE
     Ok(())
 }
 
-// One statement for the whole batch: the rows arrive as parallel arrays (UNNEST) and
-// the old rows are read from the statement's snapshot (a locking read would not see
-// rows this statement updates; `LIMIT 1` keeps it one index probe per row, which the
-// planner would otherwise turn into a scan of the workspace's scores). A row whose
-// computed fields would not change is not written at all (no row lock, new row
-// version, index entry or WAL: most rows of a nightly run), and its tier is the old
-// one. An existing manual override is kept because the update never touches it. Two
-// plain `upsert_contact_scores` writers racing on one contact may both report the same
-// previous tier; `upsert_contact_scores_with_events` first locks the contacts
-// (LOCK_SCORED_CONTACTS) so its writers never do.
-/// Locks the rows of the contacts `$2` (sorted, so writers never deadlock) until the
-/// transaction ends. `NO KEY UPDATE` conflicts with itself but not with the key-share
-/// locks that foreign keys take, so it orders score writers and nothing else.
-const LOCK_SCORED_CONTACTS: &str = "
-    SELECT 1 FROM contacts WHERE workspace_id = $1 AND id = ANY($2)
-    ORDER BY id FOR NO KEY UPDATE";
-
+// One statement for the whole batch, the rows as parallel arrays (UNNEST). A row whose
+// computed fields would not change, by the statement's snapshot, is not written at all
+// (no row lock, new row version, index entry or WAL: most rows of a nightly run), and
+// its tier is the old one. The others are inserted, or update the stored row, which
+// copies the values it replaces into `replaced_total`/`replaced_tier` (migration 0019)
+// so RETURNING reports them: the update locks and reads the latest committed row, so
+// two writers racing on one contact each report exactly the tier they replaced, and
+// one tier change is reported once. Rows are written in contact order, so writers of
+// overlapping batches never deadlock. The update is skipped when the latest row holds
+// the same values (a racing writer wrote them): that row is neither kept nor written,
+// and its tier is read after the statement (`TIERS`). An existing manual override is
+// kept because the update never touches it.
 const UPSERT_SCORES: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($2::uuid[], $3::smallint[], $4::text[], $5::jsonb[], $6::bigint[],
                          $7::timestamptz[])
-        WITH ORDINALITY AS t(contact_id, total, tier, breakdown, model_version, computed_at, ord)
-), old AS (
-    SELECT i.contact_id, s.effective_tier,
-           (s.total, s.tier, s.model_version, s.breakdown)
-               = (i.total, i.tier, i.model_version, i.breakdown) AS unchanged,
-           s.total AS old_total, s.tier AS old_tier, s.manual_override AS old_override
+        AS t(contact_id, total, tier, breakdown, model_version, computed_at)
+), kept AS (
+    SELECT i.contact_id, s.effective_tier
     FROM input i CROSS JOIN LATERAL (
-        SELECT effective_tier, total, tier, model_version, breakdown, manual_override
+        SELECT effective_tier, total, tier, model_version, breakdown
         FROM contact_scores
         WHERE workspace_id = $1 AND contact_id = i.contact_id LIMIT 1) s
+    WHERE (s.total, s.tier, s.model_version, s.breakdown)
+        = (i.total, i.tier, i.model_version, i.breakdown)
 ), up AS (
-    INSERT INTO contact_scores (workspace_id, contact_id, total, tier, breakdown,
+    INSERT INTO contact_scores AS s (workspace_id, contact_id, total, tier, breakdown,
         model_version, computed_at)
     SELECT $1, i.contact_id, i.total, i.tier, i.breakdown, i.model_version, i.computed_at
     FROM input i
-    WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.contact_id = i.contact_id AND old.unchanged)
-    ORDER BY i.ord
+    WHERE NOT EXISTS (SELECT 1 FROM kept WHERE kept.contact_id = i.contact_id)
+    ORDER BY i.contact_id
     ON CONFLICT (workspace_id, contact_id) DO UPDATE SET
         total = EXCLUDED.total,
         tier = EXCLUDED.tier,
         breakdown = EXCLUDED.breakdown,
         model_version = EXCLUDED.model_version,
-        computed_at = EXCLUDED.computed_at
-    RETURNING contact_id, effective_tier
+        computed_at = EXCLUDED.computed_at,
+        replaced_total = s.total,
+        replaced_tier = s.tier
+    WHERE (s.total, s.tier, s.model_version, s.breakdown) IS DISTINCT FROM
+        (EXCLUDED.total, EXCLUDED.tier, EXCLUDED.model_version, EXCLUDED.breakdown)
+    RETURNING s.contact_id, s.effective_tier, s.replaced_total, s.replaced_tier,
+        s.manual_override
 )
-SELECT contact_id, effective_tier, false AS written, unchanged, old_total, old_tier,
-    old_override FROM old
+SELECT contact_id, effective_tier, false AS written, effective_tier AS previous_tier,
+    NULL::smallint AS old_total, NULL::text AS old_tier, NULL::jsonb AS old_override
+FROM kept
 UNION ALL
-SELECT contact_id, effective_tier, true, NULL, NULL, NULL, NULL FROM up";
+SELECT contact_id, effective_tier, true,
+    CASE WHEN replaced_tier IS NOT NULL
+        THEN coalesce(manual_override ->> 'tier', replaced_tier) END,
+    replaced_total, replaced_tier, CASE WHEN replaced_tier IS NOT NULL THEN manual_override END
+FROM up";
+
+/// The effective tiers of the contacts `$2`: for the rows [`UPSERT_SCORES`] found
+/// written by a racing writer with the same values.
+const TIERS: &str = "
+    SELECT contact_id, effective_tier FROM contact_scores
+    WHERE workspace_id = $1 AND contact_id = ANY($2)";
 
 /// Runs [`UPSERT_SCORES`] for a validated batch on `conn`; answers each score's tiers
 /// and the `score.changed` events to append with the write.
@@ -290,10 +278,40 @@ async fn upsert_scores(
         .bind(breakdowns)
         .bind(versions)
         .bind(times)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_refs(SCORE, &refs))?;
-    outcomes(scores, rows)
+    let (mut written, changed) = outcomes(scores, rows)?;
+    let raced: Vec<Uuid> = scores
+        .iter()
+        .zip(&written)
+        .filter(|(_, w)| w.is_none())
+        .map(|(s, _)| s.contact_id.as_uuid())
+        .collect();
+    if !raced.is_empty() {
+        let tiers: Vec<(Uuid, String)> = sqlx::query_as(TIERS)
+            .bind(workspace_id.as_uuid())
+            .bind(raced)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(SCORE))?;
+        let tiers: HashMap<Uuid, String> = tiers.into_iter().collect();
+        for (s, w) in scores.iter().zip(written.iter_mut()) {
+            if let (None, Some(tier)) = (&w, tiers.get(&s.contact_id.as_uuid())) {
+                let tier = parse_text(tier)?;
+                *w = Some(ScoreWritten {
+                    contact_id: s.contact_id,
+                    previous: Some(tier),
+                    current: tier,
+                });
+            }
+        }
+    }
+    let written = written
+        .into_iter()
+        .map(|w| w.ok_or_else(|| corrupt("contact_scores", "a score was neither kept nor written")))
+        .collect::<Result<_, _>>()?;
+    Ok((written, changed))
 }
 
 #[async_trait]
@@ -392,17 +410,8 @@ impl ScoringStore for PostgresStore {
     ) -> Result<Vec<ScoreWritten>, StoreError> {
         validate_batch(workspace_id, scores)?;
         let mut tx = self.pool.begin().await.map_err(db(SCORE))?;
-        // Writers of the same contacts take turns (row locks on the contacts, in id
-        // order), so the upsert's snapshot, taken after the lock, holds the previous
-        // writer's score: two writers never both report, and emit, one tier change.
-        let mut contacts: Vec<_> = scores.iter().map(|s| s.contact_id.as_uuid()).collect();
-        contacts.sort_unstable();
-        sqlx::query(LOCK_SCORED_CONTACTS)
-            .bind(workspace_id.as_uuid())
-            .bind(contacts)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(SCORE))?;
+        // Each write reports the tier it replaced exactly (see UPSERT_SCORES), so two
+        // writers of one contact never both report, and emit, one tier change.
         let (written, mut appended) = upsert_scores(&mut tx, workspace_id, scores).await?;
         // The score changes first, then the caller's events of the same write.
         appended.extend(events_for(&written)?);

@@ -41,7 +41,9 @@ pub use model::{
 };
 pub use record::{ContactScore, ScoreOverride, ScoreWritten};
 pub use score::{Breakdown, Component, Contribution, Factor, Score, explain, score_total};
-pub use service::{RESCORE_ALL, RESCORE_CONTACT, RescoreReport, Scorer, ScoringError};
+pub use service::{
+    PAGES_IN_FLIGHT, RESCORE_ALL, RESCORE_CONTACT, RescoreReport, Scorer, ScoringError,
+};
 pub use tier::{CONTACT_SCORED, LEAD_QUALIFIED, TierChange};
 
 #[cfg(test)]

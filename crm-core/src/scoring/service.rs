@@ -12,9 +12,12 @@
 //!
 //! [`ScoringStore::upsert_contact_scores_with_events`]: crate::store::ScoringStore::upsert_contact_scores_with_events
 
+use std::pin::pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::future::{self, Either};
+use futures::stream::{FuturesOrdered, StreamExt as _};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -42,6 +45,11 @@ pub const CLEAR_OVERRIDE_ACTION: &str = "score.override_cleared";
 
 /// How many contacts a bulk rescore reads and writes per batch.
 const BATCH: u32 = 1000;
+
+/// How many pages of a bulk rescore are written at once: enough to keep the store
+/// busy while one page's transaction waits on a round trip or a commit, few enough
+/// to leave the pool's other connections to the rest of the engine.
+pub const PAGES_IN_FLIGHT: usize = 2;
 
 /// Why a scoring operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +102,14 @@ pub struct RescoreReport {
     pub tier_changes: u64,
     /// Contacts that reached `Hot` or above (`lead.qualified` events).
     pub qualified: u64,
+}
+
+impl RescoreReport {
+    fn add(&mut self, other: Self) {
+        self.scored += other.scored;
+        self.tier_changes += other.tier_changes;
+        self.qualified += other.qualified;
+    }
 }
 
 /// The scoring service over a store and a clock.
@@ -210,8 +226,12 @@ impl Scorer {
     /// nightly decay run. A workspace without a model scores nothing (so a scheduled
     /// decay run before the first model is not a failure).
     ///
-    /// The next page is read while the current one is written: keyset pages never
-    /// overlap, so the two never touch the same contact.
+    /// Pages are read in contact order, one after another, and up to
+    /// [`PAGES_IN_FLIGHT`] of them are written at once, each in its own atomic step,
+    /// while the next is read: keyset pages never overlap, so no two writes touch the
+    /// same contact, and appends take no lock, so the writes do not wait on each other.
+    /// On an error the run stops; the pages written before it stay written (a rerun
+    /// skips their unchanged scores).
     pub async fn rescore_all(
         &self,
         workspace_id: WorkspaceId,
@@ -224,28 +244,49 @@ impl Scorer {
         };
         let now = self.clock.now();
         let since = Self::activity_since(&model, now);
-        let read = |page: Option<Page<ContactId>>| async move {
-            match page {
-                Some(page) => self
-                    .store
-                    .list_scoring_inputs(workspace_id, since, page)
-                    .await
-                    .map_err(store("page scoring inputs")),
-                None => Ok(Vec::new()),
-            }
-        };
+        let mut writes = FuturesOrdered::new();
         let mut report = RescoreReport::default();
-        let mut inputs = read(Some(Page::first(BATCH))).await?;
-        while let Some(last) = inputs.last().map(|i| i.contact_id) {
-            let next = (inputs.len() == BATCH as usize).then(|| Page::after(last, BATCH));
-            let (batch, following) =
-                futures::try_join!(self.score_batch(&model, &inputs, now, trigger), read(next))?;
-            report.scored += batch.scored;
-            report.tier_changes += batch.tier_changes;
-            report.qualified += batch.qualified;
-            inputs = following;
+        let mut next = Some(Page::first(BATCH));
+        while let Some(page) = next.take() {
+            // The next page is read while the writes in flight go on.
+            let mut read = pin!(self.store.list_scoring_inputs(workspace_id, since, page));
+            let inputs = loop {
+                if writes.is_empty() {
+                    break read.await;
+                }
+                match future::select(read.as_mut(), writes.next()).await {
+                    Either::Left((inputs, _)) => break inputs,
+                    Either::Right((Some(batch), _)) => report.add(batch?),
+                    Either::Right((None, _)) => {}
+                }
+            }
+            .map_err(store("page scoring inputs"))?;
+            let Some(last) = inputs.last().map(|i| i.contact_id) else {
+                break;
+            };
+            next = (inputs.len() == BATCH as usize).then(|| Page::after(last, BATCH));
+            writes.push_back(self.score_page(&model, inputs, now, trigger));
+            while writes.len() >= PAGES_IN_FLIGHT {
+                if let Some(batch) = writes.next().await {
+                    report.add(batch?);
+                }
+            }
+        }
+        while let Some(batch) = writes.next().await {
+            report.add(batch?);
         }
         Ok(report)
+    }
+
+    /// [`score_batch`](Self::score_batch) of a page it owns, for the writes in flight.
+    async fn score_page(
+        &self,
+        model: &ScoringModel,
+        inputs: Vec<ScoringInput>,
+        now: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<RescoreReport, ScoringError> {
+        self.score_batch(model, &inputs, now, trigger).await
     }
 
     async fn score_batch(

@@ -14,7 +14,23 @@ use crate::store::{Claim, Inserted, Page, Scope};
 ///
 /// # Contract
 /// Tenant scoping as for [`ContactStore`](crate::store::ContactStore). Events are never
-/// changed. Positions strictly increase in commit order of appends within one store.
+/// changed. Every event has a position unique within the store; positions increase
+/// within one append (and within one store write's events), and from one append to
+/// any append that begins after it returned. Appends that overlap in time MUST NOT
+/// wait on each other (unless they append the same key): a backend takes no lock
+/// shared by all appenders, so overlapping appends may commit out of position order.
+///
+/// # Reading with a cursor
+/// [`list_events`](Self::list_events) keeps this promise to every reader: **once it
+/// has listed an event at position P, no event at or below P is ever listed later**
+/// (that was not listed before). So a consumer that pages with the position of the
+/// last event it was given sees every committed event exactly once, in position
+/// order; a rolled-back append is never listed. To keep it, a backend lists only up
+/// to a *settled* position (every append that drew a position at or below it has
+/// ended) and holds back a committed event while an append with a lower position is
+/// still in flight. The memory store appends under one lock, so every position is
+/// settled at once; the PostgreSQL store waits briefly for its schema's appends in
+/// flight and never for anything else (its crate docs say how).
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug {
     /// Appends events, all or none: one answer per event, in order. Idempotent on
@@ -47,7 +63,13 @@ pub trait EventStore: Send + Sync + Debug {
     async fn get_event(&self, workspace_id: WorkspaceId, id: EventId) -> Result<Event, StoreError>;
 
     /// Events in `scope` with a position greater than `after_position`, ascending by
-    /// position, at most `limit`. Feeds consumers that remember the last position seen.
+    /// position, at most `limit` (1 to 1000, else `Invalid`), and only up to a settled
+    /// position (see the trait's "Reading with a cursor"): a later call never lists an
+    /// event at or below the last one this call listed. Feeds consumers that remember
+    /// the position of the last event they were given (0 to start). An event held
+    /// back because an append with a lower position is still in flight comes with a
+    /// later call; a caller that appended and then lists sees its own events, unless
+    /// such an append stays in flight for longer than the backend waits.
     async fn list_events(
         &self,
         scope: Scope,

@@ -9,11 +9,13 @@ use crm_core::{Currency, Money, StoreError};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::{corrupt, db, parse_text};
+use crate::error::{corrupt, db};
 
 // $1 workspace, $2 after (keyset), $3 only these contacts (NULL: all), $4 limit,
 // $5 activities at or after. Activity kinds `opened`/`clicked` are behaviors by kind,
-// every other kind by `details.signal`; a booked meeting is a demo request.
+// every other kind by `details.signal`; a booked meeting is a demo request, any other
+// kind an intent by `details.signal`. One pass over each contact's recent activities
+// (one index probe) yields every behavior's times and every intent's latest time.
 const LOAD_INPUTS: &str = "
 WITH page AS (
     SELECT c.id, c.account_id FROM contacts c
@@ -25,8 +27,8 @@ WITH page AS (
 SELECT p.id AS contact_id, a.employee_count, a.industry, a.annual_revenue_minor,
        a.annual_revenue_currency,
        coalesce(x.opens, '{}') AS opens, coalesce(x.clicks, '{}') AS clicks,
-       coalesce(x.visits, '{}') AS visits, coalesce(y.intents, '{}') AS intents,
-       coalesce(y.intent_times, '{}') AS intent_times
+       coalesce(x.visits, '{}') AS visits, x.contact_form, x.demo_request, x.pricing_view,
+       x.trial_signup
 FROM page p
 LEFT JOIN accounts a ON a.workspace_id = $1 AND a.id = p.account_id
 LEFT JOIN LATERAL (
@@ -36,24 +38,18 @@ LEFT JOIN LATERAL (
         array_agg(occurred_at ORDER BY occurred_at) FILTER (WHERE kind = 'clicked'
             OR (kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'click')) AS clicks,
         array_agg(occurred_at ORDER BY occurred_at) FILTER (WHERE
-            kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'visit') AS visits
+            kind NOT IN ('opened', 'clicked') AND details ->> 'signal' = 'visit') AS visits,
+        max(occurred_at) FILTER (WHERE kind <> 'meeting_booked'
+            AND details ->> 'signal' = 'contact_form') AS contact_form,
+        max(occurred_at) FILTER (WHERE kind = 'meeting_booked'
+            OR details ->> 'signal' = 'demo_request') AS demo_request,
+        max(occurred_at) FILTER (WHERE kind <> 'meeting_booked'
+            AND details ->> 'signal' = 'pricing_view') AS pricing_view,
+        max(occurred_at) FILTER (WHERE kind <> 'meeting_booked'
+            AND details ->> 'signal' = 'trial_signup') AS trial_signup
     FROM activities act
     WHERE act.workspace_id = $1 AND act.contact_id = p.id AND act.occurred_at >= $5
 ) x ON true
-LEFT JOIN LATERAL (
-    SELECT array_agg(i.intent ORDER BY i.intent) AS intents,
-           array_agg(i.last_at ORDER BY i.intent) AS intent_times
-    FROM (
-        SELECT CASE WHEN kind = 'meeting_booked' THEN 'demo_request'
-                    ELSE details ->> 'signal' END AS intent,
-               max(occurred_at) AS last_at
-        FROM activities act
-        WHERE act.workspace_id = $1 AND act.contact_id = p.id AND act.occurred_at >= $5
-          AND (kind = 'meeting_booked' OR details ->> 'signal' IN
-                ('demo_request', 'pricing_view', 'trial_signup', 'contact_form'))
-        GROUP BY 1
-    ) i
-) y ON true
 ORDER BY p.id";
 
 #[derive(Debug, sqlx::FromRow)]
@@ -66,9 +62,11 @@ struct InputRow {
     opens: Vec<DateTime<Utc>>,
     clicks: Vec<DateTime<Utc>>,
     visits: Vec<DateTime<Utc>>,
-    intents: Vec<String>,
-    /// The latest occurrence of each of `intents`, index for index.
-    intent_times: Vec<DateTime<Utc>>,
+    /// The latest occurrence of each intent, if any.
+    contact_form: Option<DateTime<Utc>>,
+    demo_request: Option<DateTime<Utc>>,
+    pricing_view: Option<DateTime<Utc>>,
+    trial_signup: Option<DateTime<Utc>>,
 }
 
 impl InputRow {
@@ -84,8 +82,15 @@ impl InputRow {
             _ => None,
         };
         let mut intents = IntentSet::default();
-        for (name, at) in self.intents.iter().zip(&self.intent_times) {
-            intents.insert_at(parse_text::<Intent>(name)?, *at);
+        for (intent, at) in [
+            (Intent::ContactForm, self.contact_form),
+            (Intent::DemoRequest, self.demo_request),
+            (Intent::PricingView, self.pricing_view),
+            (Intent::TrialSignup, self.trial_signup),
+        ] {
+            if let Some(at) = at {
+                intents.insert_at(intent, at);
+            }
         }
         Ok(ScoringInput {
             workspace_id: ws,

@@ -89,22 +89,6 @@ pub(crate) fn required_header<'r>(
     optional_header(request, name)?.ok_or(WebhookError::MissingHeader(name))
 }
 
-/// The first of `names` that is present (for schemes with alternative header prefixes);
-/// `MissingHeader` names the first alternative.
-pub(crate) fn first_header<'r>(
-    request: &'r WebhookRequest,
-    names: &[&'static str],
-) -> Result<&'r str, WebhookError> {
-    for name in names {
-        if let Some(value) = optional_header(request, name)? {
-            return Ok(value);
-        }
-    }
-    Err(WebhookError::MissingHeader(
-        names.first().copied().unwrap_or("header"),
-    ))
-}
-
 /// Refuses a body larger than `limit` bytes; the first check of every verifier.
 pub(crate) fn check_body_size(request: &WebhookRequest, limit: usize) -> Result<(), WebhookError> {
     let size = request.body.len();
