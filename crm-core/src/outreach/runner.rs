@@ -505,6 +505,6 @@ impl Runner {
             workspace_id,
             now,
         );
-        Ok(pass.run(due).await)
+        pass.run(due).await
     }
 }
