@@ -154,7 +154,10 @@ impl<'a> Pass<'a> {
             *left = left.saturating_sub(1);
             // Cancelled messages no longer count as touches: a later enrollment of the
             // same contact counts them as the store has them after this write.
-            if *left > 0 && self.actions.get(first..).is_some_and(page::cancels) {
+            if *left > 0
+                && self.config.enforce_touch_limit
+                && self.actions.get(first..).is_some_and(page::cancels)
+            {
                 self.flush().await?;
                 self.page
                     .reload_touches(self.store, contact_id, &self.settings, self.now)
@@ -498,7 +501,7 @@ impl<'a> Pass<'a> {
             updated_at: self.now,
             ..next.clone()
         };
-        self.actions.push(Action::Write(Planned {
+        self.actions.push(Action::Write(Box::new(Planned {
             change: EnrollmentChange {
                 enrollment: next,
                 enqueue,
@@ -507,7 +510,7 @@ impl<'a> Pass<'a> {
             },
             count,
             audit: None,
-        }));
+        })));
         Next::Again(stored)
     }
 }

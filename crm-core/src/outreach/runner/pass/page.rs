@@ -132,7 +132,7 @@ pub(super) struct Planned {
 /// What the pass worked out for an enrollment, in order.
 pub(super) enum Action {
     /// A change to write.
-    Write(Planned),
+    Write(Box<Planned>),
     /// A failure to report unless an earlier change of its enrollment was refused.
     Fail(EnrollmentFailure),
 }
@@ -174,6 +174,7 @@ impl Pass<'_> {
                     }
                 }
                 Action::Write(planned) => {
+                    let planned = *planned;
                     let id = planned.change.enrollment.id;
                     let result = results.next().unwrap_or_else(|| {
                         Err(StoreError::Backend {
