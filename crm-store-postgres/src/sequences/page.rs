@@ -11,10 +11,11 @@
 //! one change per transaction, so the bad change gets its own error and the others
 //! still apply; a retryable failure (connection, deadlock) is the caller's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
+use crm_core::model::rules::stored_time;
 use crm_core::model::{NewEvent, OutboxMessage, normalize_address};
 use crm_core::store::{EnrollmentAdvanced, EnrollmentChange, Inserted};
 use sqlx::PgConnection;
@@ -25,7 +26,7 @@ use super::{ChangedEnrollmentRow, ENROLLMENT};
 use crate::PostgresStore;
 use crate::error::{Ref, cas_error, corrupt, db, db_refs};
 use crate::queue::insert_events_in;
-use crate::rows::{BATCH_ORD, IntoEntity, OutboxRow, entities};
+use crate::rows::{BATCH_ORD, IntoEntity, OutboxRow};
 
 const OUTBOX: &str = "outbox_message";
 
@@ -65,7 +66,7 @@ const INSERT_MESSAGES: &str = "
         $17::text[], $18::text[], $19::jsonb[], $20::timestamptz[], $21::timestamptz[],
         $22::timestamptz[], $23::int8[], $24::text[])
     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
-    RETURNING *";
+    RETURNING id";
 
 /// The messages holding keys the enqueue found taken.
 const MESSAGES_BY_KEY: &str = "
@@ -342,6 +343,20 @@ async fn miss_errors(
         .collect())
 }
 
+/// `m` as a store keeps it: its times at microsecond precision (the values written,
+/// so the rows need not be read back).
+fn as_stored(m: &OutboxMessage) -> OutboxMessage {
+    let mut stored = m.clone();
+    stored.not_before = stored_time(m.not_before);
+    stored.created_at = stored_time(m.created_at);
+    stored.updated_at = stored_time(m.updated_at);
+    stored.sent_at = m.sent_at.map(stored_time);
+    if let Some(lease) = stored.lease.as_mut() {
+        lease.expires_at = stored_time(lease.expires_at);
+    }
+    stored
+}
+
 /// Enqueues `messages` idempotently in one statement; answers each, in order, as
 /// `enqueue_outbox` would: the new row, or the row already holding its key.
 async fn insert_messages(
@@ -357,7 +372,7 @@ async fn insert_messages(
         };
     }
     let refs = [Ref::new("outbox_messages_contact_fk", "contact", None)];
-    let rows = sqlx::query_as::<_, OutboxRow>(INSERT_MESSAGES)
+    let inserted: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(INSERT_MESSAGES)
         .bind(column!(|m: &OutboxMessage| m.workspace_id.as_uuid()))
         .bind(column!(|m: &OutboxMessage| m.id.as_uuid()))
         .bind(column!(|m: &OutboxMessage| m.channel.as_str()))
@@ -397,15 +412,13 @@ async fn insert_messages(
         .bind(column!(|m: &OutboxMessage| normalize_address(&m.recipient)))
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_refs(OUTBOX, &refs))?;
-    let mut created: HashMap<Uuid, OutboxMessage> = entities(rows)?
+        .map_err(db_refs(OUTBOX, &refs))?
         .into_iter()
-        .map(|m| (m.id.as_uuid(), m))
         .collect();
     let taken: Vec<&OutboxMessage> = messages
         .iter()
         .copied()
-        .filter(|m| !created.contains_key(&m.id.as_uuid()))
+        .filter(|m| !inserted.contains(&m.id.as_uuid()))
         .collect();
     let mut holders: HashMap<(Uuid, String), OutboxMessage> = HashMap::new();
     if !taken.is_empty() {
@@ -434,9 +447,9 @@ async fn insert_messages(
     messages
         .iter()
         .map(|m| {
-            if let Some(new) = created.remove(&m.id.as_uuid()) {
+            if inserted.contains(&m.id.as_uuid()) {
                 return Ok(Inserted {
-                    value: new,
+                    value: as_stored(m),
                     created: true,
                 });
             }

@@ -128,15 +128,19 @@ impl<'a> Pass<'a> {
     /// the page's batched reads or its write fail.
     pub(super) async fn run(mut self, due: Vec<Enrollment>) -> Result<TenantReport, RunnerError> {
         self.report.due = due.len();
-        self.page = PageData::load(
-            self.store,
-            self.workspace_id,
-            &self.settings,
-            self.now,
-            &due,
-            self.config.enforce_touch_limit,
-        )
-        .await?;
+        // The sequences are read while the page's contacts and touches are.
+        let (page, ()) = futures::join!(
+            PageData::load(
+                self.store,
+                self.workspace_id,
+                &self.settings,
+                self.now,
+                &due,
+                self.config.enforce_touch_limit,
+            ),
+            self.definitions.preload(&due),
+        );
+        self.page = page?;
         let mut later: HashMap<ContactId, usize> = HashMap::new();
         for e in &due {
             *later.entry(e.contact_id).or_default() += 1;

@@ -133,6 +133,20 @@ impl<'s> Definitions<'s> {
         }
     }
 
+    /// Reads the current definitions of the sequences of `due` ahead of time. A
+    /// definition that cannot be read is not kept: the enrollment that needs it reads
+    /// it again and reports the error.
+    pub(crate) async fn preload(&mut self, due: &[Enrollment]) {
+        let mut ids: Vec<SequenceId> = due.iter().map(|e| e.sequence_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Err(error) = self.latest(id).await {
+                tracing::debug!(sequence_id = %id, error = %error, "outreach runner: sequence not preloaded");
+            }
+        }
+    }
+
     /// The current definition of a sequence.
     pub(crate) async fn latest(&mut self, id: SequenceId) -> Result<Arc<Sequence>, StoreError> {
         if let Some(found) = self.latest.get(&id) {

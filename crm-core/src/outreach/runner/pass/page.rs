@@ -137,6 +137,16 @@ pub(super) enum Action {
     Fail(EnrollmentFailure),
 }
 
+/// What to report of one action once the page is written.
+enum Outcome {
+    Written {
+        enrollment_id: EnrollmentId,
+        count: Count,
+        audit: Option<Problem>,
+    },
+    Failed(EnrollmentFailure),
+}
+
 /// Whether any of `actions` cancels queued messages.
 pub(super) fn cancels(actions: &[Action]) -> bool {
     actions
@@ -152,13 +162,27 @@ impl Pass<'_> {
         if actions.is_empty() {
             return Ok(());
         }
-        let changes: Vec<EnrollmentChange> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Write(p) => Some(p.change.clone()),
-                Action::Fail(_) => None,
-            })
-            .collect();
+        // The changes go to the store; what to report of each stays here, in order.
+        let mut changes: Vec<EnrollmentChange> = Vec::with_capacity(actions.len());
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(actions.len());
+        for action in actions {
+            match action {
+                Action::Write(planned) => {
+                    let Planned {
+                        change,
+                        count,
+                        audit,
+                    } = *planned;
+                    outcomes.push(Outcome::Written {
+                        enrollment_id: change.enrollment.id,
+                        count,
+                        audit,
+                    });
+                    changes.push(change);
+                }
+                Action::Fail(failure) => outcomes.push(Outcome::Failed(failure)),
+            }
+        }
         let mut results = if changes.is_empty() {
             Vec::new()
         } else {
@@ -166,16 +190,18 @@ impl Pass<'_> {
         }
         .into_iter();
         let mut lost: HashSet<EnrollmentId> = HashSet::new();
-        for action in actions {
-            match action {
-                Action::Fail(failure) => {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Failed(failure) => {
                     if !lost.contains(&failure.enrollment_id) {
                         self.fail(failure);
                     }
                 }
-                Action::Write(planned) => {
-                    let planned = *planned;
-                    let id = planned.change.enrollment.id;
+                Outcome::Written {
+                    enrollment_id: id,
+                    count,
+                    audit,
+                } => {
                     let result = results.next().unwrap_or_else(|| {
                         Err(StoreError::Backend {
                             backend: "runner",
@@ -186,7 +212,7 @@ impl Pass<'_> {
                     if lost.contains(&id) {
                         continue;
                     }
-                    if let Err(error) = self.settle(planned, result).await {
+                    if let Err(error) = self.settle(count, audit, result).await {
                         lost.insert(id);
                         if let Some(error) = error {
                             self.fail(EnrollmentFailure {
@@ -215,7 +241,8 @@ impl Pass<'_> {
     /// first (superseded); `Err(Some(_))`: it failed.
     async fn settle(
         &mut self,
-        planned: Planned,
+        count: Count,
+        audit: Option<Problem>,
         result: Result<EnrollmentAdvanced, StoreError>,
     ) -> Result<(), Option<RunnerError>> {
         let advanced = match result {
@@ -233,7 +260,7 @@ impl Pass<'_> {
             }
             Err(err) => return Err(Some(err.into())),
         };
-        self.count(planned.count, &advanced);
+        self.count(count, &advanced);
         if let Some(inserted) = &advanced.enqueued
             && advanced.enrollment.step_message_id != Some(inserted.value.id)
         {
@@ -246,7 +273,7 @@ impl Pass<'_> {
                 tracing::debug!(enrollment_id = %fixed.id, error = %error, "outreach runner: could not point the enrollment at its existing message");
             }
         }
-        if let Some(problem) = planned.audit {
+        if let Some(problem) = audit {
             self.audit(&advanced.enrollment, problem)
                 .await
                 .map_err(|e| Some(e.into()))?;
