@@ -260,6 +260,19 @@ impl ContactStore for MemoryStore {
         self.with(|t| t.crm.contacts.find(workspace_id, id).cloned())
     }
 
+    async fn get_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Option<Contact>>, StoreError> {
+        self.with(|t| {
+            Ok(ids
+                .iter()
+                .map(|id| t.crm.contacts.get(workspace_id, *id).cloned())
+                .collect())
+        })
+    }
+
     async fn find_contact_by_email(
         &self,
         workspace_id: WorkspaceId,

@@ -352,6 +352,14 @@ impl SequenceStore for MemoryStore {
         self.with(|t| advance(t, change))
     }
 
+    async fn advance_enrollments(
+        &self,
+        changes: &[EnrollmentChange],
+    ) -> Result<Vec<Result<EnrollmentAdvanced, StoreError>>, StoreError> {
+        // One lock for the page; each change is atomic on its own, as advance is.
+        self.with(|t| Ok(changes.iter().map(|change| advance(t, change)).collect()))
+    }
+
     async fn list_enrollments(
         &self,
         workspace_id: WorkspaceId,

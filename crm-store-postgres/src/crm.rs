@@ -15,13 +15,19 @@ use crate::error::{Ref, db, db_refs, invalid};
 use crate::page::{fetch_page, page_sql};
 use crate::queue::insert_events_in;
 use crate::rows::{
-    AccountRow, ContactRow, DealRow, IntoEntity, PipelineRow, entities, opt_u32, to_json,
+    AccountRow, ContactRow, DealRow, IntoEntity, PipelineRow, aligned, entities, opt_u32, to_json,
 };
 
 mod activities;
 
 pub(crate) const CONTACT: &str = "contact";
 const ACCOUNT: &str = "account";
+
+/// The contacts of a list of ids, each row with the position of its id.
+const CONTACTS_BY_ID: &str = "
+    SELECT k.batch_ord, c.*
+    FROM unnest($2::uuid[]) WITH ORDINALITY AS k(id, batch_ord)
+    JOIN contacts c ON c.workspace_id = $1 AND c.id = k.id";
 const PIPELINE: &str = "pipeline";
 const DEAL: &str = "deal";
 
@@ -229,6 +235,24 @@ impl ContactStore for PostgresStore {
         .map_err(db(CONTACT))?
         .ok_or_else(|| StoreError::not_found(CONTACT, id))?
         .into_entity()
+    }
+
+    async fn get_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Option<Contact>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<_> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows = sqlx::query(CONTACTS_BY_ID)
+            .bind(workspace_id.as_uuid())
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(CONTACT))?;
+        aligned::<ContactRow>(&rows, ids.len())
     }
 
     async fn find_contact_by_email(

@@ -19,6 +19,7 @@ use crate::queue::insert_events_in;
 use crate::rows::{EnrollmentRow, IntoEntity, SequenceRow, entities, to_json};
 
 mod advance;
+mod page;
 
 const SEQUENCE: &str = "sequence";
 const ENROLLMENT: &str = "enrollment";
@@ -400,6 +401,13 @@ impl SequenceStore for PostgresStore {
     ) -> Result<EnrollmentAdvanced, StoreError> {
         advance::validate(change)?;
         self.advance(change).await
+    }
+
+    async fn advance_enrollments(
+        &self,
+        changes: &[EnrollmentChange],
+    ) -> Result<Vec<Result<EnrollmentAdvanced, StoreError>>, StoreError> {
+        self.advance_page(changes).await
     }
 
     async fn list_enrollments(

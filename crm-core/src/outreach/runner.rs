@@ -32,11 +32,26 @@
 //! reads the message and moves the enrollment on, so no enrollment waits in
 //! `StepPending` for ever.
 //!
+//! # Pages
+//! A workspace pass works on its due enrollments as one page: the contacts in one
+//! [`ContactStore::get_contacts`](crate::store::ContactStore::get_contacts) call, their
+//! touches of the day in one
+//! [`TouchStore::count_day_touches`](crate::store::TouchStore::count_day_touches) call;
+//! then each enrollment is worked out in due order as above (touches queued for an
+//! earlier enrollment count for a later one of the same contact), and every change of
+//! the page is written with one
+//! [`SequenceStore::advance_enrollments`](crate::store::SequenceStore::advance_enrollments)
+//! call. When an enrollment cancels queued messages of a contact that has later
+//! enrollments in the page, the changes so far are written first and that contact's
+//! touches read again, so the later ones count what the store has.
+//!
 //! # Writes and crash safety
-//! Every change is one change-set of
+//! Every change is one change-set, applied as by
 //! [`SequenceStore::advance_enrollment`](crate::store::SequenceStore::advance_enrollment),
 //! compare-and-set on the version read: the new state and the rendered message are stored together or
-//! not at all. The message's idempotency key is
+//! not at all. An enrollment looked at again in the same pass (after `Start`, `Resume` or
+//! a skipped step) chains its next change on the version the first one stores; when the
+//! first is refused, the next is too. The message's idempotency key is
 //! [`step_idempotency_key`](crate::outreach::enrollment::step_idempotency_key) of the
 //! enrollment as read, so a runner that crashes and re-reads the same row produces the
 //! same key and the store returns the message already queued instead of a second one.
@@ -69,8 +84,10 @@
 //! The touch limit counts the contact's messages of its local day: those sent that day
 //! (`MessageSent` activities since the local midnight) and those still queued to go by
 //! the day's end (pending, awaiting approval, in flight; manual tasks aside:
-//! [`TouchStore::count_queued_touches`](crate::store::TouchStore::count_queued_touches)),
-//! so parallel sequences cannot queue past the limit before any of them is sent. At the
+//! [`TouchStore::count_day_touches`](crate::store::TouchStore::count_day_touches)),
+//! plus the steps the pass queued to the contact before, so parallel sequences cannot
+//! queue past the limit before any of them is sent. A step whose write is then refused
+//! (a race) was still counted: the count errs on the safe side. At the
 //! limit the step is postponed to the window's first opening in the contact's next
 //! local day. Channel quotas are the dispatcher's.
 //!
@@ -505,6 +522,6 @@ impl Runner {
             workspace_id,
             now,
         );
-        Ok(pass.run(due).await)
+        pass.run(due).await
     }
 }

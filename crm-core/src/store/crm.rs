@@ -34,6 +34,16 @@ pub trait ContactStore: Send + Sync + Debug {
         id: ContactId,
     ) -> Result<Contact, StoreError>;
 
+    /// The contacts `ids` of `workspace_id`: one answer per id, in order (repeats
+    /// included), `None` for an id the workspace has no contact of. One consistent read;
+    /// a backend should answer in one round trip (the runner reads a page's contacts
+    /// with it). No ids, no answers.
+    async fn get_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Option<Contact>>, StoreError>;
+
     /// The contact whose email equals `email` case-insensitively, if any.
     async fn find_contact_by_email(
         &self,

@@ -103,7 +103,7 @@ pub use queue::{EventStore, JobStore};
 pub use scoring::{ScoreEvents, ScoringStore};
 pub use send_gate::{SendStart, SendStartOutcome, StoppedSends, TouchLimit, WithStopped};
 pub use sequences::{EnrollmentAdvanced, EnrollmentChange, EnrollmentFilter, SequenceStore};
-pub use touches::TouchStore;
+pub use touches::{ContactDay, TouchStore, validate_day_count};
 pub use wake::{
     MAX_WAKE_TIMER, WakeFeed, WakeSource, WakeSubscription, WakeTopic, Wakeups, WeakWakeups, Woke,
 };

@@ -66,17 +66,17 @@ port! {
     /// What the sequence `Runner` (in `outreach::runner`) uses.
     ///
     /// - [`LeaseStore`]: holds the per-workspace runner lease.
-    /// - [`SequenceStore`]: lists due enrollments and advances them (state and rendered
-    ///   message together), reading the sequence definitions.
-    /// - [`ContactStore`], [`AccountStore`]: read the contact and its account for merge
-    ///   values and send windows.
+    /// - [`SequenceStore`]: lists due enrollments and advances them a page at a time
+    ///   (state and rendered message together), reading the sequence definitions.
+    /// - [`ContactStore`], [`AccountStore`]: read the page's contacts and their accounts
+    ///   for merge values and send windows.
     /// - [`ActivityStore`]: counts today's touches for the daily touch limit, and finds
     ///   the contact's last inbound message for WhatsApp and Instagram windows.
     /// - [`AuditStore`]: records why an enrollment was parked.
     /// - [`OutboxStore`]: reads a pending step's message, to move its enrollment on
     ///   when the message ended unsent.
-    /// - [`TouchStore`]: counts the contact's queued and sent messages of its local day
-    ///   for the daily touch limit.
+    /// - [`TouchStore`]: counts the page's contacts' queued and sent messages of their
+    ///   local day for the daily touch limit.
     RunnerStore: LeaseStore + SequenceStore + ContactStore + AccountStore + ActivityStore
         + AuditStore + OutboxStore + TouchStore
 }

@@ -139,6 +139,29 @@ pub trait SequenceStore: Send + Sync + Debug {
         change: &EnrollmentChange,
     ) -> Result<EnrollmentAdvanced, StoreError>;
 
+    /// Applies a page of change-sets, in order, as if by one
+    /// [`advance_enrollment`](SequenceStore::advance_enrollment) call each; answers
+    /// one result per change, in order. The outreach runner writes each page of due
+    /// enrollments with one call.
+    ///
+    /// - Each change keeps its own contract: its compare-and-set, validation,
+    ///   idempotent enqueue, cancellation and events. A change that fails
+    ///   (`VersionConflict`, `NotFound`, `Invalid`, ...) gets its error in its slot and
+    ///   changes nothing; the others MUST still apply.
+    /// - Several changes of one enrollment apply in their order: a later one names the
+    ///   version the earlier one stores (so it fails with `VersionConflict` when the
+    ///   earlier one did not apply).
+    /// - The outer `Err` means nothing was applied (the backend failed as a whole, for
+    ///   example its connection); the caller may retry the page.
+    ///
+    /// A backend SHOULD apply the page in a few round trips (PostgreSQL: one
+    /// transaction, a statement per kind of write, not per change); it MAY commit the
+    /// changes separately.
+    async fn advance_enrollments(
+        &self,
+        changes: &[EnrollmentChange],
+    ) -> Result<Vec<Result<EnrollmentAdvanced, StoreError>>, StoreError>;
+
     /// Enrollments matching `filter`, ascending by id.
     async fn list_enrollments(
         &self,

@@ -25,9 +25,14 @@ use crate::ids::{ContactId, WorkspaceId};
 /// of other contacts or workspaces, nor messages without a contact. The count is one
 /// consistent read.
 ///
+/// [`TouchStore::count_day_touches`] answers, for a page of contacts at once, the whole
+/// touch count of each contact's day: its `MessageSent` activities since the start of
+/// the day plus its queued touches as above, due before the day's end.
+///
 /// # Implementing
-/// One indexed count (PostgreSQL: the partial index of migration 0015). The conformance
-/// case in `crm-testkit`'s `store::touches` is the executable contract.
+/// One indexed count (PostgreSQL: the partial index of migration 0015); the batched
+/// form in one round trip. The conformance cases in `crm-testkit`'s `store::touches`
+/// are the executable contract.
 #[async_trait]
 pub trait TouchStore: Send + Sync + 'static {
     /// How many messages are queued to `contact_id` with `not_before < before` (see
@@ -38,4 +43,40 @@ pub trait TouchStore: Send + Sync + 'static {
         contact_id: ContactId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// For each of `days`, in order (one answer each, repeats included): the
+    /// contact's `MessageSent` activities with `occurred_at >= since` (every channel,
+    /// as [`ActivityStore::count_activities`](crate::store::ActivityStore::count_activities)
+    /// counts them) plus [`TouchStore::count_queued_touches`] with `before`. One
+    /// consistent read over every entry. At most
+    /// [`Page::MAX_LIMIT`](crate::store::Page::MAX_LIMIT) entries (`Invalid` past
+    /// that); no entries, no answers.
+    async fn count_day_touches(
+        &self,
+        workspace_id: WorkspaceId,
+        days: &[ContactDay],
+    ) -> Result<Vec<u64>, StoreError>;
+}
+
+/// One contact's local day, for [`TouchStore::count_day_touches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactDay {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// The start of its day: sent messages count from here (inclusive).
+    pub since: DateTime<Utc>,
+    /// The end of its day: queued messages due before it count.
+    pub before: DateTime<Utc>,
+}
+
+/// `Invalid` when a batch of [`ContactDay`]s is over [`Page::MAX_LIMIT`](crate::store::Page::MAX_LIMIT).
+pub fn validate_day_count(days: &[ContactDay]) -> Result<(), crate::error::ValidationError> {
+    let max = usize::try_from(crate::store::Page::<()>::MAX_LIMIT).unwrap_or(usize::MAX);
+    if days.len() > max {
+        return Err(crate::error::ValidationError::new(
+            "days",
+            format!("at most {max} contacts at once"),
+        ));
+    }
+    Ok(())
 }

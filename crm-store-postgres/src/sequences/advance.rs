@@ -2,10 +2,14 @@
 //! statement is the compare-and-set on the enrollment, so a stale change takes no lock
 //! on any other row and leaves nothing behind.
 
+use chrono::{DateTime, Utc};
 use crm_core::StoreError;
 use crm_core::events;
+use crm_core::ids::OutboxMessageId;
 use crm_core::model::rules::{require_expected_version, require_new_version};
+use crm_core::model::{Enrollment, NewEvent};
 use crm_core::store::{EnrollmentAdvanced, EnrollmentChange};
+use sqlx::PgConnection;
 
 use super::{
     ChangedEnrollmentRow, ENROLLMENT, ENROLLMENT_VERSION, SET_ENROLLMENT, bind_enrollment,
@@ -106,39 +110,10 @@ impl PostgresStore {
             .await);
         };
         let (enrollment, mut appended) = row.into_change()?;
-        let mut cancelled = Vec::new();
-        if let Some(reason) = cancel_queued {
-            let rows = sqlx::query_as::<_, OutboxRow>(CANCEL_QUEUED)
-                .bind(e.workspace_id.as_uuid())
-                .bind(e.id.as_uuid())
-                .bind(reason.as_str())
-                .bind(*now)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db(ENROLLMENT))?;
-            let mut messages = entities(rows)?;
-            messages.sort_by_key(|m| m.id);
-            for message in &messages {
-                appended.extend(events::outbox_finished(message, Some(reason))?);
-                cancelled.push(message.id);
-            }
-            if !cancelled.is_empty() {
-                let ids: Vec<_> = cancelled.iter().map(|id| id.as_uuid()).collect();
-                let rows = sqlx::query_as::<_, ApprovalRow>(WITHDRAW_PENDING)
-                    .bind(e.workspace_id.as_uuid())
-                    .bind(ids)
-                    .bind(reason.as_str())
-                    .bind(*now)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db(ENROLLMENT))?;
-                let mut items = entities(rows)?;
-                items.sort_by_key(|i| i.id);
-                for item in &items {
-                    appended.extend(events::approval_decided(item)?);
-                }
-            }
-        }
+        let cancelled = match cancel_queued {
+            Some(reason) => cancel_queued_in(&mut tx, e, reason, *now, &mut appended).await?,
+            None => Vec::new(),
+        };
         let enqueued = match enqueue {
             Some(message) => Some(insert_outbox(&mut tx, message).await?),
             None => None,
@@ -151,4 +126,47 @@ impl PostgresStore {
             cancelled,
         })
     }
+}
+
+/// Cancels the queued messages of `e` and withdraws their pending approval items
+/// inside `tx`, adding their events to `appended`; answers the cancelled messages.
+pub(super) async fn cancel_queued_in(
+    tx: &mut PgConnection,
+    e: &Enrollment,
+    reason: &str,
+    now: DateTime<Utc>,
+    appended: &mut Vec<NewEvent>,
+) -> Result<Vec<OutboxMessageId>, StoreError> {
+    let rows = sqlx::query_as::<_, OutboxRow>(CANCEL_QUEUED)
+        .bind(e.workspace_id.as_uuid())
+        .bind(e.id.as_uuid())
+        .bind(reason)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(ENROLLMENT))?;
+    let mut messages = entities(rows)?;
+    messages.sort_by_key(|m| m.id);
+    let mut cancelled = Vec::with_capacity(messages.len());
+    for message in &messages {
+        appended.extend(events::outbox_finished(message, Some(reason))?);
+        cancelled.push(message.id);
+    }
+    if !cancelled.is_empty() {
+        let ids: Vec<_> = cancelled.iter().map(|id| id.as_uuid()).collect();
+        let rows = sqlx::query_as::<_, ApprovalRow>(WITHDRAW_PENDING)
+            .bind(e.workspace_id.as_uuid())
+            .bind(ids)
+            .bind(reason)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(ENROLLMENT))?;
+        let mut items = entities(rows)?;
+        items.sort_by_key(|i| i.id);
+        for item in &items {
+            appended.extend(events::approval_decided(item)?);
+        }
+    }
+    Ok(cancelled)
 }

@@ -1,21 +1,31 @@
-//! One pass over one workspace's due enrollments.
+//! One pass over one workspace's due enrollments, a page at a time.
+//!
+//! The page's contacts and their day's touches are read in one batched call each
+//! ([`page`]); each enrollment is then worked out in Rust, in due order, exactly as if
+//! its changes were written one by one: a change's result is the stored row it
+//! predicts (version + 1), touches queued earlier in the page count for later
+//! enrollments of the same contact. Every change of the page is then written in one
+//! [`advance_enrollments`](crate::store::SequenceStore::advance_enrollments) call,
+//! each with its own compare-and-set; an enrollment whose write was refused (another
+//! actor moved it) is superseded and its later changes are dropped with it.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::support::{
     Definitions, MergeValues, contact_address, contact_time_zone, extra_values,
-    manual_task_recipient, step_count, touches_of_day,
+    manual_task_recipient, step_count,
 };
 use super::{EnrollmentFailure, RunnerConfig, RunnerError, TenantReport};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::WorkspaceId;
+use crate::ids::{AccountId, ContactId, WorkspaceId};
 use crate::model::{
-    Account, Actor, AuditEntry, Channel, Contact, Enrollment, EnrollmentState, OutboxMessage,
-    Sequence, SequenceStatus, SequenceStep, end_reasons,
+    Account, Channel, Contact, Enrollment, EnrollmentState, OutboxMessage, Sequence,
+    SequenceStatus, SequenceStep, end_reasons,
 };
 use crate::outreach::enrollment::{Effect, EnrollmentEvent, step_idempotency_key, transition};
 use crate::outreach::schedule::{
@@ -23,19 +33,23 @@ use crate::outreach::schedule::{
 };
 use crate::outreach::settings::WorkspaceSettings;
 use crate::outreach::template::{MergeContext, TemplateError, render};
+use crate::store::EnrollmentChange;
 use crate::store::RunnerStore;
-use crate::store::{EnrollmentAdvanced, EnrollmentChange};
 
 use super::channel_meta::{channel_metadata, step_booking_link};
 
+mod page;
 mod pending;
+
+use page::{Action, PageData, Planned};
 
 /// How often one enrollment is looked at in one pass: start, resume, then its step.
 const MAX_ROUNDS: usize = 3;
 
 /// What to do after one event.
 enum Next {
-    /// Look at the enrollment again (it was started or resumed).
+    /// Look at the enrollment again (it was started or resumed): the row its change
+    /// stores.
     Again(Enrollment),
     /// Done for this tick.
     Done,
@@ -74,6 +88,12 @@ pub(super) struct Pass<'a> {
     report: TenantReport,
     /// The reason code the next park records (the problem's action).
     park_reason: Option<&'static str>,
+    /// The page's contacts and touches.
+    page: PageData,
+    /// Accounts read in this pass (contacts share them).
+    accounts: HashMap<AccountId, Option<Account>>,
+    /// The changes and failures worked out and not yet written, in order.
+    actions: Vec<Action>,
 }
 
 impl<'a> Pass<'a> {
@@ -98,27 +118,58 @@ impl<'a> Pass<'a> {
                 ..TenantReport::default()
             },
             park_reason: None,
+            page: PageData::default(),
+            accounts: HashMap::new(),
+            actions: Vec::new(),
         }
     }
 
-    pub(super) async fn run(mut self, due: Vec<Enrollment>) -> TenantReport {
+    /// Works out every due enrollment, then writes the page. Fails as a whole only if
+    /// the page's batched reads or its write fail.
+    pub(super) async fn run(mut self, due: Vec<Enrollment>) -> Result<TenantReport, RunnerError> {
         self.report.due = due.len();
+        // The sequences are read while the page's contacts and touches are.
+        let (page, ()) = futures::join!(
+            PageData::load(
+                self.store,
+                self.workspace_id,
+                &self.settings,
+                self.now,
+                &due,
+                self.config.enforce_touch_limit,
+            ),
+            self.definitions.preload(&due),
+        );
+        self.page = page?;
+        let mut later: HashMap<ContactId, usize> = HashMap::new();
+        for e in &due {
+            *later.entry(e.contact_id).or_default() += 1;
+        }
         for enrollment in due {
-            let enrollment_id = enrollment.id;
+            let (enrollment_id, contact_id) = (enrollment.id, enrollment.contact_id);
+            let first = self.actions.len();
             if let Err(error) = self.drive(enrollment).await {
-                tracing::warn!(
-                    workspace_id = %self.workspace_id,
-                    %enrollment_id,
-                    error = %error,
-                    "outreach runner: enrollment failed"
-                );
-                self.report.failed.push(EnrollmentFailure {
+                self.actions.push(Action::Fail(EnrollmentFailure {
                     enrollment_id,
                     error,
-                });
+                }));
+            }
+            let left = later.entry(contact_id).or_default();
+            *left = left.saturating_sub(1);
+            // Cancelled messages no longer count as touches: a later enrollment of the
+            // same contact counts them as the store has them after this write.
+            if *left > 0
+                && self.config.enforce_touch_limit
+                && self.actions.get(first..).is_some_and(page::cancels)
+            {
+                self.flush().await?;
+                self.page
+                    .reload_touches(self.store, contact_id, &self.settings, self.now)
+                    .await?;
             }
         }
-        self.report
+        self.flush().await?;
+        Ok(self.report)
     }
 
     async fn drive(&mut self, mut enrollment: Enrollment) -> Result<(), RunnerError> {
@@ -148,7 +199,7 @@ impl<'a> Pass<'a> {
                 let event = EnrollmentEvent::Stop {
                     reason: end_reasons::SEQUENCE_ARCHIVED.to_owned(),
                 };
-                return self.apply(e, n, &event, None, Count::Stopped).await;
+                return self.apply(e, n, &event, None, Count::Stopped);
             }
             // A queued step still resolves, and a paused enrollment still resumes at
             // its time (then it is held): neither loses what it waits for.
@@ -158,7 +209,7 @@ impl<'a> Pass<'a> {
                     EnrollmentState::Pending | EnrollmentState::Active | EnrollmentState::StepSent
                 ) =>
             {
-                return self.hold(e).await;
+                return Ok(self.hold(e));
             }
             _ => {}
         }
@@ -167,10 +218,7 @@ impl<'a> Pass<'a> {
                 .step_pending(e, &sequence, latest.step_failure_policy)
                 .await;
         }
-        let contact = self
-            .store
-            .get_contact(self.workspace_id, e.contact_id)
-            .await?;
+        let contact = self.page.contact(e.contact_id)?;
         let tz = contact_time_zone(&contact, &self.settings);
         let now = self.now;
         let current = usize::try_from(e.current_step)
@@ -184,27 +232,26 @@ impl<'a> Pass<'a> {
                         Ok(due) => next_allowed(step.window.as_ref(), tz, due),
                         // Only a stored delay past its maximum gets here: this
                         // enrollment is parked with the reason, the tick goes on.
-                        Err(err) => return self.delay_failed(e, n, 0, err).await,
+                        Err(err) => return self.delay_failed(e, n, 0, err),
                     },
                     None => now,
                 };
                 let event = EnrollmentEvent::Start { first_due };
-                self.apply(e, n, &event, None, Count::Started).await
+                self.apply(e, n, &event, None, Count::Started)
             }
             (EnrollmentState::Paused, _) => {
                 let event = EnrollmentEvent::Resume { at: now };
-                self.apply(e, n, &event, None, Count::Resumed).await
+                self.apply(e, n, &event, None, Count::Resumed)
             }
             (EnrollmentState::StepSent | EnrollmentState::Active, None) if e.current_step >= n => {
                 self.apply(e, n, &EnrollmentEvent::Exhausted, None, Count::Exhausted)
-                    .await
             }
             (EnrollmentState::Active | EnrollmentState::StepSent, None) => {
                 let problem = Problem {
                     action: "outreach.step_missing",
                     details: json!({ "step": e.current_step, "steps": n }),
                 };
-                self.park(e, n, problem).await
+                self.park(e, n, problem)
             }
             (EnrollmentState::Active | EnrollmentState::StepSent, Some(step)) => {
                 self.due_step(e, &sequence, step, &contact, tz).await
@@ -227,33 +274,36 @@ impl<'a> Pass<'a> {
         let allowed = next_allowed(step.window.as_ref(), tz, now);
         if allowed > now {
             let event = EnrollmentEvent::Postpone { until: allowed };
-            return self.apply(e, n, &event, None, Count::Postponed).await;
+            return self.apply(e, n, &event, None, Count::Postponed);
         }
-        if self.config.enforce_touch_limit && step.channel != Channel::ManualTask {
+        let touches = step.channel != Channel::ManualTask;
+        if self.config.enforce_touch_limit && touches {
             let limit = u64::from(self.settings.daily_touch_limit);
-            let touches =
-                touches_of_day(self.store, self.workspace_id, contact.id, tz, now).await?;
-            if touches >= limit {
+            if self.page.touches(contact.id) >= limit {
                 let tomorrow = start_of_next_day(tz, local_day(tz, now));
                 let until = next_allowed(step.window.as_ref(), tz, tomorrow);
                 let event = EnrollmentEvent::Postpone { until };
-                return self.apply(e, n, &event, None, Count::Postponed).await;
+                return self.apply(e, n, &event, None, Count::Postponed);
             }
         }
         let message = match self.build_message(e, sequence, step, contact).await? {
             Ok(message) => message,
-            Err(problem) => return self.park(e, n, problem).await,
+            Err(problem) => return self.park(e, n, problem),
         };
         let event = EnrollmentEvent::StepDue {
             step: e.current_step,
         };
-        self.apply(e, n, &event, Some(message), Count::Enqueued)
-            .await
+        let next = self.apply(e, n, &event, Some(message), Count::Enqueued)?;
+        if touches {
+            // Queued now, due at once: a touch of today for the contact's later steps.
+            self.page.queued(contact.id);
+        }
+        Ok(next)
     }
 
     /// Renders the step into an outbox message, or says why it cannot be.
     async fn build_message(
-        &self,
+        &mut self,
         e: &Enrollment,
         sequence: &Sequence,
         step: &SequenceStep,
@@ -343,22 +393,27 @@ impl<'a> Pass<'a> {
         Ok(Ok(message))
     }
 
-    async fn account(&self, contact: &Contact) -> Result<Option<Account>, StoreError> {
+    async fn account(&mut self, contact: &Contact) -> Result<Option<Account>, StoreError> {
         let Some(account_id) = contact.account_id else {
             return Ok(None);
         };
-        match self.store.get_account(self.workspace_id, account_id).await {
-            Ok(account) => Ok(Some(account)),
-            Err(e) if e.kind() == StoreErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        if let Some(known) = self.accounts.get(&account_id) {
+            return Ok(known.clone());
         }
+        let account = match self.store.get_account(self.workspace_id, account_id).await {
+            Ok(account) => Some(account),
+            Err(e) if e.kind() == StoreErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        self.accounts.insert(account_id, account.clone());
+        Ok(account)
     }
 
     /// A step delay that cannot be scheduled (a stored delay past its maximum, written
     /// around validation): the enrollment is parked with the reason
-    /// (`delay_out_of_range`, audited) and reported failed in the tick's report; the
-    /// pass goes on with the others.
-    async fn delay_failed(
+    /// (`delay_out_of_range`, audited) and reported failed in the tick's report (also
+    /// when the park is superseded); the pass goes on with the others.
+    fn delay_failed(
         &mut self,
         e: &Enrollment,
         n: i32,
@@ -369,7 +424,6 @@ impl<'a> Pass<'a> {
             action: "outreach.delay_out_of_range",
             details: json!({ "step": step, "reason": error.to_string() }),
         };
-        let next = self.park(e, n, problem).await?;
         tracing::warn!(
             workspace_id = %self.workspace_id,
             enrollment_id = %e.id,
@@ -377,23 +431,20 @@ impl<'a> Pass<'a> {
             error = %error,
             "outreach runner: step delay cannot be scheduled; enrollment parked"
         );
-        self.report.failed.push(EnrollmentFailure {
+        // Before the park: reported unless an earlier change of the enrollment lost.
+        self.actions.push(Action::Fail(EnrollmentFailure {
             enrollment_id: e.id,
             error: RunnerError::Delay {
                 step,
                 source: error,
             },
-        });
-        Ok(next)
+        }));
+        self.park(e, n, problem)
     }
 
-    /// Pauses the enrollment without a resume time and records why in the audit trail.
-    async fn park(
-        &mut self,
-        e: &Enrollment,
-        n: i32,
-        problem: Problem,
-    ) -> Result<Next, RunnerError> {
+    /// Pauses the enrollment without a resume time; once that is stored, records why in
+    /// the audit trail.
+    fn park(&mut self, e: &Enrollment, n: i32, problem: Problem) -> Result<Next, RunnerError> {
         let event = EnrollmentEvent::Pause { until: None };
         self.park_reason = Some(
             problem
@@ -401,32 +452,17 @@ impl<'a> Pass<'a> {
                 .strip_prefix("outreach.")
                 .unwrap_or(problem.action),
         );
-        let applied = self.apply(e, n, &event, None, Count::Parked).await?;
-        if matches!(applied, Next::Again(_)) {
-            let entry = AuditEntry::new(
-                self.workspace_id,
-                Actor::System,
-                problem.action,
-                e.id.to_string(),
-                problem.details,
-                self.now,
-            )
-            .map_err(StoreError::from)?;
-            self.store.append_audit(&entry).await?;
-            tracing::info!(
-                workspace_id = %self.workspace_id,
-                enrollment_id = %e.id,
-                action = problem.action,
-                "outreach runner: enrollment paused"
-            );
+        self.apply(e, n, &event, None, Count::Parked)?;
+        if let Some(Action::Write(planned)) = self.actions.last_mut() {
+            planned.audit = Some(problem);
         }
         // A parked enrollment is not looked at again in this tick.
         Ok(Next::Done)
     }
 
-    /// Applies `event` with compare-and-set on the version read. Returns `Again` with
-    /// the stored row when it was applied, `Done` when another actor got there first.
-    async fn apply(
+    /// Plans `event` with compare-and-set on the version read. Returns `Again` with the
+    /// row the change stores when it is applied.
+    fn apply(
         &mut self,
         e: &Enrollment,
         n: i32,
@@ -450,76 +486,36 @@ impl<'a> Pass<'a> {
             next.next_run_at = Some(later(self.now, self.config.step_recheck));
         }
         let cancel = t.effects.contains(&Effect::CancelQueuedMessages);
-        self.write(next, enqueue, cancel, count).await
+        Ok(self.write(next, enqueue, cancel, count))
     }
 
-    /// Stores `next` with compare-and-set on its version (the version read).
-    async fn write(
+    /// Plans storing `next` with compare-and-set on its version (the version read);
+    /// answers the row it stores: the next version, updated now.
+    fn write(
         &mut self,
         next: Enrollment,
         enqueue: Option<OutboxMessage>,
         cancel: bool,
         count: Count,
-    ) -> Result<Next, RunnerError> {
+    ) -> Next {
         let cancel_queued =
             cancel.then(|| "outreach runner stopped or paused the enrollment".to_owned());
-        let change = EnrollmentChange {
-            enrollment: next,
-            enqueue,
-            cancel_queued,
-            now: self.now,
+        let stored = Enrollment {
+            version: next.version.saturating_add(1),
+            updated_at: self.now,
+            ..next.clone()
         };
-        match self.store.advance_enrollment(&change).await {
-            Ok(mut advanced) => {
-                self.count(count, &advanced);
-                if let Some(inserted) = &advanced.enqueued
-                    && advanced.enrollment.step_message_id != Some(inserted.value.id)
-                {
-                    // The key was taken already: point at the message that exists.
-                    let fixed = Enrollment {
-                        step_message_id: Some(inserted.value.id),
-                        ..advanced.enrollment.clone()
-                    };
-                    if let Ok(stored) = self.store.update_enrollment(&fixed).await {
-                        advanced.enrollment = stored;
-                    }
-                }
-                Ok(Next::Again(advanced.enrollment))
-            }
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    StoreErrorKind::VersionConflict
-                        | StoreErrorKind::NotFound
-                        | StoreErrorKind::Conflict
-                ) =>
-            {
-                self.report.superseded += 1;
-                Ok(Next::Done)
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    fn count(&mut self, count: Count, advanced: &EnrollmentAdvanced) {
-        let r = &mut self.report;
-        match count {
-            Count::Started => r.started += 1,
-            Count::Resumed => r.resumed += 1,
-            Count::Postponed => r.postponed += 1,
-            Count::Exhausted => r.exhausted += 1,
-            Count::Parked => r.parked += 1,
-            Count::Skipped => r.skipped += 1,
-            Count::Failed => r.step_failed += 1,
-            Count::Stopped => r.stopped += 1,
-            Count::Held => r.held += 1,
-            Count::Rechecked => r.rechecked += 1,
-            Count::Enqueued => match &advanced.enqueued {
-                Some(inserted) if inserted.created => r.enqueued += 1,
-                Some(_) => r.reused += 1,
-                None => {}
+        self.actions.push(Action::Write(Box::new(Planned {
+            change: EnrollmentChange {
+                enrollment: next,
+                enqueue,
+                cancel_queued,
+                now: self.now,
             },
-        }
+            count,
+            audit: None,
+        })));
+        Next::Again(stored)
     }
 }
 

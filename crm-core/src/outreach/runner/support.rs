@@ -15,7 +15,7 @@ use crate::ids::{ContactId, SequenceId, WorkspaceId};
 use crate::model::{ActivityKind, Channel, Contact, Enrollment, InFlightPolicy, Sequence};
 use crate::outreach::schedule::{local_day, start_of_next_day};
 use crate::outreach::settings::WorkspaceSettings;
-use crate::store::{ActivityFilter, ActivityStore, SequenceStore, TouchStore};
+use crate::store::{ActivityFilter, ActivityStore, SequenceStore};
 
 /// The address `contact` is reached at on `channel`: the email for `Email` and
 /// `CalCom`, the phone for `WhatsApp` and `Sms`, the Instagram id for `Instagram`, the
@@ -109,27 +109,6 @@ pub(crate) async fn touches_today<S: ActivityStore + ?Sized>(
     store.count_activities(workspace_id, &filter).await
 }
 
-/// The contact's touches of its local day at `now` in `tz`: the messages it was sent
-/// that day ([`touches_today`]) plus those still queued to go by the day's end, manual
-/// tasks aside ([`TouchStore::count_queued_touches`]).
-pub(crate) async fn touches_of_day<S>(
-    store: &S,
-    workspace_id: WorkspaceId,
-    contact_id: ContactId,
-    tz: Tz,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError>
-where
-    S: ActivityStore + TouchStore + ?Sized,
-{
-    let sent = touches_today(store, workspace_id, contact_id, tz, now).await?;
-    let end_of_day = start_of_next_day(tz, local_day(tz, now));
-    let queued = store
-        .count_queued_touches(workspace_id, contact_id, end_of_day)
-        .await?;
-    Ok(sent.saturating_add(queued))
-}
-
 /// The step count as the state machine takes it.
 pub(crate) fn step_count(sequence: &Sequence) -> i32 {
     i32::try_from(sequence.steps.len()).unwrap_or(i32::MAX)
@@ -151,6 +130,20 @@ impl<'s> Definitions<'s> {
             workspace_id,
             latest: HashMap::new(),
             versions: HashMap::new(),
+        }
+    }
+
+    /// Reads the current definitions of the sequences of `due` ahead of time. A
+    /// definition that cannot be read is not kept: the enrollment that needs it reads
+    /// it again and reports the error.
+    pub(crate) async fn preload(&mut self, due: &[Enrollment]) {
+        let mut ids: Vec<SequenceId> = due.iter().map(|e| e.sequence_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Err(error) = self.latest(id).await {
+                tracing::debug!(sequence_id = %id, error = %error, "outreach runner: sequence not preloaded");
+            }
         }
     }
 

@@ -27,6 +27,7 @@ mod deals;
 mod divergences;
 mod enrichment;
 mod enrichment_budget;
+mod enrollment_page;
 mod event_jobs;
 mod event_routing;
 mod events;
@@ -68,6 +69,7 @@ pub use deals::*;
 pub use divergences::*;
 pub use enrichment::*;
 pub use enrichment_budget::*;
+pub use enrollment_page::*;
 pub use event_jobs::*;
 pub use event_routing::*;
 pub use events::*;
@@ -286,6 +288,10 @@ macro_rules! __store_cases {
             advance_enrollment_enqueues_with_compare_and_set
             advance_enrollment_cancels_only_its_queued_messages
             advance_enrollment_refuses_bad_change_sets
+            // outreach: the runner's page of due enrollments
+            advance_enrollments_applies_each_change_on_its_own
+            get_contacts_answers_each_id_in_order
+            count_day_touches_matches_the_single_counts
             // outreach: enrollment lifecycle columns
             lifecycle_sequence_status_and_policy_round_trip
             lifecycle_enrollment_fields_round_trip

@@ -39,17 +39,14 @@ impl Pass<'_> {
             )
         );
         if !unsent && status != Some(OutboxStatus::Sent) {
-            return self.recheck(e).await;
+            return Ok(self.recheck(e));
         }
         let at = message
             .as_ref()
             .and_then(|m| m.sent_at)
             .filter(|_| !unsent)
             .unwrap_or(self.now);
-        let contact = self
-            .store
-            .get_contact(self.workspace_id, e.contact_id)
-            .await?;
+        let contact = self.page.contact(e.contact_id)?;
         let tz = contact_time_zone(&contact, &self.settings);
         let step = e.current_step;
         // A stored delay past its maximum cannot be scheduled: the step is recorded as
@@ -63,8 +60,8 @@ impl Pass<'_> {
                 step,
                 next_due: next,
             };
-            let applied = self.apply(e, n, &event, None, Count::Rechecked).await?;
-            return self.then_park_if_broken(applied, n, broken).await;
+            let applied = self.apply(e, n, &event, None, Count::Rechecked)?;
+            return self.then_park_if_broken(applied, n, broken);
         }
         let (event, count) = match policy {
             StepFailurePolicy::Skip => (
@@ -86,9 +83,9 @@ impl Pass<'_> {
             status = status.map(|s| s.as_str()),
             "outreach runner: step message ended unsent"
         );
-        let applied = self.apply(e, n, &event, None, count).await?;
+        let applied = self.apply(e, n, &event, None, count)?;
         if broken.is_some() {
-            return self.then_park_if_broken(applied, n, broken).await;
+            return self.then_park_if_broken(applied, n, broken);
         }
         // A skipped step's next one is looked at again in this tick if it is due now.
         Ok(match applied {
@@ -99,7 +96,7 @@ impl Pass<'_> {
 
     /// After a step was recorded: parks the enrollment (as stored) when its next delay
     /// could not be scheduled.
-    async fn then_park_if_broken(
+    fn then_park_if_broken(
         &mut self,
         applied: Next,
         n: i32,
@@ -107,7 +104,7 @@ impl Pass<'_> {
     ) -> Result<Next, RunnerError> {
         match (applied, broken) {
             (Next::Again(stored), Some((step, error))) => {
-                self.delay_failed(&stored, n, step, error).await
+                self.delay_failed(&stored, n, step, error)
             }
             _ => Ok(Next::Done),
         }
@@ -115,25 +112,25 @@ impl Pass<'_> {
 
     /// Takes the enrollment of a paused sequence off the due list (`next_run_at`
     /// cleared, state kept); resuming the sequence makes it due again.
-    pub(super) async fn hold(&mut self, e: &Enrollment) -> Result<Next, RunnerError> {
+    pub(super) fn hold(&mut self, e: &Enrollment) -> Next {
         let held = Enrollment {
             next_run_at: None,
             updated_at: self.now,
             ..e.clone()
         };
-        self.write(held, None, false, Count::Held).await?;
-        Ok(Next::Done)
+        self.write(held, None, false, Count::Held);
+        Next::Done
     }
 
     /// A step whose message is still queued: look again after the recheck interval.
-    async fn recheck(&mut self, e: &Enrollment) -> Result<Next, RunnerError> {
+    fn recheck(&mut self, e: &Enrollment) -> Next {
         let again = Enrollment {
             next_run_at: Some(later(self.now, self.config.step_recheck)),
             updated_at: self.now,
             ..e.clone()
         };
-        self.write(again, None, false, Count::Held).await?;
-        Ok(Next::Done)
+        self.write(again, None, false, Count::Held);
+        Next::Done
     }
 }
 

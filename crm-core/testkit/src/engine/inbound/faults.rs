@@ -188,6 +188,14 @@ impl ContactStore for FailingOnce {
         self.inner.get_contact(workspace_id, id).await
     }
 
+    async fn get_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Option<Contact>>, StoreError> {
+        self.inner.get_contacts(workspace_id, ids).await
+    }
+
     async fn find_contact_by_email(
         &self,
         workspace_id: WorkspaceId,
@@ -299,6 +307,13 @@ impl SequenceStore for FailingOnce {
         change: &EnrollmentChange,
     ) -> Result<EnrollmentAdvanced, StoreError> {
         self.inner.advance_enrollment(change).await
+    }
+
+    async fn advance_enrollments(
+        &self,
+        changes: &[EnrollmentChange],
+    ) -> Result<Vec<Result<EnrollmentAdvanced, StoreError>>, StoreError> {
+        self.inner.advance_enrollments(changes).await
     }
 
     async fn list_enrollments(
