@@ -22,14 +22,14 @@ use crm_store_postgres::{PostgresConfig, PostgresStore};
 use tokio::net::TcpListener;
 
 use crate::api::ApiError;
+use crate::api::auth::{KeyApprovers, KeyAuth};
 use crate::channels::HostChannels;
 use crate::config::Config;
-use crate::api::auth::{KeyApprovers, KeyAuth};
-use crate::web::csrf::CsrfKey;
-use crate::{api, health, web};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::web::csrf::CsrfKey;
 use crate::webhooks::{self, WebhookEndpoints, WebhookSetupError};
+use crate::{api, health, web};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crm_core::ids::WorkspaceId;
 use crm_core::model::Workspace;
 use crm_core::outreach::settings::WorkspaceSettings;
+use crm_core::{Clock, SystemClock};
 
 use crate::app::open_store;
 use crate::config::Config;
@@ -143,7 +144,7 @@ pub async fn run_admin(
         }
         Command::CreateWorkspace { name, dry_run } => {
             let settings = WorkspaceSettings::default().with_dry_run(dry_run);
-            let workspace = Workspace::new(WorkspaceId::new(), name, settings, chrono::Utc::now())?;
+            let workspace = Workspace::new(WorkspaceId::new(), name, settings, SystemClock.now())?;
             let stored =
                 crm_core::store::WorkspaceStore::insert_workspace(&store, &workspace).await?;
             println!("{}", stored.id);

@@ -51,7 +51,9 @@ impl InboxEntry {
         item: ApprovalItem,
         now: DateTime<Utc>,
     ) -> Self {
-        let message = outbox.get_outbox(workspace_id, item.outbox_message_id).await;
+        let message = outbox
+            .get_outbox(workspace_id, item.outbox_message_id)
+            .await;
         let (recipient, subject) = match message {
             Ok(m) => (mask_address(&m.recipient), m.subject),
             Err(e) => {

@@ -10,6 +10,10 @@
 //! and that the fake provider received the edited text (and nothing for the rejected
 //! item). A screenshot of the inbox with its items is saved as `target/inbox.png`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Waiting is measured in real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
@@ -41,7 +45,10 @@ fn chromedriver() -> PathBuf {
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib/chromium")])
+        .chain([
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/usr/lib/chromium"),
+        ])
         .map(|dir| dir.join("chromedriver"));
     for candidate in candidates {
         if candidate.is_file() {
@@ -57,10 +64,14 @@ fn chromedriver() -> PathBuf {
 
 /// The Chromium binary chromedriver should start.
 fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
@@ -145,7 +156,10 @@ impl Api {
 
     async fn post(&self, path: &str, body: Value) -> Value {
         let (status, value) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {value}"
+        );
         value
     }
 
@@ -176,9 +190,17 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .await
         .expect("PostgreSQL at DATABASE_URL (see the repository README)");
     let ws = WorkspaceId::new();
-    let workspace = Workspace::new(ws, "Browser test", WorkspaceSettings::default(), chrono::Utc::now())
-        .expect("a valid workspace");
-    store.insert_workspace(&workspace).await.expect("workspace stored");
+    let workspace = Workspace::new(
+        ws,
+        "Browser test",
+        WorkspaceSettings::default(),
+        crm_core::Clock::now(&SystemClock),
+    )
+    .expect("a valid workspace");
+    store
+        .insert_workspace(&workspace)
+        .await
+        .expect("workspace stored");
     let keys = ApiKeys::new(Arc::new(store.clone()), Arc::new(SystemClock));
     let all = [
         ApiScope::ContactsRead,
@@ -197,7 +219,10 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         ("CRM_DB_SCHEMA", schema),
         ("CRM_BIND", format!("127.0.0.1:{port}")),
         ("CRM_POLL_INTERVAL_MS", "50".to_owned()),
-        ("CRM_RESEND_API_KEY", "secret://browser_test/resend:1".to_owned()),
+        (
+            "CRM_RESEND_API_KEY",
+            "secret://browser_test/resend:1".to_owned(),
+        ),
         ("CRM_RESEND_FROM", "Sales <sales@example.com>".to_owned()),
         ("CRM_RESEND_BASE_URL", provider.uri()),
     ]
@@ -229,7 +254,10 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
     let mut contacts = Vec::new();
     for (first, email) in [("Ada", "ada@example.com"), ("Grace", "grace@example.com")] {
         let contact = api
-            .post("/api/v1/contacts", json!({"first_name": first, "last_name": "Test", "email": email}))
+            .post(
+                "/api/v1/contacts",
+                json!({"first_name": first, "last_name": "Test", "email": email}),
+            )
             .await;
         contacts.push(contact["id"].as_str().expect("an id").to_owned());
     }
@@ -286,9 +314,17 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
     })
     .await;
 
-    browser.goto(&format!("{base}/inbox")).await.expect("the page loads");
+    browser
+        .goto(&format!("{base}/inbox"))
+        .await
+        .expect("the page loads");
     assert!(
-        browser.current_url().await.expect("a url").path().ends_with("/inbox/login"),
+        browser
+            .current_url()
+            .await
+            .expect("a url")
+            .path()
+            .ends_with("/inbox/login"),
         "without a session the page asks to log in"
     );
     browser
@@ -322,9 +358,21 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .await
         .expect("text");
     assert_eq!(recipient, "a***@example.com", "the recipient is masked");
-    let body = first.find(Locator::Css(".body")).await.expect("a body").text().await.expect("text");
+    let body = first
+        .find(Locator::Css(".body"))
+        .await
+        .expect("a body")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(body, "Hi Ada, shall we talk?", "the rendered body is shown");
-    let channel = first.find(Locator::Css(".channel")).await.expect("a channel").text().await.expect("text");
+    let channel = first
+        .find(Locator::Css(".channel"))
+        .await
+        .expect("a channel")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(channel, "email");
 
     let shot = browser.screenshot().await.expect("a screenshot");
@@ -346,7 +394,13 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .click()
         .await
         .expect("edit and approve");
-    let flash = browser.find(Locator::Id("flash")).await.expect("a confirmation").text().await.expect("text");
+    let flash = browser
+        .find(Locator::Id("flash"))
+        .await
+        .expect("a confirmation")
+        .text()
+        .await
+        .expect("text");
     assert!(flash.starts_with("Edited and approved"), "{flash}");
 
     // Reject the second with a reason.
@@ -368,7 +422,13 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .click()
         .await
         .expect("reject");
-    let flash = browser.find(Locator::Id("flash")).await.expect("a confirmation").text().await.expect("text");
+    let flash = browser
+        .find(Locator::Id("flash"))
+        .await
+        .expect("a confirmation")
+        .text()
+        .await
+        .expect("text");
     assert!(flash.starts_with("Rejected"), "{flash}");
     assert!(
         browser.find(Locator::Id("empty")).await.is_ok(),
@@ -401,7 +461,10 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
     let sent_now = provider.received_requests().await.unwrap_or_default();
     assert_eq!(sent.len(), 1, "exactly one message went out");
     assert_eq!(sent_now.len(), 1, "and no second one after it");
-    assert_eq!(sent[0]["text"], EDITED, "the provider received the edited text");
+    assert_eq!(
+        sent[0]["text"], EDITED,
+        "the provider received the edited text"
+    );
     assert_eq!(sent[0]["to"], json!(["ada@example.com"]));
 
     let _ = stop.send(());

@@ -59,7 +59,11 @@ impl From<ContactInput> for NewContact {
     }
 }
 
-async fn create_one(state: &AppState, caller: &Caller, input: ContactInput) -> Result<Contact, ApiError> {
+async fn create_one(
+    state: &AppState,
+    caller: &Caller,
+    input: ContactInput,
+) -> Result<Contact, ApiError> {
     let now = state.engine.clock().now();
     let contact = Contact::create(caller.workspace_id, input.into(), now)?;
     Ok(state.engine.store().insert_contact(&contact).await?)

@@ -72,7 +72,9 @@ pub async fn get(
     let ws = caller.workspace_id;
     let item = state.engine.inbox().get(ws, id).await?;
     let now = state.engine.clock().now();
-    Ok(Json(InboxEntry::load(&**state.engine.store(), ws, item, now).await))
+    Ok(Json(
+        InboxEntry::load(&**state.engine.store(), ws, item, now).await,
+    ))
 }
 
 /// The body of an approval: with `body`, edit then approve.
@@ -145,7 +147,9 @@ pub async fn decide(
         Decision::Reject(reason) => inbox.reject(ws, id, user, &reason).await?,
     };
     let now = state.engine.clock().now();
-    Ok(Json(InboxEntry::load(&**state.engine.store(), ws, item, now).await))
+    Ok(Json(
+        InboxEntry::load(&**state.engine.store(), ws, item, now).await,
+    ))
 }
 
 /// The body of a batch approval.

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use crm_core::SystemClock;
 use crm_core::access::{ApiKeys, ApiScope};
 use crm_core::ids::WorkspaceId;
 use crm_core::secret::ExposeSecret;
 use crm_core::store::WorkspaceStore;
+use crm_core::{Clock, SystemClock};
 use crm_store_postgres::PostgresStore;
 
 /// Issues a key of `workspace` with the comma-separated `scopes`, and prints its
@@ -30,7 +30,7 @@ pub async fn create_key_command(
         .await
         .map_err(|e| format!("workspace {workspace_id}: {e}"))?;
     let scopes = parse_scopes(scopes)?;
-    let expires_at = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
+    let expires_at = expires_days.map(|d| SystemClock.now() + chrono::Duration::days(d));
     let keys = ApiKeys::new(Arc::new(store.clone()), Arc::new(SystemClock));
     let name = name.unwrap_or_else(|| "cli".to_owned());
     let issued = keys.issue(workspace_id, &name, &scopes, expires_at).await?;

@@ -62,9 +62,11 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
             "unsupported_media_type",
             "send Content-Type: application/json",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large")
-        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the body is too large",
+        ),
         other => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", other.body_text()),
     }
 }
@@ -74,9 +76,8 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
 /// # Errors
 /// 400 `malformed_json`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
 }
 
 /// Parses an id from a path or body field.

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn cookies_are_read_and_written() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, "a=1; crm_session=crm_abc; b=".parse().unwrap());
+        headers.insert(
+            header::COOKIE,
+            "a=1; crm_session=crm_abc; b=".parse().unwrap(),
+        );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("crm_abc"));
         assert_eq!(cookie(&headers, "b"), None);
         assert_eq!(cookie(&headers, "c"), None);

@@ -59,7 +59,13 @@ fn login_form(state: &AppState, error: Option<String>, status: StatusCode) -> Re
         },
         status,
     );
-    let cookie = set_cookie(LOGIN_CSRF_COOKIE, &token, "/inbox/login", 600, state.config.cookie_secure);
+    let cookie = set_cookie(
+        LOGIN_CSRF_COOKIE,
+        &token,
+        "/inbox/login",
+        600,
+        state.config.cookie_secure,
+    );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -101,7 +107,13 @@ pub(super) async fn login(
     let headers = response.headers_mut();
     for value in [
         session_cookie(token, state.config.cookie_secure),
-        set_cookie(LOGIN_CSRF_COOKIE, "", "/inbox/login", 0, state.config.cookie_secure),
+        set_cookie(
+            LOGIN_CSRF_COOKIE,
+            "",
+            "/inbox/login",
+            0,
+            state.config.cookie_secure,
+        ),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.append(header::SET_COOKIE, value);
@@ -168,7 +180,11 @@ pub(super) async fn inbox(
     if let Err(e) = caller.require(Scope::InboxRead) {
         return e.into_response();
     }
-    let page = match query.after.as_deref().map(|a| parse_id::<ApprovalItemId>("after", a)) {
+    let page = match query
+        .after
+        .as_deref()
+        .map(|a| parse_id::<ApprovalItemId>("after", a))
+    {
         Some(Ok(after)) => Page::after(after, PAGE_SIZE),
         Some(Err(e)) => return e.into_response(),
         None => Page::first(PAGE_SIZE),
@@ -218,8 +234,12 @@ pub(super) async fn decide(
         Err(response) => return response,
     };
     if !state.csrf.verify(&token, &form.csrf) {
-        return ApiError::new(StatusCode::FORBIDDEN, "csrf", "the form's CSRF token is wrong")
-            .into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "the form's CSRF token is wrong",
+        )
+        .into_response();
     }
     let id = match parse_id::<ApprovalItemId>("id", &id) {
         Ok(id) => id,
@@ -227,8 +247,14 @@ pub(super) async fn decide(
     };
     let (decision, done) = match action.as_str() {
         "approve" => (Decision::Approve(None), "approved"),
-        "edit" => (Decision::Approve(Some(form.body.unwrap_or_default())), "edited"),
-        "reject" => (Decision::Reject(form.reason.unwrap_or_default()), "rejected"),
+        "edit" => (
+            Decision::Approve(Some(form.body.unwrap_or_default())),
+            "edited",
+        ),
+        "reject" => (
+            Decision::Reject(form.reason.unwrap_or_default()),
+            "rejected",
+        ),
         _ => return ApiError::not_found("no such action").into_response(),
     };
     let outcome = match caller.require(Scope::InboxWrite) {
@@ -255,8 +281,12 @@ pub(super) async fn logout(
 ) -> Response {
     let token = cookie(&headers, SESSION_COOKIE).unwrap_or_default();
     if !state.csrf.verify(token, &form.csrf) {
-        return ApiError::new(StatusCode::FORBIDDEN, "csrf", "the form's CSRF token is wrong")
-            .into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "the form's CSRF token is wrong",
+        )
+        .into_response();
     }
     let mut response = Redirect::to("/inbox/login").into_response();
     let clear = set_cookie(SESSION_COOKIE, "", "/", 0, state.config.cookie_secure);
