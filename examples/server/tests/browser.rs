@@ -14,23 +14,13 @@
 // Waiting is measured in real time.
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crm_core::SystemClock;
-use crm_core::access::{ApiKeys, ApiScope};
-use crm_core::ids::WorkspaceId;
-use crm_core::model::Workspace;
-use crm_core::outreach::settings::WorkspaceSettings;
-use crm_core::secret::ExposeSecret;
-use crm_core::store::WorkspaceStore;
-use crm_server::{Config, Service};
-use crm_store_postgres::testing::{database_url, fresh_schema_name};
-use crm_store_postgres::{PostgresConfig, PostgresStore};
+use common::{Harness, eventually, free_port};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -74,13 +64,6 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// chromedriver on a loopback port, killed on drop.
 struct Driver {
     child: Child,
@@ -118,58 +101,6 @@ fn target_dir() -> PathBuf {
     )
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the API answers");
-        let status = response.status().as_u16();
-        let value = response.json::<Value>().await.unwrap_or(Value::Null);
-        (status, value)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, value) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!(
-            (200..300).contains(&status),
-            "POST {path}: {status} {value}"
-        );
-        value
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, value) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "GET {path}: {value}");
-        value
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_inbox_page_decides_items_in_a_real_browser() {
     let driver_binary = chromedriver();
@@ -183,74 +114,23 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .mount(&provider)
         .await;
 
-    // The database: a fresh schema, a workspace, a key with every scope.
-    let schema = fresh_schema_name();
-    let pg = PostgresConfig::default().with_schema(schema.clone());
-    let store = PostgresStore::connect_and_migrate(&database_url(), pg)
-        .await
-        .expect("PostgreSQL at DATABASE_URL (see the repository README)");
-    let ws = WorkspaceId::new();
-    let workspace = Workspace::new(
-        ws,
-        "Browser test",
-        WorkspaceSettings::default(),
-        crm_core::Clock::now(&SystemClock),
+    // The service on a fresh schema, with a key of every scope; email goes to the fake.
+    let harness = Harness::start(
+        &[
+            (
+                "CRM_RESEND_API_KEY",
+                "secret://browser_test/resend:1".to_owned(),
+            ),
+            ("CRM_RESEND_FROM", "Sales <sales@example.com>".to_owned()),
+            ("CRM_RESEND_BASE_URL", provider.uri()),
+        ],
+        &[("secret://browser_test/resend:1", "re_test_key")],
     )
-    .expect("a valid workspace");
-    store
-        .insert_workspace(&workspace)
-        .await
-        .expect("workspace stored");
-    let keys = ApiKeys::new(Arc::new(store.clone()), Arc::new(SystemClock));
-    let all = [
-        ApiScope::ContactsRead,
-        ApiScope::ContactsWrite,
-        ApiScope::InboxRead,
-        ApiScope::InboxWrite,
-        ApiScope::SequencesWrite,
-    ];
-    let issued = keys.issue(ws, "browser", &all, None).await.expect("a key");
-    let token = issued.token.expose_secret().to_owned();
-
-    // The service, in this process, on a free loopback port.
-    let port = free_port();
-    let env: BTreeMap<String, String> = [
-        ("DATABASE_URL", database_url()),
-        ("CRM_DB_SCHEMA", schema),
-        ("CRM_BIND", format!("127.0.0.1:{port}")),
-        ("CRM_POLL_INTERVAL_MS", "50".to_owned()),
-        (
-            "CRM_RESEND_API_KEY",
-            "secret://browser_test/resend:1".to_owned(),
-        ),
-        ("CRM_RESEND_FROM", "Sales <sales@example.com>".to_owned()),
-        ("CRM_RESEND_BASE_URL", provider.uri()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let config = Config::from(&env).expect("a valid configuration");
-    let service = Service::start_with_secrets(
-        config,
-        Arc::new(crm_channels::secrets::MemorySecretResolver::new().with(
-            &crm_core::SecretRef::parse("secret://browser_test/resend:1").expect("a reference"),
-            "re_test_key",
-        )),
-    )
-    .await
-    .expect("the service starts");
-    let base = format!("http://{}", service.local_addr().expect("an address"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service.serve(async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let (base, token) = (harness.base.clone(), harness.token.clone());
 
     // Two contacts, a sequence that mails them, two enrollments: over the JSON API.
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: token.clone(),
-    };
+    let api = harness.api();
     let mut contacts = Vec::new();
     for (first, email) in [("Ada", "ada@example.com"), ("Grace", "grace@example.com")] {
         let contact = api
@@ -341,6 +221,12 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .click()
         .await
         .expect("log in");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("article.item"))
+        .await
+        .expect("the inbox after logging in");
     let items = browser
         .find_all(Locator::Css("article.item"))
         .await
@@ -394,6 +280,11 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .click()
         .await
         .expect("edit and approve");
+    eventually("the page after the decision", || async {
+        let url = browser.current_url().await.ok()?;
+        (url.query() == Some("done=edited")).then_some(())
+    })
+    .await;
     let flash = browser
         .find(Locator::Id("flash"))
         .await
@@ -422,6 +313,11 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         .click()
         .await
         .expect("reject");
+    eventually("the page after the decision", || async {
+        let url = browser.current_url().await.ok()?;
+        (url.query() == Some("done=rejected")).then_some(())
+    })
+    .await;
     let flash = browser
         .find(Locator::Id("flash"))
         .await
@@ -467,10 +363,5 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
     );
     assert_eq!(sent[0]["to"], json!(["ada@example.com"]));
 
-    let _ = stop.send(());
-    let report = server
-        .await
-        .expect("the server task")
-        .expect("the server stops cleanly");
-    assert!(report.is_clean(), "the engine drained: {report:?}");
+    harness.stop().await;
 }
