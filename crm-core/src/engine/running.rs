@@ -249,6 +249,18 @@ impl RunningEngine {
         &self.engine
     }
 
+    /// The loops whose task has ended although shutdown was not asked for (empty while
+    /// every loop runs): a host's health check reports them. A loop survives errors
+    /// and panics of single iterations, so an ended loop means its task was lost.
+    #[must_use]
+    pub fn stopped_loops(&self) -> Vec<&'static str> {
+        self.tasks
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
     /// Stops the loops: none claims anything more; in-flight work (a send, a job, a
     /// runner pass) finishes and its outcome is stored; claimed jobs not yet started
     /// are given back; runner leases are released at the end of their pass. Loops
