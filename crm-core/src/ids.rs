@@ -182,7 +182,7 @@ define_id!(
 );
 
 define_id!(
-    /// An API key a host issued to a workspace (see `crate::access`).
+    /// An API key a host issued to a workspace.
     ApiKeyId,
     "api_key"
 );

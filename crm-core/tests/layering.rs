@@ -3,7 +3,7 @@
 //! DESIGN.md sets three floors inside crm-core: the model (`model`, `ids`, `error`,
 //! `clock`, `secret`, ...) <- the ports (`store`, `channel`, `inbound`, `approval`,
 //! `enrichment_provider`) <- the engines (`scoring`, `enrichment`, `outreach`, `jobs`,
-//! `anomaly`, `intake`) <- `engine`. The store crates and crm-channels import the model
+//! `anomaly`, `intake`, `access`) <- `engine`. The store crates and crm-channels import the model
 //! and the ports only. This test reads the source files of those floors and crates and
 //! fails, naming file and line, on any path into an engine module: `use` items, paths
 //! in code, and doc links alike (a doc link is a dependency too, and it is how the next
@@ -24,6 +24,7 @@ const ENGINES: &[&str] = &[
     "jobs",
     "anomaly",
     "intake",
+    "access",
     "engine",
 ];
 

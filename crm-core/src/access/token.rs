@@ -124,7 +124,9 @@ mod tests {
         assert_ne!(a.token.expose_secret(), b.token.expose_secret());
         // The secret decodes back to its 32 random bytes: 256 bits.
         let token = a.token.expose_secret();
-        let secret = URL_SAFE_NO_PAD.decode(&token[TOKEN_LEN - SECRET_CHARS..]).unwrap();
+        let secret = URL_SAFE_NO_PAD
+            .decode(&token[TOKEN_LEN - SECRET_CHARS..])
+            .unwrap();
         assert_eq!(secret.len(), SECRET_BYTES);
     }
 

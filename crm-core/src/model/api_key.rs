@@ -1,7 +1,7 @@
 //! API keys as the store keeps them: who may call a host's API, with which scopes.
 //!
 //! The token itself is never stored: only its SHA-256 ([`TokenHash`]). Issuing,
-//! checking and revoking keys is the `access` module's job (`crate::access::ApiKeys`).
+//! checking and revoking keys is the job of the `ApiKeys` service, an engine above.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -53,7 +53,7 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     /// From this instant on, the key is refused; `None` never expires.
     pub expires_at: Option<DateTime<Utc>>,
-    /// When it last authenticated a request (coalesced: see `crate::access`).
+    /// When it last authenticated a request (coalesced: at most once a minute by default).
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked key is refused from then on.
     pub revoked_at: Option<DateTime<Utc>>,

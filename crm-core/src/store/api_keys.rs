@@ -1,5 +1,5 @@
-//! API keys: the hashed credentials a host's API accepts (issued and checked by
-//! `crate::access::ApiKeys`).
+//! API keys: the hashed credentials a host's API accepts (issued and checked by the
+//! `ApiKeys` service, an engine above the ports).
 
 use std::fmt::Debug;
 

@@ -4,6 +4,7 @@
 //! the same `fresh_store` path as
 //! [`store_conformance_tests!`](crate::store_conformance_tests).
 
+pub mod access;
 pub mod approvals;
 pub mod dispatch;
 pub mod e2e;

@@ -12,6 +12,7 @@
 
 pub mod fixtures;
 
+mod api_keys;
 mod approval_decisions;
 mod approvals;
 mod batch_reads;
@@ -52,6 +53,7 @@ mod wake;
 mod webhooks;
 mod workspaces;
 
+pub use api_keys::*;
 pub use approval_decisions::*;
 pub use approvals::*;
 pub use batch_reads::*;
@@ -361,6 +363,12 @@ macro_rules! __store_cases {
             workspace_update_compare_and_set
             workspace_list_pages_by_id
             concurrent_workspace_updates_one_version_wins
+            // API keys: hashed tokens, a global prefix, scoped revoke and list
+            api_key_round_trip_and_insert_rules
+            api_key_last_use_only_moves_forward
+            api_key_revocation_is_idempotent_and_scoped
+            api_key_list_pages_by_workspace
+            concurrent_api_key_inserts_one_prefix_wins
         }
     };
 }
