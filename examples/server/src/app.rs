@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -13,16 +14,19 @@ use axum::routing::{get, post};
 use crm_channels::resolver::ProviderChannels;
 use crm_channels::secrets::EnvSecretResolver;
 use crm_core::DynStore;
+use crm_core::access::{ApiKeyRateLimiter, ApiKeys};
 use crm_core::engine::{BuildError, Engine, EngineConfig, ShutdownReport, StartError};
 use crm_core::outreach::control::SequenceControl;
-use crm_core::secret::SecretResolver;
+use crm_core::secret::{ExposeSecret, SecretResolver};
 use crm_store_postgres::{PostgresConfig, PostgresStore};
 use tokio::net::TcpListener;
 
 use crate::api::ApiError;
 use crate::channels::HostChannels;
 use crate::config::Config;
-use crate::health;
+use crate::api::auth::{KeyApprovers, KeyAuth};
+use crate::web::csrf::CsrfKey;
+use crate::{api, health, web};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::webhooks::{self, WebhookEndpoints, WebhookSetupError};
@@ -42,6 +46,13 @@ pub enum StartupError {
     /// A webhook provider could not be set up.
     #[error(transparent)]
     Webhooks(#[from] WebhookSetupError),
+    /// `CRM_CSRF_SECRET` could not be resolved.
+    #[error("CRM_CSRF_SECRET could not be resolved")]
+    CsrfSecret {
+        /// Why.
+        #[source]
+        source: crm_core::SecretError,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -82,8 +93,19 @@ impl Service {
     /// # Errors
     /// See [`StartupError`].
     pub async fn start(config: Config) -> Result<Self, StartupError> {
+        Self::start_with_secrets(config, Arc::new(EnvSecretResolver::new())).await
+    }
+
+    /// [`start`](Self::start) resolving `secret://` references through `secrets`
+    /// instead of environment variables (a host's secret store, a test's map).
+    ///
+    /// # Errors
+    /// See [`StartupError`].
+    pub async fn start_with_secrets(
+        config: Config,
+        secrets: Arc<dyn SecretResolver>,
+    ) -> Result<Self, StartupError> {
         let store = open_store(&config).await?;
-        let secrets: Arc<dyn SecretResolver> = Arc::new(EnvSecretResolver::new());
         let metrics = Arc::new(Metrics::default());
         let webhooks = WebhookEndpoints::build(&config, &*secrets).await?;
         let channels = HostChannels::new(
@@ -92,6 +114,16 @@ impl Service {
             config.base_urls.clone(),
             metrics.clone(),
         );
+        let csrf = match &config.csrf_secret {
+            Some(reference) => {
+                let secret = secrets
+                    .resolve(reference)
+                    .await
+                    .map_err(|source| StartupError::CsrfSecret { source })?;
+                CsrfKey::from_secret(secret.expose_secret().as_bytes())
+            }
+            None => CsrfKey::random(),
+        };
         let dyn_store: Arc<DynStore> = Arc::new(store.clone());
         let mut engine_config = EngineConfig::default()
             .with_dry_run(config.dry_run)
@@ -102,8 +134,17 @@ impl Service {
         if let Some(poll) = config.poll_interval {
             engine_config = engine_config.with_poll_interval(poll);
         }
+        let clock: Arc<dyn crm_core::Clock> = Arc::new(crm_core::SystemClock);
+        let keys = ApiKeys::new(dyn_store.clone(), clock.clone());
+        let per_minute = NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let auth = KeyAuth {
+            keys: keys.clone(),
+            limiter: Arc::new(ApiKeyRateLimiter::new(per_minute, clock.clone())),
+        };
         let engine = Engine::builder(dyn_store.clone())
+            .clock(clock.clone())
             .channels(Arc::new(channels))
+            .approvers(Arc::new(KeyApprovers::new(keys, clock)))
             .config(engine_config)
             .build()
             .map_err(StartupError::Engine)?;
@@ -118,6 +159,8 @@ impl Service {
         let state = AppState {
             control: SequenceControl::new(dyn_store, engine.clock().clone()),
             engine,
+            auth,
+            csrf,
             store,
             config: Arc::new(config),
             metrics,
@@ -167,6 +210,7 @@ impl Service {
 /// Every route of the service over `state`.
 pub fn router(state: AppState) -> Router {
     let webhook_cap = state.config.webhook_max_body;
+    let api_cap = state.config.api_max_body;
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",
@@ -181,6 +225,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics))
         .merge(webhooks)
+        .merge(api::routes().layer(DefaultBodyLimit::max(api_cap)))
+        .merge(web::routes().layer(DefaultBodyLimit::max(api_cap)))
         .fallback(not_found)
         .with_state(state)
 }

@@ -6,8 +6,10 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod inbox_view;
 pub mod metrics;
 pub mod state;
+pub mod web;
 pub mod webhooks;
 
 pub use app::{Service, StartupError, router, shutdown_signal};
