@@ -182,6 +182,12 @@ define_id!(
 );
 
 define_id!(
+    /// An API key a host issued to a workspace (see `crate::access`).
+    ApiKeyId,
+    "api_key"
+);
+
+define_id!(
     /// One enrichment spend reservation; chosen by the caller (the enricher takes a
     /// fresh one per provider call).
     SpendReservationId,

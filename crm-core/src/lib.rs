@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod access;
 pub mod address;
 pub mod anomaly;
 pub mod approval;
@@ -22,6 +23,7 @@ pub mod secret;
 pub mod store;
 mod text_enum;
 
+pub use access::{AccessError, ApiKeyRateLimiter, ApiKeys, ApiScope, IssuedApiKey};
 pub use address::{Domain, EmailAddress, PhoneNumber};
 pub use approval::{
     ApprovalDecision, ApprovalPolicy, ApprovalRequest, ManualApproval, PolicyError,

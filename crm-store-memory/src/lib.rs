@@ -69,6 +69,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crm_core::store::{NamedBackend, WakeSource, WakeTopic, Wakeups};
 
+mod api_keys;
 mod approval;
 mod compliance;
 mod coordination;
@@ -153,6 +154,7 @@ impl fmt::Debug for MemoryStore {
 /// Every table of the store, grouped like `crm_core::store`'s repository modules.
 #[derive(Default)]
 struct Tables {
+    api_keys: api_keys::ApiKeyTables,
     crm: crm::CrmTables,
     compliance: compliance::ComplianceTables,
     intake: intake::IntakeTables,
@@ -170,6 +172,7 @@ impl Tables {
     /// Row counts per table, for `Debug`.
     fn sizes(&self) -> Vec<(&'static str, usize)> {
         let mut sizes = Vec::new();
+        self.api_keys.sizes(&mut sizes);
         self.crm.sizes(&mut sizes);
         self.compliance.sizes(&mut sizes);
         self.intake.sizes(&mut sizes);

@@ -137,6 +137,7 @@ fn unique_detail(constraint: Option<&str>) -> String {
         Some("intake_records_fingerprint_key") => {
             "another pending or processed row has this fingerprint"
         }
+        Some("api_keys_prefix") => "prefix is already used",
         Some("anomalies_open_key") => "an open anomaly with this dedup key exists",
         Some("approval_items_outbox_key") => "the outbox message already has an approval item",
         Some("suppressions_address_key") => "the address is already suppressed on this channel",

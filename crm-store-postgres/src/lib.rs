@@ -46,6 +46,7 @@
 //! deadlocks, lost connections and pool timeouts `Unavailable` (retryable), anything
 //! else `Backend` with the sqlx error as its source.
 
+mod api_keys;
 mod compliance;
 mod config;
 mod coordination;

@@ -7,6 +7,7 @@
 
 mod activity;
 mod anomaly;
+mod api_key;
 mod approval;
 pub mod catalogue;
 mod channel;
@@ -31,6 +32,8 @@ mod workspace;
 
 pub use activity::{Activity, ActivityKind};
 pub use anomaly::{Actor, Anomaly, AnomalyStatus, AuditEntry, Severity};
+pub(crate) use api_key::is_url_safe;
+pub use api_key::{API_KEY_PREFIX_LEN, ApiKey, ApiKeyRecord, ApiScope, TokenHash, is_prefix};
 pub use approval::{ApprovalItem, ApprovalRule, ApprovalStatus, RuleConditions};
 pub use channel::Channel;
 pub use channel_config::ChannelConfig;

@@ -57,6 +57,7 @@
 //! executable form of these contracts.
 
 mod anomaly;
+mod api_keys;
 mod approval;
 mod clock_skew;
 mod compliance;
@@ -78,6 +79,7 @@ mod webhook;
 mod workspace;
 
 pub use anomaly::AnomalyStore;
+pub use api_keys::ApiKeyStore;
 pub use approval::{ApprovalDecided, ApprovalStore};
 pub use clock_skew::{MAX_CLOCK_SKEW, takeover_cutoff};
 pub use compliance::{AuditStore, ComplianceStore};
@@ -138,6 +140,7 @@ pub trait Store:
     + WebhookStore
     + WorkspaceStore
     + TouchStore
+    + ApiKeyStore
     + DispatcherStore
     + RunnerStore
     + EnrollerStore
@@ -186,6 +189,7 @@ impl<T> Store for T where
         + WorkspaceStore
         + WakeSource
         + TouchStore
+        + ApiKeyStore
         + Send
         + Sync
         + 'static
