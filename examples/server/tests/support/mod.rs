@@ -8,6 +8,7 @@
 pub mod api;
 pub mod env;
 pub mod fake_provider;
+pub mod outreach;
 pub mod process;
 pub mod signing;
 
