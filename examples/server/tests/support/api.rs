@@ -54,7 +54,7 @@ impl Api {
     /// A client of the server at `base_url` using the API key `key`.
     pub fn new(base_url: impl Into<String>, key: impl Into<String>) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|e| panic!("no HTTP client: {e}"));
