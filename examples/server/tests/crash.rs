@@ -133,7 +133,11 @@ async fn two_processes_dispatch_through_a_sigkill_without_loss_or_double_sends()
     // two processes.
     let setup = Instant::now();
     for (k, tenant) in tenants.iter_mut().enumerate() {
-        let base = if k % 2 == 0 { a.base_url() } else { b.base_url() };
+        let base = if k % 2 == 0 {
+            a.base_url()
+        } else {
+            b.base_url()
+        };
         tenant.api = tenant.api.at(base);
     }
     let mut enrolling = tokio::task::JoinSet::new();
@@ -167,7 +171,8 @@ async fn two_processes_dispatch_through_a_sigkill_without_loss_or_double_sends()
         tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             for (api, count) in apis.into_iter().zip(counts) {
-                tasks.spawn(async move { approve_all(&api, count, Duration::from_secs(180)).await });
+                tasks
+                    .spawn(async move { approve_all(&api, count, Duration::from_secs(180)).await });
             }
             let mut approved = 0;
             while let Some(done) = tasks.join_next().await {
@@ -219,11 +224,16 @@ async fn two_processes_dispatch_through_a_sigkill_without_loss_or_double_sends()
         report.repeated.len()
     );
     for (key, sends) in &report.repeated {
-        println!("crash:   {key}: {sends} sends to one recipient, one key, the repeat answered with the first email's id");
+        println!(
+            "crash:   {key}: {sends} sends to one recipient, one key, the repeat answered with the first email's id"
+        );
     }
 
     // Each message has one key, each key one recipient.
-    assert_eq!(report.recipients, total, "every message reached the provider");
+    assert_eq!(
+        report.recipients, total,
+        "every message reached the provider"
+    );
     assert_eq!(report.keys, total, "one idempotency key per message");
     assert!(
         report.mixed.is_empty(),
@@ -282,10 +292,7 @@ async fn two_processes_dispatch_through_a_sigkill_without_loss_or_double_sends()
     println!(
         "crash: {retried} message(s) claimed more than once (the killed process's claims, taken over); quota used {used:?} against caps {caps:?}"
     );
-    println!(
-        "crash: done in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("crash: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b);
 }
 
@@ -298,8 +305,7 @@ async fn wait_for_all_recipients(
 ) -> usize {
     let deadline = Instant::now() + timeout;
     loop {
-        let distinct: BTreeSet<String> =
-            provider.requests().into_iter().map(|r| r.to).collect();
+        let distinct: BTreeSet<String> = provider.requests().into_iter().map(|r| r.to).collect();
         if distinct.len() >= total {
             return distinct.len();
         }

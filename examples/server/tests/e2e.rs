@@ -59,7 +59,10 @@ fn sequence() -> Value {
 
 /// Approves every pending inbox item whose body passes `select`; returns how many.
 async fn approve_pending(api: &Api, select: impl Fn(&str) -> bool) -> usize {
-    let listed = api.get("/api/v1/inbox?limit=100").await.ok("list the inbox");
+    let listed = api
+        .get("/api/v1/inbox?limit=100")
+        .await
+        .ok("list the inbox");
     let mut approved = 0;
     for item in listed["items"].as_array().into_iter().flatten() {
         let body = item["body"].as_str().unwrap_or_default();
@@ -124,7 +127,12 @@ async fn reply_and_bounce_stop_their_enrollments_across_processes() {
     let mut contact_ids = Vec::new();
     for result in &results {
         assert_eq!(result["ok"], true, "an import row failed: {result}");
-        contact_ids.push(result["contact"]["id"].as_str().unwrap_or_default().to_owned());
+        contact_ids.push(
+            result["contact"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     let fetched = api
         .get(&format!("/api/v1/contacts/{}", contact_ids[0]))
@@ -152,7 +160,10 @@ async fn reply_and_bounce_stop_their_enrollments_across_processes() {
     // The runner drafts the first step; every draft waits in the inbox. Approve one
     // alone, one after an edit, and the third in a batch.
     let items = eventually("three first-step drafts in the inbox", || async {
-        let listed = api.get("/api/v1/inbox?limit=100").await.ok("list the inbox");
+        let listed = api
+            .get("/api/v1/inbox?limit=100")
+            .await
+            .ok("list the inbox");
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         (items.len() >= 3).then_some(items)
     })
@@ -166,7 +177,10 @@ async fn reply_and_bounce_stop_their_enrollments_across_processes() {
             .to_owned()
     };
     for item in &items {
-        assert_ne!(item["recipient"], ALICE, "the inbox shows recipients masked");
+        assert_ne!(
+            item["recipient"], ALICE,
+            "the inbox shows recipients masked"
+        );
     }
     api.post(
         &format!("/api/v1/inbox/{}/approve", id_of("Alice")),
@@ -268,7 +282,11 @@ async fn reply_and_bounce_stop_their_enrollments_across_processes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     approve_pending(&api, |_| true).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(provider.requests_to(ALICE).len(), 1, "nothing more to Alice");
+    assert_eq!(
+        provider.requests_to(ALICE).len(),
+        1,
+        "nothing more to Alice"
+    );
     assert_eq!(provider.requests_to(BOB).len(), 1, "nothing more to Bob");
     assert_eq!(provider.requests_to(CAROL).len(), 2);
     assert_eq!(enrollment_state(&api, alice).await, "replied");

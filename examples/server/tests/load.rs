@@ -62,7 +62,8 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
             let answers = in_parallel((0..WEBHOOKS).collect(), WEBHOOK_CONCURRENCY, move |i| {
                 let (api, signer, ws) = (api.clone(), signer.clone(), ws.clone());
                 async move {
-                    let body = signing::resend_delivered(&format!("load-email-{i}"), "x@load.example");
+                    let body =
+                        signing::resend_delivered(&format!("load-email-{i}"), "x@load.example");
                     api.post_resend_webhook(&signer, &ws, &format!("msg_load_{i}"), body)
                         .await
                         .map(|a| (a.status, a.body["outcome"].clone()))
@@ -90,8 +91,11 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
                             .await
                         }
                         _ => {
-                            api.get(&format!("/api/v1/contacts/{}", contacts[i % contacts.len()]))
-                                .await
+                            api.get(&format!(
+                                "/api/v1/contacts/{}",
+                                contacts[i % contacts.len()]
+                            ))
+                            .await
                         }
                     };
                     (answer.status, answer.elapsed)
@@ -107,10 +111,16 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
     let mut approved = 0;
     let patience = Instant::now();
     while approved < ENROLLMENTS {
-        let listed = api.get("/api/v1/inbox?limit=100").await.ok("list the inbox");
+        let listed = api
+            .get("/api/v1/inbox?limit=100")
+            .await
+            .ok("list the inbox");
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         if items.is_empty() {
-            assert!(patience.elapsed() < support::EVENTUALLY, "drafts stopped coming");
+            assert!(
+                patience.elapsed() < support::EVENTUALLY,
+                "drafts stopped coming"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -120,7 +130,10 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
             .post("/api/v1/inbox/batch-approve", &json!({ "ids": ids }))
             .await
             .ok("batch approve");
-        for (item, result) in items.iter().zip(answer["results"].as_array().into_iter().flatten()) {
+        for (item, result) in items
+            .iter()
+            .zip(answer["results"].as_array().into_iter().flatten())
+        {
             assert_eq!(result["ok"], true, "{result}");
             let body = item["body"].as_str().unwrap_or_default();
             let name = body.split_whitespace().nth(1).unwrap_or_default();
@@ -147,7 +160,11 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
         .iter()
         .filter(|a| !matches!(a, Ok((StatusCode::OK, outcome)) if outcome == "accepted"))
         .collect();
-    assert!(webhook_errors.is_empty(), "webhook errors: {:?}", &webhook_errors[..webhook_errors.len().min(5)]);
+    assert!(
+        webhook_errors.is_empty(),
+        "webhook errors: {:?}",
+        &webhook_errors[..webhook_errors.len().min(5)]
+    );
     let api_errors: Vec<_> = call_answers
         .iter()
         .filter(|(status, _)| !status.is_success())
@@ -164,7 +181,10 @@ async fn bounded_load_reports_throughput_and_latency_without_errors() {
     .fetch_one(deployment.store.pool())
     .await
     .unwrap_or_else(|e| panic!("count deliveries: {e}"));
-    assert_eq!(handled, WEBHOOKS as i64, "every webhook delivery handled and recorded");
+    assert_eq!(
+        handled, WEBHOOKS as i64,
+        "every webhook delivery handled and recorded"
+    );
     let retry = api
         .post_resend_webhook(
             &deployment.signer,

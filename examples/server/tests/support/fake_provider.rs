@@ -194,9 +194,19 @@ async fn send_email(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer {
-        None => return error(StatusCode::UNAUTHORIZED, "missing_api_key", "Missing API key"),
+        None => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "Missing API key",
+            );
+        }
         Some(key) if key != shared.api_key => {
-            return error(StatusCode::FORBIDDEN, "invalid_api_key", "API key is invalid");
+            return error(
+                StatusCode::FORBIDDEN,
+                "invalid_api_key",
+                "API key is invalid",
+            );
         }
         Some(_) => {}
     }

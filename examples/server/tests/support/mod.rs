@@ -3,7 +3,13 @@
 //! webhooks, and an HTTP client for the JSON API.
 //!
 //! Each test binary uses part of it.
-#![allow(dead_code, unreachable_pub, clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::unwrap_used
+)]
 
 pub mod api;
 pub mod env;
@@ -106,7 +112,10 @@ impl Deployment {
             (env::secret_variable(RESEND_KEY_REF), RESEND_KEY.to_owned()),
             (env::RESEND_FROM.to_owned(), FROM.to_owned()),
             (env::RESEND_BASE_URL.to_owned(), provider.base_url()),
-            (env::WEBHOOK_RESEND_SECRET.to_owned(), RESEND_WEBHOOK_REF.to_owned()),
+            (
+                env::WEBHOOK_RESEND_SECRET.to_owned(),
+                RESEND_WEBHOOK_REF.to_owned(),
+            ),
             (env::secret_variable(RESEND_WEBHOOK_REF), secret.clone()),
             (env::POLL_INTERVAL_MS.to_owned(), "100".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),

@@ -133,7 +133,10 @@ pub async fn approve_all(api: &Api, expected: usize, patience: Duration) -> usiz
     let mut approved = 0;
     let mut last_progress = std::time::Instant::now();
     while approved < expected {
-        let listed = api.get("/api/v1/inbox?limit=100").await.ok("list the inbox");
+        let listed = api
+            .get("/api/v1/inbox?limit=100")
+            .await
+            .ok("list the inbox");
         let ids: Vec<Value> = listed["items"]
             .as_array()
             .into_iter()

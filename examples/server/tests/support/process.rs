@@ -77,7 +77,10 @@ impl ServerProcess {
             // std's kill is SIGKILL on Unix.
             let _ = child.kill();
             let _ = child.wait();
-            self.note(&format!("--- killed with SIGKILL at {}", chrono::Utc::now()));
+            self.note(&format!(
+                "--- killed with SIGKILL at {}",
+                chrono::Utc::now()
+            ));
         }
     }
 
