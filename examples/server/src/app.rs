@@ -134,6 +134,8 @@ impl Service {
         if let Some(poll) = config.poll_interval {
             engine_config = engine_config.with_poll_interval(poll);
         }
+        let dispatcher = config.dispatch.apply(engine_config.dispatcher.clone());
+        engine_config = engine_config.with_dispatcher(dispatcher);
         let clock: Arc<dyn crm_core::Clock> = Arc::new(crm_core::SystemClock);
         let keys = ApiKeys::new(dyn_store.clone(), clock.clone());
         let per_minute = NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);

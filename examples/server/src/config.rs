@@ -96,6 +96,9 @@ pub struct Config {
     pub webhook_workspace: Option<crm_core::ids::WorkspaceId>,
     /// `CRM_RATE_LIMIT_PER_MINUTE`: requests per minute per API key (default 100).
     pub rate_limit_per_minute: u32,
+    /// `CRM_DISPATCH_*`: the outbox dispatcher's batch, concurrency, lease and reaping
+    /// (see [`DispatchTuning`](crate::tuning::DispatchTuning)).
+    pub dispatch: crate::tuning::DispatchTuning,
     /// `CRM_COOKIE_SECURE`: mark the inbox login cookie `Secure` (default false, for
     /// plain-HTTP loopback; set it behind TLS).
     pub cookie_secure: bool,
@@ -237,6 +240,7 @@ impl Config {
                 .unwrap_or(256 * 1024),
             webhook_workspace,
             rate_limit_per_minute: rate,
+            dispatch: crate::tuning::DispatchTuning::read(env)?,
             cookie_secure: flag(env, "CRM_COOKIE_SECURE")?,
             csrf_secret: secret_var(env, "CRM_CSRF_SECRET")?,
             channels: channel_defaults(env)?,

@@ -9,6 +9,7 @@ pub mod health;
 pub mod inbox_view;
 pub mod metrics;
 pub mod state;
+pub mod tuning;
 pub mod web;
 pub mod webhooks;
 
