@@ -21,6 +21,7 @@
 use std::time::{Duration, Instant};
 
 pub mod adapter;
+pub mod approval_latency;
 pub mod outbox_scenario;
 pub mod outbox_sql;
 
