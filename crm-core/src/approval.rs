@@ -83,6 +83,21 @@ impl PolicyError {
 pub trait ApprovalPolicy: Send + Sync + Debug + 'static {
     /// The decision for `request`.
     async fn decide(&self, request: &ApprovalRequest) -> Result<ApprovalDecision, PolicyError>;
+
+    /// The decisions for several requests (the dispatcher asks once per batch): one
+    /// answer per request, in order, each what [`decide`](Self::decide) would answer
+    /// if asked for the requests one after the other in that order. The default does
+    /// exactly that; a policy that reads state overrides it to read once per batch.
+    async fn decide_many(
+        &self,
+        requests: &[ApprovalRequest],
+    ) -> Vec<Result<ApprovalDecision, PolicyError>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            out.push(self.decide(request).await);
+        }
+        out
+    }
 }
 
 /// The default policy: every send waits for a human.

@@ -1,6 +1,7 @@
 //! The approval inbox and graduated rules (the second half of `crm_core::store::outbox`).
 
 use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -105,35 +106,104 @@ impl ApprovalTables {
     }
 }
 
+/// What inserting one item will do, decided without writing.
+enum ItemPlan {
+    /// The message's existing item is the answer.
+    Existing(ApprovalItem),
+    /// A new item to store, with its `approval.requested`.
+    New(NewEvent),
+}
+
+/// Checks an insert (see [`ApprovalStore::insert_approval`]) without writing.
+fn check_item(t: &Tables, item: &ApprovalItem) -> Result<ItemPlan, StoreError> {
+    item.validate()?;
+    require_new_version(item.version)?;
+    let ws = item.workspace_id;
+    let a = &t.outbox.approvals;
+    // `ON CONFLICT (workspace, outbox_message_id) DO NOTHING`: the existing item wins.
+    if let Some(existing) = a.for_message(ws, item.outbox_message_id) {
+        return Ok(ItemPlan::Existing(existing.clone()));
+    }
+    a.items.ensure_vacant(item)?;
+    t.outbox
+        .messages
+        .ensure_ref(ws, Some(item.outbox_message_id))?;
+    Ok(ItemPlan::New(events::approval_requested(item)?))
+}
+
+/// Stores a checked insert.
+fn apply_item(t: &mut Tables, item: &ApprovalItem, plan: ItemPlan) -> Inserted<ApprovalItem> {
+    match plan {
+        ItemPlan::Existing(value) => Inserted {
+            value,
+            created: false,
+        },
+        ItemPlan::New(event) => {
+            let value = t.outbox.approvals.put(item.clone());
+            append_changes(t, &[event]);
+            Inserted {
+                value,
+                created: true,
+            }
+        }
+    }
+}
+
 pub(crate) fn insert_item(
     t: &mut Tables,
     item: &ApprovalItem,
 ) -> Result<Inserted<ApprovalItem>, StoreError> {
-    item.validate()?;
-    require_new_version(item.version)?;
-    let ws = item.workspace_id;
-    let messages = &t.outbox.messages;
-    let a = &mut t.outbox.approvals;
-    // `ON CONFLICT (workspace, outbox_message_id) DO NOTHING`: the existing item wins.
-    if let Some(existing) = a
-        .by_message
-        .get(ws, &item.outbox_message_id)
-        .and_then(|id| a.items.get(ws, id))
-    {
-        return Ok(Inserted {
-            value: existing.clone(),
-            created: false,
-        });
+    let plan = check_item(t, item)?;
+    Ok(apply_item(t, item, plan))
+}
+
+/// `insert_approvals`: every item checked first (a refusal stores nothing), then
+/// stored in order; a later item for a message given earlier gets the earlier one.
+fn insert_items(
+    t: &mut Tables,
+    items: &[ApprovalItem],
+) -> Result<Vec<Inserted<ApprovalItem>>, StoreError> {
+    let mut first: HashMap<(WorkspaceId, OutboxMessageId), usize> = HashMap::new();
+    let mut ids = HashSet::with_capacity(items.len());
+    let mut plans = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let message = (item.workspace_id, item.outbox_message_id);
+        if first.contains_key(&message) {
+            item.validate()?;
+            plans.push(None);
+            continue;
+        }
+        first.insert(message, i);
+        if !ids.insert((item.workspace_id, item.id)) {
+            return Err(StoreError::conflict(
+                ApprovalItemId::ENTITY,
+                format!("id {} is already used", item.id),
+            ));
+        }
+        plans.push(Some(check_item(t, item)?));
     }
-    a.items.ensure_vacant(item)?;
-    messages.ensure_ref(ws, Some(item.outbox_message_id))?;
-    let event = events::approval_requested(item)?;
-    let value = a.put(item.clone());
-    append_changes(t, &[event]);
-    Ok(Inserted {
-        value,
-        created: true,
-    })
+    let mut out: Vec<Inserted<ApprovalItem>> = Vec::with_capacity(items.len());
+    for (item, plan) in items.iter().zip(plans) {
+        let inserted = match plan {
+            Some(plan) => apply_item(t, item, plan),
+            None => {
+                let earlier = first
+                    .get(&(item.workspace_id, item.outbox_message_id))
+                    .and_then(|&i| out.get(i))
+                    .map(|e| e.value.clone());
+                match earlier {
+                    Some(value) => Inserted {
+                        value,
+                        created: false,
+                    },
+                    // Unreachable: a repeat always follows its first.
+                    None => return Err(StoreError::conflict(ApprovalItemId::ENTITY, "repeat")),
+                }
+            }
+        };
+        out.push(inserted);
+    }
+    Ok(out)
 }
 
 /// Checks an update of `item` (see [`ApprovalStore::update_approval`]) and returns the
@@ -247,6 +317,13 @@ impl ApprovalStore for MemoryStore {
         item: &ApprovalItem,
     ) -> Result<Inserted<ApprovalItem>, StoreError> {
         self.with(|t| insert_item(t, item))
+    }
+
+    async fn insert_approvals(
+        &self,
+        items: &[ApprovalItem],
+    ) -> Result<Vec<Inserted<ApprovalItem>>, StoreError> {
+        self.with(|t| insert_items(t, items))
     }
 
     async fn get_approval(

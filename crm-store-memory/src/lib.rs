@@ -80,6 +80,7 @@ mod outbox;
 mod queue;
 mod scoring;
 mod send_gate;
+mod sent;
 mod sequences;
 mod table;
 mod touches;

@@ -13,15 +13,17 @@ use crm_core::model::{
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     ApprovalHold, Claim, Inserted, OutboxStore, Page, QuotaKey, Reschedule, Scope, SendStart,
-    SendStartOutcome, SentRecord,
+    SendStartOutcome, SentMark, SentRecord,
 };
+
 use crm_core::{StoreError, ValidationError, events};
 
 use crate::approval::{ApprovalTables, insert_item};
 use crate::crm::record_activity;
 use crate::queue::append_changes;
 use crate::send_gate::{self, GateTables};
-use crate::sequences::{apply_enrollment, check_update_enrollment, nudge_enrollment};
+use crate::sent::{mark_sent, mark_sent_many};
+use crate::sequences::nudge_enrollment;
 use crate::table::{Fenced, Table, Unique, deadline, limit};
 use crate::{MemoryStore, Tables};
 
@@ -81,7 +83,7 @@ impl OutboxTables {
     /// The message if it is `InFlight` under `token`: `NotFound` if it does not exist
     /// in `ws` (as every write on a missing row, and as an `UPDATE ... RETURNING` that
     /// matched nothing followed by a lookup would say), `LeaseLost` otherwise.
-    fn leased(
+    pub(crate) fn leased(
         &self,
         ws: WorkspaceId,
         id: OutboxMessageId,
@@ -226,60 +228,6 @@ fn claim(t: &mut Tables, claim: &Claim) -> Result<Vec<OutboxMessage>, StoreError
         claimed.push(o.put(row));
     }
     Ok(claimed)
-}
-
-fn mark_sent(
-    t: &mut Tables,
-    ws: WorkspaceId,
-    id: OutboxMessageId,
-    token: i64,
-    sent: &SentRecord,
-) -> Result<OutboxMessage, StoreError> {
-    let mut row = t.outbox.leased(ws, id, token)?;
-    // The contract leaves it open; a timeline entry in another tenant is refused.
-    if sent.activity.workspace_id != ws {
-        return Err(ValidationError::new(
-            "sent.activity.workspace_id",
-            "must be the message's workspace",
-        )
-        .into());
-    }
-    t.crm.check_activity(&sent.activity)?;
-    let logged = events::activity_logged(&sent.activity)?;
-    let enrollment = match &sent.enrollment {
-        Some(e) if e.workspace_id != ws => {
-            return Err(ValidationError::new(
-                "sent.enrollment.workspace_id",
-                "must be the message's workspace",
-            )
-            .into());
-        }
-        // A stale (or vanished) enrollment is skipped, as an `UPDATE ... WHERE version`
-        // that matches nothing: the send is recorded regardless.
-        Some(e) => match check_update_enrollment(t, e) {
-            Ok(write) => Some(write),
-            Err(StoreError::VersionConflict { .. } | StoreError::NotFound { .. }) => None,
-            Err(err) => return Err(err),
-        },
-        None => None,
-    };
-    let m = &mut row.row;
-    m.status = OutboxStatus::Sent;
-    // The lease ends with the flight (the token stays in `fence`); `last_error` is kept.
-    m.lease = None;
-    m.provider_message_id.clone_from(&sent.provider_message_id);
-    m.sent_at = Some(sent.sent_at);
-    m.updated_at = sent.sent_at;
-    m.version += 1;
-    let finished = events::outbox_finished(m, None)?;
-    t.crm.put_activity(sent.activity.clone());
-    let stored = t.outbox.put(row);
-    append_changes(t, &finished);
-    append_changes(t, &[logged]);
-    if let Some(write) = enrollment {
-        apply_enrollment(t, write);
-    }
-    Ok(stored)
 }
 
 fn reschedule(
@@ -550,6 +498,13 @@ impl OutboxStore for MemoryStore {
         sent: &SentRecord,
     ) -> Result<OutboxMessage, StoreError> {
         self.with(|t| mark_sent(t, workspace_id, id, lease_token, sent))
+    }
+
+    async fn mark_outbox_sent_many(
+        &self,
+        marks: &[SentMark],
+    ) -> Result<Vec<Result<OutboxMessage, StoreError>>, StoreError> {
+        self.with(|t| mark_sent_many(t, marks))
     }
 
     async fn reschedule_outbox(

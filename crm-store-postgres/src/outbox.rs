@@ -3,30 +3,31 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crm_core::StoreError;
-use crm_core::events;
 use crm_core::ids::{OutboxMessageId, WorkspaceId};
 use crm_core::model::rules::{require_expected_version, require_new_version};
 use crm_core::model::{ApprovalItem, OutboxMessage, OutboxStatus};
 use crm_core::store::takeover_cutoff;
 use crm_core::store::{
     ApprovalHold, Claim, Inserted, OutboxStore, Page, QuotaKey, Reschedule, Scope, SendStart,
-    SendStartOutcome, SentRecord,
+    SendStartOutcome, SentMark, SentRecord,
 };
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::error::{Ref, db, db_refs, invalid, lease_miss, parse_text};
+use crate::error::{Ref, db, db_refs, invalid, lease_miss};
 use crate::page::{fetch_status_page, status_page_sql};
 use crate::queue::insert_events_in;
 use crate::rows::{IntoEntity, OutboxRow, entities};
 use crate::sequences::enrollment_refs;
 
 mod approvals;
+mod approvals_batch;
 mod enqueue;
 mod finish;
 mod gate_locks;
 mod send_gate;
+mod sent;
 mod stop;
 mod update;
 
@@ -381,20 +382,17 @@ impl OutboxStore for PostgresStore {
         let stored = OutboxRow::from_row(&row)
             .map_err(db(OUTBOX))?
             .into_entity()?;
-        // The activity and the enrollment were written as given (the enrollment one
-        // version on), so their events are built from them.
-        let mut appended = events::outbox_finished(&stored, None)?;
-        appended.push(events::activity_logged(a)?);
-        if let (Some(after), Some(before_state)) = (e, before_state) {
-            let mut before = after.clone();
-            before.state = parse_text(&before_state)?;
-            let mut after = after.clone();
-            after.version += 1;
-            appended.extend(events::enrollment_transition(&before, &after)?);
-        }
+        let appended = sent::sent_events(&stored, a, e, before_state.as_deref())?;
         insert_events_in(&mut tx, &appended).await?;
         tx.commit().await.map_err(db(OUTBOX))?;
         Ok(stored)
+    }
+
+    async fn mark_outbox_sent_many(
+        &self,
+        marks: &[SentMark],
+    ) -> Result<Vec<Result<OutboxMessage, StoreError>>, StoreError> {
+        self.mark_sent_many_tx(marks).await
     }
 
     async fn reschedule_outbox(

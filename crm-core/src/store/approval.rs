@@ -33,6 +33,21 @@ pub trait ApprovalStore: Send + Sync + Debug {
         item: &ApprovalItem,
     ) -> Result<Inserted<ApprovalItem>, StoreError>;
 
+    /// [`insert_approval`](Self::insert_approval) for many items in ONE atomic step (a
+    /// transaction; memory: under its lock), with the `approval.requested` event of
+    /// each item it creates: the audit trail of a batch of auto-approvals in one
+    /// commit. One answer per item, in order. Each item may name its own workspace.
+    ///
+    /// An item whose message already has one is answered with that item
+    /// (`created: false`); so is a second item for the same message within the call
+    /// (the first one given wins). Any item refused as `insert_approval` refuses it
+    /// (invalid, a missing outbox message as `InvalidReference`, a reused id as
+    /// `Conflict`) fails the whole call, storing nothing.
+    async fn insert_approvals(
+        &self,
+        items: &[ApprovalItem],
+    ) -> Result<Vec<Inserted<ApprovalItem>>, StoreError>;
+
     /// The item, or `NotFound`.
     async fn get_approval(
         &self,

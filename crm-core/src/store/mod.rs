@@ -92,7 +92,7 @@ pub use enrichment::{
 };
 pub use ext::{AnswerCountMismatch, ApprovalStoreExt, ComplianceStoreExt, EventStoreExt};
 pub use intake::{ContactWrite, IntakeCompletion, IntakeStore, MAX_INTAKE_BATCH};
-pub use outbox::{ApprovalHold, OutboxStore, Reschedule, SentRecord};
+pub use outbox::{ApprovalHold, OutboxStore, Reschedule, SentMark, SentRecord};
 pub use ports::{
     AnomalyScannerStore, ApprovalInboxStore, BackendName, DispatcherStore, EnricherStore,
     EnrollerStore, ForecastStore, GraduatedRulesStore, InboundHandlerStore, IntakeServiceStore,

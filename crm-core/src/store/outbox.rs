@@ -26,6 +26,20 @@ pub struct SentRecord {
     pub enrollment: Option<Enrollment>,
 }
 
+/// One message of [`OutboxStore::mark_outbox_sent_many`]: the message, the fencing
+/// token it is held under, and what to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentMark {
+    /// The message's workspace.
+    pub workspace_id: WorkspaceId,
+    /// The message.
+    pub id: OutboxMessageId,
+    /// The caller's fencing token (the message must be `InFlight` under it).
+    pub lease_token: i64,
+    /// What to record, as for [`OutboxStore::mark_outbox_sent`].
+    pub sent: SentRecord,
+}
+
 /// Putting an in-flight message back to `Pending`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reschedule {
@@ -176,6 +190,27 @@ pub trait OutboxStore: Send + Sync + Debug {
         lease_token: i64,
         sent: &SentRecord,
     ) -> Result<OutboxMessage, StoreError>;
+
+    /// [`mark_outbox_sent`](Self::mark_outbox_sent) for many messages in ONE atomic step
+    /// (a transaction; memory: under its lock): one commit for a wave of completed
+    /// sends instead of one per message. One answer per mark, in order.
+    ///
+    /// Each mark is fenced by its own lease token exactly as the single call is: a
+    /// message not `InFlight` under its token is answered `Err(LeaseLost)` (or
+    /// `Err(NotFound)`) in its place and changes nothing, while the others are recorded.
+    /// Each recorded message gets what the single call writes (status, activity,
+    /// enrollment compare-and-set, and the same events).
+    ///
+    /// The call as a whole fails, storing nothing, when any mark is refused before the
+    /// lease check: a record the single call refuses as `Invalid` (an invalid activity,
+    /// an activity or enrollment of another workspace than its message), a message
+    /// named twice (`Invalid`), or a write the backend rejects (`InvalidReference` for a
+    /// missing contact or deal of an activity). A caller that must isolate such a
+    /// record retries its marks one by one with the single call.
+    async fn mark_outbox_sent_many(
+        &self,
+        marks: &[SentMark],
+    ) -> Result<Vec<Result<OutboxMessage, StoreError>>, StoreError>;
 
     /// Puts an in-flight message back to `Pending` at `reschedule.not_before`, clearing
     /// the lease and storing the reason in `last_error`. Lease-checked.

@@ -294,6 +294,13 @@ impl ApprovalStore for PostgresStore {
         })
     }
 
+    async fn insert_approvals(
+        &self,
+        items: &[ApprovalItem],
+    ) -> Result<Vec<Inserted<ApprovalItem>>, StoreError> {
+        self.insert_approvals_tx(items).await
+    }
+
     async fn get_approval(
         &self,
         workspace_id: WorkspaceId,

@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
 
 use crate::ManualApproval;
 use crate::approval::{ApprovalDecision, ApprovalPolicy, ApprovalRequest, PolicyError};
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{ApprovalItemId, ApprovalRuleId, WorkspaceId};
-use crate::model::{ApprovalRule, ApprovalStatus};
+use crate::model::{ApprovalRule, ApprovalStatus, Channel};
 use crate::outreach::settings::SettingsProvider;
 use crate::store::{GraduatedRulesStore, Page, QuotaDecision, QuotaKey};
 
@@ -82,13 +83,9 @@ impl GraduatedRules {
         }
     }
 
-    /// The local day of `now` in the workspace's time zone.
+    /// The workspace's time zone, which its local days (of daily caps) are counted in.
     /// A failed settings read is an error, never UTC: a wrong day would reopen caps.
-    async fn local_day(
-        &self,
-        workspace_id: WorkspaceId,
-        now: DateTime<Utc>,
-    ) -> Result<NaiveDate, PolicyError> {
+    async fn zone(&self, workspace_id: WorkspaceId) -> Result<Tz, PolicyError> {
         let settings =
             self.settings
                 .settings(workspace_id)
@@ -97,7 +94,7 @@ impl GraduatedRules {
                     retryable: e.is_retryable(),
                     source: Box::new(e),
                 })?;
-        Ok(now.with_timezone(&settings.default_time_zone).date_naive())
+        Ok(settings.default_time_zone)
     }
 
     /// Lists which pending items in the inbox `rule` would approve at the clock's now,
@@ -155,7 +152,10 @@ impl GraduatedRules {
             }
         }
         if let Some(cap) = draft.daily_cap {
-            let key = rule_cap_key(draft.id, self.local_day(workspace_id, now).await?);
+            let day = now
+                .with_timezone(&self.zone(workspace_id).await?)
+                .date_naive();
+            let key = rule_cap_key(draft.id, day);
             let used = self.store.quota_usage(workspace_id, &key).await?;
             preview.daily_cap_remaining = Some(cap.saturating_sub(used));
         }
@@ -181,9 +181,40 @@ impl GraduatedRules {
     }
 }
 
-#[async_trait]
-impl ApprovalPolicy for GraduatedRules {
-    async fn decide(&self, request: &ApprovalRequest) -> Result<ApprovalDecision, PolicyError> {
+/// What one call of [`GraduatedRules::decide_many`] reads once: per workspace and
+/// channel its enabled rules (sorted by id), per workspace and template its clean
+/// streak, per workspace its time zone.
+#[derive(Default)]
+struct Reads {
+    rules: HashMap<(WorkspaceId, Channel), Arc<Vec<ApprovalRule>>>,
+    streaks: HashMap<(WorkspaceId, String), u32>,
+    zones: HashMap<WorkspaceId, Tz>,
+}
+
+impl GraduatedRules {
+    /// The enabled rules of the workspace and channel, sorted by id.
+    async fn rules(
+        &self,
+        ws: WorkspaceId,
+        channel: Channel,
+    ) -> Result<Arc<Vec<ApprovalRule>>, StoreError> {
+        let mut rules: Vec<ApprovalRule> = self
+            .store
+            .list_approval_rules(ws, Some(channel))
+            .await?
+            .into_iter()
+            .filter(|r| r.enabled && r.workspace_id == ws && r.channel == channel)
+            .collect();
+        rules.sort_by_key(|r| r.id);
+        Ok(Arc::new(rules))
+    }
+
+    /// The decision for `request`, reading through `reads`.
+    async fn decide_read(
+        &self,
+        request: &ApprovalRequest,
+        reads: &mut Reads,
+    ) -> Result<ApprovalDecision, PolicyError> {
         if request.step_requires_approval {
             return Ok(ApprovalDecision::RequireHuman {
                 reason: STEP_REQUIRES_APPROVAL.to_owned(),
@@ -191,29 +222,34 @@ impl ApprovalPolicy for GraduatedRules {
         }
         let message = &request.message;
         let ws = message.workspace_id;
-        let mut rules: Vec<ApprovalRule> = self
-            .store
-            .list_approval_rules(ws, Some(message.channel))
-            .await?
-            .into_iter()
-            .filter(|r| r.enabled && r.workspace_id == ws && r.channel == message.channel)
-            .collect();
+        let rules = match reads.rules.get(&(ws, message.channel)) {
+            Some(rules) => rules.clone(),
+            None => {
+                let rules = self.rules(ws, message.channel).await?;
+                reads.rules.insert((ws, message.channel), rules.clone());
+                rules
+            }
+        };
         if rules.is_empty() {
             return ManualApproval.decide(request).await;
         }
-        rules.sort_by_key(|r| r.id);
-
         let needs_streak = rules
             .iter()
             .any(|r| r.conditions.min_clean_approvals.is_some());
         let streak = match (&request.template_key, needs_streak) {
-            (Some(key), true) => Some(self.store.clean_approval_streak(ws, key).await?),
+            (Some(key), true) => match reads.streaks.get(&(ws, key.clone())) {
+                Some(streak) => Some(*streak),
+                None => {
+                    let streak = self.store.clean_approval_streak(ws, key).await?;
+                    reads.streaks.insert((ws, key.clone()), streak);
+                    Some(streak)
+                }
+            },
             _ => None,
         };
         let facts = RuleFacts::of_request(request, streak);
-        let mut day = None;
         let mut refusals = Vec::with_capacity(rules.len());
-        for rule in &rules {
+        for rule in rules.iter() {
             if let Err(why) = rule_matches(rule, &facts) {
                 refusals.push(format!("rule \"{}\": {why}", rule.name));
                 continue;
@@ -222,10 +258,15 @@ impl ApprovalPolicy for GraduatedRules {
                 tracing::debug!(workspace = %ws, message = %message.id, rule = %rule.id, "auto-approved by rule");
                 return Ok(ApprovalDecision::AutoApprove { rule: rule.id });
             };
-            let today = match day {
-                Some(d) => d,
-                None => *day.insert(self.local_day(ws, request.now).await?),
+            let tz = match reads.zones.get(&ws) {
+                Some(tz) => *tz,
+                None => {
+                    let tz = self.zone(ws).await?;
+                    reads.zones.insert(ws, tz);
+                    tz
+                }
             };
+            let today = request.now.with_timezone(&tz).date_naive();
             match self
                 .store
                 .try_consume_quota(ws, &rule_cap_key(rule.id, today), cap, 1)
@@ -244,5 +285,41 @@ impl ApprovalPolicy for GraduatedRules {
         Ok(ApprovalDecision::RequireHuman {
             reason: format!("no auto-approval rule applies: {}", refusals.join("; ")),
         })
+    }
+}
+
+#[async_trait]
+impl ApprovalPolicy for GraduatedRules {
+    async fn decide(&self, request: &ApprovalRequest) -> Result<ApprovalDecision, PolicyError> {
+        self.decide_read(request, &mut Reads::default()).await
+    }
+
+    /// Reads each workspace's rules once for the whole call (all at once), each
+    /// template's streak and each workspace's time zone once; daily caps are still
+    /// consumed one approval at a time, in order.
+    async fn decide_many(
+        &self,
+        requests: &[ApprovalRequest],
+    ) -> Vec<Result<ApprovalDecision, PolicyError>> {
+        let mut keys: Vec<(WorkspaceId, Channel)> = requests
+            .iter()
+            .filter(|r| !r.step_requires_approval)
+            .map(|r| (r.message.workspace_id, r.message.channel))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let read = futures::future::join_all(keys.iter().map(|&(ws, c)| self.rules(ws, c))).await;
+        let mut reads = Reads::default();
+        // A failed read is not cached: its requests read again and answer the error.
+        for (key, rules) in keys.into_iter().zip(read) {
+            if let Ok(rules) = rules {
+                reads.rules.insert(key, rules);
+            }
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            out.push(self.decide_read(request, &mut reads).await);
+        }
+        out
     }
 }

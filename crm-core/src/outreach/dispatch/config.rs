@@ -43,7 +43,8 @@ pub struct DispatcherConfig {
 }
 
 impl Default for DispatcherConfig {
-    /// A worker named `dispatcher-<random>`, batches of 100 processed 32 at a time,
+    /// A worker named `dispatcher-<random>`, batches of 100 processed 100 at a time
+    /// (so a batch is sent in one wave),
     /// 5-minute leases, 5 attempts, backoff from 30 s doubling up to 1 h, approval items
     /// that expire after 3 days, a 1-hour pause for channels with an open send-health
     /// anomaly, messages of a workspace whose settings cannot be read held back for
@@ -55,7 +56,7 @@ impl Default for DispatcherConfig {
         Self {
             worker: format!("dispatcher-{tail}"),
             batch_size: 100,
-            concurrency: 32,
+            concurrency: 100,
             lease_ttl: Duration::minutes(5),
             max_attempts: 5,
             backoff_base: Duration::seconds(30),
@@ -89,7 +90,13 @@ impl DispatcherConfig {
         self
     }
 
-    /// Messages of one batch processed at once, at least 1.
+    /// Messages of one batch processed at once, at least 1: also the size of a send
+    /// wave, the messages the send gate marks sending together right before their
+    /// adapter calls run at once, and whose accepted sends are recorded together.
+    /// A smaller wave costs more store calls per batch; a larger one leaves more
+    /// messages marked sending at a time (an unsubscribe landing during a wave
+    /// reports them in flight instead of stopping them, and a crash mid-wave re-sends
+    /// at most the wave, under the same idempotency keys).
     #[must_use]
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);

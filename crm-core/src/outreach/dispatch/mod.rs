@@ -90,6 +90,7 @@
 //! kind raised before any request reaches the provider. A send that may have reached
 //! the provider keeps its unit, whatever the provider answered.
 
+mod approve;
 mod backoff;
 mod config;
 mod decision;
@@ -308,47 +309,63 @@ impl Dispatcher {
         let batch = self.prepare(&messages).await;
         let batch = &batch;
         let concurrency = self.config.concurrency();
-        let mut ready = Vec::new();
-        // Futures are built up front: a stream holding the closures would not be `Send`
-        // (the closures' lifetimes are not general enough for the compiler).
-        let gates: Vec<_> = messages
+        // Stages 1 and 2 and the approval items, message by message (reads come from
+        // the batch's prefetch). Futures are built up front: a stream holding the
+        // closures would not be `Send` (their lifetimes are not general enough).
+        let screens: Vec<_> = messages
             .iter()
-            .enumerate()
-            .map(|(i, message)| async move {
-                let gated = if batch.settings_failed.contains(&message.workspace_id) {
+            .map(|message| async move {
+                if batch.settings_failed.contains(&message.workspace_id) {
                     Gated::Done(self.hold_for_settings(message, now).await)
                 } else {
-                    self.gate(batch, message).await
-                };
-                (i, gated)
+                    self.screen(batch, message).await
+                }
             })
             .collect();
-        let mut gated = futures::stream::iter(gates).buffer_unordered(concurrency);
-        while let Some((i, gated)) = gated.next().await {
+        let mut screened = Vec::with_capacity(messages.len());
+        let mut stream = futures::stream::iter(screens).buffer_unordered(concurrency);
+        while let Some(gated) = stream.next().await {
             match gated {
                 Gated::Done(outcome) => report.record(outcome),
-                Gated::Ready(cleared) => ready.push((i, *cleared)),
+                Gated::Next(s) => screened.push(*s),
             }
         }
-        drop(gated);
+        drop(stream);
+        // Stage 3 for the whole batch: one policy call, one store call for the items.
+        let (approved, outcomes) = self.approve(screened).await;
+        for outcome in outcomes {
+            report.record(outcome);
+        }
+        // Stages 4 and 5 and who sends, message by message.
+        let clears: Vec<_> = approved
+            .into_iter()
+            .map(|(s, body)| async move {
+                let message = s.attempt.message;
+                Gated::of(message, s.clear(body).await)
+            })
+            .collect();
+        let mut ready = Vec::new();
+        let mut stream = futures::stream::iter(clears).buffer_unordered(concurrency);
+        while let Some(gated) = stream.next().await {
+            match gated {
+                Gated::Done(outcome) => report.record(outcome),
+                Gated::Next(r) => ready.push(*r),
+            }
+        }
+        drop(stream);
         // The cap's fairness order: earliest `not_before` first, ties by id.
-        ready.sort_by_key(|(_, r)| (r.attempt.message.not_before, r.attempt.message.id));
-        let mut rest: Vec<_> = ready.into_iter().map(|(_, r)| r).collect();
+        ready.sort_by_key(|r| (r.attempt.message.not_before, r.attempt.message.id));
+        let mut rest = ready;
         while !rest.is_empty() {
-            // Waves of `concurrency`: each is marked sending right before its sends, so
-            // an unsubscribe during a wave still stops the later ones.
+            // Waves of `concurrency`: each is marked sending right before its sends
+            // (one gate call), and its accepted sends are recorded together (one call).
             let tail = rest.split_off(concurrency.min(rest.len()));
             let wave = std::mem::replace(&mut rest, tail);
             let allotted = self.allot(wave, now).await;
             for outcome in allotted.outcomes {
                 report.record(outcome);
             }
-            let sends: Vec<_> = allotted
-                .go
-                .into_iter()
-                .map(|cleared| self.deliver(cleared))
-                .collect();
-            for outcome in futures::future::join_all(sends).await {
+            for outcome in self.send_wave(allotted.go).await {
                 report.record(outcome);
             }
         }

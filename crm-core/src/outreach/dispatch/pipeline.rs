@@ -16,10 +16,10 @@ use crate::model::{
     ApprovalItem, ApprovalStatus, ConsentStatus, Enrollment, OutboxMessage, OutboxStatus,
     SendWindow, Sequence,
 };
-use crate::outreach::approvals::{approval_request, context_of};
+use crate::outreach::approvals::context_of;
 use crate::outreach::enrollment::{EnrollmentEvent, transition};
 use crate::outreach::schedule::next_allowed;
-use crate::store::{ApprovalStoreExt, ComplianceStoreExt, Reschedule};
+use crate::store::{ApprovalStoreExt, ComplianceStoreExt, Inserted, Reschedule};
 
 /// Why a message cannot be sent: every send records an activity about its contact.
 const NO_CONTACT: &str = "outbox message has no contact: every send records a timeline activity \
@@ -67,12 +67,42 @@ impl From<PolicyError> for Stop {
 /// found; `Err` says why it stops here. Gates chain with `?`.
 pub(super) type Gate<T> = Result<T, Stop>;
 
-/// Where the gates left a message.
-pub(super) enum Gated<'a> {
+/// What the policy's answer led to for one message.
+pub(super) enum Decided {
+    /// Approved with this text (`None`: the message's own body).
+    Approved(Option<String>),
+    /// Auto-approved: this approved item is stored (in one call for the batch), then
+    /// the message goes on.
+    Store(Box<ApprovalItem>),
+}
+
+/// Where a gate phase left a message: dealt with, or on to the next phase with `T`.
+pub(super) enum Gated<T> {
     /// Dealt with (cancelled, held, postponed, failed, or interrupted).
     Done(Outcome),
-    /// Cleared for the quota and the send.
-    Ready(Box<Ready<'a>>),
+    /// On to the next phase.
+    Next(Box<T>),
+}
+
+impl<T> Gated<T> {
+    /// The gated form of a phase's answer, logging an interruption.
+    pub(super) fn of(message: &OutboxMessage, gate: Gate<T>) -> Self {
+        match gate {
+            Ok(next) => Self::Next(Box::new(next)),
+            Err(Stop::Settled(outcome)) => Self::Done(settle(message, Ok(outcome))),
+            Err(Stop::Interrupted(e)) => Self::Done(settle(message, Err(e))),
+        }
+    }
+}
+
+/// A message past stages 1 and 2 and the lookup of its approval item.
+pub(super) struct Screened<'a> {
+    pub(super) attempt: SendAttempt<'a>,
+    contact_id: ContactId,
+    enrollment: Option<Enrollment>,
+    /// The approved text (`Some(None)`: the message's own body) once an item
+    /// decided it; `None` while the policy must be asked (stage 3, batched).
+    pub(super) approved: Option<Option<String>>,
 }
 
 /// A message cleared by every gate.
@@ -155,12 +185,13 @@ pub(super) fn settle(message: &OutboxMessage, step: Step<Outcome>) -> Outcome {
 }
 
 impl Dispatcher {
-    /// Takes one claimed message through the gates; never fails, never panics.
-    pub(super) async fn gate<'a>(
+    /// Takes one claimed message through stages 1 and 2 and looks up its approval
+    /// item; never fails, never panics.
+    pub(super) async fn screen<'a>(
         &'a self,
         batch: &'a Batch,
         message: &'a OutboxMessage,
-    ) -> Gated<'a> {
+    ) -> Gated<Screened<'a>> {
         let Some(token) = message.lease.as_ref().map(|l| l.token) else {
             tracing::warn!(outbox_id = %message.id, "claimed message carries no lease");
             return Gated::Done(Outcome::LeftToExpire);
@@ -176,44 +207,58 @@ impl Dispatcher {
             token,
             now: self.clock.now(),
         };
-        match attempt.gates().await {
-            Ok(ready) => Gated::Ready(Box::new(ready)),
-            Err(Stop::Settled(outcome)) => Gated::Done(settle(message, Ok(outcome))),
-            Err(Stop::Interrupted(e)) => Gated::Done(settle(message, Err(e))),
-        }
+        Gated::of(message, attempt.screen().await)
     }
 }
 
 impl<'a> SendAttempt<'a> {
-    /// Stages 1 to 5, top-down: each gate either lets the message on (`Ok`) or
-    /// [`Stop`]s it there.
-    async fn gates(self) -> Gate<Ready<'a>> {
+    /// Stages 1 and 2, then the approval item if there is one; each gate either lets
+    /// the message on (`Ok`) or [`Stop`]s it there.
+    async fn screen(self) -> Gate<Screened<'a>> {
         let contact_id = self.contact().await?;
         self.within_attempt_budget().await?;
         let enrollment = self.enrollment().await?;
         // Before the approval: nobody is asked to approve a send to an address that
         // opted out.
         self.compliance(contact_id).await?;
-        let body = self.approval().await?;
-        self.allowlist().await?;
-        self.channel_open().await?;
-        let plan = match enrollment {
-            Some(enrollment) => Some(self.plan(enrollment).await?),
+        let approved = match self.existing_item().await? {
+            Some(item) => Some(self.follow(&item).await?),
+            None => None,
+        };
+        Ok(Screened {
+            attempt: self,
+            contact_id,
+            enrollment,
+            approved,
+        })
+    }
+}
+
+impl<'a> Screened<'a> {
+    /// Stages 4 and 5 and who sends, for a message its approval let go with `body`.
+    pub(super) async fn clear(self, body: Option<String>) -> Gate<Ready<'a>> {
+        let attempt = self.attempt;
+        attempt.allowlist().await?;
+        attempt.channel_open().await?;
+        let plan = match self.enrollment {
+            Some(enrollment) => Some(attempt.plan(enrollment).await?),
             None => None,
         };
         if let Some(plan) = &plan {
-            self.within_window(plan).await?;
+            attempt.within_window(plan).await?;
         }
-        let sender = self.sender().await?;
+        let sender = attempt.sender().await?;
         Ok(Ready {
-            attempt: self,
-            contact_id,
+            attempt,
+            contact_id: self.contact_id,
             body,
             plan,
             sender,
         })
     }
+}
 
+impl<'a> SendAttempt<'a> {
     /// Stage 1: the contact every send records its activity about; a message without
     /// one fails.
     async fn contact(&self) -> Gate<ContactId> {
@@ -256,30 +301,35 @@ impl<'a> SendAttempt<'a> {
         }
     }
 
-    /// Stage 3: the approval item, or the policy when there is none. Clears the message
-    /// with the approved text when it differs from the message's body.
-    async fn approval(&self) -> Gate<Option<String>> {
+    /// Stage 3, first half: the message's approval item, if it has one.
+    async fn existing_item(&self) -> Gate<Option<ApprovalItem>> {
         let m = self.message;
-        let store = &self.d.store;
-        let found = match self.batch.prefetched.get(&m.id) {
+        Ok(match self.batch.prefetched.get(&m.id) {
             Some(read) => read.approval.clone(),
-            None => store.find_approval_for_outbox(m.workspace_id, m.id).await?,
-        };
-        if let Some(item) = found {
-            return self.follow(&item).await;
-        }
-        let request = approval_request(m, self.now);
-        let reason = match self.d.policy.decide(&request).await? {
+            None => {
+                self.d
+                    .store
+                    .find_approval_for_outbox(m.workspace_id, m.id)
+                    .await?
+            }
+        })
+    }
+
+    /// Stage 3 for the policy's answer (see [`super::approve`]): an auto-approval
+    /// gives the approved item to store; a rejection cancels; "a human decides" parks
+    /// the message with a pending item (or follows the item that appeared meanwhile).
+    pub(super) async fn on_decision(
+        &self,
+        request: &ApprovalRequest,
+        decision: Result<ApprovalDecision, PolicyError>,
+    ) -> Gate<Decided> {
+        let reason = match decision? {
             ApprovalDecision::AutoApprove { rule } => {
-                let mut item = self.new_item(&request).await?;
+                let mut item = self.new_item(request).await?;
                 item.status = ApprovalStatus::Approved;
                 item.decided_by_rule = Some(rule);
                 item.decided_at = Some(self.now);
-                let inserted = store.insert_approval(&item).await?;
-                if inserted.created {
-                    return Ok(None);
-                }
-                return self.follow(&inserted.value).await;
+                return Ok(Decided::Store(Box::new(item)));
             }
             ApprovalDecision::Reject { reason } => {
                 let reason = format!("rejected by the approval policy: {reason}");
@@ -287,9 +337,20 @@ impl<'a> SendAttempt<'a> {
             }
             ApprovalDecision::RequireHuman { reason } => reason,
         };
-        let mut item = self.new_item(&request).await?;
+        let mut item = self.new_item(request).await?;
         item.reason = Some(reason);
-        self.park(&item).await
+        Ok(Decided::Approved(self.park(&item).await?))
+    }
+
+    /// Stage 3 after the auto-approved item was stored (or an existing one found).
+    pub(super) async fn on_stored(
+        &self,
+        inserted: &Inserted<ApprovalItem>,
+    ) -> Gate<Option<String>> {
+        if inserted.created {
+            return Ok(None);
+        }
+        self.follow(&inserted.value).await
     }
 
     /// Acts on an existing approval item.

@@ -24,7 +24,9 @@ use crate::model::{
     normalize_address,
 };
 use crate::outreach::schedule::{local_day, next_allowed, start_of_next_day};
-use crate::store::{QuotaKey, Reschedule, SendStart, SendStartOutcome, SentRecord, TouchLimit};
+use crate::store::{
+    QuotaKey, Reschedule, SendStart, SendStartOutcome, SentMark, SentRecord, TouchLimit,
+};
 
 /// Who sends a cleared message.
 pub(super) enum Sender {
@@ -170,18 +172,80 @@ impl Dispatcher {
         allotted
     }
 
-    /// Stage 7 for one message within its quota, in its own span.
-    pub(super) async fn deliver(&self, ready: Ready<'_>) -> Outcome {
+    /// Stage 7 for one wave the gate let go: every send at once, then the accepted
+    /// ones recorded with one
+    /// [`mark_outbox_sent_many`](crate::store::OutboxStore::mark_outbox_sent_many).
+    pub(super) async fn send_wave(&self, go: Vec<Ready<'_>>) -> Vec<Outcome> {
+        let delivered = futures::future::join_all(go.into_iter().map(|r| self.deliver(r))).await;
+        let mut outcomes = Vec::with_capacity(delivered.len());
+        let mut marks = Vec::with_capacity(delivered.len());
+        for d in delivered {
+            match d {
+                Delivered::Done(outcome) => outcomes.push(outcome),
+                Delivered::Accepted(mark) => marks.push(*mark),
+            }
+        }
+        if marks.is_empty() {
+            return outcomes;
+        }
+        let recorded = match self.store.mark_outbox_sent_many(&marks).await {
+            Ok(recorded) if recorded.len() == marks.len() => recorded,
+            Ok(_) | Err(_) => {
+                // One record the store refuses must not hold back the others: each
+                // is recorded on its own.
+                tracing::warn!(
+                    messages = marks.len(),
+                    "recording a wave of sends failed; recording them one by one"
+                );
+                futures::future::join_all(marks.iter().map(|m| {
+                    self.store
+                        .mark_outbox_sent(m.workspace_id, m.id, m.lease_token, &m.sent)
+                }))
+                .await
+            }
+        };
+        for (mark, result) in marks.iter().zip(recorded) {
+            outcomes.push(match result {
+                Ok(_) => Outcome::Sent,
+                Err(e) => {
+                    tracing::error!(
+                        outbox_id = %mark.id,
+                        error = %e,
+                        "provider accepted the message but recording it failed; a later claim \
+                         re-sends it under the same idempotency key"
+                    );
+                    Outcome::LeftToExpire
+                }
+            });
+        }
+        outcomes
+    }
+
+    /// The send of one message within its quota, in its own span.
+    async fn deliver(&self, ready: Ready<'_>) -> Delivered {
         let message = ready.attempt.message;
         let span = send_span(message);
-        async move { settle(message, ready.send().await) }
-            .instrument(span)
-            .await
+        async move {
+            match ready.send().await {
+                Ok(delivered) => delivered,
+                Err(e) => Delivered::Done(settle(message, Err(e))),
+            }
+        }
+        .instrument(span)
+        .await
     }
 }
 
+/// What one send came to.
+enum Delivered {
+    /// Dealt with: retried, failed, or interrupted.
+    Done(Outcome),
+    /// The provider accepted it: to be recorded with the wave.
+    Accepted(Box<SentMark>),
+}
+
 impl Ready<'_> {
-    async fn send(self) -> Step<Outcome> {
+    async fn send(self) -> Step<Delivered> {
         let attempt = &self.attempt;
         let mut outbound = OutboundMessage::from_outbox(attempt.message);
         if let Some(body) = self.body.clone() {
@@ -198,24 +262,29 @@ impl Ready<'_> {
                     Err(_) => {
                         tracing::error!(outbox_id = %attempt.message.id, "channel adapter panicked");
                         let reason = "channel adapter panicked during the send";
-                        return attempt.finish(OutboxStatus::Failed, reason).await;
+                        let outcome = attempt.finish(OutboxStatus::Failed, reason).await?;
+                        return Ok(Delivered::Done(outcome));
                     }
                 }
             }
         };
         match result {
-            Ok(receipt) => self.sent(self.contact_id, receipt, provider).await,
-            Err(e) => attempt.on_error(&e).await,
+            Ok(receipt) => Ok(Delivered::Accepted(Box::new(self.sent(
+                self.contact_id,
+                receipt,
+                provider,
+            )?))),
+            Err(e) => Ok(Delivered::Done(attempt.on_error(&e).await?)),
         }
     }
 
-    /// Records an accepted send: status, activity and enrollment in one store call.
-    async fn sent(
+    /// What recording an accepted send writes: status, activity and enrollment.
+    fn sent(
         &self,
         contact_id: ContactId,
         receipt: SendReceipt,
         provider: &'static str,
-    ) -> Step<Outcome> {
+    ) -> Step<SentMark> {
         let attempt = &self.attempt;
         let m = attempt.message;
         let sent_at = attempt.d.clock.now();
@@ -236,27 +305,17 @@ impl Ready<'_> {
         .with_channel(m.channel)
         .with_outbox_message(m.id)
         .with_details(details);
-        let record = SentRecord {
-            provider_message_id: receipt.provider_message_id,
-            sent_at,
-            activity,
-            enrollment: self.plan.as_ref().and_then(|p| p.advance(sent_at)),
-        };
-        let marked = attempt
-            .d
-            .store
-            .mark_outbox_sent(m.workspace_id, m.id, attempt.token, &record)
-            .await;
-        if let Err(e) = marked {
-            tracing::error!(
-                outbox_id = %m.id,
-                error = %e,
-                "provider accepted the message but recording it failed; a later claim \
-                 re-sends it under the same idempotency key"
-            );
-            return Err(e.into());
-        }
-        Ok(Outcome::Sent)
+        Ok(SentMark {
+            workspace_id: m.workspace_id,
+            id: m.id,
+            lease_token: attempt.token,
+            sent: SentRecord {
+                provider_message_id: receipt.provider_message_id,
+                sent_at,
+                activity,
+                enrollment: self.plan.as_ref().and_then(|p| p.advance(sent_at)),
+            },
+        })
     }
 }
 

@@ -42,6 +42,7 @@ mod jobs_batch;
 mod lifecycle;
 mod limits;
 mod outbox;
+mod outbox_batch;
 mod outbox_hold;
 mod outbox_leases;
 mod outbox_send;
@@ -84,6 +85,7 @@ pub use jobs_batch::*;
 pub use lifecycle::*;
 pub use limits::*;
 pub use outbox::*;
+pub use outbox_batch::*;
 pub use outbox_hold::*;
 pub use outbox_leases::*;
 pub use outbox_send::*;
@@ -299,6 +301,8 @@ macro_rules! __store_cases {
             // outreach: the send path
             sent_record_advances_fresh_enrollment
             sent_record_skips_stale_enrollment
+            mark_outbox_sent_many_fences_each_mark
+            insert_approvals_batch
             outbox_find_by_provider_id
             outbox_hold_for_approval
             outbox_hold_for_approval_with_existing_item

@@ -122,6 +122,13 @@ impl OutboxStore for FailingOnce {
             .await
     }
 
+    async fn mark_outbox_sent_many(
+        &self,
+        marks: &[SentMark],
+    ) -> Result<Vec<Result<OutboxMessage, StoreError>>, StoreError> {
+        self.inner.mark_outbox_sent_many(marks).await
+    }
+
     async fn reschedule_outbox(
         &self,
         workspace_id: WorkspaceId,
