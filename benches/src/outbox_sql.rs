@@ -107,7 +107,7 @@ const SENDING: &str = "WITH
         quota AS (
             INSERT INTO quota_counters AS q (workspace_id, counter, period, used)
             SELECT workspace_id, 'send:email', $11, count(*) FROM sending
-            GROUP BY workspace_id
+            GROUP BY workspace_id ORDER BY workspace_id
             ON CONFLICT (workspace_id, counter, period)
             DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $12
             RETURNING workspace_id),
