@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use common::{Harness, eventually, free_port};
 use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -188,7 +189,7 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         let caps = caps.clone();
         let url = driver.url.clone();
         async move {
-            let mut builder = ClientBuilder::rustls().ok()?;
+            let mut builder = ClientBuilder::new(HttpConnector::new());
             builder.capabilities(caps).connect(&url).await.ok()
         }
     })
