@@ -278,15 +278,28 @@ async fn send_email(
             key: key.clone(),
         }
     };
-    if !shared.latency.is_zero() {
-        tokio::time::sleep(shared.latency).await;
+    // An accepted email is processed to the end even when the client goes away (a
+    // killed sender), as by a real provider: the handler's future is dropped on
+    // disconnect, so the work runs in its own task.
+    let email_id = record.email_id.clone();
+    let finish = tokio::spawn(async move {
+        if !shared.latency.is_zero() {
+            tokio::time::sleep(shared.latency).await;
+        }
+        if let Some(key) = &key {
+            shared
+                .log()
+                .answered
+                .insert(key.clone(), (fingerprint, email_id));
+        }
+        drop(guard);
+    });
+    if finish.await.is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application_error",
+            "the fake provider's send task failed",
+        );
     }
-    if let Some(key) = &key {
-        shared
-            .log()
-            .answered
-            .insert(key.clone(), (fingerprint, record.email_id.clone()));
-    }
-    drop(guard);
     (StatusCode::OK, Json(json!({ "id": record.email_id })))
 }
