@@ -169,10 +169,17 @@ async fn the_inbox_page_decides_items_in_a_real_browser() {
         (items.len() == 2).then_some(items)
     })
     .await;
-    let ids: Vec<String> = pending
-        .iter()
-        .map(|i| i["id"].as_str().expect("an id").to_owned())
-        .collect();
+    // Ada's item first, Grace's second: the inbox lists by item id, and the engine
+    // drafts a page of enrollments at once, in no promised order between contacts.
+    let item_for = |first: &str| {
+        pending
+            .iter()
+            .find(|i| i["body"].as_str().is_some_and(|b| b.contains(first)))
+            .and_then(|i| i["id"].as_str())
+            .unwrap_or_else(|| panic!("an item for {first}: {pending:?}"))
+            .to_owned()
+    };
+    let ids = [item_for("Ada"), item_for("Grace")];
 
     // The browser: log in, see both items.
     let driver = Driver::start();
