@@ -1,5 +1,5 @@
 //! Approve to provider call: how long a message approved by a person through the
-//! [`ApprovalInbox`](crm_core::outreach::approvals::ApprovalInbox) takes to reach its
+//! [`ApprovalInbox`] takes to reach its
 //! channel adapter, through a started [`Engine`] with its default configuration (its
 //! dispatcher woken by the store's wake-ups, polling every second as the safety net).
 //!
