@@ -3,7 +3,7 @@
 
 use crm_core::DynStore;
 use crm_core::StoreErrorKind;
-use crm_core::ids::WorkspaceId;
+use crm_core::ids::{ActivityId, WorkspaceId};
 use crm_core::model::{ApprovalStatus, EnrollmentState, OutboxStatus};
 use crm_core::store::{ActivityFilter, SentMark};
 
@@ -67,6 +67,23 @@ pub async fn mark_outbox_sent_many_fences_each_mark(store: &DynStore) {
     );
     assert_eq!(
         ok(store.get_outbox(ws, stepped.id).await, "get").status,
+        OutboxStatus::InFlight,
+        "a refused call stores nothing"
+    );
+    // A message named twice refuses the whole call too.
+    let mut repeated = marks.clone();
+    if let Some(first) = marks.first() {
+        let mut again = first.clone();
+        again.sent.activity.id = ActivityId::new();
+        repeated.push(again);
+    }
+    let refused = store.mark_outbox_sent_many(&repeated).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == StoreErrorKind::Invalid),
+        "a message named twice refuses the call: {refused:?}"
+    );
+    assert_eq!(
+        ok(store.get_outbox(ws, plain.id).await, "get").status,
         OutboxStatus::InFlight,
         "a refused call stores nothing"
     );
