@@ -87,6 +87,21 @@ pub async fn mark_outbox_sent_many_fences_each_mark(store: &DynStore) {
         OutboxStatus::InFlight,
         "a refused call stores nothing"
     );
+    // One activity given for two messages is a conflict, and nothing is stored.
+    let mut shared_activity = marks.clone();
+    if let (Some(first), Some(second)) = (marks.first(), shared_activity.get_mut(1)) {
+        second.sent.activity.id = first.sent.activity.id;
+    }
+    let refused = store.mark_outbox_sent_many(&shared_activity).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == StoreErrorKind::Conflict),
+        "an activity given twice refuses the call: {refused:?}"
+    );
+    assert_eq!(
+        ok(store.get_outbox(ws, stepped.id).await, "get").status,
+        OutboxStatus::InFlight,
+        "a refused call stores nothing"
+    );
     let answers = ok(
         store.mark_outbox_sent_many(&marks).await,
         "mark_outbox_sent_many",
